@@ -1,0 +1,30 @@
+"""Where things live on disk: the one source of truth for default directories.
+
+Every directory can be overridden with an environment variable so that tests,
+notebooks and CI can point the package somewhere else without editing code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _env_path(var: str, default: Path) -> Path:
+    value = os.environ.get(var)
+    return Path(value).expanduser() if value else default
+
+
+def project_root() -> Path:
+    """The working directory the user runs from (the repo root in normal use)."""
+    return Path.cwd()
+
+
+def data_dir() -> Path:
+    """Cache of built corpora and tokenizers (``$SOLU_DATA_DIR``, default ``./data``)."""
+    return _env_path("SOLU_DATA_DIR", project_root() / "data")
+
+
+def runs_dir() -> Path:
+    """Trained runs, keyed by config hash (``$SOLU_RUNS_DIR``, default ``./runs``)."""
+    return _env_path("SOLU_RUNS_DIR", project_root() / "runs")
