@@ -40,9 +40,11 @@ def solu(x: Tensor, blocks: int = 1) -> Tensor:
     if x.shape[-1] % blocks:
         raise ValueError(f"hidden size {x.shape[-1]} is not divisible by blocks={blocks}")
     xb = x if blocks == 1 else _blocked(x, blocks)
-    # Softmax in float32 even under bf16 autocast: exp() of large pre-activations is where
-    # low precision hurts, and the cost is negligible next to the matmuls.
-    out = xb.float() * torch.softmax(xb.float(), dim=-1)
+    # Softmax in at least float32 even under bf16 autocast: exp() of large pre-activations is
+    # where low precision hurts, and the cost is negligible next to the matmuls. (promote_types
+    # keeps float64 inputs in float64 instead of silently rounding them to float32.)
+    compute = torch.promote_types(x.dtype, torch.float32)
+    out = xb.to(compute) * torch.softmax(xb.to(compute), dim=-1)
     out = out.to(x.dtype)
     return out if blocks == 1 else out.flatten(-2)
 

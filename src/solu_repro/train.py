@@ -1,0 +1,523 @@
+"""Training: AdamW with warmup + cosine decay, gradient accumulation, bf16 autocast, optional
+torch.compile, DistributedDataParallel under torchrun, atomic checkpoints and exact resume.
+
+Defaults follow the recipe of the public SoLU/GELU toy models (Neel Nanda's training code):
+AdamW betas (0.9, 0.99); hidden and unembedding matrices get weight decay 0.05 and
+lr 2e-3 / (d_model / 256); embeddings, biases and LayerNorm parameters get lr 1e-3 and no
+decay; gradient clipping at 1.0; linear warmup then cosine decay to 0.1x.
+
+A run directory holds ``config.json``, ``metrics.jsonl`` (one JSON object per log/eval
+line), ``checkpoints/step_*`` (the newest few) and, once finished, ``model.safetensors`` and
+``result.json`` (the final validation losses). A finished run is never retrained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from . import atomic
+from .checkpoint import (CheckpointError, checkpoint_name, list_checkpoints, load_checkpoint,
+                         prune_checkpoints, save_checkpoint, save_weights)
+from .data import DataSpec, RowSampler, TokenizedCorpus, build_dataset, num_rows
+from .data.batches import get_rows, get_rows_with_sources
+from .model import ConfigError, ModelConfig, Transformer, next_token_loss
+
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+# Fields that change how a run executes but not what it computes: left out of the run hash.
+OPERATIONAL_FIELDS = ("name", "device", "compile", "checkpoint_every", "keep_checkpoints",
+                      "log_every")
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (one source of truth, JSON-serializable).
+
+    Attributes:
+        model: the model to train.
+        data: the corpus it trains on.
+        name: a label for humans (zoo name); not part of the run hash.
+        batch_size: rows per optimizer step, summed over all processes.
+        grad_accum: micro-batches per step on each process.
+        max_steps: optimizer steps.
+        warmup_steps: linear warmup steps before cosine decay.
+        lr_hidden: lr of hidden and unembedding matrices (None: 2e-3 / (d_model / 256)).
+        lr_embed: lr of embeddings, biases and LayerNorm parameters.
+        weight_decay: AdamW decay of hidden and unembedding matrices.
+        betas: AdamW betas.
+        min_lr_frac: the cosine decays to this fraction of the peak lr.
+        grad_clip: max global gradient norm (None: no clipping).
+        data_seed: seed of the data order (matched pairs share it).
+        precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32" or "bf16".
+        device: "auto", "cpu" or "cuda".
+        compile: wrap the model in torch.compile.
+        eval_every: steps between validation evaluations (0: only at the end).
+        eval_rows: validation rows used by the periodic evaluations.
+        final_eval_rows: validation rows of the final evaluation (None: all of them).
+        checkpoint_every: steps between checkpoints.
+        keep_checkpoints: how many of the newest checkpoints to keep.
+        log_every: steps between metrics lines.
+    """
+
+    model: ModelConfig
+    data: DataSpec = field(default_factory=DataSpec)
+    name: str = ""
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_steps: int = 1000
+    warmup_steps: int = 50
+    lr_hidden: float | None = None
+    lr_embed: float = 1e-3
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.99)
+    min_lr_frac: float = 0.1
+    grad_clip: float | None = 1.0
+    data_seed: int = 0
+    precision: str = "auto"
+    device: str = "auto"
+    compile: bool = False
+    eval_every: int = 100
+    eval_rows: int = 64
+    final_eval_rows: int | None = None
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, ModelConfig):
+            raise ConfigError("TrainConfig.model must be a ModelConfig")
+        if not isinstance(self.data, DataSpec):
+            raise ConfigError("TrainConfig.data must be a DataSpec")
+        object.__setattr__(self, "betas", tuple(self.betas))
+        for name in ("batch_size", "grad_accum", "max_steps", "checkpoint_every",
+                     "keep_checkpoints", "log_every", "eval_rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "eval_every", "data_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"TrainConfig.{name} must be a non-negative integer, "
+                                  f"got {value!r}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"TrainConfig.batch_size={self.batch_size} is not divisible by "
+                              f"grad_accum={self.grad_accum}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"TrainConfig.precision={self.precision!r}: use one of {PRECISIONS}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"TrainConfig.device={self.device!r}: use one of {DEVICES}")
+        for name in ("lr_hidden", "lr_embed", "grad_clip"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0
+                                          and math.isfinite(value)):
+                raise ConfigError(f"TrainConfig.{name} must be a positive number, got {value!r}")
+        if not 0 <= self.weight_decay < 1:
+            raise ConfigError(f"TrainConfig.weight_decay must be in [0, 1), got {self.weight_decay}")
+        if not 0 <= self.min_lr_frac <= 1:
+            raise ConfigError(f"TrainConfig.min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.final_eval_rows is not None and self.final_eval_rows < 1:
+            raise ConfigError("TrainConfig.final_eval_rows must be positive or None")
+
+    # --- serialization -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["model"], d["data"], d["betas"] = self.model.to_dict(), self.data.to_dict(), list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict such as a parsed config file; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig field(s) {unknown}: valid fields are "
+                              f"{sorted(known)}")
+        if "model" not in d:
+            raise ConfigError("a training config needs a 'model' section (ModelConfig fields)")
+        d = dict(d)
+        d["model"] = ModelConfig.from_dict(d["model"])
+        if "data" in d:
+            d["data"] = DataSpec.from_dict(d["data"])
+        return cls(**d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def run_hash(self) -> str:
+        """Hash of everything that determines the trained weights (not operational fields)."""
+        d = self.to_dict()
+        for key in OPERATIONAL_FIELDS:
+            d.pop(key)
+        blob = json.dumps(d, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+    # --- derived values ------------------------------------------------------------------
+    @property
+    def peak_lr_hidden(self) -> float:
+        return self.lr_hidden if self.lr_hidden is not None else 2e-3 / (self.model.d_model / 256)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch_size * self.model.n_ctx
+
+
+def lr_multiplier(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_frac``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(progress, 1.0)
+    return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+HIDDEN_MATRICES = ("W_QKV", "W_O", "W_in", "W_out", "W_U")
+
+
+def param_groups(model: Transformer, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Two AdamW groups: decayed hidden/unembedding matrices, and everything else."""
+    hidden, other = [], []
+    for name, p in model.named_parameters():
+        (hidden if name.rsplit(".", 1)[-1] in HIDDEN_MATRICES else other).append(p)
+    return [
+        {"params": hidden, "lr": cfg.peak_lr_hidden, "base_lr": cfg.peak_lr_hidden,
+         "weight_decay": cfg.weight_decay},
+        {"params": other, "lr": cfg.lr_embed, "base_lr": cfg.lr_embed, "weight_decay": 0.0},
+    ]
+
+
+# --- devices, precision and processes --------------------------------------------------------
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    distributed: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    """Pick the device and, under torchrun (``WORLD_SIZE`` > 1), join the process group."""
+    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' was requested but torch sees no CUDA GPU: use "
+                          "device='cpu' or 'auto'")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1:
+        if not dist.is_initialized():
+            # NCCL for GPUs, gloo for CPU processes (as in the 2-process test).
+            dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+        if cfg.batch_size % (world_size * cfg.grad_accum):
+            raise ConfigError(
+                f"batch_size={cfg.batch_size} must be divisible by world_size*grad_accum="
+                f"{world_size}*{cfg.grad_accum}")
+        return Runtime(device, rank, world_size, True)
+    return Runtime(device)
+
+
+def autocast_context(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast (fp32 master weights) where chosen; "auto" uses it on CUDA only, since
+    bf16 matmuls on CPUs without native support run far slower than fp32."""
+    use_bf16 = cfg.precision == "bf16" or (
+        cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _all_reduce_sum(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    if rt.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+# --- evaluation ------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, corpus: TokenizedCorpus, cfg: TrainConfig, rt: Runtime,
+             max_rows: int | None, batch_rows: int | None = None) -> dict[str, Any]:
+    """Mean next-token loss on the first ``max_rows`` validation rows, overall and per source.
+
+    Rows are split across processes and the sums all-reduced, so every process returns the
+    same numbers.
+    """
+    split = corpus.split("val")
+    n_ctx = cfg.model.n_ctx
+    total_rows = num_rows(split, n_ctx)
+    if total_rows == 0:
+        raise ConfigError(f"the validation split has fewer than n_ctx={n_ctx} tokens: "
+                          "lower n_ctx or raise DataSpec.val_fraction")
+    # Evenly spaced rows, so a capped evaluation still covers every source and document.
+    n_eval = min(total_rows, max_rows or total_rows)
+    rows = np.unique(np.linspace(0, total_rows - 1, n_eval).round().astype(np.int64))
+    rows = rows[rt.rank::rt.world_size]
+    n_sources = len(corpus.source_names)
+    loss_sum = torch.zeros(n_sources, dtype=torch.float64, device=rt.device)
+    count = torch.zeros(n_sources, dtype=torch.float64, device=rt.device)
+    step = batch_rows or max(1, cfg.batch_size // cfg.grad_accum)
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(rows), step):
+        tokens, sources = get_rows_with_sources(split, rows[start:start + step], n_ctx,
+                                                corpus.bos_id)
+        tokens, sources = tokens.to(rt.device), sources.to(rt.device)
+        with autocast_context(cfg, rt.device):
+            logits = model(tokens)
+        losses = next_token_loss(logits, tokens, per_token=True).double()
+        target_sources = sources[:, 1:]  # a loss belongs to the token it predicts
+        loss_sum.scatter_add_(0, target_sources.reshape(-1), losses.reshape(-1))
+        count.scatter_add_(0, target_sources.reshape(-1), torch.ones_like(losses).reshape(-1))
+    model.train(was_training)
+    loss_sum, count = _all_reduce_sum(loss_sum, rt).cpu(), _all_reduce_sum(count, rt).cpu()
+    per_source = {name: float(loss_sum[i] / count[i])
+                  for i, name in enumerate(corpus.source_names) if count[i] > 0}
+    return {"val_loss": float(loss_sum.sum() / count.sum()),
+            "val_loss_per_source": per_source, "val_tokens": int(count.sum())}
+
+
+# --- the run directory -----------------------------------------------------------------------
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _truncate_metrics(path: Path, after_step: int) -> None:
+    """On resume, drop metric lines logged after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= after_step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+    atomic.write_text(path, "".join(k + "\n" for k in kept))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of a run's ``metrics.jsonl``."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_result(run_dir: str | Path) -> dict[str, Any] | None:
+    """A finished run's ``result.json``, or None if the run has not finished."""
+    path = Path(run_dir) / "result.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        existing = TrainConfig.from_file(config_path)
+        if existing.run_hash() != cfg.run_hash():
+            raise ConfigError(f"{run_dir} already holds a different run (hash "
+                              f"{existing.run_hash()}, this config is {cfg.run_hash()}): "
+                              "choose another run directory")
+        if list_checkpoints(run_dir) and not resume:
+            raise ConfigError(f"{run_dir} holds checkpoints of an interrupted run: pass "
+                              "--resume (resume=True) to continue it, or delete the directory")
+    atomic.write_json(config_path, cfg.to_dict())
+
+
+def _latest_good_checkpoint(run_dir: Path, device: torch.device):
+    """Newest readable checkpoint; a corrupt newest one falls back to the one before it."""
+    for ckpt in reversed(list_checkpoints(run_dir)):
+        try:
+            return ckpt, load_checkpoint(ckpt, device)
+        except CheckpointError as exc:
+            print(f"warning: skipping unreadable checkpoint: {exc}", flush=True)
+    return None, None
+
+
+# --- training --------------------------------------------------------------------------------
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: bool = True,
+          data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train (or finish training) one run and return its ``result.json`` contents.
+
+    Args:
+        cfg: the run's configuration.
+        run_dir: its directory; created if missing.
+        resume: continue from the newest checkpoint if there is one.
+        progress: show a tqdm progress bar (main process only).
+        data_dir: corpus cache directory (default ``solu_repro.paths.data_dir()``).
+
+    Returns:
+        The final result: validation loss overall and per source, tokens, timings.
+
+    Raises:
+        TrainingDivergedError: the loss became NaN/inf (the last good checkpoint is kept).
+        ConfigError: the configuration does not fit the data or the machine.
+    """
+    run_dir = Path(run_dir)
+    done = read_result(run_dir)
+    if done is not None:
+        return done
+    rt = setup_runtime(cfg)
+    if rt.is_main:
+        _prepare_run_dir(cfg, run_dir, resume)
+    if rt.distributed:
+        dist.barrier()
+
+    corpus = build_dataset(cfg.data, data_dir, progress=progress and rt.is_main)
+    if corpus.vocab_size > cfg.model.d_vocab:
+        raise ConfigError(f"the tokenizer has {corpus.vocab_size} tokens but the model's d_vocab "
+                          f"is {cfg.model.d_vocab}: set d_vocab >= {corpus.vocab_size}")
+    sampler = RowSampler(corpus.split("train"), cfg.model.n_ctx, cfg.data_seed)
+
+    torch.manual_seed(cfg.model.seed)
+    model = Transformer(cfg.model)
+    step, state = 0, {"train_seconds": 0.0}
+    optimizer_state = None
+    ckpt, loaded = _latest_good_checkpoint(run_dir, rt.device) if resume else (None, None)
+    if loaded is not None:
+        model, trainer_state, state = loaded
+        if model.cfg != cfg.model:
+            raise CheckpointError(f"checkpoint {ckpt} was trained with a different model config")
+        step = state["step"]
+        optimizer_state = trainer_state["optimizer"]
+        torch.set_rng_state(trainer_state["torch_rng"].cpu())
+    model.to(rt.device).train()
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=cfg.betas, eps=1e-8,
+                                  fused=rt.device.type == "cuda")
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    if rt.is_main:
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+
+    wrapped: torch.nn.Module = model
+    if rt.distributed:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
+
+    local_rows = cfg.batch_size // rt.world_size
+    micro_rows = local_rows // cfg.grad_accum
+    split = corpus.split("train")
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and rt.is_main),
+               desc=cfg.name or run_dir.name, unit="step", dynamic_ncols=True)
+    segment_start, window_start, window_tokens = time.perf_counter(), time.perf_counter(), 0
+    try:
+        while step < cfg.max_steps:
+            mult = lr_multiplier(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * mult
+            rows = sampler.rows_for_step(step, cfg.batch_size, rt.rank, rt.world_size)
+            step_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
+            for micro in range(cfg.grad_accum):
+                tokens = get_rows(split, rows[micro * micro_rows:(micro + 1) * micro_rows],
+                                  cfg.model.n_ctx, corpus.bos_id).to(rt.device)
+                last = micro == cfg.grad_accum - 1
+                sync = nullcontext() if (last or not rt.distributed) else wrapped.no_sync()
+                with sync:
+                    with autocast_context(cfg, rt.device):
+                        loss = next_token_loss(wrapped(tokens), tokens)
+                    (loss / cfg.grad_accum).backward()
+                step_loss += loss.detach().double() / cfg.grad_accum
+            step_loss = _all_reduce_sum(step_loss, rt) / rt.world_size
+            loss_value = float(step_loss)
+            if not math.isfinite(loss_value):
+                last_ckpt = list_checkpoints(run_dir)
+                where = (f"the last good checkpoint is {last_ckpt[-1]}" if last_ckpt
+                         else "no checkpoint was written yet")
+                raise TrainingDivergedError(
+                    f"loss became {loss_value} at step {step} of run {run_dir}; {where}. Lower "
+                    f"the learning rate (lr_hidden={cfg.peak_lr_hidden:g}) or use "
+                    "precision='fp32', then train again (resume continues from that checkpoint)")
+            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                         if cfg.grad_clip else None)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_tokens += cfg.tokens_per_step
+            bar.update(1)
+
+            if rt.is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
+                now = time.perf_counter()
+                tok_s = window_tokens / max(now - window_start, 1e-9)
+                window_start, window_tokens = now, 0
+                record = {"step": step, "tokens": step * cfg.tokens_per_step, "loss": loss_value,
+                          "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tok_s}
+                if grad_norm is not None:
+                    record["grad_norm"] = float(grad_norm)
+                _append_jsonl(run_dir / "metrics.jsonl", record)
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}")
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+                ev = evaluate(model, corpus, cfg, rt, cfg.eval_rows)
+                if rt.is_main:
+                    _append_jsonl(run_dir / "metrics.jsonl",
+                                  {"step": step, "tokens": step * cfg.tokens_per_step, **ev})
+            if step % cfg.checkpoint_every == 0 and step < cfg.max_steps and rt.is_main:
+                now = time.perf_counter()
+                state = {"step": step, "tokens": step * cfg.tokens_per_step,
+                         "train_seconds": state["train_seconds"] + now - segment_start}
+                segment_start = now
+                save_checkpoint(run_dir / "checkpoints" / checkpoint_name(step), model,
+                                optimizer, state)
+                prune_checkpoints(run_dir, cfg.keep_checkpoints)
+    finally:
+        bar.close()
+
+    train_seconds = state["train_seconds"] + time.perf_counter() - segment_start
+    final = evaluate(model, corpus, cfg, rt, cfg.final_eval_rows)
+    result = {"name": cfg.name, "run_hash": cfg.run_hash(), "step": step,
+              "tokens": step * cfg.tokens_per_step, "train_seconds": train_seconds,
+              "n_params": model.n_params(non_embedding=True),
+              "n_params_total": model.n_params(non_embedding=False),
+              "world_size": rt.world_size, "device": str(rt.device), **final}
+    if rt.is_main:
+        _append_jsonl(run_dir / "metrics.jsonl",
+                      {"step": step, "tokens": step * cfg.tokens_per_step, **final})
+        with atomic.atomic_path(run_dir / "model.safetensors") as tmp:
+            save_weights(model, tmp)
+        atomic.write_json(run_dir / "result.json", result)  # written last: marks the run done
+        prune_checkpoints(run_dir, 0)
+        with contextlib.suppress(OSError):
+            (run_dir / "checkpoints").rmdir()
+    if rt.distributed:
+        dist.barrier()
+    return result

@@ -1,0 +1,188 @@
+"""The model zoo: the one place that defines which models the book trains, per scale.
+
+Scales:
+    tiny: for tests and nbval; every model trains in seconds on a laptop CPU.
+    cpu:  the default book: 1, 2 and 4 layer GELU and SoLU-LN models, plus the 1-layer
+          SoLU-without-LN and GELU-LN ablations; the whole zoo trains in about 30 minutes
+          on 2 CPU cores.
+    gpu:  wider, deeper, many more tokens, for one H100-class GPU, on the Pile streamed from
+          the Hugging Face hub (needs internet), or on any corpus via ``data=``.
+
+Matched GELU/SoLU models of the same depth share their init seed and data order (paper §5:
+the SoLU models "differ only in using the SoLU activation function"). Runs are stored under
+``runs_dir/<scale>/<name>-<hash>``; a finished run is never retrained and a file lock stops
+two processes from training the same run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import paths
+from .checkpoint import load_weights
+from .data import DataSpec
+from .model import ConfigError, ModelConfig, Transformer
+from .train import TrainConfig, read_result, train
+
+PILE = "hf:monology/pile-uncopyrighted:train"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Shared shape and budget of every model of one scale."""
+
+    data: DataSpec
+    d_model: int
+    n_heads: int
+    d_head: int
+    d_mlp: int
+    n_ctx: int
+    depths: tuple[int, ...]
+    batch_size: int
+    max_steps: int
+    warmup_steps: int
+    eval_every: int
+    eval_rows: int
+    final_eval_rows: int | None
+    checkpoint_every: int
+    log_every: int = 10
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(data=DataSpec(max_chars_per_source=300_000, vocab_size=1024),
+                  d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
+                  batch_size=8, max_steps=40, warmup_steps=5, eval_every=20, eval_rows=16,
+                  final_eval_rows=64, checkpoint_every=20, log_every=5),
+    # ~1M tokens per model: about 25 minutes for the whole zoo on 2 CPU cores.
+    "cpu": Scale(data=DataSpec(), d_model=128, n_heads=2, d_head=64, d_mlp=512, n_ctx=256,
+                 depths=(1, 2, 4), batch_size=16, max_steps=250, warmup_steps=25,
+                 eval_every=50, eval_rows=32, final_eval_rows=None, checkpoint_every=50),
+    # ~1B tokens per model on the Pile (262k tokens per step).
+    "gpu": Scale(data=DataSpec(sources=(PILE,), vocab_size=32768, max_docs_per_source=400_000),
+                 d_model=512, n_heads=8, d_head=64, d_mlp=2048, n_ctx=1024,
+                 depths=(1, 2, 4, 8), batch_size=256, max_steps=4000, warmup_steps=200,
+                 eval_every=500, eval_rows=256, final_eval_rows=2048, checkpoint_every=500),
+}
+
+ABLATIONS = ("solu", "gelu_ln")
+"""1-layer ablations: SoLU without its LayerNorm (§4.3) and the LN-only control."""
+
+
+def _check_scale(scale: str) -> Scale:
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}: use one of {sorted(SCALES)}")
+    return SCALES[scale]
+
+
+def model_name(n_layers: int, act_fn: str) -> str:
+    return f"{n_layers}L-{act_fn}"
+
+
+def zoo_configs(scale: str = "cpu", data: DataSpec | None = None) -> dict[str, TrainConfig]:
+    """The training configs of every zoo model at ``scale``, keyed by name (e.g. "2L-solu_ln").
+
+    Args:
+        scale: "tiny", "cpu" or "gpu".
+        data: a corpus to use instead of the scale's default.
+    """
+    s = _check_scale(scale)
+    data = data or s.data
+    variants = [(depth, act) for depth in s.depths for act in ("gelu", "solu_ln")]
+    variants += [(min(s.depths), act) for act in ABLATIONS]
+    configs = {}
+    for depth, act in variants:
+        model = ModelConfig(n_layers=depth, d_model=s.d_model, n_heads=s.n_heads,
+                            d_head=s.d_head, d_mlp=s.d_mlp, d_vocab=data.vocab_size,
+                            n_ctx=s.n_ctx, act_fn=act, seed=0)
+        name = model_name(depth, act)
+        configs[name] = TrainConfig(
+            model=model, data=data, name=name, batch_size=s.batch_size, max_steps=s.max_steps,
+            warmup_steps=s.warmup_steps, eval_every=s.eval_every, eval_rows=s.eval_rows,
+            final_eval_rows=s.final_eval_rows, checkpoint_every=s.checkpoint_every,
+            log_every=s.log_every, data_seed=0)
+    return configs
+
+
+def zoo_config(name: str, scale: str = "cpu", data: DataSpec | None = None) -> TrainConfig:
+    configs = zoo_configs(scale, data)
+    if name not in configs:
+        raise ConfigError(f"no model {name!r} in the {scale} zoo: choose one of {sorted(configs)}")
+    return configs[name]
+
+
+def run_dir_for(cfg: TrainConfig, scale: str, runs_dir: str | Path | None = None) -> Path:
+    """``runs_dir/<scale>/<name>-<hash>``: a changed config gets a fresh directory."""
+    root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
+    return root / scale / f"{cfg.name or 'run'}-{cfg.run_hash()}"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, wait: bool = True) -> Iterator[None]:
+    """An exclusive lock on a run; a second process waits (or fails fast with ``wait=False``).
+
+    Under torchrun only rank 0 takes it: the other ranks are part of the same training.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise RuntimeError(f"another process is training {run_dir}; wait for it to "
+                                   "finish (its result will then be reused)") from None
+            print(f"waiting for another process that is training {run_dir.name} ...", flush=True)
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class ZooRun:
+    """A trained zoo model: its name, config, directory and final result."""
+
+    name: str
+    scale: str
+    config: TrainConfig
+    run_dir: Path
+    result: dict[str, Any]
+
+    def load_model(self, device: str = "cpu") -> Transformer:
+        return load_weights(self.run_dir / "model.safetensors", device)
+
+
+def ensure_trained(name: str, scale: str = "cpu", runs_dir: str | Path | None = None,
+                   data: DataSpec | None = None, progress: bool = True,
+                   data_dir: str | Path | None = None) -> ZooRun:
+    """Return the trained zoo model ``name``, training it first if it is missing.
+
+    A finished run is reused; an interrupted one resumes from its newest checkpoint.
+    """
+    cfg = zoo_config(name, scale, data)
+    run_dir = run_dir_for(cfg, scale, runs_dir)
+    result = read_result(run_dir)
+    if result is None:
+        with run_lock(run_dir):
+            result = train(cfg, run_dir, resume=True, progress=progress, data_dir=data_dir)
+    return ZooRun(name, scale, cfg, run_dir, result)
+
+
+def train_zoo(scale: str = "cpu", runs_dir: str | Path | None = None,
+              data: DataSpec | None = None, names: list[str] | None = None,
+              progress: bool = True, data_dir: str | Path | None = None) -> dict[str, ZooRun]:
+    """Train every missing model of a scale (or just ``names``) and return them all."""
+    configs = zoo_configs(scale, data)
+    for name in names or []:
+        if name not in configs:
+            raise ConfigError(f"no model {name!r} in the {scale} zoo: choose from {sorted(configs)}")
+    return {name: ensure_trained(name, scale, runs_dir, data, progress, data_dir)
+            for name in (names or list(configs))}
