@@ -56,8 +56,8 @@ class Scale:
 SCALES: dict[str, Scale] = {
     "tiny": Scale(data=DataSpec(max_chars_per_source=300_000, vocab_size=1024),
                   d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
-                  batch_size=8, max_steps=40, warmup_steps=5, eval_every=20, eval_rows=16,
-                  final_eval_rows=64, checkpoint_every=20, log_every=5),
+                  batch_size=8, max_steps=120, warmup_steps=10, eval_every=40, eval_rows=16,
+                  final_eval_rows=64, checkpoint_every=40, log_every=10),
     # ~1M tokens per model: about 25 minutes for the whole zoo on 2 CPU cores.
     "cpu": Scale(data=DataSpec(), d_model=128, n_heads=2, d_head=64, d_mlp=512, n_ctx=256,
                  depths=(1, 2, 4), batch_size=16, max_steps=250, warmup_steps=25,
@@ -121,6 +121,10 @@ def run_dir_for(cfg: TrainConfig, scale: str, runs_dir: str | Path | None = None
     return root / scale / f"{cfg.name or 'run'}-{cfg.run_hash()}"
 
 
+class RunLockedError(RuntimeError):
+    """Another process holds the lock of this run."""
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path, wait: bool = True) -> Iterator[None]:
     """An exclusive lock on a run; a second process waits (or fails fast with ``wait=False``).
@@ -136,7 +140,7 @@ def run_lock(run_dir: Path, wait: bool = True) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if not wait:
-                raise RuntimeError(f"another process is training {run_dir}; wait for it to "
+                raise RunLockedError(f"another process is training {run_dir}; wait for it to "
                                    "finish (its result will then be reused)") from None
             print(f"waiting for another process that is training {run_dir.name} ...", flush=True)
             fcntl.flock(lock_file, fcntl.LOCK_EX)

@@ -1,0 +1,168 @@
+"""The ``solu-repro`` command line: build data, train one run, train the model zoo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import paths, zoo
+from .checkpoint import CheckpointError
+from .data import DataError, DataSpec, build_dataset, corpus_summary
+from .model import ConfigError
+from .train import TrainConfig, TrainingDivergedError, train
+
+EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, TrainingDivergedError,
+                   zoo.RunLockedError, FileNotFoundError)
+
+
+def _add_dirs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="corpus cache (default: $SOLU_DATA_DIR or ./data)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="trained runs (default: $SOLU_RUNS_DIR or ./runs)")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a bare string such as solu_ln
+
+
+def apply_overrides(d: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``--set key=value`` overrides (dotted keys reach into model./data.) to a config dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. model.n_layers=2), got {item!r}")
+        key, value = item.split("=", 1)
+        target = d
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            if not isinstance(target.get(parent), dict):
+                raise ConfigError(f"--set {key}: {parent!r} is not a config section "
+                                  "(sections are 'model' and 'data')")
+            target = target[parent]
+        target[leaf] = _parse_value(value)
+    return d
+
+
+def load_train_config(config_or_name: str, scale: str, overrides: Sequence[str]) -> TrainConfig:
+    """A config JSON file path, or the name of a zoo model at ``scale``."""
+    path = Path(config_or_name)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        d.setdefault("name", path.stem)
+    else:
+        d = zoo.zoo_config(config_or_name, scale).to_dict()
+    return TrainConfig.from_dict(apply_overrides(d, overrides))
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    spec = zoo.SCALES[args.scale].data if args.scale else DataSpec()
+    changes = {k: v for k, v in {"sources": tuple(args.sources) if args.sources else None,
+                                 "vocab_size": args.vocab_size,
+                                 "max_chars_per_source": args.max_chars_per_source}.items()
+               if v is not None}
+    spec = DataSpec.from_dict({**spec.to_dict(), **changes})
+    corpus = build_dataset(spec, args.data_dir, progress=True, rebuild=args.rebuild)
+    print(json.dumps(corpus_summary(corpus), indent=2, default=str))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = load_train_config(args.config, args.scale, args.set)
+    if args.run_dir is not None:
+        run_dir = args.run_dir
+    elif Path(args.config).suffix == ".json":
+        root = args.runs_dir or paths.runs_dir()
+        run_dir = root / "custom" / f"{cfg.name}-{cfg.run_hash()}"
+    else:
+        run_dir = zoo.run_dir_for(cfg, args.scale, args.runs_dir)
+    print(f"run directory: {run_dir}", flush=True)
+    with zoo.run_lock(run_dir, wait=False):
+        result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet,
+                       data_dir=args.data_dir)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    configs = zoo.zoo_configs(args.scale)
+    if args.list:
+        for name, cfg in configs.items():
+            run_dir = zoo.run_dir_for(cfg, args.scale, args.runs_dir)
+            status = "trained" if (run_dir / "result.json").exists() else "missing"
+            print(f"{name:12s} {status:8s} {run_dir}")
+        return 0
+    runs = zoo.train_zoo(args.scale, args.runs_dir, names=args.only or None,
+                         progress=not args.quiet, data_dir=args.data_dir)
+    print(f"\n{'model':12s} {'val loss':>9s}  per source")
+    for name, run in runs.items():
+        per_source = ", ".join(f"{k} {v:.3f}" for k, v in run.result["val_loss_per_source"].items())
+        print(f"{name:12s} {run.result['val_loss']:9.4f}  {per_source}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="solu-repro", description="Reproduce 'Softmax Linear Units' (Elhage et al., 2022).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="build (or reuse) a tokenized corpus and print its summary")
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default=None,
+                   help="start from this scale's corpus (default: the embedded default corpus)")
+    p.add_argument("--sources", nargs="+", default=None,
+                   help="sources: sotu, python-stdlib, files:<glob>, hf:<name>[:split], "
+                        "or a mixture name such as 'default'")
+    p.add_argument("--vocab-size", type=int, default=None)
+    p.add_argument("--max-chars-per-source", type=int, default=None)
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if cached")
+    _add_dirs(p)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train one run from a JSON config or a zoo model name")
+    p.add_argument("config", help="a TrainConfig JSON file, or a zoo name such as 1L-solu_ln")
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu",
+                   help="zoo scale used when CONFIG is a model name (default: cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, e.g. --set max_steps=100 --set model.act_fn=gelu")
+    p.add_argument("--run-dir", type=Path, default=None, help="where to write the run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its newest checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_dirs(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("zoo", help="train every missing model of a scale and print their losses")
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="train only these")
+    p.add_argument("--list", action="store_true", help="list models and whether they are trained")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_dirs(p)
+    p.set_defaults(func=cmd_zoo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EXPECTED_ERRORS as exc:
+        print(f"solu-repro {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
