@@ -134,5 +134,5 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     for stale in root.glob(".step_*"):
         shutil.rmtree(stale, ignore_errors=True)
     checkpoints = list_checkpoints(run_dir)
-    for old in checkpoints[:len(checkpoints) - keep] if keep > 0 else checkpoints:
+    for old in checkpoints[:max(0, len(checkpoints) - keep)]:
         shutil.rmtree(old, ignore_errors=True)

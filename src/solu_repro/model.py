@@ -300,15 +300,20 @@ class Transformer(nn.Module):
         if self.W_pos is not None:
             pos = self.W_pos[:T]
             if cache is not None:
-                cache.record("hook_pos_embed", pos)
+                # (B, T, d_model) like TransformerLens's hook_pos_embed (a view, no copy).
+                cache.record("hook_pos_embed", pos.expand(resid.shape))
             resid = resid + pos
         for block in self.blocks:
             resid = block(resid, cache)
         if stop_after_blocks:
             return resid
         normalized = self.ln_final(resid)
-        if cache is not None:
-            cache.record("ln_final.hook_normalized", normalized)
+        if cache is not None and (cache.wanted is None
+                                  or "ln_final.hook_normalized" in cache.wanted):
+            # As in TransformerLens, hook_normalized is the LayerNorm output *before* its
+            # affine w, b (centred, unit variance), so TL analysis code reads it correctly.
+            cache.record("ln_final.hook_normalized",
+                         F.layer_norm(resid, (self.cfg.d_model,), eps=self.cfg.ln_eps))
         return normalized @ self.W_U + self.b_U
 
     def run_with_cache(self, tokens: Tensor, names: Iterable[str] | None = None,
