@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-from solu_repro.data import DataSpec, build_dataset
+from solu_repro.data import build_dataset
 from solu_repro.model import ModelConfig
 from solu_repro.train import TrainConfig
+from solu_repro.zoo import SCALES
 
-SMALL_DATA = DataSpec(max_chars_per_source=200_000, vocab_size=512)
+# The tiny scale's corpus: built once per session, shared by the training and zoo tests.
+SMALL_DATA = SCALES["tiny"].data
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +29,36 @@ def small_config():
     def make(**changes) -> TrainConfig:
         model_changes = changes.pop("model", {})
         model = ModelConfig(**{**dict(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64,
-                                      d_vocab=512, n_ctx=32, act_fn="solu_ln"), **model_changes})
+                                      d_vocab=SMALL_DATA.vocab_size, n_ctx=32, act_fn="solu_ln"), **model_changes})
         defaults = dict(model=model, data=SMALL_DATA, name="test", batch_size=8, max_steps=12,
                         warmup_steps=2, eval_every=6, eval_rows=8, final_eval_rows=32,
                         checkpoint_every=4, log_every=2)
         return TrainConfig(**{**defaults, **changes})
 
     return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_dirs(tmp_path_factory):
+    """Nothing a test does falls back to the user's ./data or ./runs."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in ("SOLU_DATA_DIR", "SOLU_RUNS_DIR")}
+    os.environ["SOLU_DATA_DIR"] = str(tmp_path_factory.mktemp("default-data"))
+    os.environ["SOLU_RUNS_DIR"] = str(tmp_path_factory.mktemp("default-runs"))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Run in-process torch on one CPU thread: fastest for the tests' small tensors, and immune
+    to the OpenMP spin-wait stalls (10-100x slowdowns) when other processes share the cores."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

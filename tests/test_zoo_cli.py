@@ -1,0 +1,155 @@
+"""The model zoo (scales, matched pairs, reuse, locking) and the command line."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import torch
+
+from solu_repro import cli, zoo
+from solu_repro.model import ConfigError, Transformer
+
+
+@pytest.mark.parametrize("scale", sorted(zoo.SCALES))
+def test_every_scale_has_the_paper_comparisons(scale):
+    configs = zoo.zoo_configs(scale)
+    depths = zoo.SCALES[scale].depths
+    for depth in depths:
+        assert f"{depth}L-gelu" in configs and f"{depth}L-solu_ln" in configs
+    assert {"1L-solu", "1L-gelu_ln"} <= set(configs)
+    for name, cfg in configs.items():
+        assert cfg.name == name
+        assert cfg.model.d_vocab >= cfg.data.vocab_size
+
+
+def test_matched_pairs_share_init_and_data_order():
+    configs = zoo.zoo_configs("cpu")
+    gelu, solu = configs["2L-gelu"], configs["2L-solu_ln"]
+    assert gelu.model.replace(act_fn="solu_ln") == solu.model
+    assert gelu.replace(model=solu.model, name=solu.name) == solu
+    a, b = Transformer(gelu.model), Transformer(solu.model)
+    sb = b.state_dict()
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, sb[k]), k
+
+
+def test_cpu_scale_uses_the_embedded_corpus_and_8192_vocab():
+    cfg = zoo.zoo_config("1L-solu_ln", "cpu")
+    assert cfg.data.sources == ("sotu", "python-stdlib") and cfg.data.vocab_size == 8192
+    assert zoo.zoo_config("1L-solu_ln", "gpu").data.sources[0].startswith("hf:")
+
+
+def test_unknown_names_and_scales_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown scale"):
+        zoo.zoo_configs("huge")
+    with pytest.raises(ConfigError, match="no model"):
+        zoo.zoo_config("3L-relu", "tiny")
+
+
+def test_run_dir_is_keyed_by_config_hash(tmp_path):
+    cfg = zoo.zoo_config("1L-gelu", "tiny")
+    a = zoo.run_dir_for(cfg, "tiny", tmp_path)
+    b = zoo.run_dir_for(cfg.replace(max_steps=cfg.max_steps + 1), "tiny", tmp_path)
+    assert a != b and a.parent == tmp_path / "tiny" and a.name.startswith("1L-gelu-")
+
+
+def test_tiny_zoo_trains_once_and_is_reused(tmp_path, data_dir):
+    names = ["1L-gelu", "1L-solu_ln"]
+    runs = zoo.train_zoo("tiny", tmp_path, names=names, progress=False, data_dir=data_dir)
+    assert set(runs) == set(names)
+    mtimes = {n: (r.run_dir / "result.json").stat().st_mtime_ns for n, r in runs.items()}
+    again = zoo.train_zoo("tiny", tmp_path, names=names, progress=False, data_dir=data_dir)
+    for name, run in again.items():
+        assert (run.run_dir / "result.json").stat().st_mtime_ns == mtimes[name]
+        assert run.result == runs[name].result
+        model = run.load_model()
+        assert model.cfg == run.config.model
+
+
+def test_lock_stops_a_second_trainer(tmp_path):
+    run_dir = tmp_path / "tiny" / "1L-gelu-abc"
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with zoo.run_lock(run_dir):
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    entered.wait(5)
+    with pytest.raises(zoo.RunLockedError, match="another process"):
+        with zoo.run_lock(run_dir, wait=False):
+            pass
+    # A waiting locker gets in once the holder is done.
+    waited = []
+
+    def wait_then_record():
+        with zoo.run_lock(run_dir, wait=True):
+            waited.append(time.time())
+
+    w = threading.Thread(target=wait_then_record)
+    w.start()
+    time.sleep(0.3)
+    assert not waited
+    release.set()
+    t.join()
+    w.join(5)
+    assert waited
+
+
+# --- command line ----------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [[], ["data"], ["train"], ["zoo"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(command + ["--help"])
+    assert exc.value.code == 0
+    assert "usage" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "9L-gelu", "--scale", "tiny"], "no model '9L-gelu'"),
+    (["train", "1L-gelu", "--scale", "tiny", "--set", "model.act_fn=relu"], "act_fn"),
+    (["train", "1L-gelu", "--scale", "tiny", "--set", "batch_size"], "KEY=VALUE"),
+    (["train", "1L-gelu", "--scale", "tiny", "--set", "optim.lr=1"], "not a config section"),
+    (["train", "missing.json"], "does not exist"),
+    (["data", "--sources", "nowhere"], "nowhere"),
+])
+def test_bad_input_exits_2_with_a_message(argv, message, capsys, tmp_path):
+    assert cli.main(argv + ["--runs-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_json_config(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert cli.main(["train", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_cli_zoo_trains_and_lists(tmp_path, data_dir, capsys):
+    argv = ["--scale", "tiny", "--runs-dir", str(tmp_path), "--data-dir", str(data_dir)]
+    assert cli.main(["zoo", "--only", "1L-gelu", "--quiet"] + argv) == 0
+    out = capsys.readouterr().out
+    assert "1L-gelu" in out and "val loss" in out
+    assert cli.main(["zoo", "--list"] + argv) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("1L-gelu ") and "trained" in line for line in listing)
+    assert any(line.startswith("4L-solu_ln") and "missing" in line for line in listing)
+
+
+def test_cli_train_from_config_file_with_overrides(tmp_path, data_dir, small_config, capsys):
+    config = tmp_path / "mine.json"
+    config.write_text(json.dumps(small_config().to_dict()))
+    assert cli.main(["train", str(config), "--quiet", "--set", "max_steps=3",
+                     "--set", "model.act_fn=gelu", "--runs-dir", str(tmp_path),
+                     "--data-dir", str(data_dir)]) == 0
+    result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert result["step"] == 3
+    run_dir = next((tmp_path / "custom").iterdir())
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["model"]["act_fn"] == "gelu" and saved["max_steps"] == 3
