@@ -37,16 +37,6 @@ ACT_FNS = ("gelu", "solu", "solu_ln", "gelu_ln")
 POS_EMBEDS = ("learned", "rotary")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run on one CPU thread: fastest for these tiny tensors, and immune to the OpenMP
-    spin-wait stalls (10-100x slowdowns) when other processes share the cores."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @torch.no_grad()
 def perturb(model: torch.nn.Module, seed: int = 1) -> None:
     """Give every parameter a random, O(1)-activation value (not the structured init).

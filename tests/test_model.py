@@ -24,16 +24,6 @@ def _seed_torch():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Run on one CPU thread: fastest for these tiny tensors, and immune to the OpenMP
-    spin-wait stalls (10-100x slowdowns) when other processes share the cores."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 def tiny(**changes) -> Transformer:
     return Transformer(ModelConfig(**{**TINY, **changes}))
 
