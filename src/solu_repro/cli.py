@@ -162,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # under torchrun
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
