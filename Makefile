@@ -3,19 +3,21 @@
 #   make test   set up and run the whole test suite
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Optional: e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu for the CPU-only wheel.
+TORCH_INDEX ?=
 VENV ?= .venv
 SCALE ?= cpu
 BIN := $(VENV)/bin
 
 .PHONY: setup test book data zoo benchmark clean-runs
 
-# The CPU torch wheel is pinned and installed first: an unpinned torch would pull several GB
-# of CUDA packages as a dependency of another package.
+# torch is pinned and installed first: an unpinned torch pulled in as another package's
+# dependency would be the newest build, with several GB of CUDA packages.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 

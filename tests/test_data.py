@@ -234,6 +234,8 @@ def test_tokenizer_roundtrip_and_eot(small_corpus):
     assert decode_tokens(tokenizer, [0]) == [EOT_TOKEN]
     reloaded = load_tokenizer(small_corpus.path / "tokenizer.json")
     assert reloaded.encode("the Senate").ids == tokenizer.encode("the Senate").ids
+    # A reloaded tokenizer encodes a literal "<|endoftext|>" the way the shards were built.
+    assert 0 not in reloaded.encode(f"a{EOT_TOKEN}b").ids
 
 
 def test_documents_end_with_eot(small_corpus):

@@ -271,3 +271,53 @@ def test_torch_compile_path_trains(small_config, data_dir, tmp_path):
                   data_dir=data_dir)
     compiled = train(cfg, tmp_path / "compiled", progress=False, data_dir=data_dir)
     assert compiled["val_loss"] == pytest.approx(eager["val_loss"], abs=1e-3)
+
+
+class _InfiniteGradient(torch.autograd.Function):
+    """Identity forward, infinite backward: a finite loss with non-finite gradients."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def test_non_finite_gradients_stop_before_the_weights_change(small_config, data_dir, tmp_path,
+                                                             monkeypatch):
+    _fail_at_training_call(monkeypatch, 7, make_loss=_InfiniteGradient.apply)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match="gradient norm became"):
+        train(small_config(eval_every=0), run, progress=False, data_dir=data_dir)
+    model = load_weights(list_checkpoints(run)[-1] / "model.safetensors")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_finished_run_of_another_config_is_refused(small_config, data_dir, tmp_path):
+    train(small_config(max_steps=2), tmp_path / "run", progress=False, data_dir=data_dir)
+    with pytest.raises(ConfigError, match="finished run of a different config"):
+        train(small_config(max_steps=3), tmp_path / "run", progress=False, data_dir=data_dir)
+
+
+def test_run_records_its_corpus_and_keeps_its_tokenizer(small_config, data_dir, tmp_path):
+    result = train(small_config(max_steps=2), tmp_path / "run", progress=False,
+                   data_dir=data_dir)
+    assert (data_dir / result["data_hash"] / "meta.json").exists()
+    saved = (tmp_path / "run" / "tokenizer.json").read_bytes()
+    assert saved == (data_dir / result["data_hash"] / "tokenizer.json").read_bytes()
+
+
+def test_resume_on_a_different_corpus_is_refused(small_config, data_dir, tmp_path, monkeypatch):
+    cfg = small_config(eval_every=0)
+    _fail_at_training_call(monkeypatch, 6)  # interrupted after the checkpoint at step 4
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", progress=False, data_dir=data_dir)
+    monkeypatch.undo()
+    state_path = list_checkpoints(tmp_path / "run")[-1] / "state.json"
+    state = json.loads(state_path.read_text())
+    state["data_hash"] = "0123456789ab"  # as if built from another Python's stdlib
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="started on corpus 0123456789ab"):
+        train(cfg, tmp_path / "run", progress=False, data_dir=data_dir)

@@ -153,3 +153,47 @@ def test_cli_train_from_config_file_with_overrides(tmp_path, data_dir, small_con
     run_dir = next((tmp_path / "custom").iterdir())
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["model"]["act_fn"] == "gelu" and saved["max_steps"] == 3
+
+
+@pytest.mark.parametrize("override, field", [
+    ("weight_decay=abc", "weight_decay"),
+    ("betas=0.9", "betas"),
+    ("model.ln_eps=abc", "ln_eps"),
+    ("model.rotary_base=0", "rotary_base"),
+    ("compile=yes", "compile"),
+    ("final_eval_rows=\"all\"", "final_eval_rows"),
+    ("model=3", "ModelConfig"),
+])
+def test_wrongly_typed_overrides_exit_2(override, field, capsys, tmp_path):
+    argv = ["train", "1L-gelu", "--scale", "tiny", "--set", override, "--runs-dir", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert field in capsys.readouterr().err
+
+
+def test_config_file_that_is_not_an_object(tmp_path, capsys):
+    config = tmp_path / "list.json"
+    config.write_text("[1, 2]")
+    assert cli.main(["train", str(config)]) == 2
+    assert "JSON object" in capsys.readouterr().err
+
+
+def test_zoo_run_opens_its_own_corpus_and_tokenizer(tmp_path, data_dir):
+    run = zoo.ensure_trained("1L-solu_ln", "tiny", tmp_path, progress=False, data_dir=data_dir)
+    corpus = run.corpus(data_dir)
+    assert corpus.path.name == run.result["data_hash"]
+    assert run.tokenizer().get_vocab_size() == corpus.vocab_size
+    with pytest.raises(Exception, match="not in the data cache"):
+        run.corpus(tmp_path / "elsewhere")
+
+
+def test_project_root_is_found_from_a_notebook_folder(tmp_path, monkeypatch):
+    from solu_repro import paths
+
+    (tmp_path / "_config.yml").write_text("title: x\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "solu-repro"\n')
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.delenv("SOLU_RUNS_DIR")
+    monkeypatch.delenv("SOLU_DATA_DIR")
+    assert paths.runs_dir() == tmp_path.resolve() / "runs"
+    assert paths.data_dir() == tmp_path.resolve() / "data"

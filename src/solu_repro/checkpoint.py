@@ -56,7 +56,11 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Transf
     if CONFIG_KEY not in metadata:
         raise CheckpointError(f"{path} has no {CONFIG_KEY!r} metadata: it was not written by "
                               "solu_repro.checkpoint.save_weights")
-    model = Transformer(ModelConfig.from_json(metadata[CONFIG_KEY]))
+    try:
+        model = Transformer(ModelConfig.from_json(metadata[CONFIG_KEY]))
+    except (ValueError, TypeError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
+        raise CheckpointError(f"{path} carries an invalid model config ({exc}); delete it and "
+                              "retrain, or resume from an earlier checkpoint") from exc
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -159,8 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"solu-repro {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
+        print("interrupted; `solu-repro zoo` resumes by itself when rerun, `solu-repro train` "
+              "with --resume", file=sys.stderr)
         return 130
     finally:
         import torch.distributed as dist

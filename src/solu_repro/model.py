@@ -90,8 +90,10 @@ class ModelConfig:
             raise ConfigError(f"rotary positions need an even d_head, got d_head={self.d_head}")
         if not (isinstance(self.init_std, (int, float)) and self.init_std > 0):
             raise ConfigError(f"ModelConfig.init_std must be > 0, got {self.init_std!r}")
-        if not self.ln_eps > 0:
-            raise ConfigError(f"ModelConfig.ln_eps must be > 0, got {self.ln_eps!r}")
+        for name in ("ln_eps", "rotary_base"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"ModelConfig.{name} must be a number > 0, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"ModelConfig.seed must be a non-negative integer, got {self.seed!r}")
 
@@ -102,11 +104,16 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
         """Build from a dict, rejecting unknown keys (typos would otherwise be silently ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(d, dict):
+            raise ConfigError(f"a ModelConfig must be a JSON object of fields, got {d!r}")
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(
                 f"unknown ModelConfig field(s) {unknown}: valid fields are {sorted(known)}")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as exc:  # e.g. a string where a number belongs
+            raise ConfigError(f"invalid ModelConfig: {exc}") from exc
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -16,8 +16,18 @@ def _env_path(var: str, default: Path) -> Path:
 
 
 def project_root() -> Path:
-    """The working directory the user runs from (the repo root in normal use)."""
-    return Path.cwd()
+    """The solu-repro checkout containing the working directory, else the working directory.
+
+    Notebooks execute with their own folder as the working directory; looking upwards for
+    the repo keeps them on the same ``data/`` and ``runs/`` as the command line.
+    """
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        pyproject = folder / "pyproject.toml"
+        if (folder / "_config.yml").is_file() and pyproject.is_file() and \
+                'name = "solu-repro"' in pyproject.read_text(errors="replace"):
+            return folder
+    return cwd
 
 
 def data_dir() -> Path:

