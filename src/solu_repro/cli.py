@@ -59,6 +59,9 @@ def load_train_config(config_or_name: str, scale: str, overrides: Sequence[str])
             d = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path} must hold a JSON object of TrainConfig fields, "
+                              f"got {type(d).__name__}")
         d.setdefault("name", path.stem)
     else:
         d = zoo.zoo_config(config_or_name, scale).to_dict()
