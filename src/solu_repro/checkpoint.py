@@ -10,6 +10,7 @@ into place, so a killed process never leaves a half checkpoint where a reader lo
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -88,6 +89,9 @@ def save_checkpoint(ckpt_dir: Path, model: Transformer, optimizer: torch.optim.O
         torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
                    tmp / "trainer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        for written in tmp.iterdir():  # on disk before the rename publishes them
+            with open(written, "rb") as f:
+                os.fsync(f.fileno())
         if ckpt_dir.exists():
             shutil.rmtree(ckpt_dir)
         tmp.rename(ckpt_dir)
