@@ -1,4 +1,5 @@
-"""The ``solu-repro`` command line: build data, train one run, train the model zoo."""
+"""The ``solu-repro`` command line: build data, train one run, train the model zoo, harvest and
+score neurons, run the blinded human evaluation."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from typing import Any, Sequence
 from . import paths, zoo
 from .checkpoint import CheckpointError
 from .data import DataError, DataSpec, build_dataset, corpus_summary
+from .interp.blind import BlindError, add_blind_arguments
+from .interp.harvest import HarvestError
 from .model import ConfigError
 from .train import TrainConfig, TrainingDivergedError, train
 
 EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, TrainingDivergedError,
-                   zoo.RunLockedError, FileNotFoundError)
+                   zoo.RunLockedError, FileNotFoundError, HarvestError, BlindError)
 
 
 def _add_dirs(p: argparse.ArgumentParser) -> None:
@@ -114,6 +117,64 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interp_runs(args: argparse.Namespace) -> dict[str, zoo.ZooRun]:
+    """The zoo runs a harvest/score command works on (trained first if missing)."""
+    return zoo.train_zoo(args.scale, args.runs_dir, names=args.only or None,
+                         progress=not args.quiet, data_dir=args.data_dir)
+
+
+def cmd_harvest(args: argparse.Namespace) -> int:
+    from .interp.harvest import harvest_path, harvest_run
+
+    for name, run in _interp_runs(args).items():
+        h = harvest_run(run, k=args.k, batch_size=args.batch_size, device=args.device,
+                        progress=not args.quiet, data_dir=args.data_dir, rebuild=args.rebuild)
+        print(f"{name:12s} {h.n_layers} x {h.d_mlp} neurons, hooks {'/'.join(h.hooks)}, "
+              f"{h.n_tokens} tokens -> {harvest_path(run, k=args.k)}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .interp.score import ScoreSettings, score_run
+
+    settings = ScoreSettings(threshold=args.threshold, min_lift=args.min_lift, hook=args.hook,
+                             fire_fraction=args.fire_fraction)
+    results = {name: score_run(run, settings, batch_size=args.batch_size, device=args.device,
+                               progress=not args.quiet, data_dir=args.data_dir,
+                               rebuild=args.rebuild)
+               for name, run in _interp_runs(args).items()}
+    if args.json:
+        print(json.dumps({name: s.by_layer() for name, s in results.items()}, indent=2))
+        return 0
+    print(f"\n{'model':12s} {'layer':>5s}  {'interpretable (top-20 rule)':>30s}  "
+          f"{'full spectrum':>22s}")
+    for name, s in results.items():
+        for row in [{"layer": "all"}] + s.by_layer():
+            layer = None if row["layer"] == "all" else row["layer"]
+            top, spec = s.fraction_interpretable(layer), s.fraction_interpretable(layer, "spectrum")
+            print(f"{name:12s} {str(row['layer']):>5s}  {top.successes:4d}/{top.n:<4d} "
+                  f"{top.fraction:6.1%} [{top.lo:.2f}, {top.hi:.2f}]  "
+                  f"{spec.fraction:6.1%} [{spec.lo:.2f}, {spec.hi:.2f}]")
+    return 0
+
+
+def cmd_blind(args: argparse.Namespace) -> int:
+    from .interp.blind import run_blind_cli
+
+    return run_blind_cli(args)
+
+
+def _add_interp_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="only these zoo models (default: all; missing ones are trained first)")
+    p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--rebuild", action="store_true", help="recompute even if saved")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_dirs(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="solu-repro", description="Reproduce 'Softmax Linear Units' (Elhage et al., 2022).")
@@ -151,6 +212,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_dirs(p)
     p.set_defaults(func=cmd_zoo)
+
+    p = sub.add_parser("harvest", help="record every MLP neuron's top firings, activation-level "
+                                       "samples and statistics on the validation split")
+    _add_interp_args(p)
+    p.add_argument("--k", type=int, default=20, help="top firings kept per neuron (paper: ~20)")
+    p.set_defaults(func=cmd_harvest)
+
+    p = sub.add_parser("score", help="automated interpretability score of every neuron "
+                                     "(harvests first if needed)")
+    _add_interp_args(p)
+    p.add_argument("--threshold", type=float, default=0.8,
+                   help="coverage of the top-20 firings needed (paper: 80%%)")
+    p.add_argument("--min-lift", type=float, default=3.0,
+                   help="an explanation must hold this many times more often in the top "
+                        "firings than in text at large")
+    p.add_argument("--fire-fraction", type=float, default=0.5,
+                   help="full-spectrum view: a token fires the neuron above this fraction of its max")
+    p.add_argument("--hook", choices=["mid", "post"], default="mid",
+                   help="mid: before SoLU's extra LN (what the paper interprets); post: after")
+    p.add_argument("--json", action="store_true", help="print per-layer results as JSON")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("blind", help="the paper's blinded human evaluation (§6.1): judge "
+                                     "neurons without knowing their model, then unblind")
+    add_blind_arguments(p)
+    p.set_defaults(func=cmd_blind)
     return parser
 
 

@@ -93,7 +93,7 @@ class ModelNeurons:
         self.n_layers = model.cfg.n_layers
         self.d_mlp = model.cfg.d_mlp
         # Without an extra LN, hook_post is hook_mid; harvesting it twice would waste a pass.
-        self.hooks = HOOKS if model.cfg.act_fn.endswith("_ln") else ("mid",)
+        self.hooks = HOOKS if model.cfg.has_mlp_ln else ("mid",)
 
     def activations(self, tokens: Tensor) -> dict[str, list[Tensor]]:
         names = [f"blocks.{l}.mlp.hook_{h}" for h in self.hooks for l in range(self.n_layers)]
@@ -510,7 +510,8 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
         "post_is_mid": "post" not in source.hooks, "n_layers": source.n_layers,
         "d_mlp": source.d_mlp, "n_ctx": n_ctx, "bos_id": bos_id, "k": k,
         "samples_per_bin": samples_per_bin, "rows": label, "n_rows": int(len(chosen)),
-        "n_tokens": n_tokens, "seed": seed, "bin_edges": BIN_EDGES.tolist(), **(meta or {}),
+        "n_tokens": n_tokens, "seed": seed, "bin_edges": BIN_EDGES.tolist(),
+        "split": Path(split.directory).name, **(meta or {}),
     }
     return Harvest(info, {h: a.finish(n_tokens) for h, a in acc.items()})
 

@@ -215,6 +215,12 @@ def heldout_features(split: TokenSplit, tables: VocabTables, rows: np.ndarray,
                                                    n_ctx - 1) for r in rows])
 
 
+def _lift(coverage: float, base: float) -> float:
+    if base > 0:
+        return coverage / base
+    return math.inf if coverage > 0 else 0.0
+
+
 def surprise(coverage: float, base_rate: float) -> float:
     """KL divergence (nats) of Bernoulli(coverage) from Bernoulli(base_rate).
 
@@ -246,7 +252,7 @@ def best_explanation(top: PositionFeatures, tables: VocabTables, background: Bac
     for e in candidate_explanations(top, tables, settings.max_set):
         coverage = float(e.holds(top, tables).mean())
         base = background.base_rate(e)
-        lift = coverage / base if base > 0 else math.inf
+        lift = _lift(coverage, base)
         rank = (coverage, surprise(coverage, base), -len(e.values))
         item = (rank, e, coverage, base)
         if lift < settings.min_lift:
@@ -316,7 +322,7 @@ def _top_view(harvest: Harvest, split: TokenSplit, tables: VocabTables, backgrou
             continue
         top = point_features(split, tables, [e.position(harvest.n_ctx) for e in examples])
         e, coverage, base, specific = best_explanation(top, tables, background, settings)
-        lift = coverage / base if base > 0 else math.inf
+        lift = _lift(coverage, base)
         text = e.text(tables) if e else "no candidate"
         if e is not None and not specific:
             text += " (too common in text to count)"
