@@ -230,3 +230,19 @@ def test_dead_neurons_are_not_interpretable(val, tables):
     h = harvest(Dead(), val, N_CTX, 0, progress=False)
     scores = score_neurons(Dead(), h, val, tables, progress=False)
     assert all(r.dead and not r.interpretable for r in scores.records)
+
+
+def test_human_agreement_counts():
+    from solu_repro.interp.score import NeuronScore, human_agreement
+
+    def rec(n, ok):
+        return NeuronScore(0, n, None, "", None, 0, 0, 0, ok, False, 0, 0, 0, 0, 0)
+
+    scores = {"a": NeuronScores({}, [rec(0, True), rec(1, True), rec(2, False), rec(3, False)])}
+    judged = {("a", 0, 0): True, ("a", 0, 1): False, ("a", 0, 2): False, ("a", 0, 3): True,
+              ("b", 0, 0): True}  # model b was not scored: left out
+    out = human_agreement(scores, judged)
+    assert out["n"] == 4 and out["agreement"] == 0.5
+    assert (out["both_interpretable"], out["human_only"], out["scorer_only"], out["neither"]) == (1, 1, 1, 1)
+    assert out["kappa"] == pytest.approx(0.0)
+    assert math.isnan(human_agreement(scores, {})["agreement"])

@@ -1,10 +1,17 @@
 """Interpretability tools for paper §6: harvest neurons, view them, judge them blind,
 score them automatically, and the analyses the book's notebooks plot.
 
-Modules: ``harvest`` (one streaming pass -> top-k, activation-level samples, statistics),
-``view`` (Figure 3-style HTML, an ipywidgets browser, direct logit effects),
-``blind`` (the §6.1 blinded human protocol), ``score`` (the automated stand-in),
-``analysis`` (pre/post-LN consistency, layer roles, sparsity).
+Modules:
+
+* ``harvest``: one streaming pass -> top-k firings, activation-level samples, statistics.
+* ``view``: Figure 3-style HTML of dataset examples, direct logit effects (Figure 5), an
+  ipywidgets neuron browser.
+* ``blind``: the §6.1 blinded human protocol (ipywidgets app and ``solu-repro blind``).
+* ``explanations`` / ``score``: the automated stand-in for a quick human look, with a
+  full-spectrum (held-out precision/recall) view beside the paper's top-20 rule.
+* ``planted``: neurons with known answers, to validate harvesting and scoring.
+* ``analysis``: pre/post-LN consistency by band (§6.4), layer roles (§6.3), sparsity.
+* ``stats``: Wilson and Newcombe intervals, agreement and Cohen's kappa.
 """
 
 from .harvest import (
@@ -20,8 +27,12 @@ from .harvest import (
     selection_rows,
     split_position,
 )
+from .score import NeuronScore, NeuronScores, ScoreSettings, human_agreement, score_neurons, score_run
+from .stats import Proportion, proportion, wilson_interval
 
 __all__ = [
-    "HOOKS", "Example", "Harvest", "HarvestError", "ModelNeurons", "NeuronSource", "harvest",
-    "harvest_path", "harvest_run", "selection_rows", "split_position",
+    "HOOKS", "Example", "Harvest", "HarvestError", "ModelNeurons", "NeuronScore",
+    "NeuronScores", "NeuronSource", "Proportion", "ScoreSettings", "harvest", "harvest_path",
+    "harvest_run", "human_agreement", "proportion", "score_neurons", "score_run",
+    "selection_rows", "split_position", "wilson_interval",
 ]

@@ -424,3 +424,38 @@ def score_run(run, settings: ScoreSettings = ScoreSettings(), *, k: int = 20,
                                  "n_layers": run.config.model.n_layers})
     scores.save(path)
     return scores
+
+
+def human_agreement(scores: dict[str, NeuronScores],
+                    judgments: dict[tuple[str, int, int], bool]) -> dict[str, Any]:
+    """How often the scorer's top-20 verdict matches blinded human judgments.
+
+    Args:
+        scores: ``NeuronScores`` by model name.
+        judgments: ``(model, layer, neuron) -> interpretable?`` from
+            ``blind.judgments_by_neuron``.
+
+    Returns:
+        ``n`` compared neurons, ``agreement`` (fraction equal), Cohen's ``kappa``, the
+        confusion counts, and the fraction each side calls interpretable.
+    """
+    from .stats import agreement, cohen_kappa
+
+    human, machine = [], []
+    for (model, layer, neuron), judged in sorted(judgments.items()):
+        if model in scores:
+            human.append(bool(judged))
+            machine.append(scores[model].get(layer, neuron).interpretable)
+    n = len(human)
+    both = sum(h and m for h, m in zip(human, machine))
+    out: dict[str, Any] = {
+        "n": n, "both_interpretable": both,
+        "human_only": sum(h and not m for h, m in zip(human, machine)),
+        "scorer_only": sum(m and not h for h, m in zip(human, machine)),
+        "neither": sum(not h and not m for h, m in zip(human, machine)),
+        "human_fraction": sum(human) / n if n else math.nan,
+        "scorer_fraction": sum(machine) / n if n else math.nan,
+        "agreement": agreement(human, machine) if n else math.nan,
+        "kappa": cohen_kappa(human, machine) if n else math.nan,
+    }
+    return out
