@@ -62,3 +62,17 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="session")
+def corpus(data_dir):
+    """The session's small corpus (already built by ``data_dir``)."""
+    return build_dataset(SMALL_DATA, data_dir, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tables(corpus):
+    """Explanation lookup tables of the small corpus' tokenizer (interp tests)."""
+    from solu_repro.interp.explanations import VocabTables
+
+    return VocabTables(corpus.tokenizer)

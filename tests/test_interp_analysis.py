@@ -8,27 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SMALL_DATA
-from solu_repro.data import build_dataset
 from solu_repro.interp.analysis import (kurtosis_values, layer_roles, ln_consistency,
                                         sparsity_table)
-from solu_repro.interp.explanations import Explanation, VocabTables
+from solu_repro.interp.explanations import Explanation
 from solu_repro.interp.harvest import harvest
 from solu_repro.interp.planted import Plant, PlantedNeurons
 from solu_repro.interp.score import NeuronScore, NeuronScores, score_neurons
 from solu_repro.model import ModelConfig, Transformer
 
 N_CTX = 64
-
-
-@pytest.fixture(scope="module")
-def corpus(data_dir):
-    return build_dataset(SMALL_DATA, data_dir, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tables(corpus):
-    return VocabTables(corpus.tokenizer)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from solu_repro.data import build_dataset
 from solu_repro.interp.explanations import (Background, Explanation, PositionFeatures,
-                                            VocabTables, candidate_explanations, point_features,
+                                            candidate_explanations, point_features,
                                             range_features, regex_flags)
 from solu_repro.interp.harvest import harvest
 from solu_repro.interp.planted import Plant, PlantedNeurons, plant_token_detectors
@@ -19,19 +18,8 @@ from solu_repro.interp.score import (NeuronScores, ScoreSettings, best_explanati
                                      score_neurons, surprise)
 from solu_repro.model import ConfigError, ModelConfig, Transformer
 
-from conftest import SMALL_DATA
 
 N_CTX = 64
-
-
-@pytest.fixture(scope="module")
-def corpus(data_dir):
-    return build_dataset(SMALL_DATA, data_dir, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tables(corpus):
-    return VocabTables(corpus.tokenizer)
 
 
 @pytest.fixture(scope="module")
