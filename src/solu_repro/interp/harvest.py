@@ -266,7 +266,8 @@ class Harvest:
             raise HarvestError(f"hook {hook!r} was not harvested (have {self.hooks})")
         return self.tensors[hook]
 
-    def _check_neuron(self, layer: int, neuron: int) -> None:
+    def check_neuron(self, layer: int, neuron: int) -> None:
+        """Raise IndexError naming the valid range if ``L{layer}N{neuron}`` does not exist."""
         if not (0 <= layer < self.n_layers and 0 <= neuron < self.d_mlp):
             raise IndexError(f"neuron L{layer}N{neuron} out of range: the model has "
                              f"{self.n_layers} layer(s) of {self.d_mlp} neurons")
@@ -303,7 +304,7 @@ class Harvest:
     def top_examples(self, layer: int, neuron: int, hook: str = "mid",
                      n: int | None = None) -> list[Example]:
         """The neuron's strongest firings, one per row, strongest first."""
-        self._check_neuron(layer, neuron)
+        self.check_neuron(layer, neuron)
         t = self._hook(hook)
         values = t["top_values"][layer, neuron]
         rows, cols = t["top_rows"][layer, neuron], t["top_cols"][layer, neuron]
@@ -317,7 +318,7 @@ class Harvest:
         ``(0, max]`` (paper §6.4: examples across a range of activation levels)."""
         if not (0 <= band < n_bands):
             raise IndexError(f"band must be in [0, {n_bands}), got {band}")
-        self._check_neuron(layer, neuron)
+        self.check_neuron(layer, neuron)
         peak = float(self._hook(hook)["max"][layer, neuron])
         return peak * band / n_bands, peak * (band + 1) / n_bands
 
@@ -333,7 +334,7 @@ class Harvest:
         (at bucket resolution: widened to whole buckets)."""
         if not (0 <= lo < hi <= 1):
             raise ValueError(f"quantiles must satisfy 0 <= lo < hi <= 1, got {lo}, {hi}")
-        self._check_neuron(layer, neuron)
+        self.check_neuron(layer, neuron)
         counts = self._hook(hook)["bin_counts"][layer, neuron].double()
         cdf = counts.cumsum(0) / counts.sum().clamp(min=1)
         first = int(torch.searchsorted(cdf, torch.tensor(lo, dtype=torch.float64), right=True))
@@ -356,7 +357,7 @@ class Harvest:
         Each bucket's samples stand for all the bucket's tokens, so the draw is weighted by
         tokens per sample: the result approximates a uniform sample of the tokens in range.
         """
-        self._check_neuron(layer, neuron)
+        self.check_neuron(layer, neuron)
         t = self._hook(hook)
         values = t["sample_values"][layer, neuron].double()  # (bins, s)
         rows, cols = t["sample_rows"][layer, neuron], t["sample_cols"][layer, neuron]

@@ -78,12 +78,6 @@ class Snippet:
 
 
 # --- recomputing activations -----------------------------------------------------------------
-def _check_neuron(harvest: Harvest, layer: int, neuron: int) -> None:
-    if not (0 <= layer < harvest.n_layers and 0 <= neuron < harvest.d_mlp):
-        raise IndexError(f"neuron L{layer}N{neuron} out of range: the model has "
-                         f"{harvest.n_layers} layer(s) of {harvest.d_mlp} neurons")
-
-
 def _check_hook(hook: str) -> None:
     if hook not in HOOKS:
         raise ConfigError(f"hook must be one of {HOOKS} ('mid' is what gets interpreted, "
@@ -134,7 +128,7 @@ def neuron_snippets(model: Transformer, corpus: TokenizedCorpus, harvest: Harves
             recomputed firing that differs from the harvested value).
     """
     _check_hook(hook)
-    _check_neuron(harvest, layer, neuron)
+    harvest.check_neuron(layer, neuron)
     for name, value in (("left", left), ("right", right)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
