@@ -14,6 +14,7 @@ Modules:
 * ``stats``: Wilson and Newcombe intervals, agreement and Cohen's kappa.
 """
 
+# The ``harvest`` function is not re-exported: it would shadow the ``harvest`` module.
 from .harvest import (
     HOOKS,
     Example,
@@ -21,7 +22,6 @@ from .harvest import (
     HarvestError,
     ModelNeurons,
     NeuronSource,
-    harvest,
     harvest_path,
     harvest_run,
     selection_rows,
@@ -32,7 +32,7 @@ from .stats import Proportion, proportion, wilson_interval
 
 __all__ = [
     "HOOKS", "Example", "Harvest", "HarvestError", "ModelNeurons", "NeuronScore",
-    "NeuronScores", "NeuronSource", "Proportion", "ScoreSettings", "harvest", "harvest_path",
+    "NeuronScores", "NeuronSource", "Proportion", "ScoreSettings", "harvest_path",
     "harvest_run", "human_agreement", "proportion", "score_neurons", "score_run",
     "selection_rows", "split_position", "wilson_interval",
 ]

@@ -7,8 +7,8 @@ records:
 * the **top-k firings**, at most one per context window (row), so the k examples are k
   distinct snippets, as the paper's evaluators saw them (§6.1);
 * **samples at every activation level** (§6.4 needs examples across the range, not only the
-  top): activations are bucketed on a fixed signed geometric grid (ratio 1.5 from 1e-3 to
-  ~1e3); each (neuron, bucket) keeps a reservoir of ``samples_per_bin`` examples from
+  top): activations are bucketed on a fixed signed geometric grid (ratio 1.12 from 1e-3 to
+  ~290); each (neuron, bucket) keeps a reservoir of ``samples_per_bin`` examples from
   distinct rows, chosen by random priority, plus an exact count of tokens in the bucket.
   Because the grid is fixed, no second pass is needed: a band defined after the fact
   (e.g. 40-50% of the neuron's max) is served from the buckets it overlaps, each sample
@@ -47,6 +47,7 @@ _MAGNITUDES = 1e-3 * 1.12 ** np.arange(112)
 BIN_EDGES = np.concatenate([-_MAGNITUDES[::-1], _MAGNITUDES]).astype(np.float32)
 N_BINS = len(BIN_EDGES) + 1  # bucket i holds (edges[i-1], edges[i]]; ends are open
 _COL_BITS = 20  # priority keys carry the column in their low bits
+_MAX_CHUNK = 1 << 21  # activations folded in at once (row chunks of a batch)
 
 
 class HarvestError(ValueError):
@@ -138,10 +139,16 @@ class _HookAccumulator:
         self.min = torch.full((L, N), math.inf)
         self.n_positive = torch.zeros((L, N), dtype=torch.long)
 
-    def update(self, layer: int, acts: Tensor, rows: Tensor, generator: torch.Generator,
+    def update(self, layer: int, acts: Tensor, rows: Tensor, stream: Sequence[int],
                edges: Tensor) -> None:
         """Fold in ``acts`` ``(B, T-1, N)`` (BOS column removed) of batch rows ``rows`` ``(B,)``."""
         B, T1, N = acts.shape
+        if B > 1 and B * T1 * N > _MAX_CHUNK:
+            # Bound the int64 temporaries below (several GB at GPU-scale shapes otherwise).
+            step = max(1, _MAX_CHUNK // (T1 * N))
+            for i in range(0, B, step):
+                self.update(layer, acts[i:i + step], rows[i:i + step], stream, edges)
+            return
         acts = acts.detach().cpu().float().contiguous()
         # --- top-k, one per row ------------------------------------------------------------
         row_max, row_arg = acts.max(dim=1)  # (B, N)
@@ -154,7 +161,12 @@ class _HookAccumulator:
         self.top_cols[layer] = cand_cols.gather(1, best)
         # --- bucket reservoirs: per row, a random winner per (bucket, neuron) ---------------
         bins = torch.bucketize(acts, edges)  # (B, T-1, N)
-        priority = torch.randint(0, 2 ** 40, (B, T1, N), generator=generator)
+        # One priority stream per (seed, hook, layer, row): the samples do not depend on how
+        # rows are batched or ordered.
+        priority = torch.stack([
+            torch.randint(0, 2 ** 40, (T1, N), generator=torch.Generator().manual_seed(
+                int(np.random.SeedSequence([*stream, layer, int(r)]).generate_state(1)[0])))
+            for r in rows])
         cols = torch.arange(1, T1 + 1).view(1, T1, 1)
         keys = (priority << _COL_BITS) | cols
         winners = torch.full((B, N_BINS, N), -1, dtype=torch.long)
@@ -437,11 +449,17 @@ def _resolve_rows(rows: str | Sequence[int] | np.ndarray, n_rows: int,
     if isinstance(rows, str):
         chosen, label = selection_rows(n_rows, rows), rows
     else:
+        if np.asarray(rows).dtype == bool:
+            raise ConfigError("rows must be row indices, not a boolean mask: pass "
+                              "np.flatnonzero(mask)")
         chosen = np.asarray(rows, dtype=np.int64).reshape(-1)
         if chosen.size and (chosen.min() < 0 or chosen.max() >= n_rows):
             raise ConfigError(f"row indices must be in [0, {n_rows}), got "
                               f"[{chosen.min()}, {chosen.max()}]")
         label = "custom"
+        if len(np.unique(chosen)) != len(chosen):
+            raise ConfigError("row indices must be distinct: a repeated row would fill several "
+                              "of the k distinct snippets and count twice in every statistic")
     if max_rows is not None:
         if max_rows < 1:
             raise ConfigError(f"max_rows must be >= 1, got {max_rows}")
@@ -484,7 +502,6 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
             raise ConfigError(f"n_ctx={n_ctx} exceeds the model's context {source.cfg.n_ctx}")
         source = ModelNeurons(source.to(device).eval())
     chosen, label = _resolve_rows(rows, num_rows(split, n_ctx), max_rows)
-    gen = torch.Generator().manual_seed(seed)
     edges = torch.from_numpy(BIN_EDGES)
     acc = {h: _HookAccumulator(source.n_layers, source.d_mlp, k, samples_per_bin)
            for h in source.hooks}
@@ -500,7 +517,8 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
         row_ids = torch.from_numpy(batch_rows)
         for hook in source.hooks:
             for layer in range(source.n_layers):
-                acc[hook].update(layer, acts[hook][layer][:, 1:], row_ids, gen, edges)
+                acc[hook].update(layer, acts[hook][layer][:, 1:], row_ids,
+                                 (seed, HOOKS.index(hook)), edges)
         n_tokens += len(batch_rows) * (n_ctx - 1)
         if bar is not None:
             bar.update(len(batch_rows) * (n_ctx - 1))

@@ -1,0 +1,290 @@
+"""Neuron-harvesting throughput beside a plain forward pass, and its memory bound.
+
+Builds a zoo model (``solu_repro.zoo.zoo_config(name, scale).model``; random init: the cost
+does not depend on the weights) and the scale's corpus, then times, over the same rows of the
+validation split:
+
+* **forward**: ``get_rows`` + ``model.run_with_cache(..., return_logits=False)`` under
+  ``inference_mode``, caching exactly the hooks the harvester reads (``hook_mid``, and
+  ``hook_post`` when the model has SoLU's extra LN);
+* **harvest**: ``solu_repro.interp.harvest`` (the same forward pass plus top-k, bucket
+  counts, reservoirs and moments for every neuron and hook).
+
+The two are interleaved (forward, harvest, forward, harvest, ...) so that machine noise hits
+both alike; warmup passes are discarded; the report gives the median seconds per pass, the
+tokens/s of each, the ratio of medians (harvest time / forward time) with a 90% bootstrap
+interval and the range of the per-round ratios.
+
+Memory: a harvest keeps O(layers x d_mlp x (k + buckets x samples)) numbers, independent of
+the number of rows. To show it, a fresh process per size harvests N and then ~4N rows and
+reports its peak-RSS growth (``resource.getrusage``) over a warmed-up model; the two growths
+should match.
+
+On a CPU shared with other jobs, a thread pool with one thread per core stalls at every
+parallel region (a thread waits for a core), which inflates and scrambles the timings; use
+``--threads 1`` there.
+
+Usage:
+    python benchmarks/harvest_throughput.py --threads 1          # 1L-solu_ln, cpu scale
+    python benchmarks/harvest_throughput.py --name 4L-gelu --rows 32 --rounds 3
+    python benchmarks/harvest_throughput.py --scale tiny --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from solu_repro import zoo
+from solu_repro.data import build_dataset, get_rows, num_rows
+from solu_repro.interp.harvest import ModelNeurons, harvest
+from solu_repro.interp.harvest import N_BINS
+from solu_repro.model import Transformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_throughput import interleave, ratio_stats, resolve_device  # noqa: E402
+
+MEMORY_FACTOR = 4  # the second memory probe harvests this many times more rows
+
+
+# --- what is timed -------------------------------------------------------------------------------
+def setup(args: argparse.Namespace, device: torch.device):
+    """The zoo model (random init, eval mode), its corpus' val split and BOS id."""
+    cfg = zoo.zoo_config(args.name, args.scale)
+    model = Transformer(cfg.model).to(device).eval()
+    corpus = build_dataset(cfg.data, args.data_dir, progress=True)
+    return model, corpus.split("val"), corpus.bos_id
+
+
+def make_forward(model: Transformer, split, rows: np.ndarray, bos_id: int, batch_size: int,
+                 device: torch.device) -> Callable[[], None]:
+    """One forward pass over ``rows``, caching the hooks the harvester reads."""
+    neurons = ModelNeurons(model)
+    names = [f"blocks.{l}.mlp.hook_{h}" for h in neurons.hooks for l in range(neurons.n_layers)]
+    n_ctx = model.cfg.n_ctx
+
+    def forward() -> None:
+        for i in range(0, len(rows), batch_size):
+            tokens = get_rows(split, rows[i:i + batch_size], n_ctx, bos_id).to(device)
+            with torch.inference_mode():
+                model.run_with_cache(tokens, names=names, return_logits=False)
+
+    return forward
+
+
+def make_harvest(model: Transformer, split, rows: np.ndarray, bos_id: int,
+                 args: argparse.Namespace, device: torch.device) -> Callable[[], object]:
+    def run():
+        return harvest(model, split, model.cfg.n_ctx, bos_id, rows=rows, k=args.k,
+                       samples_per_bin=args.samples_per_bin, batch_size=args.batch_size,
+                       seed=args.seed, device=device, progress=False)
+
+    return run
+
+
+# --- memory --------------------------------------------------------------------------------------
+def _peak_rss_mb() -> float:
+    # Linux reports ru_maxrss in KiB, macOS in bytes.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+
+
+def memory_probe(args: argparse.Namespace) -> dict:
+    """In this (fresh) process: peak-RSS growth of a forward pass, then of a harvest, over
+    ``args.memory_probe`` rows, each measured from the peak before it."""
+    # A child started by vfork+exec (as subprocess does) inherits its parent's peak RSS as a
+    # floor: the baseline below is only meaningful if it is above that floor.
+    inherited = _peak_rss_mb()
+    device = resolve_device(args.device)
+    model, split, bos_id = setup(args, device)
+    rows = np.arange(args.memory_probe)
+    make_forward(model, split, rows[:args.batch_size], bos_id, args.batch_size, device)()
+    base = _peak_rss_mb()
+    make_forward(model, split, rows, bos_id, args.batch_size, device)()
+    after_forward = _peak_rss_mb()
+    result = make_harvest(model, split, rows, bos_id, args, device)()
+    after_harvest = _peak_rss_mb()
+    result_mb = sum(t.numel() * t.element_size() for fields in result.tensors.values()
+                    for t in fields.values()) / 2 ** 20
+    return {"rows": len(rows), "tokens": len(rows) * (model.cfg.n_ctx - 1),
+            "forward_mb": after_forward - base, "harvest_mb": after_harvest - after_forward,
+            "result_mb": result_mb, "peak_mb": after_harvest,
+            "baseline_masked": base <= inherited}
+
+
+def run_probe(args: argparse.Namespace, n_rows: int) -> dict:
+    """``memory_probe`` in a fresh interpreter, so earlier peaks do not hide this one."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", str(n_rows),
+           "--scale", args.scale, "--name", args.name, "--batch-size", str(args.batch_size),
+           "--k", str(args.k), "--samples-per-bin", str(args.samples_per_bin),
+           "--seed", str(args.seed), "--device", args.device]
+    if args.threads is not None:
+        cmd += ["--threads", str(args.threads)]
+    if args.data_dir is not None:
+        cmd += ["--data-dir", str(args.data_dir)]
+    env = dict(os.environ)
+    if args.threads is not None:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"error: memory probe with {n_rows} rows failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- main ----------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu",
+                   help="zoo shapes and corpus (gpu shapes are only sensible on a GPU)")
+    p.add_argument("--name", default="1L-solu_ln", help="zoo model, e.g. 2L-gelu")
+    p.add_argument("--rows", type=int, default=64,
+                   help=f"validation rows per timed pass (the memory probes use this and "
+                        f"{MEMORY_FACTOR}x as many)")
+    p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved forward/harvest rounds")
+    p.add_argument("--warmup", type=int, default=1, help="discarded passes of each first")
+    p.add_argument("--k", type=int, default=20, help="top firings kept per neuron")
+    p.add_argument("--samples-per-bin", type=int, default=4, help="reservoir size per bucket")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs (the harvest statistics are kept on the CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op CPU threads (default: torch's choice, one per core). "
+                        "On a machine busy with other work, --threads 1 avoids the stalls of "
+                        "oversubscribed thread pools, which otherwise swamp the comparison")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="corpus cache (default: solu_repro.paths.data_dir())")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS probes")
+    p.add_argument("--json", action="store_true",
+                   help="also print one machine-readable JSON line (prefixed 'JSON ')")
+    p.add_argument("--memory-probe", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for name in ("rows", "batch_size", "rounds", "k", "samples_per_bin"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be >= 1")
+    try:
+        zoo.zoo_config(args.name, args.scale)
+    except ValueError as exc:
+        p.error(str(exc))
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe is not None:
+        print(json.dumps(memory_probe(args)))
+        return None
+    device = resolve_device(args.device)
+    model, split, bos_id = setup(args, device)
+    m = model.cfg
+    available = num_rows(split, m.n_ctx)
+    if args.rows > available:
+        sys.exit(f"error: --rows {args.rows} but the {args.scale} val split has only "
+                 f"{available} rows of n_ctx={m.n_ctx}")
+    rows = np.arange(args.rows)
+    tokens = args.rows * (m.n_ctx - 1)  # BOS is not harvested; count the same tokens for both
+    hooks = ModelNeurons(model).hooks
+    print(f"Harvest vs forward throughput  scale={args.scale}  model={args.name} (random init)  "
+          f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  "
+          f"({platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+          f"load avg {os.getloadavg()[0]:.1f})")
+    print(f"shapes: n_layers={m.n_layers} d_model={m.d_model} d_mlp={m.d_mlp} n_ctx={m.n_ctx} "
+          f"hooks={'+'.join(hooks)}; {args.rows} val rows ({tokens} tokens) per pass, "
+          f"batch={args.batch_size}, k={args.k}, samples_per_bin={args.samples_per_bin}, "
+          f"{N_BINS} buckets")
+    print(f"timing: {args.warmup} warmup + {args.rounds} rounds of each pass, interleaved "
+          f"forward harvest forward ...; medians, IQR in brackets", flush=True)
+    print()
+    # Probe memory before this process grows: a child's peak RSS starts at its parent's.
+    sizes = [args.rows, min(MEMORY_FACTOR * args.rows, available)]
+    memory = [] if args.no_memory else [run_probe(args, n) for n in sizes]
+
+    passes = {"forward": make_forward(model, split, rows, bos_id, args.batch_size, device),
+              "harvest": make_harvest(model, split, rows, bos_id, args, device)}
+    samples = interleave(passes, device, args.rounds, 1, args.warmup)
+    fwd, hv = samples["forward"], samples["harvest"]
+    r = ratio_stats(fwd, hv)
+    header = f"{'pass':<8}  {'s/pass':>22}  {'tokens/s':>10}"
+    print(header)
+    print("-" * len(header))
+    report_passes = {}
+    for name, smp in samples.items():
+        lo, hi = smp.iqr()
+        report_passes[name] = {"median_s": smp.median, "iqr_s": [lo, hi],
+                               "tokens_per_s": tokens / smp.median, "n_passes": len(smp.all)}
+        print(f"{name:<8}  {smp.median:8.3f} [{lo:5.3f}-{hi:5.3f}]  "
+              f"{tokens / smp.median:>10,.0f}")
+    per_batch = (hv.median - fwd.median) / -(-args.rows // args.batch_size)
+    print()
+    print(f"harvest / forward time: {r['ratio']:.2f}x (90% CI {r['ci90_lo']:.2f}-"
+          f"{r['ci90_hi']:.2f}; per-round ratios {r['round_min']:.2f}-{r['round_max']:.2f}); "
+          f"the accumulators add {per_batch * 1e3:.0f} ms per batch of "
+          f"{args.batch_size * (m.n_ctx - 1)} tokens "
+          f"({len(hooks)} hook(s) x {m.n_layers} layer(s) x {m.d_mlp} neurons)")
+    if r["ci90_hi"] - r["ci90_lo"] > 0.1 * r["ratio"]:
+        print(f"note: noisy timings (the ratio's 90% CI spans "
+              f"{r['ci90_hi'] - r['ci90_lo']:.2f}; load avg now {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cpus). Rerun on an idle machine or with more --rounds"
+              + (", or (if other jobs share the cores) with --threads 1."
+                 if device.type == "cpu" and torch.get_num_threads() > 1 else "."))
+
+    if memory:
+        print()
+        print("memory: peak-RSS growth in a fresh process per size (resource.getrusage), over "
+              "a warmed-up model; harvest measured after a forward pass over the same rows")
+        header = (f"{'rows':>6}  {'tokens':>8}  {'forward':>9}  {'harvest':>9}  "
+                  f"{'result tensors':>14}")
+        print(header)
+        print("-" * len(header))
+        for probe in memory:
+            print(f"{probe['rows']:>6}  {probe['tokens']:>8}  {probe['forward_mb']:>+7.1f}MB  "
+                  f"{probe['harvest_mb']:>+7.1f}MB  {probe['result_mb']:>12.1f}MB", flush=True)
+        a, b = memory
+        if any(probe["baseline_masked"] for probe in memory):
+            print("warning: a probe's baseline is below the peak RSS it inherited from this "
+                  "process, so its growth is underestimated")
+        if b["rows"] < MEMORY_FACTOR * args.rows:
+            print(f"(the val split has {available} rows: the second probe uses all of them)")
+        growth = b["harvest_mb"] / max(a["harvest_mb"], 1.0)
+        verdict = ("does not grow with the rows" if growth < 1.5 else
+                   "GROWS with the rows: the harvest should be O(layers x d_mlp) in memory")
+        print(f"{b['rows'] / a['rows']:.1f}x the rows -> {growth:.2f}x the harvest's peak-RSS "
+              f"growth: memory {verdict}. It is the {a['result_mb']:.1f} MB result "
+              f"(layers x d_mlp x (k + {N_BINS} buckets x samples)) plus per-batch "
+              f"temporaries (batch x n_ctx x d_mlp)")
+
+    report = {
+        "scale": args.scale, "name": args.name, "device": str(device),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
+        "rows": args.rows, "tokens_per_pass": tokens, "batch_size": args.batch_size,
+        "k": args.k, "samples_per_bin": args.samples_per_bin, "rounds": args.rounds,
+        "warmup": args.warmup, "passes": report_passes, "harvest_forward_ratio": r["ratio"],
+        "ratio_ci90": [r["ci90_lo"], r["ci90_hi"]],
+        "round_ratio_min": r["round_min"], "round_ratio_max": r["round_max"],
+        "memory": memory,
+    }
+    if args.json:
+        print("JSON " + json.dumps(report, sort_keys=True))
+    return report
+
+
+if __name__ == "__main__":
+    main()
