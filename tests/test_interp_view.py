@@ -9,13 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from solu_repro.data import build_dataset, decode_tokens, get_rows
+from solu_repro.data import decode_tokens, get_rows
 from solu_repro.interp.harvest import Example, Harvest, HarvestError, harvest, split_position
 from solu_repro.interp.view import (NeuronBrowser, Snippet, band_options, direct_logit_effect,
                                     logit_effect_html, neuron_html, neuron_snippets,
                                     snippets_html, snippets_text, top_logit_tokens)
 from solu_repro.model import ConfigError, ModelConfig, Transformer
-from solu_repro.zoo import SCALES
 
 N_CTX = 32
 HOSTILE = ["<script>", "alert(1)", "</script>", " & ", '"q"', "'s", "\n", "\t", "\x1b[31m",
@@ -35,11 +34,6 @@ def _model(corpus, act_fn: str, n_layers: int, seed: int = 0) -> Transformer:
         for block in model.blocks:
             block.mlp.W_out.add_(0.05)
     return model
-
-
-@pytest.fixture(scope="module")
-def corpus(data_dir):
-    return build_dataset(SCALES["tiny"].data, data_dir, progress=False)
 
 
 @pytest.fixture(scope="module")
