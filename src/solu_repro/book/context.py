@@ -1,0 +1,155 @@
+"""What every notebook does first: validate its papermill parameters and reach the model zoo.
+
+A notebook's ``parameters`` cell holds plain values (papermill overwrites them); the next cell
+passes them here::
+
+    ctx = book_context(scale=scale, runs_dir=runs_dir, seed=seed, interactive=interactive)
+    n_neurons = check_int("n_neurons", n_neurons, minimum=1, maximum=512)
+
+A bad value raises ``ParameterError`` naming the parameter, what was given, what is allowed
+and how to pass it, before any model is trained or loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .. import paths
+from ..zoo import SCALES, ZooRun, ensure_trained, zoo_configs
+
+HOW_TO_PASS = ("pass it with papermill (`papermill NB.ipynb OUT.ipynb -p {name} VALUE`) or edit "
+               "the notebook's parameters cell")
+
+
+class ParameterError(ValueError):
+    """A notebook parameter has a value the notebook cannot use."""
+
+
+def _fail(name: str, value: Any, allowed: str) -> ParameterError:
+    return ParameterError(f"parameter {name}={value!r} is invalid: {allowed}; "
+                          + HOW_TO_PASS.format(name=name))
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else a ``ParameterError``."""
+    if value not in choices:
+        raise _fail(name, value, f"use one of {list(choices)}")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """``value`` as an int within [minimum, maximum] (bools and fractional floats rejected)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer)) or \
+            (isinstance(value, float) and not value.is_integer()):
+        raise _fail(name, value, "it must be a whole number")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _fail(name, value, f"it must be between {minimum} and {maximum}")
+    return value
+
+
+def check_float(name: str, value: Any, minimum: float | None = None,
+                maximum: float | None = None) -> float:
+    """``value`` as a finite float within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+            not np.isfinite(value):
+        raise _fail(name, value, "it must be a finite number")
+    value = float(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _fail(name, value, f"it must be between {minimum} and {maximum}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(name, value, "it must be True or False")
+    return value
+
+
+@dataclass
+class BookContext:
+    """The validated common parameters of a notebook and its access to the model zoo.
+
+    Attributes:
+        scale: "tiny" (tests, seconds), "cpu" (the published book) or "gpu".
+        runs_dir: where zoo runs live (``$SOLU_RUNS_DIR`` or ``./runs`` by default).
+        seed: seeds python, numpy and torch for anything random the notebook does.
+        interactive: show ipywidgets (JupyterLab); the built book shows static figures.
+        progress: show progress bars while training or harvesting.
+    """
+
+    scale: str
+    runs_dir: Path
+    seed: int = 0
+    interactive: bool = True
+    progress: bool = True
+    _runs: dict[str, ZooRun] = field(default_factory=dict, repr=False)
+
+    @property
+    def names(self) -> list[str]:
+        """Every zoo model of this scale, e.g. ["1L-gelu", "1L-solu_ln", ..., "1L-gelu_ln"]."""
+        return list(zoo_configs(self.scale))
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return SCALES[self.scale].depths
+
+    def run(self, name: str) -> ZooRun:
+        """The trained zoo model ``name``; trained first (with a progress bar) if missing."""
+        if name not in self._runs:
+            check_choice("model", name, self.names)
+            self._runs[name] = ensure_trained(name, self.scale, self.runs_dir,
+                                              progress=self.progress)
+        return self._runs[name]
+
+    def runs(self, names: Iterable[str] | None = None) -> dict[str, ZooRun]:
+        """Several zoo models (all of them by default), in zoo order."""
+        return {name: self.run(name) for name in (self.names if names is None else names)}
+
+    def harvest(self, name: str):
+        """The cached activation harvest of a zoo model (``solu_repro.interp.harvest_run``)."""
+        from ..interp.harvest import harvest_run
+        return harvest_run(self.run(name), seed=self.seed, progress=self.progress)
+
+    def scores(self, name: str):
+        """The cached automated interpretability scores of a zoo model (``score_run``)."""
+        from ..interp.score import score_run
+        return score_run(self.run(name), progress=self.progress)
+
+
+def book_context(scale: Any = "tiny", runs_dir: Any = None, seed: Any = 0,
+                 interactive: Any = True, progress: Any = True) -> BookContext:
+    """Validate a notebook's common parameters, seed everything and return its context.
+
+    Args:
+        scale: "tiny", "cpu" or "gpu" (``solu_repro.zoo.SCALES``).
+        runs_dir: a directory for zoo runs, or None for ``$SOLU_RUNS_DIR`` / ``./runs``.
+        seed: a non-negative int.
+        interactive: True in JupyterLab (widgets), False when building the static book.
+        progress: show progress bars.
+    """
+    scale = check_choice("scale", scale, list(SCALES))
+    seed = check_int("seed", seed, minimum=0, maximum=2**31 - 1)
+    interactive = check_bool("interactive", interactive)
+    progress = check_bool("progress", progress)
+    if runs_dir is None or runs_dir == "":
+        root = paths.runs_dir()
+    elif isinstance(runs_dir, (str, os.PathLike)):
+        root = Path(runs_dir).expanduser()
+        if root.exists() and not root.is_dir():
+            raise _fail("runs_dir", runs_dir, "it exists and is not a directory")
+    else:
+        raise _fail("runs_dir", runs_dir, "it must be a directory path or None")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return BookContext(scale=scale, runs_dir=root, seed=seed, interactive=interactive,
+                       progress=progress)

@@ -1,0 +1,65 @@
+"""Plotting style of the book: one place for model colours, line styles and the layout.
+
+Paper conventions carried over: the baseline is drawn dotted and SoLU solid (Figure 1); the
+baseline is blue, SoLU red and the LN-only ablation green (Figure 4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+ACT_COLORS = {
+    "gelu": "#1f77b4",      # baseline (paper: blue)
+    "solu_ln": "#d62728",   # SoLU + LN (paper: red)
+    "gelu_ln": "#2ca02c",   # LN-only ablation (paper: green)
+    "solu": "#ff7f0e",      # SoLU without its LN
+}
+ACT_LABELS = {
+    "gelu": "GELU baseline",
+    "solu_ln": "SoLU + LN",
+    "gelu_ln": "GELU + LN (LN-only ablation)",
+    "solu": "SoLU without LN",
+}
+ACT_DASH = {"gelu": "dot", "solu_ln": "solid", "gelu_ln": "dash", "solu": "dashdot"}
+HOOK_COLORS = {"mid": "#d62728", "post": "#7f7f7f"}  # pre-LN (interpreted) vs post-LN
+FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
+
+
+def act_of(name: str) -> str:
+    """The activation of a zoo model name ("2L-solu_ln" -> "solu_ln")."""
+    return name.split("-", 1)[1]
+
+
+def depth_of(name: str) -> int:
+    """The depth of a zoo model name ("2L-solu_ln" -> 2)."""
+    return int(name.split("L-", 1)[0])
+
+
+def color(name_or_act: str) -> str:
+    act = act_of(name_or_act) if "-" in name_or_act else name_or_act
+    return ACT_COLORS.get(act, "#444444")
+
+
+def dash(name_or_act: str) -> str:
+    act = act_of(name_or_act) if "-" in name_or_act else name_or_act
+    return ACT_DASH.get(act, "solid")
+
+
+def label(name_or_act: str) -> str:
+    """A legend label: "SoLU + LN" for an activation, "2L SoLU + LN" for a zoo model."""
+    if "-" in name_or_act:
+        return f"{depth_of(name_or_act)}L {ACT_LABELS.get(act_of(name_or_act), name_or_act)}"
+    return ACT_LABELS.get(name_or_act, name_or_act)
+
+
+def figure(title: str, xaxis: str, yaxis: str, height: int = 420, **layout: Any) -> go.Figure:
+    """An empty figure in the book's layout."""
+    fig = go.Figure()
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), template="plotly_white",
+                      font=FONT, height=height, margin=dict(l=60, r=20, t=60, b=50),
+                      legend=dict(orientation="v"), **layout)
+    fig.update_xaxes(title_text=xaxis)
+    fig.update_yaxes(title_text=yaxis)
+    return fig
