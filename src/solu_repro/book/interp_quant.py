@@ -1,0 +1,270 @@
+"""Paper §6.1-6.2 at our scale: the automated interpretability score of every zoo model, the
+Figure 4 analogue, the full-spectrum view beside it, and blinded human judgments when a session
+with judgments exists.
+
+The scorer (``solu_repro.interp.score``) stands in for the paper's human evaluators; its
+"interpretable at first glance" verdict applies the paper's 80%-of-the-top-20 rule mechanically.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..interp.stats import Proportion, difference_interval
+from . import style
+from .context import BookContext
+
+VIEWS = {"top": "top-20 view (paper §6.1 rule)", "spectrum": "full-spectrum view"}
+BLIND_DIR = "blind"
+"""Blinded sessions live in ``<runs_dir>/<scale>/blind/<session>/`` (one folder each)."""
+
+
+@dataclass(frozen=True)
+class ModelInterpretability:
+    """One zoo model's automated score: both views overall and per layer."""
+
+    name: str
+    act: str
+    depth: int
+    top: Proportion
+    spectrum: Proportion
+    by_layer: list[dict[str, Any]]
+
+    def row(self) -> dict[str, Any]:
+        return {"model": self.name, "neurons": self.top.n,
+                "interpretable": self.top.successes, "fraction": self.top.fraction,
+                "ci_lo": self.top.lo, "ci_hi": self.top.hi,
+                "spectrum_fraction": self.spectrum.fraction,
+                "spectrum_ci_lo": self.spectrum.lo, "spectrum_ci_hi": self.spectrum.hi}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """SoLU-LN (or an ablation) against the GELU baseline of the same depth, one view."""
+
+    name: str
+    baseline: str
+    view: str
+    diff: float
+    lo: float
+    hi: float
+    ratio: float
+
+    @property
+    def significant(self) -> bool:
+        """The 95% Newcombe interval of the difference excludes zero."""
+        return self.lo > 0 or self.hi < 0
+
+
+def model_interpretability(ctx: BookContext, names: list[str] | None = None
+                           ) -> dict[str, ModelInterpretability]:
+    """Harvest and score (cached) each zoo model and summarise its interpretable fraction."""
+    out = {}
+    for name in names or ctx.names:
+        scores = ctx.scores(name)
+        out[name] = ModelInterpretability(
+            name=name, act=style.act_of(name), depth=style.depth_of(name),
+            top=scores.fraction_interpretable(view="top"),
+            spectrum=scores.fraction_interpretable(view="spectrum"),
+            by_layer=scores.by_layer())
+    return out
+
+
+def compare(results: dict[str, ModelInterpretability], name: str, view: str = "top"
+            ) -> Comparison:
+    """``name`` minus the GELU baseline of its depth, with Newcombe's 95% interval."""
+    baseline = f"{style.depth_of(name)}L-gelu"
+    a = getattr(results[name], view)
+    b = getattr(results[baseline], view)
+    diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
+    ratio = a.fraction / b.fraction if b.successes else math.inf if a.successes else math.nan
+    return Comparison(name, baseline, view, diff, lo, hi, ratio)
+
+
+def comparisons(results: dict[str, ModelInterpretability], view: str = "top"
+                ) -> list[Comparison]:
+    """Every non-baseline model against its same-depth baseline."""
+    return [compare(results, name, view) for name, r in results.items()
+            if r.act != "gelu" and f"{r.depth}L-gelu" in results]
+
+
+def table(results: dict[str, ModelInterpretability]) -> list[dict[str, Any]]:
+    return [r.row() for r in results.values()]
+
+
+def format_table(results: dict[str, ModelInterpretability]) -> str:
+    """A fixed-width text table (deterministic; what nbval pins at tiny scale)."""
+    lines = [f"{'model':<12} {'neurons':>7} {'top-20 interpretable':>22} "
+             f"{'full spectrum':>15}"]
+    for r in results.values():
+        lines.append(f"{r.name:<12} {r.top.n:>7} {r.top.successes:>8} ({r.top.fraction:6.1%}) "
+                     f"     {r.spectrum.successes:>5} ({r.spectrum.fraction:6.1%})")
+    return "\n".join(lines)
+
+
+def figure4(results: dict[str, ModelInterpretability]) -> go.Figure:
+    """Fraction interpretable vs depth, per activation, with 95% Wilson intervals.
+
+    Left: the top-20 view (the paper's Figure 4 rule); right: the full-spectrum view. Lines
+    join the GELU baseline and SoLU-LN sizes; ablations are single points at their depth.
+    """
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True,
+                        subplot_titles=[VIEWS["top"], VIEWS["spectrum"]])
+    acts = list(dict.fromkeys(r.act for r in results.values()))
+    for col, view in enumerate(VIEWS, start=1):
+        for act in acts:
+            rs = sorted((r for r in results.values() if r.act == act), key=lambda r: r.depth)
+            ps = [getattr(r, view) for r in rs]
+            fig.add_trace(go.Scatter(
+                x=[r.depth for r in rs], y=[p.fraction for p in ps],
+                mode="lines+markers" if len(rs) > 1 else "markers",
+                name=style.label(act), legendgroup=act, showlegend=col == 1,
+                line=dict(color=style.color(act), dash=style.dash(act)),
+                marker=dict(size=9),
+                error_y=dict(type="data", symmetric=False,
+                             array=[p.hi - p.fraction for p in ps],
+                             arrayminus=[p.fraction - p.lo for p in ps]),
+                customdata=[[p.successes, p.n] for p in ps],
+                hovertemplate="%{y:.1%} (%{customdata[0]}/%{customdata[1]})<extra></extra>"),
+                row=1, col=col)
+    depths = sorted({r.depth for r in results.values()})
+    fig.update_xaxes(type="log", tickvals=depths, ticktext=[f"{d}L" for d in depths],
+                     title_text="model depth (layers)")
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    fig.update_yaxes(title_text="fraction of neurons interpretable", row=1, col=1)
+    fig.update_layout(template="plotly_white", font=style.FONT, height=430,
+                      title=dict(text="Figure 4 analogue: automated score, 95% Wilson intervals",
+                                 x=0.0, xanchor="left"),
+                      margin=dict(l=60, r=20, t=80, b=50))
+    return fig
+
+
+def layer_figure(results: dict[str, ModelInterpretability], view: str = "top") -> go.Figure:
+    """Fraction interpretable per layer (relative depth) of every multi-layer model."""
+    key = "fraction" if view == "top" else "spectrum_fraction"
+    fig = style.figure(f"Interpretable fraction by layer ({VIEWS[view]})",
+                       "layer", "fraction interpretable")
+    for r in results.values():
+        if r.depth < 2:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[row["layer"] for row in r.by_layer], y=[row[key] for row in r.by_layer],
+            mode="lines+markers", name=style.label(r.name),
+            line=dict(color=style.color(r.name), dash=style.dash(r.name)),
+            marker=dict(symbol={2: "circle", 4: "square"}.get(r.depth, "diamond"))))
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    return fig
+
+
+# --- blinded human evaluation -----------------------------------------------------------------
+def blind_root(ctx: BookContext) -> Path:
+    return ctx.runs_dir / ctx.scale / BLIND_DIR
+
+
+@dataclass
+class BlindSummary:
+    """Aggregated blinded judgments of one session, and the scorer's agreement with them."""
+
+    path: Path
+    report: Any                     # interp.blind.BlindReport
+    agreement: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_judgments(self) -> int:
+        return sum(m.n_judged for m in self.report.models)
+
+
+def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
+    """Every blinded session under ``blind_root(ctx)`` that has judgments, unblinded.
+
+    A session folder without judgments is skipped (nothing to aggregate yet); a broken one
+    raises ``BlindError`` naming the file.
+    """
+    from ..interp.blind import BlindSession, judgments_by_neuron, unblind
+    from ..interp.score import human_agreement
+
+    root = blind_root(ctx)
+    out = []
+    for folder in sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()):
+        session = BlindSession.open(folder)
+        if not session.judgments():
+            continue
+        scores = {name: ctx.scores(name) for name in session.models if name in ctx.names}
+        out.append(BlindSummary(folder, unblind(session),
+                                human_agreement(scores, judgments_by_neuron(session))))
+    return out
+
+
+def blind_command(ctx: BookContext, models: tuple[str, ...] = ("1L-gelu", "1L-solu_ln"),
+                  n: int = 60) -> str:
+    """The terminal command that starts (or resumes) a session where this notebook finds it."""
+    return (f"solu-repro blind --scale {ctx.scale} --models {' '.join(models)} --n {n} "
+            f"--runs-dir {ctx.runs_dir} --session {blind_root(ctx) / 'my-session'}")
+
+
+def blind_app(ctx: BookContext, session_name: str, models: tuple[str, ...] = ("1L-gelu",
+              "1L-solu_ln"), n: int = 60):
+    """The JupyterLab judging app for a session under ``blind_root(ctx)`` (created if new)."""
+    from ..interp.blind import BlindApp, BlindSession, SnippetRenderer, load_zoo_entries
+
+    entries = load_zoo_entries(list(models), ctx.scale, ctx.runs_dir, progress=ctx.progress)
+    session = BlindSession.create(blind_root(ctx) / session_name, entries, n_per_model=n,
+                                  seed=ctx.seed)
+    return BlindApp(session, SnippetRenderer(entries, session))
+
+
+# --- the numbers the scorecard uses -----------------------------------------------------------
+@dataclass(frozen=True)
+class InterpMeasurements:
+    results: dict[str, ModelInterpretability]
+    solu_vs_gelu: dict[int, Comparison]            # depth -> SoLU-LN minus baseline (top view)
+    solu_vs_gelu_spectrum: dict[int, Comparison]
+    ablation: Comparison | None                     # LN-only minus baseline (top view)
+    ablation_vs_solu: Comparison | None             # LN-only minus SoLU-LN at the same depth
+    blind: list[BlindSummary]
+
+
+def interp_measurements(ctx: BookContext, with_blind: bool = True) -> InterpMeasurements:
+    results = model_interpretability(ctx)
+    solu = {r.depth: compare(results, r.name) for r in results.values() if r.act == "solu_ln"}
+    spec = {r.depth: compare(results, r.name, "spectrum")
+            for r in results.values() if r.act == "solu_ln"}
+    ablation = next((compare(results, r.name) for r in results.values() if r.act == "gelu_ln"),
+                    None)
+    ablation_vs_solu = None
+    if ablation is not None:
+        depth = style.depth_of(ablation.name)
+        a, b = results[ablation.name].top, results[f"{depth}L-solu_ln"].top
+        diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
+        ablation_vs_solu = Comparison(ablation.name, f"{depth}L-solu_ln", "top", diff, lo, hi,
+                                      a.fraction / b.fraction if b.successes else math.nan)
+    return InterpMeasurements(results, solu, spec, ablation, ablation_vs_solu,
+                              blind_sessions(ctx) if with_blind else [])
+
+
+def comparison_markdown(results: dict[str, ModelInterpretability]) -> str:
+    """Each non-baseline model minus its same-depth baseline, both views, as a Markdown table."""
+    lines = ["| model | baseline | top-20 view: difference [95% CI] | ratio | "
+             "full spectrum: difference [95% CI] |", "|---|---|---|---|---|"]
+    for top, spec in zip(comparisons(results, "top"), comparisons(results, "spectrum")):
+        ratio = "n/a" if not math.isfinite(top.ratio) else f"{top.ratio:.2f}x"
+        lines.append(f"| {top.name} | {top.baseline} | {top.diff:+.1%} [{top.lo:+.1%}, "
+                     f"{top.hi:+.1%}] | {ratio} | {spec.diff:+.1%} [{spec.lo:+.1%}, "
+                     f"{spec.hi:+.1%}] |")
+    return "\n".join(lines)
+
+
+def results_markdown(results: dict[str, ModelInterpretability]) -> str:
+    lines = ["| model | neurons | top-20 view [95% CI] | full spectrum [95% CI] |",
+             "|---|---|---|---|"]
+    for r in results.values():
+        lines.append(f"| {r.name} | {r.top.n:,} | {r.top.fraction:.1%} [{r.top.lo:.1%}, "
+                     f"{r.top.hi:.1%}] | {r.spectrum.fraction:.1%} [{r.spectrum.lo:.1%}, "
+                     f"{r.spectrum.hi:.1%}] |")
+    return "\n".join(lines)

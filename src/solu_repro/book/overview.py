@@ -1,0 +1,48 @@
+"""What the book trains at each scale, computed from the zoo's own configs (never typed in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..model import Transformer
+from ..zoo import SCALES, zoo_configs
+from . import style
+
+
+def zoo_overview(scale: str) -> list[dict[str, Any]]:
+    """One row per zoo model of ``scale``: shape, neurons, parameters and token budget."""
+    rows = []
+    for name, cfg in zoo_configs(scale).items():
+        m = cfg.model
+        with torch.device("meta"):  # counts parameters without allocating them
+            model = Transformer(m)
+        rows.append({"model": name, "activation": style.label(m.act_fn), "layers": m.n_layers,
+                     "d_model": m.d_model, "d_mlp": m.d_mlp, "neurons": m.n_layers * m.d_mlp,
+                     "params (non-embedding)": model.n_params(non_embedding=True),
+                     "tokens": cfg.max_steps * cfg.tokens_per_step})
+    return rows
+
+
+def scale_summary() -> list[dict[str, Any]]:
+    """One row per scale: shape, depths, token budget per model and the corpus."""
+    out = []
+    for name, s in SCALES.items():
+        out.append({"scale": name, "depths": "/".join(f"{d}L" for d in s.depths),
+                    "d_model": s.d_model, "d_mlp": s.d_mlp, "n_ctx": s.n_ctx,
+                    "vocab": s.data.vocab_size,
+                    "tokens per model": s.max_steps * s.batch_size * s.n_ctx,
+                    "corpus": ", ".join(s.data.sources)})
+    return out
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows as a Markdown table (for ``IPython.display.Markdown``); ints get thousands commas."""
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
