@@ -193,7 +193,7 @@ def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
     out = []
     for folder in sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()):
         session = BlindSession.open(folder)
-        if not session.judgments():
+        if not session.judgments:
             continue
         scores = {name: ctx.scores(name) for name in session.models if name in ctx.names}
         out.append(BlindSummary(folder, unblind(session),

@@ -1,0 +1,86 @@
+"""Chapter 4's analysis: per-model fractions, comparisons, the Figure 4 analogue, and the
+aggregation of blinded sessions found under the runs directory."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from solu_repro.book import ParameterError, book_context
+from solu_repro.book import interp_quant as iq
+from solu_repro.interp.blind import BlindSession, ModelShape
+from solu_repro.interp.stats import difference_interval, proportion
+
+
+def fake(name: str, hits: int, n: int, spectrum_hits: int = 0) -> iq.ModelInterpretability:
+    depth, act = int(name.split("L-")[0]), name.split("-", 1)[1]
+    return iq.ModelInterpretability(name, act, depth, proportion(hits, n),
+                                    proportion(spectrum_hits, n), [])
+
+
+@pytest.fixture
+def results():
+    return {r.name: r for r in [fake("1L-gelu", 35, 100, 10), fake("1L-solu_ln", 60, 100, 30),
+                                fake("2L-gelu", 30, 200), fake("2L-solu_ln", 40, 200),
+                                fake("1L-gelu_ln", 50, 100)]}
+
+
+def test_comparisons_use_the_same_depth_baseline_and_newcombe(results):
+    c = iq.compare(results, "1L-solu_ln")
+    assert c.baseline == "1L-gelu"
+    assert (c.diff, c.lo, c.hi) == pytest.approx(difference_interval(60, 100, 35, 100))
+    assert c.ratio == pytest.approx(60 / 35) and c.significant
+    names = [c.name for c in iq.comparisons(results)]
+    assert names == ["1L-solu_ln", "2L-solu_ln", "1L-gelu_ln"]
+    assert not iq.compare(results, "2L-solu_ln").significant or \
+        iq.compare(results, "2L-solu_ln").lo > 0
+
+
+def test_ratio_against_a_zero_baseline_is_not_a_number():
+    rs = {r.name: r for r in [fake("1L-gelu", 0, 50), fake("1L-solu_ln", 5, 50)]}
+    assert math.isinf(iq.compare(rs, "1L-solu_ln").ratio)
+    assert "n/a" in iq.comparison_markdown(rs)
+
+
+def test_figure4_has_one_trace_per_activation_and_view_with_wilson_bars(results):
+    fig = iq.figure4(results)
+    assert len(fig.data) == 2 * 3  # gelu, solu_ln, gelu_ln in both panels
+    solu = [t for t in fig.data if t.legendgroup == "solu_ln"][0]
+    assert list(solu.x) == [1, 2]
+    p = results["1L-solu_ln"].top
+    assert solu.y[0] == pytest.approx(p.fraction)
+    assert solu.error_y.array[0] == pytest.approx(p.hi - p.fraction)
+    assert solu.error_y.arrayminus[0] == pytest.approx(p.fraction - p.lo)
+    assert "60.0%" in iq.results_markdown(results)
+
+
+def test_blinded_sessions_are_found_unblinded_and_compared_with_the_judge(tmp_path):
+    ctx = book_context("tiny", runs_dir=tmp_path, progress=False)
+    root = iq.blind_root(ctx)
+    shapes = {name: ModelShape(1, 128) for name in ("1L-gelu", "1L-solu_ln")}
+    BlindSession.create(root / "empty", shapes, n_per_model=3, seed=1)   # no judgments yet
+    session = BlindSession.create(root / "judged", shapes, n_per_model=3, seed=1)
+    items = []
+    while (item := session.next_item("ann")) is not None:
+        session.record(item, "interpretable" if len(items) % 2 else "not_interpretable", "ann")
+        items.append(item)
+    found = iq.blind_sessions(ctx)
+    assert [s.path.name for s in found] == ["judged"]
+    summary = found[0]
+    assert summary.n_judgments == len(items)
+    assert {m.model for m in summary.report.models} == set(shapes)
+    assert summary.agreement["n"] == len(items)
+    assert "blind" in iq.blind_command(ctx) and str(root) in iq.blind_command(ctx)
+
+
+def test_bad_parameters_name_the_parameter(tmp_path):
+    with pytest.raises(ParameterError, match="scale='huge'.*tiny"):
+        book_context("huge")
+    with pytest.raises(ParameterError, match="seed"):
+        book_context("tiny", seed=-1)
+    with pytest.raises(ParameterError, match="interactive"):
+        book_context("tiny", interactive="yes")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ParameterError, match="runs_dir"):
+        book_context("tiny", runs_dir=tmp_path / "file")
