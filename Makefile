@@ -1,6 +1,8 @@
 # solu-repro: two set-up commands work on a fresh machine.
-#   make book   set up, build the data, train the model zoo (SCALE=cpu by default)
-#   make test   set up and run the whole test suite
+#   make book   set up, build the data, train the model zoo (SCALE=cpu by default), execute
+#               the notebooks at that scale and build the offline HTML book (_build/html)
+#   make test   set up, install a headless browser (Debian's chromium) and run the whole
+#               test suite (nbval on every notebook, the book built at scale tiny)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -10,7 +12,7 @@ VENV ?= .venv
 SCALE ?= cpu
 BIN := $(VENV)/bin
 
-.PHONY: setup test book data zoo benchmark clean-runs
+.PHONY: setup test book data zoo benchmark clean-runs clean-book browser
 
 # torch is pinned and installed first: an unpinned torch pulled in as another package's
 # dependency would be the newest build, with several GB of CUDA packages.
@@ -23,8 +25,20 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-test: setup
+test: setup browser
 	$(BIN)/pytest --timeout 900
+
+# The book test opens built pages in headless Chromium. Debian's package; root or sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -x /usr/bin/chromium ] || { [ -n "$$SOLU_CHROMIUM" ] && [ -x "$$SOLU_CHROMIUM" ]; }; then \
+	  exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "make browser: no /usr/bin/chromium and no apt-get; install Chromium and set" \
+	       "SOLU_CHROMIUM=/path/to/chromium" >&2; exit 1; fi; \
+	echo "installing Debian's chromium (headless browser for the book test)"; \
+	$(SUDO) apt-get update -qq && \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
 data: setup
 	$(BIN)/solu-repro data --scale $(SCALE)
@@ -32,12 +46,17 @@ data: setup
 zoo: data
 	$(BIN)/solu-repro zoo --scale $(SCALE)
 
-# The main job. The executed notebooks and the HTML book are added on top of the zoo by the
-# book issue; today this sets up, builds the corpus and trains the zoo at $(SCALE).
+# The main job: the zoo at $(SCALE), then every notebook executed at that scale (papermill;
+# unchanged ones reused) and the HTML book built with warnings as errors. npm fetches the
+# pages' widget manager and MathJax once (cached in ~/.cache/solu-repro).
 book: zoo
+	$(BIN)/solu-repro book --scale $(SCALE)
 
 benchmark: setup
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean-runs:
 	rm -rf runs/$(SCALE)
+
+clean-book:
+	rm -rf _build book/executed book/vendor

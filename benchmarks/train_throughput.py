@@ -21,6 +21,10 @@ On a CPU shared with other jobs, a thread pool with one thread per core stalls a
 parallel region (a thread waits for a core), which inflates and scrambles the timings; use
 ``--threads 1`` there.
 
+The measurement itself (interleaving, medians, bootstrap interval, what a step does) lives in
+``solu_repro.speed``, which the book's performance notebook also uses; this script runs it at
+every depth with more rounds and prints the report.
+
 Usage:
     python benchmarks/train_throughput.py                      # cpu zoo shapes, fp32
     python benchmarks/train_throughput.py --depths 1 --rounds 3 --json
@@ -34,146 +38,18 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
 import sys
-import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-from solu_repro.activations import MLPActivation
-from solu_repro.model import Transformer, next_token_loss
-from solu_repro.train import TrainConfig, autocast_context, param_groups
+# interleave and ratio_stats are also imported from here by harvest_throughput.py.
+from solu_repro.speed import interleave, make_activation_step, make_train_step, ratio_stats
+from solu_repro.train import TrainConfig
 from solu_repro.zoo import SCALES, model_name, zoo_configs
 
 ACTS = ("gelu", "solu_ln")  # A (baseline), B (the paper's model)
 PAPER_NOTE = "paper: <1% with proper GPU kernels"
-
-
-# --- timing helpers ----------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _quantile(xs: list[float], q: float) -> float:
-    """Linear-interpolation quantile (``q`` in [0, 1]) of a non-empty list."""
-    s = sorted(xs)
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
-@dataclass
-class Samples:
-    """Per-step times (seconds) of one timed callable, grouped by round."""
-
-    rounds: list[list[float]] = field(default_factory=list)
-
-    @property
-    def all(self) -> list[float]:
-        return [t for r in self.rounds for t in r]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.all)
-
-    def iqr(self) -> tuple[float, float]:
-        xs = self.all
-        return _quantile(xs, 0.25), _quantile(xs, 0.75)
-
-
-def interleave(fns: dict[str, Callable[[], None]], device: torch.device, rounds: int,
-               steps_per_round: int, warmup: int) -> dict[str, Samples]:
-    """Time each callable in A B A B ... rounds; ``warmup`` calls of each are discarded."""
-    for fn in fns.values():  # warmup, also interleaved
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    samples = {name: Samples() for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times = []
-            for _ in range(steps_per_round):
-                _sync(device)
-                t0 = time.perf_counter()
-                fn()
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-            samples[name].rounds.append(times)
-    return samples
-
-
-def ratio_stats(a: Samples, b: Samples, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Ratio of medians b/a; min/max of the per-round ratios of round medians; and a 90%
-    bootstrap interval of the ratio of medians (step times resampled within each model)."""
-    per_round = [statistics.median(rb) / statistics.median(ra)
-                 for ra, rb in zip(a.rounds, b.rounds)]
-    rng = random.Random(seed)
-    xa, xb = a.all, b.all
-    boot = [statistics.median(rng.choices(xb, k=len(xb)))
-            / statistics.median(rng.choices(xa, k=len(xa))) for _ in range(n_boot)]
-    return {"ratio": b.median / a.median, "round_min": min(per_round),
-            "round_max": max(per_round), "ci90_lo": _quantile(boot, 0.05),
-            "ci90_hi": _quantile(boot, 0.95)}
-
-
-# --- what is timed -----------------------------------------------------------------------------
-def make_train_step(cfg: TrainConfig, device: torch.device, seed: int) -> Callable[[], None]:
-    """One full optimizer step of ``cfg``'s model on fixed random tokens, as in ``train``."""
-    model = Transformer(cfg.model).to(device)
-    model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=cfg.betas, eps=1e-8,
-                                  fused=device.type == "cuda")
-    gen = torch.Generator().manual_seed(seed)
-    micro = cfg.batch_size // cfg.grad_accum
-    batches = [torch.randint(0, cfg.model.d_vocab, (micro, cfg.model.n_ctx), generator=gen)
-               .to(device) for _ in range(cfg.grad_accum)]
-
-    def step() -> None:
-        for tokens in batches:
-            with autocast_context(cfg, device):
-                logits = model(tokens)
-            loss = next_token_loss(logits, tokens)
-            (loss / cfg.grad_accum).backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
-def make_activation_step(act_fn: str, cfg: TrainConfig, device: torch.device,
-                         seed: int) -> Callable[[], None]:
-    """Forward + backward of the MLP activation stage alone on a (batch*n_ctx, d_mlp) tensor."""
-    m = cfg.model
-    act = MLPActivation(act_fn, m.d_mlp, m.solu_blocks, m.ln_eps).to(device)
-    # Under bf16 autocast the activation sees the bf16 output of the W_in matmul.
-    dtype = torch.bfloat16 if _uses_bf16(cfg, device) else torch.float32
-    gen = torch.Generator().manual_seed(seed)
-    shape = (cfg.batch_size * m.n_ctx, m.d_mlp)
-    x = torch.randn(shape, generator=gen).to(device=device, dtype=dtype).requires_grad_(True)
-    grad = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
-
-    def step() -> None:
-        with autocast_context(cfg, device):
-            _, post = act(x)
-        post.backward(grad)
-        x.grad = None
-        for p in act.parameters():
-            p.grad = None
-
-    return step
-
-
-def _uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    """Whether the training step of ``cfg`` runs under bf16 autocast (the train.py rule)."""
-    ctx = autocast_context(cfg, device)
-    return isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
 
 
 # --- main ----------------------------------------------------------------------------------------

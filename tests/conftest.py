@@ -76,3 +76,17 @@ def tables(corpus):
     from solu_repro.interp.explanations import VocabTables
 
     return VocabTables(corpus.tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(_isolated_dirs):
+    """The whole tiny zoo, trained once per session into the session's ``$SOLU_RUNS_DIR``
+    (corpus in ``$SOLU_DATA_DIR``): what the notebooks at their default scale use (nbval, the
+    book build test). Returns the runs directory."""
+    import os
+    from pathlib import Path
+
+    from solu_repro.zoo import train_zoo
+
+    train_zoo("tiny", progress=False)
+    return Path(os.environ["SOLU_RUNS_DIR"])

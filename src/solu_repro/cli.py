@@ -164,6 +164,23 @@ def cmd_blind(args: argparse.Namespace) -> int:
     return run_blind_cli(args)
 
 
+def cmd_book(args: argparse.Namespace) -> int:
+    import os
+
+    from .book.build import BookBuildError, build_book
+
+    if args.data_dir is not None:  # notebooks' kernels inherit the environment
+        os.environ["SOLU_DATA_DIR"] = str(args.data_dir.resolve())
+    try:
+        report = build_book(args.scale, runs_dir=args.runs_dir, root=args.output,
+                            force=args.force, html=not args.no_html, quiet=args.quiet)
+    except BookBuildError as exc:
+        print(f"solu-repro book: error: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
 def _add_interp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
@@ -238,6 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      "neurons without knowing their model, then unblind")
     add_blind_arguments(p)
     p.set_defaults(func=cmd_blind)
+
+    p = sub.add_parser("book", help="execute the notebooks at a scale with papermill and build "
+                                    "the offline HTML book (_build/html)")
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
+    p.add_argument("--output", type=Path, default=None, metavar="DIR",
+                   help="book root to build in (default: the checkout; executed notebooks go "
+                        "to DIR/book/executed, the HTML to DIR/_build/html)")
+    p.add_argument("--force", action="store_true",
+                   help="re-execute every notebook, even those whose inputs did not change")
+    p.add_argument("--no-html", action="store_true", help="execute the notebooks only")
+    p.add_argument("--quiet", action="store_true",
+                   help="show Jupyter Book's output only if the build fails")
+    _add_dirs(p)
+    p.set_defaults(func=cmd_book)
     return parser
 
 
