@@ -35,7 +35,7 @@ def _scores(records):
 def test_select_neurons_ranks_interpretable_by_spectrum_f1_then_coverage():
     records = [
         _record(0, 0, precision=0.9, recall=0.9),                      # f1 0.9
-        _record(0, 1, precision=1.0, recall=1.0, interpretable=False),  # best, but not interpretable
+        _record(0, 1, precision=1.0, recall=1.0, interpretable=False),  # best, not interpretable
         _record(0, 2, precision=0.5, recall=0.5, coverage=1.0),         # f1 0.5, higher coverage
         _record(0, 3, precision=0.5, recall=0.5, coverage=0.8),         # f1 0.5
         _record(0, 4, precision=math.nan, recall=math.nan),             # f1 counts as 0
@@ -159,6 +159,12 @@ def test_compare_and_pool_bands():
     assert (low.post_inconsistent, low.post_examples) == (19, 20)
     assert (low.diff, low.lo, low.hi) == pytest.approx(difference_interval(19, 20, 17, 20))
     assert low.post_exceeds_mid and low.post_interval() == wilson_interval(19, 20)
+    assert LN.post_worse_bands(rows) == []  # 10 examples a band: no interval excludes 0
+    bad = {"mid": [50, 60, 50, 10], "post": [50, 40, 90, 40]}
+    big = [BandRow(r.hook, r.band, r.lo, r.hi, 100, bad[r.hook][r.band], 2) for r in rows]
+    assert LN.post_worse_bands(big) == [2, 3]  # 90 vs 50 and 40 vs 10 of 100
+    assert LN.bands_text(rows, [0, 3]) == "0%-25%, 75%-100% of max"
+    assert LN.bands_text(rows, []) == "no band"
     pooled = LN.pool_band_rows({"a": rows, "b": rows})
     assert len(pooled) == 8 and pooled[0].n_examples == 20 and pooled[0].n_neurons == 4
     with pytest.raises(ValueError, match="band layouts"):
@@ -248,6 +254,9 @@ def test_layernorm_measurements_match_band_rows(ctx):
     assert m.overall.mid_examples == sum(r.n_examples for r in rows if r.hook == "mid")
     assert 0 < m.n_neurons[name] <= 8
     assert m.paper_direction_low == (m.low.post_fraction > m.low.mid_fraction)
+    assert m.post_worse_bands == [b for b in range(10)
+                                  if LN.compare_bands(rows, [b], "").lo > 0]
+    assert m.control_model is None and m.to_dict()["control_low"] is None
     assert m.to_dict()["low"]["mid_inconsistent"] == m.low.mid_inconsistent
     fig = LN.ln_consistency_figure(rows)
     assert len(fig.data) == 2

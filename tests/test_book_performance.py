@@ -116,6 +116,7 @@ def test_performance_measurements_with_live_speed(tiny_ctx):
     assert set(pm.multiplier) == set(tiny_ctx.depths)
     assert isinstance(pm.speed.step, SpeedComparison)
     assert pm.speed.step.n_samples == 1 and pm.speed.depth == 1
+    assert pm.speed.device in ("cpu", "cuda")
     assert pm.speed_ratio > 0 and pm.speed_ci90[0] <= pm.speed_ci90[1]
     values = perf.glue_values(pm)
     for key in ("loss_verdict", "multiplier_verdict", "no_ln_verdict", "per_source_verdict",
@@ -132,6 +133,8 @@ def test_measure_speed_rejects_bad_arguments(tiny_ctx):
         perf.measure_speed(tiny_ctx, depth=3)
     with pytest.raises(ValueError, match="speed_rounds"):
         perf.measure_speed(tiny_ctx, rounds=0)
+    with pytest.raises(ValueError, match="device"):
+        perf.measure_speed(tiny_ctx, device="tpu")
 
 
 # --- a synthetic zoo with a known scaling law ---------------------------------------------------
@@ -222,6 +225,7 @@ def test_synthetic_zoo_verdicts(synthetic_runs, monkeypatch):
     assert pm.no_ln.multiplier.value == pytest.approx(0.6, rel=1e-4)
     assert pm.per_source_delta[2]["sotu"] == pytest.approx(pm.loss_delta[2])
     v = perf.verdicts(pm)
+    assert "within ±0.01 at 1L, 4L; better than GELU by more than 0.01 at 2L" in v["loss_verdict"]
     assert "not all within the paper's 0.95x-1.05x" in v["multiplier_verdict"]
     assert "interpolates" in v["multiplier_verdict"]
     assert "worse than the baseline" in v["no_ln_verdict"] and "0.60x" in v["no_ln_verdict"]

@@ -231,8 +231,10 @@ class LayerNormMeasurements:
         top: The top band (90-100%), post vs mid.
         overall: Every band pooled, post vs mid.
         rows: The pooled ``BandRow``s, as dicts.
-        control: The same comparison of the low bands for the LN-only ablation
-            (GELU + LN), if the zoo has it.
+        post_worse_bands: Bands where post-LN examples are more often inconsistent than
+            pre-LN ones, with a 95% Newcombe interval above 0 (band indices).
+        control_model: The LN-only ablation (GELU + the same LN), if the zoo has it.
+        control_low, control_top, control_overall: The same comparisons for it.
     """
 
     models: list[str]
@@ -241,8 +243,11 @@ class LayerNormMeasurements:
     top: BandComparison
     overall: BandComparison
     rows: list[dict[str, Any]] = field(default_factory=list)
+    post_worse_bands: list[int] = field(default_factory=list)
     control_model: str | None = None
     control_low: BandComparison | None = None
+    control_top: BandComparison | None = None
+    control_overall: BandComparison | None = None
 
     @property
     def paper_direction_low(self) -> bool | None:
@@ -252,8 +257,9 @@ class LayerNormMeasurements:
     def to_dict(self) -> dict[str, Any]:
         return {"models": self.models, "n_neurons": self.n_neurons, "low": self.low.to_dict(),
                 "top": self.top.to_dict(), "overall": self.overall.to_dict(), "rows": self.rows,
-                "control_model": self.control_model,
-                "control_low": self.control_low.to_dict() if self.control_low else None,
+                "post_worse_bands": self.post_worse_bands, "control_model": self.control_model,
+                **{k: (getattr(self, k).to_dict() if getattr(self, k) else None)
+                   for k in ("control_low", "control_top", "control_overall")},
                 "paper_direction_low": self.paper_direction_low}
 
 
@@ -265,20 +271,43 @@ def layernorm_measurements(ctx, names: Sequence[str] | None = None, *, n_bands: 
     by_model = band_rows_by_model(ctx, names, n_bands=n_bands, per_band=per_band,
                                   max_neurons=max_neurons)
     rows = pool_band_rows(by_model)
-    low = low_bands(rows) or [0]
+    low, top, overall = _standard_comparisons(rows, n_bands)
     m = LayerNormMeasurements(
         names, {n: max((r.n_neurons for r in rs), default=0) for n, rs in by_model.items()},
-        compare_bands(rows, low, f"bands {low[0]}-{low[-1]} (0-{LOW_BANDS_UP_TO:.0%} of max)"),
-        compare_bands(rows, [n_bands - 1], f"top band ({(n_bands - 1) / n_bands:.0%}-100% "
-                      "of max)"),
-        compare_bands(rows, list(range(n_bands)), "all bands"),
-        [r.to_dict() for r in rows])
+        low, top, overall, [r.to_dict() for r in rows], post_worse_bands(rows))
     if control is not None and control in ctx.names:
         crows = pool_band_rows(band_rows_by_model(ctx, [control], n_bands=n_bands,
                                                   per_band=per_band, max_neurons=max_neurons))
         m.control_model = control
-        m.control_low = compare_bands(crows, low_bands(crows), f"{control}, low bands")
+        m.control_low, m.control_top, m.control_overall = _standard_comparisons(
+            crows, n_bands, f"{control}, ")
     return m
+
+
+def _standard_comparisons(rows: Sequence[BandRow], n_bands: int, prefix: str = ""
+                          ) -> tuple[BandComparison, BandComparison, BandComparison]:
+    """Low bands, the top band and every band, post vs mid."""
+    low = low_bands(rows) or [0]
+    return (compare_bands(rows, low, f"{prefix}bands {low[0]}-{low[-1]} "
+                          f"(0-{LOW_BANDS_UP_TO:.0%} of max)"),
+            compare_bands(rows, [n_bands - 1], f"{prefix}top band "
+                          f"({(n_bands - 1) / n_bands:.0%}-100% of max)"),
+            compare_bands(rows, list(range(n_bands)), f"{prefix}all bands"))
+
+
+def post_worse_bands(rows: Sequence[BandRow]) -> list[int]:
+    """Bands where the post-LN inconsistent fraction exceeds the pre-LN one, with the 95%
+    Newcombe interval of the difference above 0."""
+    return [b for b in sorted({r.band for r in rows})
+            if compare_bands(rows, [b], "").significant]
+
+
+def bands_text(rows: Sequence[BandRow], bands: Sequence[int]) -> str:
+    """Band indices as their ranges, e.g. "50-60%, 90-100% of max" ("no band" if none)."""
+    edges = {r.band: (r.lo, r.hi) for r in rows}
+    if not bands:
+        return "no band"
+    return ", ".join(f"{edges[b][0]:.0%}-{edges[b][1]:.0%}" for b in bands) + " of max"
 
 
 # --- one neuron, low band, before and after -----------------------------------------------------

@@ -276,7 +276,8 @@ def side_by_side_html(columns: dict[str, str]) -> str:
         f'<div style="font-family:sans-serif;font-weight:bold;font-size:14px;margin:4px 0">'
         f"{html.escape(title)}</div>{body}</div>"
         for title, body in columns.items())
-    return f'<div class="solu-side-by-side" style="display:flex;gap:16px;flex-wrap:wrap">{cells}</div>'
+    return ('<div class="solu-side-by-side" style="display:flex;gap:16px;flex-wrap:wrap">'
+            f"{cells}</div>")
 
 
 def contrast_html(ctx, names: Sequence[str], n: int, *, n_examples: int = 6) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import plotly.graph_objects as go
+import torch
 
 from ..scaling import EffectiveSize, ScalingFit, ScalingFitError, effective_size_multiplier, \
     fit_scaling_law
@@ -38,6 +39,8 @@ SOLU_NO_LN = "solu"
 
 PAPER_MULTIPLIER_RANGE = (0.95, 1.05)
 """§5: SoLU-LN "always falling between a 1.05x and a 0.95x multiplier in model size"."""
+PAPER_LOSS_TOLERANCE = 0.01
+"""§5: the multiplier range is "roughly equivalent to a change in loss of ±0.01 nats"."""
 PAPER_NO_LN_MULTIPLIER = (0.5, 0.7)
 """§4.3: SoLU without LN performs like "a model 30-50% smaller than their actual size"."""
 PAPER_SPEED_OVERHEAD = 0.01
@@ -532,6 +535,7 @@ class SpeedMeasurement:
 
     Attributes:
         scale, depth: which zoo models were timed (random init, random tokens).
+        device: where ("cpu" or "cuda"); the zoo's precision rule applies (bf16 on CUDA).
         step: full training steps (forward, backward, clipping, AdamW).
         activation: the MLP activation stage alone (what a fused kernel would shrink).
         tokens_per_step: tokens in one step.
@@ -539,27 +543,42 @@ class SpeedMeasurement:
 
     scale: str
     depth: int
+    device: str
     step: SpeedComparison
     activation: SpeedComparison
     tokens_per_step: int
 
 
 def measure_speed(ctx: BookContext, depth: int | None = None, rounds: int = 3,
-                  warmup: int = 1, threads: int | None = None) -> SpeedMeasurement:
+                  warmup: int = 1, threads: int | None = None,
+                  device: str = "auto") -> SpeedMeasurement:
     """Time training steps of the matched GELU and SoLU-LN models of ``depth`` (default the
-    smallest) at ``ctx.scale``'s shapes, interleaved for ``rounds`` rounds, on the CPU."""
+    smallest) at ``ctx.scale``'s shapes, interleaved for ``rounds`` rounds.
+
+    Args:
+        ctx: the notebook context (its scale and seed).
+        depth: a depth of the zoo (None: the smallest).
+        rounds: interleaved rounds of one step of each model.
+        warmup: discarded steps of each model first.
+        threads: torch CPU threads while timing (None: unchanged).
+        device: "auto" (CUDA if available), "cpu" or "cuda".
+    """
     depth = min(ctx.depths) if depth is None else depth
     if depth not in ctx.depths:
         raise ValueError(f"depth {depth} is not in the {ctx.scale} zoo (depths {ctx.depths})")
     check_int("speed_rounds", rounds, minimum=1, maximum=1000)
-    cfgs = [zoo_config(model_name(depth, act), ctx.scale).replace(device="cpu")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfgs = [zoo_config(model_name(depth, act), ctx.scale).replace(device=device)
             for act in (BASELINE, SOLU_LN)]
     step = compare_train_steps(*cfgs, what=f"training step, {depth}L {ctx.scale} shapes",
-                               device="cpu", seed=ctx.seed, rounds=rounds, warmup=warmup,
+                               device=device, seed=ctx.seed, rounds=rounds, warmup=warmup,
                                threads=threads)
-    act = compare_activations(cfgs[0], device="cpu", seed=ctx.seed, rounds=rounds,
+    act = compare_activations(cfgs[0], device=device, seed=ctx.seed, rounds=rounds,
                               steps_per_round=5, warmup=max(warmup, 2), threads=threads)
-    return SpeedMeasurement(ctx.scale, depth, step, act, cfgs[0].tokens_per_step)
+    return SpeedMeasurement(ctx.scale, depth, device, step, act, cfgs[0].tokens_per_step)
 
 
 def speed_markdown(speed: SpeedMeasurement) -> str:
@@ -679,13 +698,22 @@ def verdicts(pm: PerformanceMeasurements) -> dict[str, str]:
     out = {}
     deltas = pm.loss_delta
     if deltas:
-        signs = {d > 0 for d in deltas.values()}
-        direction = ("worse than" if signs == {True} else "better than" if signs == {False}
-                     else "sometimes better and sometimes worse than")
+        tol = PAPER_LOSS_TOLERANCE
+        groups = {"within": [d for d, v in deltas.items() if abs(v) <= tol],
+                  "better": [d for d, v in deltas.items() if v < -tol],
+                  "worse": [d for d, v in deltas.items() if v > tol]}
+        depths = lambda ds: ", ".join(f"{d}L" for d in sorted(ds))
+        parts = []
+        if groups["within"]:
+            parts.append(f"within ±{tol:.2f} at {depths(groups['within'])}")
+        for kind in ("better", "worse"):
+            if groups[kind]:
+                parts.append(f"{kind} than GELU by more than {tol:.2f} at "
+                             f"{depths(groups[kind])}")
         out["loss_verdict"] = (
             f"SoLU-LN minus GELU final validation loss: "
-            f"{_depth_list({d: f'{v:+.3f}' for d, v in deltas.items()})} nats/token, i.e. "
-            f"SoLU-LN ends {direction} the baseline of the same depth")
+            f"{_depth_list({d: f'{v:+.3f}' for d, v in deltas.items()})} nats/token: "
+            + "; ".join(parts) + f" (the paper: about ±{tol:.2f} at every size)")
     if pm.baseline.fit is None:
         out["multiplier_verdict"] = "not testable: " + (pm.baseline.reason or "")
     else:
@@ -740,6 +768,7 @@ def verdicts(pm: PerformanceMeasurements) -> dict[str, str]:
         out["speed_verdict"] = (
             f"SoLU-LN / GELU training-step time {st.ratio:.3f}x (90% interval "
             f"{st.ci90[0]:.3f}-{st.ci90[1]:.3f}, {st.n_samples} steps each, "
-            f"{pm.speed.depth}L at {pm.speed.scale} shapes, unfused eager PyTorch on the CPU): "
+            f"{pm.speed.depth}L at {pm.speed.scale} shapes, unfused eager PyTorch on "
+            f"{'the CPU' if pm.speed.device == 'cpu' else pm.speed.device}): "
             f"{res}; the MLP activation stage alone is {pm.speed.activation.ratio:.2f}x")
     return out

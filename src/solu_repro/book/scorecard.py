@@ -259,10 +259,10 @@ def neurons_claims(nm) -> list[Claim]:
     return [
         _shift_claim("§6.3.2", f"Early layers hold de-tokenization neurons ({model}, first "
                      "layer)", nm.early_detokenization, rule),
-        _shift_claim("§6.3.3", f"Middle layers hold abstract neurons ({model})",
-                     nm.middle_abstract, rule),
-        _shift_claim("§6.3.4", f"Late layers hold re-tokenization neurons ({model}, last "
+        _shift_claim("§6.3.3", f"Late layers hold re-tokenization neurons ({model}, last "
                      "layer)", nm.late_retokenization, rule),
+        _shift_claim("§6.3.4", f"Middle layers hold abstract neurons ({model})",
+                     nm.middle_abstract, rule),
     ]
 
 
