@@ -715,7 +715,7 @@ def verdicts(pm: PerformanceMeasurements) -> dict[str, str]:
             f"{_depth_list({d: f'{v:+.3f}' for d, v in deltas.items()})} nats/token: "
             + "; ".join(parts) + f" (the paper: about ±{tol:.2f} at every size)")
     if pm.baseline.fit is None:
-        out["multiplier_verdict"] = "not testable: " + (pm.baseline.reason or "")
+        out["multiplier_verdict"] = "Not testable: " + (pm.baseline.reason or "")
     else:
         in_range = pm.multipliers_in_paper_range
         what = _depth_list({d: str(m) for d, m in pm.multiplier.items()})
