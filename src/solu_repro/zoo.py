@@ -25,11 +25,11 @@ from typing import Any, Iterator
 
 from . import paths
 from .checkpoint import load_weights
-import torch
 from tokenizers import Tokenizer
 
 from .data import DataError, DataSpec, TokenizedCorpus, load_tokenizer, open_dataset
 from .model import ConfigError, ModelConfig, Transformer
+from .speed import torch_threads
 from .train import TrainConfig, read_result, train
 
 PILE = "hf:monology/pile-uncopyrighted:train"
@@ -158,19 +158,6 @@ def run_lock(run_dir: Path, wait: bool = True) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass(frozen=True)
 class ZooRun:
     """A trained zoo model: its name, config, directory and final result."""
@@ -211,7 +198,7 @@ def ensure_trained(name: str, scale: str = "cpu", runs_dir: str | Path | None = 
     run_dir = run_dir_for(cfg, scale, runs_dir)
     result = read_result(run_dir)
     if result is None:
-        with run_lock(run_dir), _torch_threads(SCALES[scale].train_threads):
+        with run_lock(run_dir), torch_threads(SCALES[scale].train_threads):
             result = train(cfg, run_dir, resume=True, progress=progress, data_dir=data_dir)
     return ZooRun(name, scale, cfg, run_dir, result)
 
