@@ -12,6 +12,7 @@ import pytest
 
 from solu_repro.book import book_context
 from solu_repro.book import performance as perf
+from solu_repro.book import scorecard
 from solu_repro.speed import SpeedComparison
 from solu_repro.zoo import ZooRun, ensure_trained, zoo_config, zoo_configs
 
@@ -126,6 +127,14 @@ def test_performance_measurements_with_live_speed(tiny_ctx):
     assert all(isinstance(v, (str, int, float)) for v in values.values())
     assert all(k.replace("_", "").isalnum() for k in values)  # valid glue keys
     assert perf.performance_measurements(tiny_ctx, speed_rounds=0).speed is None
+    # The speed row is the scorecard's only verdict resting on a stopwatch; the pinned tally
+    # of chapter 8 counts the others, so a busy machine cannot flip it.
+    claims = scorecard.performance_claims(pm)
+    assert [c.section for c in claims if c.timed] == ["§5"]
+    assert "step time" in next(c for c in claims if c.timed).ours
+    untimed, timed = scorecard.counts(claims, timed=False), scorecard.counts(claims, timed=True)
+    assert sum(timed.values()) == 1 and sum(untimed.values()) == len(claims) - 1
+    assert {v: untimed[v] + timed[v] for v in untimed} == scorecard.counts(claims)
 
 
 def test_measure_speed_rejects_bad_arguments(tiny_ctx):

@@ -43,6 +43,8 @@ class Claim:
     ours: str
     verdict: str
     rule: str
+    timed: bool = False
+    """True when the verdict rests on wall-clock timing, which a busy machine can flip."""
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -158,7 +160,7 @@ def performance_claims(pm) -> list[Claim]:
             "reproduced if the 90% CI lies below 1.01; not reproduced if it lies above; "
             f"not testable if it straddles 1.01 or lies below {SPEED_IMPLAUSIBLE} (SoLU-LN does "
             "strictly more work, so a clearly faster SoLU-LN means the machine was disturbed). "
-            "No fused kernels here"))
+            "No fused kernels here", timed=True))
     return claims
 
 
@@ -305,8 +307,10 @@ def scorecard(design=None, performance=None, interp=None, neurons=None, layernor
     return sorted(claims, key=order)
 
 
-def counts(claims: list[Claim]) -> dict[str, int]:
-    c = Counter(claim.verdict for claim in claims)
+def counts(claims: list[Claim], timed: bool | None = None) -> dict[str, int]:
+    """Claims per verdict; ``timed=False`` counts only verdicts that do not rest on a stopwatch
+    (what a regression test can pin), ``timed=True`` only those that do, ``None`` all."""
+    c = Counter(claim.verdict for claim in claims if timed is None or claim.timed == timed)
     return {v: c.get(v, 0) for v in VERDICTS}
 
 
