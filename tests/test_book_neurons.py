@@ -221,6 +221,24 @@ def test_zoo_selection_is_the_scorers_interpretable_neurons(ctx):
 
 
 @pytest.mark.slow
+def test_scores_come_from_the_harvest_of_the_contexts_seed(ctx):
+    from solu_repro.interp.harvest import harvest_path
+    from solu_repro.interp.score import ScoreSettings, score_path
+
+    name = "1L-gelu"
+    other = book_context(scale="tiny", runs_dir=ctx.runs_dir, seed=ctx.seed + 1,
+                         interactive=False, progress=False)
+    run = other.run(name)
+    mine = harvest_path(run, seed=other.seed)
+    assert mine != harvest_path(run, seed=ctx.seed)
+    other.scores(name)
+    assert mine.is_file() and score_path(mine, ScoreSettings()).is_file()
+    # The top firings the scorer reads do not depend on the seed: the verdicts agree.
+    assert ([r.interpretable for r in other.scores(name).records]
+            == [r.interpretable for r in ctx.scores(name).records])
+
+
+@pytest.mark.slow
 def test_neuron_card_escapes_planted_tokens(ctx):
     name = "1L-gelu"
     run = ctx.run(name)

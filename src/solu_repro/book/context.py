@@ -120,9 +120,10 @@ class BookContext:
         return harvest_run(self.run(name), seed=self.seed, progress=self.progress)
 
     def scores(self, name: str):
-        """The cached automated interpretability scores of a zoo model (``score_run``)."""
+        """The cached automated interpretability scores of a zoo model (``score_run``), made
+        from the same harvest as ``harvest(name)`` (same seed)."""
         from ..interp.score import score_run
-        return score_run(self.run(name), progress=self.progress)
+        return score_run(self.run(name), seed=self.seed, progress=self.progress)
 
 
 def book_context(scale: Any = "tiny", runs_dir: Any = None, seed: Any = 0,

@@ -398,23 +398,26 @@ def score_path(harvest_file: Path, settings: ScoreSettings) -> Path:
 
 
 def score_run(run, settings: ScoreSettings = ScoreSettings(), *, k: int = 20,
-              batch_size: int = 16, device: str | torch.device = "cpu", progress: bool = True,
-              data_dir: str | Path | None = None, rebuild: bool = False) -> NeuronScores:
+              batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
+              progress: bool = True, data_dir: str | Path | None = None,
+              rebuild: bool = False) -> NeuronScores:
     """Harvest (cached) and score a zoo run; the scores are cached next to the harvest.
 
     Args:
         run: A ``solu_repro.zoo.ZooRun``.
         settings: ``ScoreSettings``.
         k: Top firings kept by the harvest (must be >= ``settings.k``).
+        seed: Seed of the harvest it scores (its random per-band samples); each seed's
+            harvest and scores are cached separately.
         rebuild: Score again even if a saved result exists.
     """
     from .harvest import harvest_path, harvest_run
 
-    path = score_path(harvest_path(run, k=k), settings)
+    path = score_path(harvest_path(run, k=k, seed=seed), settings)
     if path.is_file() and not rebuild:
         return NeuronScores.load(path)
-    h = harvest_run(run, k=k, batch_size=batch_size, device=device, progress=progress,
-                    data_dir=data_dir)
+    h = harvest_run(run, k=k, batch_size=batch_size, seed=seed, device=device,
+                    progress=progress, data_dir=data_dir)
     corpus = run.corpus(data_dir)
     tables = VocabTables(corpus.tokenizer)
     scores = score_neurons(run.load_model(device), h, corpus.split("val"), tables, settings,
