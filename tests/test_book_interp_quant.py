@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from solu_repro import paths
 from solu_repro.book import ParameterError, book_context
 from solu_repro.book import interp_quant as iq
 from solu_repro.interp.blind import BlindSession, ModelShape
@@ -72,6 +73,17 @@ def test_blinded_sessions_are_found_unblinded_and_compared_with_the_judge(tmp_pa
     assert {m.model for m in summary.report.models} == set(shapes)
     assert summary.agreement["n"] == len(items)
     assert "blind" in iq.blind_command(ctx) and str(root) in iq.blind_command(ctx)
+
+
+def test_blind_command_shows_paths_relative_to_the_repository(tmp_path, monkeypatch):
+    repo = tmp_path / "my repo"
+    monkeypatch.setattr(paths, "project_root", lambda: repo)
+    inside = book_context("tiny", runs_dir=repo / "runs", progress=False)
+    command = iq.blind_command(inside, n=7)
+    assert command.endswith("--n 7 --runs-dir runs --session runs/tiny/blind/my-session")
+    assert str(tmp_path) not in command          # the builder's paths stay out of the book
+    outside = book_context("tiny", runs_dir=tmp_path / "other runs", progress=False)
+    assert f"--runs-dir '{tmp_path / 'other runs'}'" in iq.blind_command(outside)  # quoted
 
 
 def test_bad_parameters_name_the_parameter(tmp_path):

@@ -16,6 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .. import paths
 from ..interp.stats import Proportion, difference_interval
 from . import style
 from .context import BookContext
@@ -203,9 +204,21 @@ def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
 
 def blind_command(ctx: BookContext, models: tuple[str, ...] = ("1L-gelu", "1L-solu_ln"),
                   n: int = 60) -> str:
-    """The terminal command that starts (or resumes) a session where this notebook finds it."""
+    """The terminal command that starts (or resumes) a session where this notebook finds it.
+
+    Paths inside the repository are given relative to its root (where the command is meant to
+    be run), so that a published book shows no path of the machine that built it."""
+    import shlex
+
+    def shown(path: Path) -> str:
+        path = Path(path).resolve()
+        try:
+            return shlex.quote(str(path.relative_to(paths.project_root().resolve())))
+        except ValueError:
+            return shlex.quote(str(path))
+
     return (f"solu-repro blind --scale {ctx.scale} --models {' '.join(models)} --n {n} "
-            f"--runs-dir {ctx.runs_dir} --session {blind_root(ctx) / 'my-session'}")
+            f"--runs-dir {shown(ctx.runs_dir)} --session {shown(blind_root(ctx) / 'my-session')}")
 
 
 def blind_app(ctx: BookContext, session_name: str, models: tuple[str, ...] = ("1L-gelu",
