@@ -9,6 +9,7 @@ The scorer (``solu_repro.interp.score``) stands in for the paper's human evaluat
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,8 +209,6 @@ def blind_command(ctx: BookContext, models: tuple[str, ...] = ("1L-gelu", "1L-so
 
     Paths inside the repository are given relative to its root (where the command is meant to
     be run), so that a published book shows no path of the machine that built it."""
-    import shlex
-
     def shown(path: Path) -> str:
         path = Path(path).resolve()
         try:
