@@ -187,6 +187,56 @@ def test_page_renders_offline(book, browser, name, tmp_path):
         assert max(dom.tok_alphas) > 0, f"{name}: no token is shaded"
 
 
+# What a reader of the HTML must not see: the notebooks' machinery.
+PLUMBING = {
+    "a test marker": re.compile(r"NBVAL_CHECK_OUTPUT|nbval-check-output"),
+    "papermill's injected-parameters cell": re.compile(r"tag_injected-parameters|Injected Parameters", re.I),
+    "the parameters cell": re.compile(r"tag_parameters\b"),
+    "the validation cell": re.compile(r"book_context\("),
+    "a glue call": re.compile(r"\bglue\("),
+    "a saved progress bar": re.compile(r"FloatProgressModel|ProgressStyleModel|\d+%\|[^|<]*\|"),
+    "an unresolved glue reference": re.compile(r"\{glue:"),
+}
+# Chapters that draw plotly figures at every scale (chapter 5 shows HTML neuron cards).
+FIGURE_PAGES = {"02-solu-design", "03-performance", "04-interpretability-quantitative",
+                "06-neurons-across-layers", "07-layernorm"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["intro"] + [nb.stem for nb in NOTEBOOKS])
+def test_page_shows_no_plumbing(book, name):
+    text = page_path(book, name).read_text()
+    found = {what: m.group(0) for what, pattern in PLUMBING.items()
+             if (m := pattern.search(text))}
+    assert not found, f"{name} shows the notebook's machinery: {found}"
+    if name in FIGURE_PAGES:
+        assert Page(text).plotly_divs, f"{name} has no figure"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [nb.stem for nb in NOTEBOOKS])
+def test_chapter_opens_with_what_it_found(book, name):
+    """The first paragraph under the title states this build's result, glued from the run."""
+    text = page_path(book, name).read_text()
+    body = text[text.index("<h1"):]
+    first = re.search(r"<p>(.*?)</p>", body, re.S).group(1)
+    assert re.search(r"Found in this build|This copy of the book", first), first[:300]
+    assert re.search(r"\d", re.sub(r"<[^>]+>", "", first)), first[:300]
+
+
+@pytest.mark.slow
+def test_design_chapter_shows_the_librarys_solu(book):
+    """Chapter 2 shows the code the models run: the source of solu_repro.activations.solu."""
+    import inspect
+    from html import unescape
+
+    from solu_repro.activations import solu
+
+    text = unescape(re.sub(r"<[^>]+>", "", page_path(book, "02-solu-design").read_text()))
+    first_lines = [line.strip() for line in inspect.getsource(solu).splitlines()[:3]]
+    assert all(line in text for line in first_lines), first_lines
+
+
 # ----------------------------------------------------------------------------- the parts
 
 

@@ -4,7 +4,7 @@ Jupyter Book (``solu-repro book --scale S``).
 Three steps, each reusing what it can:
 
 1. **Execute** every ``notebooks/NN-*.ipynb`` with papermill (parameters ``scale``,
-   ``interactive=False``, ``runs_dir``, ``progress=True``) into ``<root>/book/executed/``. A
+   ``interactive=False``, ``runs_dir``, ``progress=False``) into ``<root>/book/executed/``. A
    notebook is skipped when its inputs did not change: the hash of its cells, the scale, the
    parameters and the ``solu_repro`` package's source files is stored in the executed copy and
    compared. A failed notebook stops the build; its executed copy, with the traceback, is
@@ -49,6 +49,8 @@ VENDOR = Path("book") / "vendor"
 BOOK_SOURCES = ("_config.yml", "_toc.yml")
 METADATA_KEY = "solu_repro_book"
 KERNEL = "python3"
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
+REMOVE_TAG = "remove-cell"            # Jupyter Book: not in the HTML
 # Modules of the book's build machinery: notebooks do not run them, so editing them does not
 # make executed notebooks stale.
 BUILD_ONLY_MODULES = ("book/build.py", "book/notebook_files.py", "book/mime.py")
@@ -275,11 +277,21 @@ def execute_notebook(source: Path, executed: Path, parameters: dict[str, Any],
                 + (f"\n  the partly executed copy: {failed}" if failed.is_file() else "")
             ) from exc
         raise  # KeyboardInterrupt
-    nb = nbformat.read(running, as_version=4)
+    nb = hide_injected_parameters(nbformat.read(running, as_version=4))
     nb.metadata[METADATA_KEY] = {"inputs": inputs, "inputs_hash": inputs_hash(inputs)}
     with atomic_path(executed) as tmp:
         nbformat.write(nb, tmp)
     running.unlink()
+
+
+def hide_injected_parameters(nb: Any) -> Any:
+    """Tag papermill's injected-parameters cell ``remove-cell``: the published page shows the
+    chapter, not the machinery that ran it (the executed copy keeps the cell)."""
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if INJECTED_TAG in tags and REMOVE_TAG not in tags:
+            cell.metadata["tags"] = [*tags, REMOVE_TAG]
+    return nb
 
 
 def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force: bool = False,
@@ -292,7 +304,9 @@ def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force
     check_toc(repo, notebooks)
     parameters = {"scale": scale, "interactive": False,
                   "runs_dir": str(runs_dir.resolve()) if runs_dir is not None else None,
-                  "progress": True}
+                  # No progress bars in the pages: saved tqdm widgets are noise to a reader.
+                  # The build log shows papermill's own progress through each notebook.
+                  "progress": False}
     # What the kernel inherits decides where models and corpora are found.
     environment = {"SOLU_RUNS_DIR": str(runs_dir.resolve() if runs_dir is not None
                                         else paths.runs_dir().resolve()),

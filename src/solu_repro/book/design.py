@@ -19,6 +19,7 @@ re-derivation. Notebook 2 narrates these functions; the scorecard (notebook 8) r
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
@@ -744,3 +745,18 @@ def design_measurements(ctx=None, d_mlp: int | None = None,
         blocked_equals_unblocked=checks.unblocked_vs_definition,
         blocked_softmax_sum_max_dev=checks.softmax_sum_max_dev,
         blocked_other_block_change=checks.other_block_change)
+
+
+def source_markdown(obj: Callable) -> str:
+    """The source code of ``obj`` (the package's own, as the models run it) as a fenced
+    Markdown code block, to ``display(Markdown(...))`` in a notebook."""
+    code = inspect.getsource(obj).rstrip("\n")
+    fence = "`" * max(3, 1 + max((len(run) for run in _backtick_runs(code)), default=0))
+    return f"{fence}python\n{code}\n{fence}"
+
+
+def _backtick_runs(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"`+", text)
+

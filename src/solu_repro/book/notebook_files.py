@@ -43,6 +43,7 @@ from ..atomic import atomic_path
 CHECK_MARKER = "NBVAL_CHECK_OUTPUT"
 CHECK_TAG = "nbval-check-output"
 PARAMETERS_TAG = "parameters"
+REMOVE_TAG = "remove-cell"  # Jupyter Book: the cell runs but is not in the HTML
 COMMON_PARAMETERS = ("scale", "runs_dir", "seed", "interactive", "progress")
 TRANSIENT_NOTEBOOK_METADATA = ("papermill", "widgets", "solu_repro_book", "execution")
 TRANSIENT_CELL_METADATA = ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled")
@@ -131,9 +132,42 @@ def _book_context_call(tree: ast.AST) -> ast.Call | None:
     return None
 
 
+def _calls_glue(source: str) -> bool:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "glue(" in source
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "glue"
+               for n in ast.walk(tree))
+
+
+def check_plumbing(nb: nbformat.NotebookNode) -> list[str]:
+    """Machinery the published page must not show: the imports, ``parameters`` and validation
+    cells and every cell that calls ``glue`` are tagged ``remove-cell`` (JupyterLab and nbval
+    still run them); pinned cells carry the ``nbval-check-output`` tag, not a comment marker
+    that the page would print."""
+    problems = []
+    code = _code_cells(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"cell {i}"
+        if CHECK_MARKER in _source(cell):
+            problems.append(f"{where}: mark a pinned cell with the `{CHECK_TAG}` tag, not a "
+                            f"`# {CHECK_MARKER}` comment (the page would show it)")
+        removed = REMOVE_TAG in _tags(cell)
+        if _calls_glue(_source(cell)) and not removed:
+            problems.append(f"{where} calls glue(...): move the glue calls into a cell tagged "
+                            f"`{REMOVE_TAG}`")
+        if any(cell is c for c in code[:3]) and not removed:
+            problems.append(f"{where} (imports, parameters or validation) must be tagged "
+                            f"`{REMOVE_TAG}`")
+    return problems
+
+
 def check_structure(nb: nbformat.NotebookNode) -> list[str]:
     """Problems with the skeleton every book notebook follows (empty list: fine)."""
-    problems = []
+    problems = check_plumbing(nb)
     if not nb.cells or nb.cells[0].cell_type != "markdown" or \
             not _source(nb.cells[0]).lstrip().startswith("# "):
         problems.append("the first cell must be markdown starting with the page title `# N. Title`")
