@@ -34,23 +34,23 @@ def make_notebook(*, checked_output: bool = True, params: str | None = None,
                   validation: str | None = None) -> nbformat.NotebookNode:
     p = nbformat.v4.new_code_cell(params or 'scale = "tiny"\nruns_dir = None\nseed = 0\n'
                                   "interactive = True\nprogress = True\nn = 3")
-    p.metadata["tags"] = ["parameters"]
-    checked = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(round(2 / 3, 2))")
+    p.metadata["tags"] = ["parameters", "remove-cell"]
+    checked = nbformat.v4.new_code_cell("print(round(2 / 3, 2))")
+    checked.metadata["tags"] = ["nbval-check-output"]
     if checked_output:
         checked.outputs = [nbformat.v4.new_output("stream", name="stdout", text="0.67\n")]
         checked.execution_count = 4
     plain = nbformat.v4.new_code_cell("x = 1\nx", execution_count=5, outputs=[
         nbformat.v4.new_output("execute_result", data={"text/plain": "1"}, execution_count=5)])
     plain.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
+    imports = nbformat.v4.new_code_cell("import math", execution_count=1)
+    check = nbformat.v4.new_code_cell(validation or (
+        "ctx = book_context(scale=scale, runs_dir=runs_dir, seed=seed,\n"
+        "                   interactive=interactive, progress=progress)\n"
+        'n = check_int("n", n, minimum=1)'))
+    imports.metadata["tags"] = check.metadata["tags"] = ["remove-cell"]
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# 9. Test\n\nText."),
-        nbformat.v4.new_code_cell("import math", execution_count=1),
-        p,
-        nbformat.v4.new_code_cell(validation or (
-            "ctx = book_context(scale=scale, runs_dir=runs_dir, seed=seed,\n"
-            "                   interactive=interactive, progress=progress)\n"
-            'n = check_int("n", n, minimum=1)')),
-        checked, plain])
+        nbformat.v4.new_markdown_cell("# 9. Test\n\nText."), imports, p, check, checked, plain])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.metadata["papermill"] = {"parameters": {}}
@@ -94,6 +94,36 @@ def test_check_reports_an_unpinned_checked_cell():
 def test_check_structure(change, expected):
     problems = nf.check_structure(nf.clean(make_notebook(**change)))
     assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("cell, change, expected", [
+    (4, lambda c: setattr(c, "source", "# NBVAL_CHECK_OUTPUT\nprint(1)"),
+     "not a `# NBVAL_CHECK_OUTPUT` comment"),
+    (5, lambda c: setattr(c, "source", 'x = 1\nglue("x", x, display=False)'),
+     "calls glue(...): move the glue calls into a cell tagged `remove-cell`"),
+    (2, lambda c: c.metadata.__setitem__("tags", ["parameters"]),
+     "(imports, parameters or validation) must be tagged `remove-cell`"),
+    (3, lambda c: c.metadata.__setitem__("tags", []),
+     "(imports, parameters or validation) must be tagged `remove-cell`"),
+])
+def test_check_structure_keeps_plumbing_out_of_the_pages(cell, change, expected):
+    nb = nf.clean(make_notebook())
+    assert nf.check_structure(nb) == []
+    change(nb.cells[cell])
+    problems = nf.check_structure(nb)
+    assert any(expected in p for p in problems), problems
+
+
+def test_papermills_injected_cell_is_removed_from_the_page():
+    from solu_repro.book.build import hide_injected_parameters
+
+    nb = nf.clean(make_notebook())
+    injected = nbformat.v4.new_code_cell("# Parameters\nscale = 'cpu'")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(3, injected)
+    tags = [c.metadata.get("tags", []) for c in hide_injected_parameters(nb).cells]
+    assert tags[3] == ["injected-parameters", "remove-cell"]
+    assert sum("remove-cell" in t for t in tags) == 4  # imports, parameters, injected, validation
 
 
 def test_check_structure_wants_parameters_right_after_imports():
