@@ -80,7 +80,8 @@ def test_blind_command_shows_paths_relative_to_the_repository(tmp_path, monkeypa
     monkeypatch.setattr(paths, "project_root", lambda: repo)
     inside = book_context("tiny", runs_dir=repo / "runs", progress=False)
     command = iq.blind_command(inside, n=7)
-    assert command.endswith("--n 7 --runs-dir runs --session runs/tiny/blind/my-session")
+    assert command.endswith("--n 7 --runs-dir runs --session runs/tiny/blind/my-session --seed 0")
+    assert "--session runs/tiny/blind/judge-2" in iq.blind_command(inside, "judge-2")
     assert str(tmp_path) not in command          # the builder's paths stay out of the book
     outside = book_context("tiny", runs_dir=tmp_path / "other runs", progress=False)
     assert f"--runs-dir '{tmp_path / 'other runs'}'" in iq.blind_command(outside)  # quoted

@@ -1,9 +1,10 @@
 """The blinded human evaluation (paper §6.1): sampling, blinding, crash safety, resume,
-unblinding arithmetic, the terminal loop and the notebook app."""
+unblinding arithmetic, the terminal loop (quitting at every prompt) and the notebook app."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -17,9 +18,12 @@ import pytest
 
 from solu_repro.data import build_dataset
 from solu_repro.interp.blind import (
+    HYPOTHESIS_PROMPT,
     INSTRUCTION,
     JUDGMENTS_NAME,
+    KEYS,
     MANIFEST_NAME,
+    PROMPT,
     BlindApp,
     BlindError,
     BlindModel,
@@ -28,6 +32,7 @@ from solu_repro.interp.blind import (
     SnippetRenderer,
     TornLineWarning,
     add_blind_arguments,
+    judge_loop,
     judgments_by_neuron,
     run_blind_cli,
     sample_items,
@@ -40,6 +45,7 @@ from solu_repro.model import ModelConfig, Transformer
 from conftest import SMALL_DATA
 
 NAMES = ("1L-gelu", "1L-solu_ln")
+I, N, S = "interpretable", "not_interpretable", "skip"
 
 
 class FakeRenderer:
@@ -272,7 +278,6 @@ def judge_model(session, model, evaluator, answers):
 def test_unblind_arithmetic_matches_hand_computed_intervals(tmp_path):
     s = BlindSession.create(tmp_path / "s", {"gelu": ModelShape(1, 50), "solu": ModelShape(1, 50)},
                             n_per_model=10, seed=1)
-    I, N, S = "interpretable", "not_interpretable", "skip"
     judge_model(s, "gelu", "ann", [I] * 3 + [N] * 6 + [S])
     judge_model(s, "solu", "ann", [N] * 10)
     judge_model(s, "solu", "ann", [I] * 7 + [N] * 3)  # superseded: 7 of 10
@@ -302,7 +307,6 @@ def test_unblind_arithmetic_matches_hand_computed_intervals(tmp_path):
 def test_unblind_per_evaluator_agreement_and_majority(tmp_path):
     s = BlindSession.create(tmp_path / "s", {"A": ModelShape(1, 50), "B": ModelShape(1, 50)},
                             n_per_model=4, seed=2)
-    I, N, S = "interpretable", "not_interpretable", "skip"
     judge_model(s, "A", "ann", [I, I, N, N])
     judge_model(s, "B", "ann", [I, I, I, S])
     judge_model(s, "A", "bob", [I, N, N, N])
@@ -355,6 +359,8 @@ def test_snippets_are_blind(tmp_path, tiny_models):
 
 def test_renderer_refuses_a_different_model(tmp_path, tiny_models):
     s = BlindSession.create(tmp_path / "s", tiny_models, n_per_model=2)
+    with pytest.raises(TypeError, match="first argument must be the BlindSession"):
+        SnippetRenderer(tiny_models, s)  # the arguments swapped, as chapter 4 once did
     with pytest.raises(BlindError, match="needs models"):
         SnippetRenderer(s, {"1L-gelu": tiny_models["1L-gelu"]})
     swapped = {"1L-gelu": tiny_models["1L-gelu"], "1L-solu_ln": tiny_models["1L-gelu"]}
@@ -406,7 +412,8 @@ def test_cli_judge_quit_resume_finish_unblind(tmp_path, tiny_models):
     assert any("2 / 6 judged" in str(o) for o in out) and INSTRUCTION in "\n".join(map(str, out))
 
     resume = parse("--session", session, "--evaluator", "ann", "--no-color")
-    script = Script("s", "i any phrase relating to music", "n", "", "i")  # then EOF
+    # The last "i" meets end of input at its hypothesis prompt: recorded, then all are judged.
+    script = Script("s", "i any phrase relating to music", "n", "", "i")
     assert run_blind_cli(resume, script, out.append, load) == 0
     assert loads[-1] == (NAMES, "tiny", 20)
     assert "all 6 neurons judged by ann" in str(out[-1])
@@ -451,6 +458,106 @@ def test_cli_errors(tmp_path, tiny_models):
     out = []
     assert run_blind_cli(parse("--session", session), interrupt, out.append, load) == 130
     assert "saved" in out[-1] and "resume" in out[-1]
+
+
+# --- the terminal loop: quitting at every prompt ------------------------------------------------
+def on_disk(session, evaluator="ann"):
+    """``item index -> (judgment, hypothesis)`` as a reopened session reads them back."""
+    index = {it.item: i for i, it in enumerate(session.items)}
+    return {index[item]: (j.judgment, j.hypothesis)
+            for item, j in BlindSession.open(session.path).judged(evaluator).items()}
+
+
+@pytest.mark.parametrize("word", ["q", "Q", "quit", "exit", "  q  "])
+def test_quit_at_the_judgment_prompt_keeps_what_was_judged(tmp_path, word):
+    s = small_session(tmp_path, n=2)
+    out = []
+    script = Script("i", "rule one", "n", "", word, "i", "never read")
+    assert judge_loop(s, FakeRenderer(), "ann", script, out.append) == 0
+    assert on_disk(s) == {0: (I, "rule one"), 1: (N, "")}
+    assert script.answers == ["i", "never read"] and script.prompts[-1] == PROMPT
+    assert "saved 2 judgment(s)" in out[-1] and "resume" in out[-1]
+
+
+@pytest.mark.parametrize("word", ["q", "QUIT", "exit", " q "])
+def test_quit_at_the_hypothesis_prompt_records_the_judgment_not_the_word(tmp_path, word):
+    s = small_session(tmp_path, n=2)
+    out = []
+    script = Script("n", word, "i", "never read")
+    assert judge_loop(s, FakeRenderer(), "ann", script, out.append) == 0
+    assert on_disk(s) == {0: (N, "")}
+    assert script.prompts == [PROMPT, HYPOTHESIS_PROMPT]
+    assert script.answers == ["i", "never read"]
+    assert "saved 1 judgment(s)" in out[-1]
+
+
+@pytest.mark.parametrize("answers, prompts, expected", [
+    # End of input at the judgment prompt.
+    (["i", "first"], [PROMPT, HYPOTHESIS_PROMPT, PROMPT], {0: (I, "first")}),
+    # At the hypothesis prompt: the judgment just given is kept.
+    (["i", "first", "n"], [PROMPT, HYPOTHESIS_PROMPT, PROMPT, HYPOTHESIS_PROMPT],
+     {0: (I, "first"), 1: (N, "")}),
+    # At the judgment prompt asked again after an answer it did not understand.
+    (["i", "first", "maybe"], [PROMPT, HYPOTHESIS_PROMPT, PROMPT, PROMPT], {0: (I, "first")}),
+])
+def test_end_of_input_at_any_prompt_quits_and_keeps_what_was_answered(tmp_path, answers,
+                                                                      prompts, expected):
+    s = small_session(tmp_path, n=2)
+    out = []
+    script = Script(*answers)
+    assert judge_loop(s, FakeRenderer(), "ann", script, out.append) == 0
+    assert script.prompts == prompts  # nothing is asked after the end of input
+    assert on_disk(s) == expected
+    assert f"saved {len(expected)} judgment(s)" in out[-1]
+
+
+def test_a_hypothesis_that_is_a_quit_word_goes_on_the_judgment_line(tmp_path):
+    s = small_session(tmp_path, n=2)
+    out = []
+    script = Script("i q", "n quit", "s", "i", "the letter q")
+    assert judge_loop(s, FakeRenderer(), "ann", script, out.append) == 0
+    assert on_disk(s) == {0: (I, "q"), 1: (N, "quit"), 2: (S, ""), 3: (I, "the letter q")}
+    assert out[0] == KEYS and "i q" in KEYS  # the loop says how, before the first neuron
+    assert "all 4 neurons judged by ann" in out[-1]
+
+
+def test_quit_then_resume_continues_at_the_next_unjudged_neuron(tmp_path):
+    s = small_session(tmp_path, n=2)
+    first = FakeRenderer()
+    # Quit at the third neuron's hypothesis prompt: its judgment is the third one kept.
+    assert judge_loop(s, first, "ann", Script("i", "apple", "s", "n", "q"), print) == 0
+    assert first.shown == [it.item for it in s.items[:3]]
+    second, out = FakeRenderer(), []
+    assert judge_loop(BlindSession.open(s.path), second, "ann", Script("n", ""), out.append) == 0
+    assert second.shown == [s.items[3].item]
+    assert on_disk(s) == {0: (I, "apple"), 1: (S, ""), 2: (N, ""), 3: (N, "")}
+    assert "all 4 neurons judged by ann" in out[-1]
+
+
+def test_ctrl_c_quits_at_once_without_the_neuron_on_screen(tmp_path):
+    s = small_session(tmp_path, n=2)
+    typed = iter(["i", "apple", "n"])
+
+    def interrupted_at_the_second_hypothesis(prompt):
+        try:
+            return next(typed)
+        except StopIteration:
+            raise KeyboardInterrupt from None
+
+    out = []
+    assert judge_loop(s, FakeRenderer(), "ann", interrupted_at_the_second_hypothesis,
+                      out.append) == 130
+    assert on_disk(s) == {0: (I, "apple")}
+    assert "1 judgment(s) are saved" in out[-1]
+
+
+def test_piped_answers_through_the_real_input(tmp_path, monkeypatch, capsys):
+    s = small_session(tmp_path, n=2)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("i\nthe word q\nn\n"))
+    assert judge_loop(s, FakeRenderer(), "ann") == 0  # end of input at the 2nd hypothesis
+    assert on_disk(s) == {0: (I, "the word q"), 1: (N, "")}
+    printed = capsys.readouterr().out
+    assert HYPOTHESIS_PROMPT in printed and "saved 2 judgment(s)" in printed
 
 
 # --- the notebook app --------------------------------------------------------------------------

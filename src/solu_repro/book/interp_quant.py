@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import paths
+from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
 from ..interp.stats import Proportion, difference_interval
 from . import style
 from .context import BookContext
@@ -188,12 +189,12 @@ def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
     A session folder without judgments is skipped (nothing to aggregate yet); a broken one
     raises ``BlindError`` naming the file.
     """
-    from ..interp.blind import BlindSession, judgments_by_neuron, unblind
+    from ..interp.blind import MANIFEST_NAME, BlindSession, judgments_by_neuron, unblind
     from ..interp.score import human_agreement
 
     root = blind_root(ctx)
     out = []
-    for folder in sorted(p for p in root.glob("*") if (p / "manifest.json").is_file()):
+    for folder in sorted(p for p in root.glob("*") if (p / MANIFEST_NAME).is_file()):
         session = BlindSession.open(folder)
         if not session.judgments:
             continue
@@ -203,8 +204,8 @@ def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
     return out
 
 
-def blind_command(ctx: BookContext, models: tuple[str, ...] = ("1L-gelu", "1L-solu_ln"),
-                  n: int = 60) -> str:
+def blind_command(ctx: BookContext, session_name: str = "my-session",
+                  models: tuple[str, ...] = DEFAULT_MODELS, n: int = DEFAULT_N_PER_MODEL) -> str:
     """The terminal command that starts (or resumes) a session where this notebook finds it.
 
     Paths inside the repository are given relative to its root (where the command is meant to
@@ -217,18 +218,21 @@ def blind_command(ctx: BookContext, models: tuple[str, ...] = ("1L-gelu", "1L-so
             return shlex.quote(str(path))
 
     return (f"solu-repro blind --scale {ctx.scale} --models {' '.join(models)} --n {n} "
-            f"--runs-dir {shown(ctx.runs_dir)} --session {shown(blind_root(ctx) / 'my-session')}")
+            f"--runs-dir {shown(ctx.runs_dir)} --session {shown(blind_root(ctx) / session_name)} "
+            f"--seed {ctx.seed}")
 
 
-def blind_app(ctx: BookContext, session_name: str, models: tuple[str, ...] = ("1L-gelu",
-              "1L-solu_ln"), n: int = 60):
-    """The JupyterLab judging app for a session under ``blind_root(ctx)`` (created if new)."""
+def blind_app(ctx: BookContext, session_name: str, models: tuple[str, ...] = DEFAULT_MODELS,
+              n: int = DEFAULT_N_PER_MODEL):
+    """The JupyterLab judging app for a session under ``blind_root(ctx)``: created if new,
+    resumed at this evaluator's first unjudged neuron if it exists."""
     from ..interp.blind import BlindApp, BlindSession, SnippetRenderer, load_zoo_entries
 
-    entries = load_zoo_entries(list(models), ctx.scale, ctx.runs_dir, progress=ctx.progress)
+    entries = load_zoo_entries(list(models), ctx.scale, ctx.runs_dir, progress=ctx.progress,
+                               seed=ctx.seed)
     session = BlindSession.create(blind_root(ctx) / session_name, entries, n_per_model=n,
                                   seed=ctx.seed)
-    return BlindApp(session, SnippetRenderer(entries, session))
+    return BlindApp(session, SnippetRenderer(session, entries))
 
 
 # --- the numbers the scorecard uses -----------------------------------------------------------
