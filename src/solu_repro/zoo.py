@@ -56,8 +56,10 @@ class Scale:
     log_every: int = 10
     train_threads: int | None = None
     """Torch threads while training (None: torch's default). Tiny models are trained on one
-    thread: their training is chaotic enough that 1 vs 2 threads changes the final loss by
-    ~0.03, and the notebooks' regression tests pin tiny losses."""
+    thread, so that one machine trains the same tiny zoo every time: their training is chaotic
+    enough that 1 vs 2 threads changes the final loss by ~0.03 (another CPU's kernels move it
+    by up to ~0.14, which is why the notebooks' tests pin properties of tiny models, never
+    their losses)."""
 
 
 SCALES: dict[str, Scale] = {

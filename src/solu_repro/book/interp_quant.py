@@ -102,7 +102,7 @@ def table(results: dict[str, ModelInterpretability]) -> list[dict[str, Any]]:
 
 
 def format_table(results: dict[str, ModelInterpretability]) -> str:
-    """A fixed-width text table (deterministic; what nbval pins at tiny scale)."""
+    """A fixed-width text table of both views per model."""
     lines = [f"{'model':<12} {'neurons':>7} {'top-20 interpretable':>22} "
              f"{'full spectrum':>15}"]
     for r in results.values():

@@ -108,8 +108,8 @@ def loss_deltas(losses: Mapping[str, ModelLoss], act: str = SOLU_LN) -> dict[int
 
 def format_losses(losses: Mapping[str, ModelLoss], decimals: int = 2,
                   per_source: bool = True) -> str:
-    """A fixed-width text table of final validation losses (deterministic at the tiny scale;
-    what nbval pins), overall and, with ``per_source``, per corpus source."""
+    """A fixed-width text table of final validation losses, overall and, with ``per_source``,
+    per corpus source."""
     sources = _sources(losses) if per_source else []
     lines = [f"{'model':<12} {'val loss':>8} " + " ".join(f"{s:>14}" for s in sources)]
     for m in losses.values():

@@ -331,7 +331,7 @@ def scorecard_html(claims: list[Claim]) -> str:
 
 
 def scorecard_text(claims: list[Claim]) -> str:
-    """One line per claim: section, verdict, claim (what nbval pins at tiny scale)."""
+    """One line per claim: section, verdict, claim."""
     return "\n".join(f"{c.section:<16} {c.verdict:<18} {c.claim[:70]}" for c in claims)
 
 
