@@ -1,8 +1,9 @@
 # solu-repro: two set-up commands work on a fresh machine.
 #   make book   set up, build the data, train the model zoo (SCALE=cpu by default), execute
 #               the notebooks at that scale and build the offline HTML book (_build/html)
-#   make test   set up, install a headless browser (Debian's chromium) and run the whole
-#               test suite (nbval on every notebook, the book built at scale tiny)
+#   make test   set up, install a headless browser (Debian's chromium and chromium-driver)
+#               and run the whole test suite (nbval on every notebook, the book built at scale
+#               tiny, the notebooks' widgets worked in JupyterLab)
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -28,17 +29,29 @@ setup: $(BIN)/.installed
 test: setup browser
 	$(BIN)/pytest --timeout 900
 
-# The book test opens built pages in headless Chromium. Debian's package; root or sudo.
+# The book test opens built pages in headless Chromium; the JupyterLab test drives it with
+# Selenium through ChromeDriver. Debian's chromium and chromium-driver (the same version);
+# root or sudo. $SOLU_CHROMIUM / $SOLU_CHROMEDRIVER name other binaries (then the tests use
+# those, and nothing is installed for them).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_CHROMIUM := /usr/bin/chromium
+DEBIAN_CHROMEDRIVER := /usr/bin/chromedriver
 browser:
-	@if [ -x /usr/bin/chromium ] || { [ -n "$$SOLU_CHROMIUM" ] && [ -x "$$SOLU_CHROMIUM" ]; }; then \
-	  exit 0; fi; \
+	@want=""; \
+	if [ -n "$$SOLU_CHROMIUM" ]; then [ -x "$$SOLU_CHROMIUM" ] || { \
+	  echo "make browser: SOLU_CHROMIUM=$$SOLU_CHROMIUM is not an executable" >&2; exit 1; }; \
+	elif [ ! -x $(DEBIAN_CHROMIUM) ]; then want=" chromium"; fi; \
+	if [ -n "$$SOLU_CHROMEDRIVER" ]; then [ -x "$$SOLU_CHROMEDRIVER" ] || { \
+	  echo "make browser: SOLU_CHROMEDRIVER=$$SOLU_CHROMEDRIVER is not an executable" >&2; exit 1; }; \
+	elif [ ! -x $(DEBIAN_CHROMEDRIVER) ]; then want="$$want chromium-driver"; fi; \
+	if [ -z "$$want" ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
-	  echo "make browser: no /usr/bin/chromium and no apt-get; install Chromium and set" \
-	       "SOLU_CHROMIUM=/path/to/chromium" >&2; exit 1; fi; \
-	echo "installing Debian's chromium (headless browser for the book test)"; \
+	  echo "make browser: no$$want ($(DEBIAN_CHROMIUM), $(DEBIAN_CHROMEDRIVER)) and no apt-get;" \
+	       "install Chromium and its ChromeDriver and set SOLU_CHROMIUM=/path/to/chromium" \
+	       "SOLU_CHROMEDRIVER=/path/to/chromedriver" >&2; exit 1; fi; \
+	echo "installing Debian's$$want (headless browser for the book and JupyterLab tests)"; \
 	$(SUDO) apt-get update -qq && \
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$want >/dev/null
 
 data: setup
 	$(BIN)/solu-repro data --scale $(SCALE)

@@ -114,15 +114,16 @@ def test_check_structure_keeps_plumbing_out_of_the_pages(cell, change, expected)
     assert any(expected in p for p in problems), problems
 
 
-def test_papermills_injected_cell_is_removed_from_the_page():
-    from solu_repro.book.build import hide_injected_parameters
+def test_papermills_injected_cell_and_test_tags_leave_the_page():
+    from solu_repro.book.build import prepare_for_pages
 
     nb = nf.clean(make_notebook())
     injected = nbformat.v4.new_code_cell("# Parameters\nscale = 'cpu'")
     injected.metadata["tags"] = ["injected-parameters"]
     nb.cells.insert(3, injected)
-    tags = [c.metadata.get("tags", []) for c in hide_injected_parameters(nb).cells]
+    tags = [c.metadata.get("tags", []) for c in prepare_for_pages(nb).cells]
     assert tags[3] == ["injected-parameters", "remove-cell"]
+    assert not any("nbval-check-output" in t for t in tags) and tags[5] == []
     assert sum("remove-cell" in t for t in tags) == 4  # imports, parameters, injected, validation
 
 

@@ -51,6 +51,7 @@ METADATA_KEY = "solu_repro_book"
 KERNEL = "python3"
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
 REMOVE_TAG = "remove-cell"            # Jupyter Book: not in the HTML
+TEST_TAGS = ("nbval-check-output",)   # nbval's; the pages do not carry them
 # Modules of the book's build machinery: notebooks do not run them, so editing them does not
 # make executed notebooks stale.
 BUILD_ONLY_MODULES = ("book/build.py", "book/notebook_files.py", "book/mime.py")
@@ -277,20 +278,24 @@ def execute_notebook(source: Path, executed: Path, parameters: dict[str, Any],
                 + (f"\n  the partly executed copy: {failed}" if failed.is_file() else "")
             ) from exc
         raise  # KeyboardInterrupt
-    nb = hide_injected_parameters(nbformat.read(running, as_version=4))
+    nb = prepare_for_pages(nbformat.read(running, as_version=4))
     nb.metadata[METADATA_KEY] = {"inputs": inputs, "inputs_hash": inputs_hash(inputs)}
     with atomic_path(executed) as tmp:
         nbformat.write(nb, tmp)
     running.unlink()
 
 
-def hide_injected_parameters(nb: Any) -> Any:
-    """Tag papermill's injected-parameters cell ``remove-cell``: the published page shows the
-    chapter, not the machinery that ran it (the executed copy keeps the cell)."""
+def prepare_for_pages(nb: Any) -> Any:
+    """The executed copy as the published page should show it: papermill's injected-parameters
+    cell tagged ``remove-cell`` (the page shows the chapter, not the machinery that ran it; the
+    copy keeps the cell), and no test tag (Jupyter Book writes every tag into the HTML as a
+    class)."""
     for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
+        tags = [t for t in cell.get("metadata", {}).get("tags", []) if t not in TEST_TAGS]
         if INJECTED_TAG in tags and REMOVE_TAG not in tags:
-            cell.metadata["tags"] = [*tags, REMOVE_TAG]
+            tags.append(REMOVE_TAG)
+        if tags or "tags" in cell.get("metadata", {}):
+            cell.metadata["tags"] = tags
     return nb
 
 
