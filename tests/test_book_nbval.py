@@ -81,7 +81,8 @@ def other_kernels_env(tmp_path_factory, tiny_zoo):
     check = subprocess.run([sys.executable, "-c", "import torch; "
                             "print(torch.backends.cpu.get_cpu_capability())"],
                            env=env, capture_output=True, text=True, timeout=120)
-    assert check.stdout.strip().lower() == OTHER_CAPABILITY, check.stdout + check.stderr
+    # PyTorch names the portable path "DEFAULT" (or "NO AVX" in some x86 builds)
+    assert check.stdout.strip().upper() in {"DEFAULT", "NO AVX"}, check.stdout + check.stderr
     return env
 
 
