@@ -15,11 +15,13 @@ coming back unnoticed, the suite runs twice:
   thread, on the session's tiny zoo;
 - ``test_notebook_nbval_other_kernels``: a second tiny zoo trained, and every notebook run,
   under ``ATEN_CPU_CAPABILITY=default`` (PyTorch's portable kernels, which round differently
-  from every SIMD path, as another CPU would) with two threads.
+  from every SIMD path, as another CPU would) and ``MKL_CBWR=COMPATIBLE`` (MKL's generic
+  matrix products), the notebooks with two threads. Its zoo must differ from the first.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,7 +47,7 @@ def nbval_command(notebook: Path) -> list[str]:
 
 def run_nbval(notebook: Path, env: dict[str, str]) -> None:
     proc = subprocess.run(nbval_command(notebook), cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=1800)
+                          text=True, timeout=850)
     output = proc.stdout + proc.stderr
     shown = " ".join(f"{k}={env[k]}" for k in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS",
                                                "SOLU_RUNS_DIR") if k in env)
@@ -67,22 +69,40 @@ def test_notebook_nbval(notebook, tiny_zoo):
     run_nbval(notebook, env)
 
 
+def _capability(env: dict[str, str]) -> str:
+    proc = subprocess.run([sys.executable, "-c", "import torch; "
+                           "print(torch.backends.cpu.get_cpu_capability())"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().upper()
+
+
+def _val_losses(runs: Path) -> dict[str, float]:
+    return {p.parent.name: json.loads(p.read_text())["val_loss"]
+            for p in sorted(runs.glob("tiny/*/result.json"))}
+
+
 @pytest.fixture(scope="session")
 def other_kernels_env(tmp_path_factory, tiny_zoo):
     """The environment of the second run, with its own tiny zoo trained under it (the corpus
-    is shared: tokenizing does not go through PyTorch's kernels)."""
+    is shared: tokenizing does not go through PyTorch's kernels). Besides ATen's portable
+    kernels, ``MKL_CBWR=COMPATIBLE`` puts MKL's matrix products (where CPUs differ most) on
+    their generic code path; the zoo trains on one thread as always (``train_threads``), the
+    notebooks read it with two."""
     runs = tmp_path_factory.mktemp("runs-other-kernels")
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": OTHER_CAPABILITY, "OMP_NUM_THREADS": "2",
-           "PYTHONHASHSEED": "0", "SOLU_RUNS_DIR": str(runs)}
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": OTHER_CAPABILITY, "MKL_CBWR": "COMPATIBLE",
+           "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "0", "SOLU_RUNS_DIR": str(runs)}
+    # PyTorch names the portable path "DEFAULT" (or "NO AVX" in some x86 builds)
+    assert _capability(env) in {"DEFAULT", "NO AVX"}
     proc = subprocess.run([sys.executable, "-m", "solu_repro.cli", "zoo", "--scale", "tiny",
                            "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1800)
+                          timeout=800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    check = subprocess.run([sys.executable, "-c", "import torch; "
-                            "print(torch.backends.cpu.get_cpu_capability())"],
-                           env=env, capture_output=True, text=True, timeout=120)
-    # PyTorch names the portable path "DEFAULT" (or "NO AVX" in some x86 builds)
-    assert check.stdout.strip().upper() in {"DEFAULT", "NO AVX"}, check.stdout + check.stderr
+    native, other = _val_losses(tiny_zoo), _val_losses(runs)
+    assert native.keys() == other.keys() and native
+    if _capability({**os.environ}) not in {"DEFAULT", "NO AVX"}:
+        # Otherwise the second run would not test another rounding at all.
+        assert native != other, "the other kernels trained a bit-identical zoo"
     return env
 
 

@@ -65,6 +65,13 @@ def lab(tiny_zoo, tmp_path_factory):
     env = {"SOLU_RUNS_DIR": str(tiny_zoo), "SOLU_DATA_DIR": os.environ["SOLU_DATA_DIR"],
            # one OpenMP thread: the kernel's small tensors, on cores shared with the browser
            "OMP_NUM_THREADS": "1"}
+    # Harvest and score chapter 5's models now (cached next to each run), so the waits below
+    # time JupyterLab, not a cold cache, when this module runs alone.
+    from solu_repro.book import book_context
+
+    ctx = book_context("tiny", runs_dir=tiny_zoo, interactive=False, progress=False)
+    for name in ("1L-solu_ln", "1L-gelu"):
+        ctx.scores(name)
     before = jupyter_children()  # another test's, not this module's to answer for
     workdir = tmp_path_factory.mktemp("jupyterlab")
     session = LabSession(workdir, [ROOT / "notebooks" / DESIGN, ROOT / "notebooks" / NEURONS],

@@ -204,18 +204,23 @@ def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
     return out
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as a published page may show it: relative to the repository root when inside it
+    (no path of the machine that built the book), shell-quoted."""
+    path = Path(path).resolve()
+    try:
+        return shlex.quote(str(path.relative_to(paths.project_root().resolve())))
+    except ValueError:
+        return shlex.quote(str(path))
+
+
 def blind_command(ctx: BookContext, session_name: str = "my-session",
                   models: tuple[str, ...] = DEFAULT_MODELS, n: int = DEFAULT_N_PER_MODEL) -> str:
     """The terminal command that starts (or resumes) a session where this notebook finds it.
 
     Paths inside the repository are given relative to its root (where the command is meant to
     be run), so that a published book shows no path of the machine that built it."""
-    def shown(path: Path) -> str:
-        path = Path(path).resolve()
-        try:
-            return shlex.quote(str(path.relative_to(paths.project_root().resolve())))
-        except ValueError:
-            return shlex.quote(str(path))
+    shown = shown_path
 
     return (f"solu-repro blind --scale {ctx.scale} --models {' '.join(models)} --n {n} "
             f"--runs-dir {shown(ctx.runs_dir)} --session {shown(blind_root(ctx) / session_name)} "
@@ -228,8 +233,9 @@ def blind_app(ctx: BookContext, session_name: str, models: tuple[str, ...] = DEF
     resumed at this evaluator's first unjudged neuron if it exists."""
     from ..interp.blind import BlindApp, BlindSession, SnippetRenderer, load_zoo_entries
 
-    entries = load_zoo_entries(list(models), ctx.scale, ctx.runs_dir, progress=ctx.progress,
-                               seed=ctx.seed)
+    # The harvest seed is the terminal tool's default (it is part of the session's fingerprint,
+    # so a session started here resumes in `solu-repro blind` and back); ctx.seed draws the items.
+    entries = load_zoo_entries(list(models), ctx.scale, ctx.runs_dir, progress=ctx.progress)
     session = BlindSession.create(blind_root(ctx) / session_name, entries, n_per_model=n,
                                   seed=ctx.seed)
     return BlindApp(session, SnippetRenderer(session, entries))

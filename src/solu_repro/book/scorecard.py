@@ -75,7 +75,7 @@ def design_claims(dm) -> list[Claim]:
               "(the paper writes ≈)"),
         Claim("§4.2", "GELU is approximated closely by sigmoid(1.7x)·x", "closely",
               f"max deviation {dm.gelu_sigmoid_max_deviation:.4f} (at x = "
-              f"{dm.gelu_sigmoid_at:.2f})",
+              f"±{dm.gelu_sigmoid_at:.2f})",
               REPRODUCED if dm.gelu_sigmoid_max_deviation < GELU_SIGMOID_CLOSE
               else NOT_REPRODUCED, f"max deviation over [-10, 10] below {GELU_SIGMOID_CLOSE}"),
         Claim("§4.3", "LN is scale invariant; LN(SoLU(x)) = LN(x·exp(x))", "exact identities",
