@@ -205,14 +205,14 @@ def scorecard_checks(claims: Sequence[Any], exact: Sequence[Any]) -> list[Check]
 
 # --- structure of the zoo (from its configs, not from trained weights) -------------------------
 def zoo_neurons(scale: str) -> dict[str, int]:
-    """MLP neurons of each zoo model at ``scale``: layers times d_mlp."""
-    from ..zoo import zoo_configs
+    """MLP neurons of each zoo model at ``scale`` (``overview.zoo_overview``'s count)."""
+    from .overview import zoo_overview
 
-    return {name: c.model.n_layers * c.model.d_mlp for name, c in zoo_configs(scale).items()}
+    return {row["model"]: row["neurons"] for row in zoo_overview(scale)}
 
 
 def zoo_depths(scale: str) -> dict[str, int]:
-    """Layers of each zoo model at ``scale``."""
-    from ..zoo import zoo_configs
+    """Layers of each zoo model at ``scale`` (``overview.zoo_overview``'s count)."""
+    from .overview import zoo_overview
 
-    return {name: c.model.n_layers for name, c in zoo_configs(scale).items()}
+    return {row["model"]: row["layers"] for row in zoo_overview(scale)}

@@ -220,10 +220,9 @@ def blind_command(ctx: BookContext, session_name: str = "my-session",
 
     Paths inside the repository are given relative to its root (where the command is meant to
     be run), so that a published book shows no path of the machine that built it."""
-    shown = shown_path
-
     return (f"solu-repro blind --scale {ctx.scale} --models {' '.join(models)} --n {n} "
-            f"--runs-dir {shown(ctx.runs_dir)} --session {shown(blind_root(ctx) / session_name)} "
+            f"--runs-dir {shown_path(ctx.runs_dir)} "
+            f"--session {shown_path(blind_root(ctx) / session_name)} "
             f"--seed {ctx.seed}")
 
 
