@@ -32,7 +32,10 @@ def small_config():
                                       d_vocab=SMALL_DATA.vocab_size, n_ctx=32, act_fn="solu_ln"), **model_changes})
         defaults = dict(model=model, data=SMALL_DATA, name="test", batch_size=8, max_steps=12,
                         warmup_steps=2, eval_every=6, eval_rows=8, final_eval_rows=32,
-                        checkpoint_every=4, log_every=2)
+                        checkpoint_every=4, log_every=2,
+                        # explicit: "auto" probes the CPU, and tests that compare two runs
+                        # need both in one precision (tests/test_precision.py covers "auto")
+                        precision="fp32")
         return TrainConfig(**{**defaults, **changes})
 
     return make

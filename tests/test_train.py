@@ -160,10 +160,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(small_config, data_dir, t
 
 def _fail_at_training_call(monkeypatch, n: int, make_loss=None):
     """Make the n-th training loss call misbehave (NaN, or an interrupt by default)."""
-    real_loss, calls = train_mod.next_token_loss, {"n": 0}
+    real_loss, calls = train_mod.model_loss, {"n": 0}
 
-    def loss(logits, tokens, per_token=False):
-        value = real_loss(logits, tokens, per_token)
+    def loss(model, tokens, per_token=False):
+        value = real_loss(model, tokens, per_token)
         if not per_token:
             calls["n"] += 1
             if calls["n"] == n:
@@ -172,7 +172,7 @@ def _fail_at_training_call(monkeypatch, n: int, make_loss=None):
                 return make_loss(value)
         return value
 
-    monkeypatch.setattr(train_mod, "next_token_loss", loss)
+    monkeypatch.setattr(train_mod, "model_loss", loss)
 
 
 def test_corrupt_newest_checkpoint_falls_back(small_config, data_dir, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import ACT_FNS, LN_ACT_FNS, BlockedLayerNorm, MLPActivation
+from .unembed_loss import linear_cross_entropy
 
 POS_EMBEDS = ("rotary", "learned")
 
@@ -289,15 +290,23 @@ class Transformer(nn.Module):
         return names + ["ln_final.hook_normalized"]
 
     def forward(self, tokens: Tensor, cache: ActivationCache | None = None,
-                stop_after_blocks: bool = False) -> Tensor:
+                stop_after_blocks: bool = False, targets: Tensor | None = None,
+                per_token: bool = False) -> Tensor:
         """Args:
             tokens: ``(B, T)`` int token ids, ``T <= n_ctx``.
             cache: if given, activations are recorded into it.
             stop_after_blocks: skip the final LN and unembedding (returns the residual).
+            targets: ``(B, T)`` token ids to score: then the logits are never materialised
+                and the float32 cross-entropy is returned instead (``unembed_loss``).
+            per_token: with ``targets``, return ``(B, T)`` losses instead of their mean.
 
         Returns:
-            logits ``(B, T, d_vocab)`` (or the final residual stream ``(B, T, d_model)``).
+            logits ``(B, T, d_vocab)`` (or the final residual stream ``(B, T, d_model)``, or
+            the loss of ``targets``).
         """
+        if targets is not None and (cache is not None or stop_after_blocks):
+            raise ValueError("forward(targets=...) returns a loss; record activations with "
+                             "run_with_cache instead")
         T = tokens.shape[-1]
         if T > self.cfg.n_ctx:
             raise ValueError(f"sequence length {T} exceeds the model's n_ctx={self.cfg.n_ctx}")
@@ -315,6 +324,9 @@ class Transformer(nn.Module):
         if stop_after_blocks:
             return resid
         normalized = self.ln_final(resid)
+        if targets is not None:
+            return linear_cross_entropy(normalized, self.W_U, self.b_U, targets,
+                                        reduction="none" if per_token else "mean")
         if cache is not None and (cache.wanted is None
                                   or "ln_final.hook_normalized" in cache.wanted):
             # As in TransformerLens, hook_normalized is the LayerNorm output *before* its
@@ -355,6 +367,10 @@ class Transformer(nn.Module):
 def next_token_loss(logits: Tensor, tokens: Tensor, per_token: bool = False) -> Tensor:
     """Cross-entropy of predicting ``tokens[:, 1:]`` from ``logits[:, :-1]`` (in float32).
 
+    The plain computation, for logits that exist anyway (e.g. a TransformerLens model's).
+    Training and evaluation use ``model_loss``, which computes the same numbers without
+    the logits of the last position or any full logits tensor.
+
     Returns the mean loss, or ``(B, T-1)`` per-token losses if ``per_token``.
     """
     logits = logits[:, :-1].float()
@@ -362,3 +378,15 @@ def next_token_loss(logits: Tensor, tokens: Tensor, per_token: bool = False) -> 
     losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                              reduction="none").view(targets.shape)
     return losses if per_token else losses.mean()
+
+
+def model_loss(model: nn.Module, tokens: Tensor, per_token: bool = False) -> Tensor:
+    """``next_token_loss(model(tokens), tokens)``, computed the cheap way.
+
+    The last position predicts nothing that is scored, and under a causal mask no other
+    position depends on it, so the model runs on ``tokens[:, :-1]`` with targets
+    ``tokens[:, 1:]``: the same losses (up to float rounding), one position fewer, and no
+    logits tensor (``forward(targets=...)``). ``model`` may be a ``Transformer`` or a wrapper
+    of one that passes keyword arguments on (DistributedDataParallel, torch.compile).
+    """
+    return model(tokens[:, :-1], targets=tokens[:, 1:], per_token=per_token)

@@ -26,8 +26,10 @@ from typing import Callable, Iterator, Mapping
 import torch
 
 from .activations import MLPActivation
-from .model import Transformer, next_token_loss
-from .train import TrainConfig, autocast_context, param_groups
+from . import precision as precision_mod
+from .model import Transformer
+from .train import (Runtime, TrainConfig, autocast_context, make_optimizer, set_lr,
+                    train_step)
 
 Timer = Callable[[], float]
 
@@ -145,38 +147,39 @@ def ratio_stats(a: Samples, b: Samples, n_boot: int = 2000, seed: int = 0) -> di
 # --- what is timed -----------------------------------------------------------------------------
 def make_train_step(cfg: TrainConfig, device: torch.device | str = "cpu",
                     seed: int = 0) -> Callable[[], None]:
-    """One full optimizer step of ``cfg``'s model on fixed random tokens, as in ``train``:
-    forward, ``next_token_loss``, backward, gradient clipping, AdamW over ``param_groups``."""
+    """One full optimizer step of ``cfg``'s model on fixed random tokens: ``train``'s own
+    ``train_step`` (forward on all but the last position, fused unembedding and
+    cross-entropy, backward, gradient clipping, AdamW over ``param_groups``), at the peak
+    learning rate, in the precision a run of ``cfg`` would choose on this machine
+    (``resolved_precision``)."""
     device = torch.device(device)
+    precision = resolved_precision(cfg, device)
     with torch.random.fork_rng(devices=[]):  # the model's own init seed, no global side effect
         torch.manual_seed(cfg.model.seed)
         model = Transformer(cfg.model).to(device)
     model.train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=cfg.betas, eps=1e-8,
-                                  fused=device.type == "cuda")
+    optimizer = make_optimizer(model, cfg, device)
+    set_lr(optimizer, cfg.warmup_steps, cfg)
     gen = torch.Generator().manual_seed(seed)
     micro = cfg.batch_size // cfg.grad_accum
     batches = [torch.randint(0, cfg.model.d_vocab, (micro, cfg.model.n_ctx), generator=gen)
                .to(device) for _ in range(cfg.grad_accum)]
+    rt = Runtime(device)
 
     def step() -> None:
-        for tokens in batches:
-            with autocast_context(cfg, device):
-                logits = model(tokens)
-            loss = next_token_loss(logits, tokens)
-            (loss / cfg.grad_accum).backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(model, model, optimizer, batches, cfg, precision, rt)
 
     return step
 
 
+def resolved_precision(cfg: TrainConfig, device: torch.device | str) -> str:
+    """The precision a new run of ``cfg`` trains in on ``device`` ("auto" is probed)."""
+    return precision_mod.choose(cfg, torch.device(device)).precision
+
+
 def uses_bf16(cfg: TrainConfig, device: torch.device | str) -> bool:
     """Whether a training step of ``cfg`` runs under bf16 autocast (the ``train`` rule)."""
-    ctx = autocast_context(cfg, torch.device(device))
-    return isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16
+    return resolved_precision(cfg, device) == "bf16"
 
 
 def make_activation_step(act_fn: str, cfg: TrainConfig, device: torch.device | str = "cpu",
@@ -187,14 +190,15 @@ def make_activation_step(act_fn: str, cfg: TrainConfig, device: torch.device | s
     m = cfg.model
     act = MLPActivation(act_fn, m.d_mlp, m.solu_blocks, m.ln_eps).to(device)
     # Under bf16 autocast the activation sees the bf16 output of the W_in matmul.
-    dtype = torch.bfloat16 if uses_bf16(cfg, device) else torch.float32
+    precision = resolved_precision(cfg, device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     gen = torch.Generator().manual_seed(seed)
     shape = (cfg.batch_size * m.n_ctx, m.d_mlp)
     x = torch.randn(shape, generator=gen).to(device=device, dtype=dtype).requires_grad_(True)
     grad = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
     def step() -> None:
-        with autocast_context(cfg, device):
+        with autocast_context(precision, device):
             _, post = act(x)
         post.backward(grad)
         x.grad = None

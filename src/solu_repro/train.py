@@ -36,7 +36,9 @@ from .checkpoint import (CheckpointError, checkpoint_name, list_checkpoints, loa
                          prune_checkpoints, save_checkpoint, save_weights)
 from .data import DataSpec, RowSampler, TokenizedCorpus, build_dataset, num_rows
 from .data.batches import get_rows, get_rows_with_sources
-from .model import ConfigError, ModelConfig, Transformer, next_token_loss
+from . import precision as precision_mod
+from .model import ConfigError, ModelConfig, Transformer, model_loss
+from .precision import PrecisionChoice
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -68,7 +70,10 @@ class TrainConfig:
         min_lr_frac: the cosine decays to this fraction of the peak lr.
         grad_clip: max global gradient norm (None: no clipping).
         data_seed: seed of the data order (matched pairs share it).
-        precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32" or "bf16".
+        precision: "fp32", "bf16" (autocast, fp32 master weights) or "auto": bf16 on a
+            CUDA GPU that supports it; on a CPU the faster of the two, measured by a short
+            probe at the start of the run (``solu_repro.precision``). The choice is the
+            run's: recorded in its checkpoints and ``result.json``, kept on resume.
         device: "auto", "cpu" or "cuda".
         compile: wrap the model in torch.compile.
         eval_every: steps between validation evaluations (0: only at the end).
@@ -275,14 +280,10 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     return Runtime(device)
 
 
-def autocast_context(cfg: TrainConfig, device: torch.device):
-    """bf16 autocast (fp32 master weights) where chosen; "auto" uses it on CUDA only, since
-    bf16 matmuls on CPUs without native support run far slower than fp32."""
-    use_bf16 = cfg.precision == "bf16" or (
-        cfg.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    if use_bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
+def autocast_context(precision: str, device: torch.device):
+    """The autocast context of a resolved precision: bf16 autocast (fp32 master weights) or
+    none. ``solu_repro.precision.choose`` resolves a config's "auto"."""
+    return precision_mod.autocast(precision, device)
 
 
 def _all_reduce_sum(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
@@ -294,8 +295,10 @@ def _all_reduce_sum(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
 # --- evaluation ------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, corpus: TokenizedCorpus, cfg: TrainConfig, rt: Runtime,
-             max_rows: int | None, batch_rows: int | None = None) -> dict[str, Any]:
-    """Mean next-token loss on the first ``max_rows`` validation rows, overall and per source.
+             max_rows: int | None, batch_rows: int | None = None,
+             precision: str = "fp32") -> dict[str, Any]:
+    """Mean next-token loss on ``max_rows`` evenly spaced validation rows, overall and per
+    source, in the run's resolved ``precision``.
 
     Rows are split across processes and the sums all-reduced, so every process returns the
     same numbers.
@@ -320,9 +323,8 @@ def evaluate(model: torch.nn.Module, corpus: TokenizedCorpus, cfg: TrainConfig, 
         tokens, sources = get_rows_with_sources(split, rows[start:start + step], n_ctx,
                                                 corpus.bos_id)
         tokens, sources = tokens.to(rt.device), sources.to(rt.device)
-        with autocast_context(cfg, rt.device):
-            logits = model(tokens)
-        losses = next_token_loss(logits, tokens, per_token=True).double()
+        with autocast_context(precision, rt.device):
+            losses = model_loss(model, tokens, per_token=True).double()
         target_sources = sources[:, 1:]  # a loss belongs to the token it predicts
         loss_sum.scatter_add_(0, target_sources.reshape(-1), losses.reshape(-1))
         count.scatter_add_(0, target_sources.reshape(-1), torch.ones_like(losses).reshape(-1))
@@ -420,7 +422,241 @@ def _check_corpus(cfg: TrainConfig, corpus: TokenizedCorpus, run_dir: Path) -> N
     shutil.copyfile(corpus.path / "tokenizer.json", run_dir / "tokenizer.json")
 
 
+# --- one optimizer step ------------------------------------------------------------------------
+def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    mult = lr_multiplier(step, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * mult
+
+
+def train_step(wrapped: torch.nn.Module, model: Transformer, optimizer: torch.optim.Optimizer,
+               micro_batches: list[torch.Tensor], cfg: TrainConfig, precision: str,
+               rt: Runtime) -> tuple[float, float]:
+    """One optimizer step: the definition ``train`` runs and ``speed.make_train_step`` times.
+
+    Each micro-batch of rows is scored by ``model_loss`` (the model on all but the last
+    position, fused unembedding and cross-entropy) under the run's precision; gradients are
+    accumulated (and, under DDP, all-reduced on the last micro-batch), clipped, and AdamW
+    takes its step. The learning rate must already be set (``set_lr``).
+
+    Args:
+        wrapped: the module called (the model, or its DDP / torch.compile wrapper).
+        model: the model itself (its parameters are clipped).
+        optimizer: AdamW over ``param_groups(model, cfg)``.
+        micro_batches: ``cfg.grad_accum`` token tensors of this process' rows.
+        cfg, precision, rt: the run's config, resolved precision and runtime.
+
+    Returns:
+        ``(loss, grad_norm)``: the step's mean loss over all processes, and the gradient
+        norm before clipping.
+
+    Raises:
+        TrainingDivergedError: the loss or the gradient norm is not finite; the weights are
+            left as they were.
+    """
+    step_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
+    for i, tokens in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        sync = nullcontext() if (last or not rt.distributed) else wrapped.no_sync()
+        with sync:
+            with autocast_context(precision, rt.device):
+                loss = model_loss(wrapped, tokens)
+            (loss / len(micro_batches)).backward()
+        step_loss += loss.detach().double() / len(micro_batches)
+    loss_value = float(_all_reduce_sum(step_loss, rt) / rt.world_size)
+    if not math.isfinite(loss_value):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingDivergedError(f"loss became {loss_value}")
+    # The norm is computed even without clipping: a finite loss can still come with inf/NaN
+    # gradients (e.g. a bf16 overflow), which must not reach the weights.
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                     cfg.grad_clip or float("inf")))
+    if not math.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingDivergedError(f"gradient norm became {grad_norm} (loss {loss_value:.4f}); "
+                                    "the weights were not updated")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_value, grad_norm
+
+
+def make_optimizer(model: Transformer, cfg: TrainConfig,
+                   device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups(model, cfg), betas=cfg.betas, eps=1e-8,
+                             fused=device.type == "cuda")
+
+
 # --- training --------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """A run in progress: what the loop reads and updates."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    rt: Runtime
+    corpus: TokenizedCorpus
+    model: Transformer
+    wrapped: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: PrecisionChoice
+    step: int
+    train_seconds: float  # of the segments before this one
+    segment_start: float = field(default_factory=time.perf_counter)
+    window_start: float = field(default_factory=time.perf_counter)
+    window_tokens: int = 0
+
+    def seconds(self) -> float:
+        return self.train_seconds + time.perf_counter() - self.segment_start
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint records besides weights and optimizer."""
+        return {"step": self.step, "tokens": self.step * self.cfg.tokens_per_step,
+                "data_hash": self.corpus.path.name, "train_seconds": self.seconds(),
+                "precision": self.precision.to_dict()}
+
+
+def _decide(cfg: TrainConfig, run_dir: Path, resume: bool, rt: Runtime,
+            corpus: TokenizedCorpus) -> dict[str, Any]:
+    """The main process checks the run directory, picks the checkpoint to resume from and
+    the precision, and tells the others, so every process starts from the same step in the
+    same precision, or fails with the same message instead of waiting at a barrier."""
+    decision: dict[str, Any] = {"error": None, "checkpoint": None, "precision": None}
+    if rt.is_main:
+        try:
+            _prepare_run_dir(cfg, run_dir, resume)
+            _check_corpus(cfg, corpus, run_dir)
+            ckpt = _latest_good_checkpoint(run_dir) if resume else None
+            if ckpt is not None:
+                decision["checkpoint"] = str(ckpt)
+                saved = json.loads((ckpt / "state.json").read_text()).get("precision")
+                # Checkpoints from before the choice was recorded ran the old rule: fp32 on CPU.
+                choice = (PrecisionChoice(**{**saved, "reason": "resumed"}) if saved else
+                          PrecisionChoice("bf16" if rt.device.type == "cuda" else "fp32",
+                                          "resumed"))
+            else:
+                choice = precision_mod.choose(cfg, rt.device)
+            decision["precision"] = choice.to_dict()
+        except (ConfigError, CheckpointError) as exc:
+            decision["error"] = f"{type(exc).__name__}: {exc}"
+            if not rt.distributed:
+                raise
+    if rt.distributed:
+        shared = [decision]
+        dist.broadcast_object_list(shared, src=0)
+        decision = shared[0]
+        if decision["error"] is not None:
+            raise ConfigError(decision["error"])
+    return decision
+
+
+def _init_or_resume(cfg: TrainConfig, run_dir: Path, resume: bool, rt: Runtime,
+                    corpus: TokenizedCorpus) -> _Run:
+    """A fresh model and optimizer, or the state of the newest good checkpoint."""
+    decision = _decide(cfg, run_dir, resume, rt, corpus)
+    torch.manual_seed(cfg.model.seed)
+    model = Transformer(cfg.model)
+    step, train_seconds, optimizer_state = 0, 0.0, None
+    if decision["checkpoint"] is not None:
+        ckpt = Path(decision["checkpoint"])
+        if not ckpt.is_dir():
+            raise CheckpointError(f"rank {rt.rank} cannot see checkpoint {ckpt}: multi-node "
+                                  "resume needs the run directory on a shared filesystem")
+        model, trainer_state, state = load_checkpoint(ckpt, rt.device)
+        if model.cfg != cfg.model:
+            raise CheckpointError(f"checkpoint {ckpt} was trained with a different model config")
+        step, train_seconds = state["step"], state["train_seconds"]
+        optimizer_state = trainer_state["optimizer"]
+        torch.set_rng_state(trainer_state["torch_rng"].cpu())
+    model.to(rt.device).train()
+    optimizer = make_optimizer(model, cfg, rt.device)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    if rt.is_main:
+        _truncate_metrics(run_dir / "metrics.jsonl", step)
+    wrapped: torch.nn.Module = model
+    if rt.distributed:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
+    return _Run(cfg, run_dir, rt, corpus, model, wrapped, optimizer,
+                PrecisionChoice.from_dict(decision["precision"]), step, train_seconds)
+
+
+def _micro_batches(run: _Run, sampler: RowSampler) -> list[torch.Tensor]:
+    """This process' rows of the current step, cut into ``grad_accum`` micro-batches."""
+    cfg, rt = run.cfg, run.rt
+    rows = sampler.rows_for_step(run.step, cfg.batch_size, rt.rank, rt.world_size)
+    micro = len(rows) // cfg.grad_accum
+    split = run.corpus.split("train")
+    return [get_rows(split, rows[i * micro:(i + 1) * micro], cfg.model.n_ctx,
+                     run.corpus.bos_id).to(rt.device) for i in range(cfg.grad_accum)]
+
+
+def _after_step(run: _Run, loss: float, grad_norm: float, bar: tqdm) -> None:
+    """Log, evaluate and checkpoint on their schedules (the final step is ``_finish``'s)."""
+    cfg, rt, step = run.cfg, run.rt, run.step
+    run.window_tokens += cfg.tokens_per_step
+    bar.update(1)
+    if rt.is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
+        now = time.perf_counter()
+        tok_s = run.window_tokens / max(now - run.window_start, 1e-9)
+        run.window_start, run.window_tokens = now, 0
+        _append_jsonl(run.run_dir / "metrics.jsonl",
+                      {"step": step, "tokens": step * cfg.tokens_per_step, "loss": loss,
+                       "lr": run.optimizer.param_groups[0]["lr"], "tokens_per_s": tok_s,
+                       "grad_norm": grad_norm})
+        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}")
+    if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
+        ev = evaluate(run.model, run.corpus, cfg, rt, cfg.eval_rows,
+                      precision=run.precision.precision)
+        if rt.is_main:
+            _append_jsonl(run.run_dir / "metrics.jsonl",
+                          {"step": step, "tokens": step * cfg.tokens_per_step, **ev})
+    if step % cfg.checkpoint_every == 0 and step < cfg.max_steps and rt.is_main:
+        save_checkpoint(run.run_dir / "checkpoints" / checkpoint_name(step), run.model,
+                        run.optimizer, run.state())
+        prune_checkpoints(run.run_dir, cfg.keep_checkpoints)
+
+
+def _finish(run: _Run) -> dict[str, Any]:
+    """Final evaluation, weights and ``result.json`` (written last: it marks the run done)."""
+    cfg, rt = run.cfg, run.rt
+    train_seconds = run.seconds()
+    final = evaluate(run.model, run.corpus, cfg, rt, cfg.final_eval_rows,
+                     precision=run.precision.precision)
+    result = {"name": cfg.name, "run_hash": cfg.run_hash(), "data_hash": run.corpus.path.name,
+              "step": run.step, "tokens": run.step * cfg.tokens_per_step,
+              "train_seconds": train_seconds,
+              "n_params": run.model.n_params(non_embedding=True),
+              "n_params_total": run.model.n_params(non_embedding=False),
+              "world_size": rt.world_size, "device": str(rt.device),
+              "precision": run.precision.precision,
+              "precision_choice": run.precision.to_dict(), **final}
+    if rt.is_main:
+        _append_jsonl(run.run_dir / "metrics.jsonl",
+                      {"step": run.step, "tokens": run.step * cfg.tokens_per_step, **final})
+        with atomic.atomic_path(run.run_dir / "model.safetensors") as tmp:
+            save_weights(run.model, tmp)
+        atomic.write_json(run.run_dir / "result.json", result)
+        prune_checkpoints(run.run_dir, 0)
+        with contextlib.suppress(OSError):
+            (run.run_dir / "checkpoints").rmdir()
+    if rt.distributed:
+        dist.barrier()
+    return result
+
+
+def _diverged(run: _Run, exc: TrainingDivergedError) -> TrainingDivergedError:
+    ckpts = list_checkpoints(run.run_dir)
+    where = (f"the last good checkpoint is {ckpts[-1]}" if ckpts
+             else "no checkpoint was written yet")
+    return TrainingDivergedError(
+        f"{exc} at step {run.step} of run {run.run_dir}; {where}. Train again with a lower "
+        f"learning rate (lr_hidden={run.cfg.peak_lr_hidden:g}) or precision='fp32' (now "
+        f"{run.precision.precision}): a changed config is a new run in a new directory")
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: bool = True,
           data_dir: str | Path | None = None) -> dict[str, Any]:
     """Train (or finish training) one run and return its ``result.json`` contents.
@@ -433,7 +669,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
         data_dir: corpus cache directory (default ``solu_repro.paths.data_dir()``).
 
     Returns:
-        The final result: validation loss overall and per source, tokens, timings.
+        The final result: validation loss overall and per source, tokens, timings, precision.
 
     Raises:
         TrainingDivergedError: the loss became NaN/inf (the last good checkpoint is kept).
@@ -449,150 +685,21 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
         return done
     rt = setup_runtime(cfg)
     corpus = build_dataset(cfg.data, data_dir, progress=progress and rt.is_main)
-    # The main process decides (run directory checks, which checkpoint to resume from) and
-    # tells the others, so every process starts from the same step or fails with the same
-    # message instead of waiting forever at a barrier.
-    decision: dict[str, Any] = {"error": None, "checkpoint": None}
-    if rt.is_main:
-        try:
-            _prepare_run_dir(cfg, run_dir, resume)
-            _check_corpus(cfg, corpus, run_dir)
-            ckpt = _latest_good_checkpoint(run_dir) if resume else None
-            decision["checkpoint"] = str(ckpt) if ckpt is not None else None
-        except (ConfigError, CheckpointError) as exc:
-            decision["error"] = f"{type(exc).__name__}: {exc}"
-            if not rt.distributed:
-                raise
-    if rt.distributed:
-        shared = [decision]
-        dist.broadcast_object_list(shared, src=0)
-        decision = shared[0]
-        if decision["error"] is not None:
-            raise ConfigError(decision["error"])
+    run = _init_or_resume(cfg, run_dir, resume, rt, corpus)
     sampler = RowSampler(corpus.split("train"), cfg.model.n_ctx, cfg.data_seed)
-
-    torch.manual_seed(cfg.model.seed)
-    model = Transformer(cfg.model)
-    step, state = 0, {"train_seconds": 0.0}
-    optimizer_state = None
-    if decision["checkpoint"] is not None:
-        ckpt = Path(decision["checkpoint"])
-        if not ckpt.is_dir():
-            raise CheckpointError(f"rank {rt.rank} cannot see checkpoint {ckpt}: multi-node "
-                                  "resume needs the run directory on a shared filesystem")
-        model, trainer_state, state = load_checkpoint(ckpt, rt.device)
-        if model.cfg != cfg.model:
-            raise CheckpointError(f"checkpoint {ckpt} was trained with a different model config")
-        step = state["step"]
-        optimizer_state = trainer_state["optimizer"]
-        torch.set_rng_state(trainer_state["torch_rng"].cpu())
-    model.to(rt.device).train()
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=cfg.betas, eps=1e-8,
-                                  fused=rt.device.type == "cuda")
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    if rt.is_main:
-        _truncate_metrics(run_dir / "metrics.jsonl", step)
-
-    wrapped: torch.nn.Module = model
-    if rt.distributed:
-        wrapped = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-    if cfg.compile:
-        wrapped = torch.compile(wrapped)
-
-    local_rows = cfg.batch_size // rt.world_size
-    micro_rows = local_rows // cfg.grad_accum
-    split = corpus.split("train")
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and rt.is_main),
+    bar = tqdm(total=cfg.max_steps, initial=run.step, disable=not (progress and rt.is_main),
                desc=cfg.name or run_dir.name, unit="step", dynamic_ncols=True)
-    segment_start, window_start, window_tokens = time.perf_counter(), time.perf_counter(), 0
     try:
-        while step < cfg.max_steps:
-            mult = lr_multiplier(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * mult
-            rows = sampler.rows_for_step(step, cfg.batch_size, rt.rank, rt.world_size)
-            step_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
-            for micro in range(cfg.grad_accum):
-                tokens = get_rows(split, rows[micro * micro_rows:(micro + 1) * micro_rows],
-                                  cfg.model.n_ctx, corpus.bos_id).to(rt.device)
-                last = micro == cfg.grad_accum - 1
-                sync = nullcontext() if (last or not rt.distributed) else wrapped.no_sync()
-                with sync:
-                    with autocast_context(cfg, rt.device):
-                        loss = next_token_loss(wrapped(tokens), tokens)
-                    (loss / cfg.grad_accum).backward()
-                step_loss += loss.detach().double() / cfg.grad_accum
-            step_loss = _all_reduce_sum(step_loss, rt) / rt.world_size
-            loss_value = float(step_loss)
-            if not math.isfinite(loss_value):
-                last_ckpt = list_checkpoints(run_dir)
-                where = (f"the last good checkpoint is {last_ckpt[-1]}" if last_ckpt
-                         else "no checkpoint was written yet")
-                raise TrainingDivergedError(
-                    f"loss became {loss_value} at step {step} of run {run_dir}; {where}. "
-                    f"Train again with a lower learning rate (lr_hidden={cfg.peak_lr_hidden:g}) "
-                    "or precision='fp32': a changed config is a new run in a new directory")
-            # The norm is computed even without clipping: a finite loss can still come with
-            # inf/NaN gradients (e.g. a bf16 overflow), which must not reach the weights.
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                       cfg.grad_clip or float("inf"))
-            if not torch.isfinite(grad_norm):
-                raise TrainingDivergedError(
-                    f"gradient norm became {float(grad_norm)} at step {step} of run {run_dir} "
-                    f"(loss {loss_value:.4f}); the weights were not updated and the last good "
-                    "checkpoint is kept. Train again with a lower learning rate or "
-                    "precision='fp32' (a changed config is a new run)")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            window_tokens += cfg.tokens_per_step
-            bar.update(1)
-
-            if rt.is_main and (step % cfg.log_every == 0 or step == cfg.max_steps):
-                now = time.perf_counter()
-                tok_s = window_tokens / max(now - window_start, 1e-9)
-                window_start, window_tokens = now, 0
-                record = {"step": step, "tokens": step * cfg.tokens_per_step, "loss": loss_value,
-                          "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": tok_s}
-                record["grad_norm"] = float(grad_norm)
-                _append_jsonl(run_dir / "metrics.jsonl", record)
-                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}")
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.max_steps:
-                ev = evaluate(model, corpus, cfg, rt, cfg.eval_rows)
-                if rt.is_main:
-                    _append_jsonl(run_dir / "metrics.jsonl",
-                                  {"step": step, "tokens": step * cfg.tokens_per_step, **ev})
-            if step % cfg.checkpoint_every == 0 and step < cfg.max_steps and rt.is_main:
-                now = time.perf_counter()
-                state = {"step": step, "tokens": step * cfg.tokens_per_step,
-                         "data_hash": corpus.path.name,
-                         "train_seconds": state["train_seconds"] + now - segment_start}
-                segment_start = now
-                save_checkpoint(run_dir / "checkpoints" / checkpoint_name(step), model,
-                                optimizer, state)
-                prune_checkpoints(run_dir, cfg.keep_checkpoints)
+        while run.step < cfg.max_steps:
+            set_lr(run.optimizer, run.step, cfg)
+            try:
+                loss, grad_norm = train_step(run.wrapped, run.model, run.optimizer,
+                                             _micro_batches(run, sampler), cfg,
+                                             run.precision.precision, rt)
+            except TrainingDivergedError as exc:
+                raise _diverged(run, exc) from None
+            run.step += 1
+            _after_step(run, loss, grad_norm, bar)
     finally:
         bar.close()
-
-    train_seconds = state["train_seconds"] + time.perf_counter() - segment_start
-    final = evaluate(model, corpus, cfg, rt, cfg.final_eval_rows)
-    result = {"name": cfg.name, "run_hash": cfg.run_hash(), "data_hash": corpus.path.name,
-              "step": step,
-              "tokens": step * cfg.tokens_per_step, "train_seconds": train_seconds,
-              "n_params": model.n_params(non_embedding=True),
-              "n_params_total": model.n_params(non_embedding=False),
-              "world_size": rt.world_size, "device": str(rt.device), **final}
-    if rt.is_main:
-        _append_jsonl(run_dir / "metrics.jsonl",
-                      {"step": step, "tokens": step * cfg.tokens_per_step, **final})
-        with atomic.atomic_path(run_dir / "model.safetensors") as tmp:
-            save_weights(model, tmp)
-        atomic.write_json(run_dir / "result.json", result)  # written last: marks the run done
-        prune_checkpoints(run_dir, 0)
-        with contextlib.suppress(OSError):
-            (run_dir / "checkpoints").rmdir()
-    if rt.distributed:
-        dist.barrier()
-    return result
+    return _finish(run)

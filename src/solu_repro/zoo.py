@@ -54,6 +54,8 @@ class Scale:
     final_eval_rows: int | None
     checkpoint_every: int
     log_every: int = 10
+    precision: str = "auto"
+    """``TrainConfig.precision`` of every model (see ``solu_repro.precision``)."""
     train_threads: int | None = None
     """Torch threads while training (None: torch's default). Tiny models are trained on one
     thread, so that one machine trains the same tiny zoo every time: their training is chaotic
@@ -66,7 +68,11 @@ SCALES: dict[str, Scale] = {
     "tiny": Scale(data=DataSpec(max_chars_per_source=300_000, vocab_size=1024),
                   d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
                   batch_size=8, max_steps=120, warmup_steps=10, eval_every=40, eval_rows=16,
-                  final_eval_rows=64, checkpoint_every=40, log_every=10, train_threads=1),
+                  final_eval_rows=64, checkpoint_every=40, log_every=10, train_threads=1,
+                  # fp32, not a probe: at these shapes bf16 hardly pays, and a probe near its
+                  # margin could flip between runs, while the tests need one machine to train
+                  # the same tiny zoo every time.
+                  precision="fp32"),
     # ~1M tokens per model: about 27 minutes for the whole zoo on 2 CPU cores.
     "cpu": Scale(data=DataSpec(), d_model=128, n_heads=2, d_head=64, d_mlp=512, n_ctx=256,
                  depths=(1, 2, 4), batch_size=16, max_steps=250, warmup_steps=25,
@@ -114,7 +120,7 @@ def zoo_configs(scale: str = "cpu", data: DataSpec | None = None) -> dict[str, T
             model=model, data=data, name=name, batch_size=s.batch_size, max_steps=s.max_steps,
             warmup_steps=s.warmup_steps, eval_every=s.eval_every, eval_rows=s.eval_rows,
             final_eval_rows=s.final_eval_rows, checkpoint_every=s.checkpoint_every,
-            log_every=s.log_every, data_seed=0)
+            log_every=s.log_every, data_seed=0, precision=s.precision)
     return configs
 
 

@@ -1,0 +1,116 @@
+"""Which precision a run trains in: chosen by measurement on CPUs, bf16 on CUDA.
+
+``precision="auto"`` means "the faster of fp32 and bf16 autocast on this machine". On a CUDA
+GPU with bf16 support that is bf16. On a CPU it depends on the chip: with native bf16
+matmuls (AVX-512 BF16, AMX) a bf16 step can be several times faster than fp32; without
+them, bf16 is emulated and far slower. So ``choose`` times a few training steps of the run's
+own model in each precision, interleaved, on a small batch (about a second at the cpu zoo's
+shapes), and picks bf16 only when it is clearly faster (``BF16_MIN_SPEEDUP``).
+
+The choice belongs to the run, not to the config: the config keeps "auto", so the run hash
+and directory are the same on every machine; the resolved precision and the probe's figures
+go into each checkpoint and into ``result.json``; a resumed run keeps the precision it started
+with, even on a machine that would choose differently.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+import torch
+
+# bf16 must be at least this much faster than fp32 (median step time) to be chosen: a
+# near-tie is not worth bf16's rounding, and a margin keeps the choice from flipping between
+# runs on one machine when the two are close.
+BF16_MIN_SPEEDUP = 1.1
+PROBE_ROWS = 2  # rows per probe step (of the run's own n_ctx): a small, fast batch
+PROBE_ROUNDS = 3  # interleaved fp32, bf16 rounds after one warmup step of each
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run trains in, and why.
+
+    Attributes:
+        precision: "fp32" or "bf16".
+        reason: "config" (set explicitly), "cuda" (bf16 where the GPU supports it),
+            "probe" (measured on this CPU) or "resumed" (kept from the run's checkpoint).
+        fp32_step_s, bf16_step_s: the probe's median step times (probe only).
+        speedup: ``fp32_step_s / bf16_step_s`` (probe only).
+        probe_rows, probe_threads: the probe's batch rows and torch threads.
+        cpu_capability: torch's CPU kernel path during the probe (e.g. "AVX512").
+    """
+
+    precision: str
+    reason: str
+    fp32_step_s: float | None = None
+    bf16_step_s: float | None = None
+    speedup: float | None = None
+    probe_rows: int | None = None
+    probe_threads: int | None = None
+    cpu_capability: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrecisionChoice":
+        return cls(**d)
+
+    def __str__(self) -> str:
+        if self.reason != "probe":
+            return f"{self.precision} ({self.reason})"
+        return (f"{self.precision} (probe: fp32 {self.fp32_step_s * 1e3:.0f} ms, bf16 "
+                f"{self.bf16_step_s * 1e3:.0f} ms per {self.probe_rows}-row step, bf16 "
+                f"{self.speedup:.2f}x; bf16 needs {BF16_MIN_SPEEDUP}x)")
+
+
+def cpu_capability() -> str:
+    return torch.backends.cpu.get_cpu_capability()
+
+
+_PROBES: dict[tuple, PrecisionChoice] = {}
+
+
+def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> PrecisionChoice:
+    """Time training steps of ``cfg``'s model in fp32 and in bf16 autocast on this CPU.
+
+    The steps are ``solu_repro.speed.make_train_step``'s (the training loop's own step) on
+    ``rows`` random rows. Results are remembered per model shape, thread count and kernel
+    path for the life of the process.
+    """
+    from .speed import interleave, make_train_step  # speed imports train, which imports this
+
+    key = (cfg.model, rows, torch.get_num_threads(), cpu_capability())
+    if key in _PROBES:
+        return _PROBES[key]
+    small = cfg.replace(batch_size=rows, grad_accum=1)
+    steps = {p: make_train_step(small.replace(precision=p), "cpu") for p in ("fp32", "bf16")}
+    samples = interleave(steps, "cpu", rounds=rounds, steps_per_round=1, warmup=1)
+    fp32_s = statistics.median(samples["fp32"].all)
+    bf16_s = statistics.median(samples["bf16"].all)
+    speedup = fp32_s / bf16_s
+    choice = PrecisionChoice("bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32", "probe",
+                             fp32_s, bf16_s, speedup, rows, torch.get_num_threads(),
+                             cpu_capability())
+    _PROBES[key] = choice
+    return choice
+
+
+def choose(cfg, device: torch.device) -> PrecisionChoice:
+    """The precision a new run of ``cfg`` trains in on ``device``."""
+    if cfg.precision != "auto":
+        return PrecisionChoice(cfg.precision, "config")
+    if device.type == "cuda":
+        return PrecisionChoice("bf16" if torch.cuda.is_bf16_supported() else "fp32", "cuda")
+    return probe_cpu(cfg)
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context of a resolved precision ("fp32": none)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"precision must be resolved to 'fp32' or 'bf16', got {precision!r}")
+    return torch.autocast(device_type=device.type, enabled=False)

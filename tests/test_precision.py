@@ -1,0 +1,110 @@
+"""precision="auto": probed on CPUs, recorded with the run, kept on resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from solu_repro import precision, speed
+from solu_repro import train as train_mod
+from solu_repro.checkpoint import list_checkpoints, load_weights
+from solu_repro.model import model_loss
+from solu_repro.precision import BF16_MIN_SPEEDUP, PrecisionChoice
+from solu_repro.speed import Samples
+from solu_repro.train import train
+
+
+def _fake_probe(choice: str):
+    def probe(cfg, *args, **kwargs):
+        return PrecisionChoice(choice, "probe", 0.2, 0.1 if choice == "bf16" else 0.3, 2.0
+                               if choice == "bf16" else 0.67, 2, 1, "AVX512")
+    return probe
+
+
+def test_explicit_precision_is_not_probed(small_config, monkeypatch):
+    monkeypatch.setattr(precision, "probe_cpu", lambda *a, **k: pytest.fail("probed"))
+    for p in ("fp32", "bf16"):
+        assert precision.choose(small_config(precision=p), torch.device("cpu")) == \
+            PrecisionChoice(p, "config")
+
+
+@pytest.mark.parametrize("fp32_s,bf16_s,expected", [
+    (1.0, 0.5, "bf16"),                       # bf16 2x faster
+    (1.0, 1 / (BF16_MIN_SPEEDUP + 0.01), "bf16"),
+    (1.0, 1 / (BF16_MIN_SPEEDUP - 0.05), "fp32"),  # faster, but inside the margin
+    (1.0, 30.0, "fp32"),                      # emulated bf16 (no native support)
+])
+def test_probe_picks_bf16_only_when_clearly_faster(small_config, monkeypatch, fp32_s, bf16_s,
+                                                   expected):
+    monkeypatch.setattr(precision, "_PROBES", {})
+
+    def fake_interleave(fns, device, rounds, steps_per_round, warmup):
+        assert set(fns) == {"fp32", "bf16"}
+        times = {"fp32": fp32_s, "bf16": bf16_s}
+        return {name: Samples([[times[name]]] * rounds) for name in fns}
+
+    monkeypatch.setattr(speed, "interleave", fake_interleave)
+    choice = precision.choose(small_config(precision="auto"), torch.device("cpu"))
+    assert choice.precision == expected and choice.reason == "probe"
+    assert choice.speedup == pytest.approx(fp32_s / bf16_s)
+
+
+def test_real_probe_measures_both(small_config, monkeypatch):
+    monkeypatch.setattr(precision, "_PROBES", {})
+    choice = precision.probe_cpu(small_config(precision="auto"))
+    assert choice.precision in ("fp32", "bf16")
+    assert choice.fp32_step_s > 0 and choice.bf16_step_s > 0
+    assert choice.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    assert "probe: fp32" in str(choice)
+
+
+def test_auto_run_records_its_choice_and_hash_ignores_it(small_config, data_dir, tmp_path,
+                                                        monkeypatch):
+    cfg = small_config(precision="auto", max_steps=8, eval_every=0)
+    monkeypatch.setattr(precision, "probe_cpu", _fake_probe("bf16"))
+    result = train(cfg, tmp_path / "run", progress=False, data_dir=data_dir)
+    assert result["precision"] == "bf16"
+    assert result["precision_choice"]["reason"] == "probe"
+    assert result["run_hash"] == cfg.run_hash()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "auto"
+
+
+def _interrupt_at_call(monkeypatch, n: int):
+    real, calls = train_mod.model_loss, {"n": 0}
+
+    def loss(model, tokens, per_token=False):
+        if not per_token:
+            calls["n"] += 1
+            if calls["n"] == n:
+                raise KeyboardInterrupt
+        return real(model, tokens, per_token)
+
+    monkeypatch.setattr(train_mod, "model_loss", loss)
+
+
+def test_resume_keeps_the_precision_it_started_with(small_config, data_dir, tmp_path,
+                                                    monkeypatch):
+    """Started where bf16 won, resumed where fp32 would win: it finishes in bf16, with the
+    weights of an uninterrupted bf16 run."""
+    cfg = small_config(precision="auto", max_steps=12, checkpoint_every=4, eval_every=0)
+    monkeypatch.setattr(precision, "probe_cpu", _fake_probe("bf16"))
+    clean = train(cfg, tmp_path / "clean", progress=False, data_dir=data_dir)
+    run = tmp_path / "run"
+    _interrupt_at_call(monkeypatch, 7)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, progress=False, data_dir=data_dir)
+    state = json.loads((list_checkpoints(run)[-1] / "state.json").read_text())
+    assert state["precision"]["precision"] == "bf16"
+
+    monkeypatch.setattr(train_mod, "model_loss", model_loss)
+    monkeypatch.setattr(precision, "probe_cpu", _fake_probe("fp32"))
+    resumed = train(cfg, run, progress=False, data_dir=data_dir)
+    assert resumed["precision"] == "bf16"
+    assert resumed["precision_choice"]["reason"] == "resumed"
+    assert resumed["val_loss"] == clean["val_loss"]
+    a = load_weights(run / "model.safetensors").state_dict()
+    b = load_weights(tmp_path / "clean" / "model.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
