@@ -39,17 +39,140 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import time
 
 import torch
 
 # interleave and ratio_stats are also imported from here by harvest_throughput.py.
-from solu_repro.speed import interleave, make_activation_step, make_train_step, ratio_stats
+from solu_repro import precision as precision_mod
+from solu_repro.model import Transformer
+from solu_repro.speed import (interleave, make_activation_step, make_train_step,
+                              matmul_peak_flops, ratio_stats, train_flops_per_token)
 from solu_repro.train import TrainConfig
 from solu_repro.zoo import SCALES, model_name, zoo_configs
 
 ACTS = ("gelu", "solu_ln")  # A (baseline), B (the paper's model)
 PAPER_NOTE = "paper: <1% with proper GPU kernels"
+
+
+# --- TransformerLens, the library to beat ------------------------------------------------------
+def make_tl_step(cfg: TrainConfig, device: torch.device, seed: int, bf16: bool):
+    """A TransformerLens ``HookedTransformer`` of the same architecture and weights, trained
+    the way its docs train one: ``model(tokens, return_type="loss")``, backward, gradient
+    clipping, AdamW (one group at the hidden lr; the grouping costs nothing measurable)."""
+    from solu_repro.interop import to_hooked_transformer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.model.seed)
+        ht = to_hooked_transformer(Transformer(cfg.model)).to(device).train()
+    opt = torch.optim.AdamW(ht.parameters(), lr=cfg.peak_lr_hidden, betas=cfg.betas,
+                            weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, cfg.model.d_vocab, (cfg.batch_size, cfg.model.n_ctx),
+                           generator=gen).to(device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = ht(tokens, return_type="loss")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ht.parameters(), cfg.grad_clip or float("inf"))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args) -> dict:
+    """This project's step in its default precision, in fp32, and TransformerLens's step in
+    fp32 and under bf16 autocast, interleaved; tokens/s, MFU and the ratios to TL."""
+    default = precision_mod.choose(cfg, device)
+    peaks = {"fp32": matmul_peak_flops(torch.float32, device),
+             "bf16": matmul_peak_flops(torch.bfloat16, device)}
+    steps = {f"solu_repro ({default.precision}, default)": make_train_step(cfg, device, args.seed)}
+    if default.precision != "fp32":
+        steps["solu_repro (fp32)"] = make_train_step(cfg.replace(precision="fp32"), device,
+                                                      args.seed)
+    steps["TransformerLens (fp32)"] = make_tl_step(cfg, device, args.seed, bf16=False)
+    steps["TransformerLens (bf16 autocast)"] = make_tl_step(cfg, device, args.seed, bf16=True)
+    samples = interleave(steps, device, args.tl_rounds, 1, args.warmup)
+    tokens = cfg.tokens_per_step
+    flops = train_flops_per_token(cfg.model) * tokens
+    tl = samples["TransformerLens (fp32)"]
+    rows = []
+    print(f"{cfg.name}: {tokens} tokens/step, {flops / 1e9:.1f} GFLOP/step (6 per weight per "
+          f"token + attention); matmul peak on {torch.get_num_threads()} thread(s): fp32 "
+          f"{peaks['fp32'] / 1e9:.0f}, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    header = (f"{'step':<32}  {'ms/step':>8}  {'tokens/s':>9}  {'MFU':>6}  "
+              f"{'vs TL fp32':>10}  {'90% CI':>11}")
+    print(header)
+    print("-" * len(header))
+    for name, smp in samples.items():
+        dtype = "bf16" if "bf16" in name else "fp32"
+        r = ratio_stats(smp, tl)  # TL time / this time = this speed / TL speed
+        row = {"name": name, "median_s": smp.median, "tokens_per_s": tokens / smp.median,
+               "mfu": flops / smp.median / peaks[dtype], "peak_dtype": dtype,
+               "vs_tl_fp32": r["ratio"], "vs_tl_fp32_ci90": [r["ci90_lo"], r["ci90_hi"]]}
+        rows.append(row)
+        print(f"{name:<32}  {smp.median * 1e3:>8.0f}  {row['tokens_per_s']:>9,.0f}  "
+              f"{100 * row['mfu']:>5.1f}%  {r['ratio']:>9.2f}x  "
+              f"{r['ci90_lo']:>5.2f}-{r['ci90_hi']:.2f}", flush=True)
+    best_tl = min(samples["TransformerLens (fp32)"].median,
+                  samples["TransformerLens (bf16 autocast)"].median)
+    ours = next(iter(samples.values())).median
+    print(f"default step vs TransformerLens fp32: {rows[0]['vs_tl_fp32']:.2f}x (goal >= 2x, aim "
+          f"3x); vs TL's faster precision: {best_tl / ours:.2f}x. Precision: {default}")
+    return {"model": cfg.name, "tokens_per_step": tokens, "flops_per_step": flops,
+            "peak_flops": peaks, "precision": default.to_dict(), "steps": rows,
+            "vs_tl_fp32": rows[0]["vs_tl_fp32"], "vs_tl_best": best_tl / ours}
+
+
+# --- one process at n threads, or n processes at one thread ------------------------------------
+def child_steps(args) -> None:
+    """(Child process) time ``--child-steps`` default steps of one model, print JSON."""
+    cfg = zoo_configs(args.scale)[model_name(args.depths[0], "solu_ln")]
+    step = make_train_step(cfg, "cpu", args.seed)
+    step()
+    t0 = time.perf_counter()
+    for _ in range(args.child_steps):
+        step()
+    print(json.dumps({"seconds": time.perf_counter() - t0,
+                      "tokens": args.child_steps * cfg.tokens_per_step}))
+
+
+def compare_processes(args) -> dict:
+    """Aggregate tokens/s of 1 process x all cores' threads against one 1-thread process per
+    core, each training its own model (as a zoo could), in alternating rounds."""
+    cores = os.cpu_count() or 1
+
+    def launch(n_procs: int, threads: int) -> float:
+        cmd = [sys.executable, __file__, "--scale", args.scale, "--depths",
+               str(args.depths[0]), "--child-steps", str(args.proc_steps), "--threads",
+               str(threads), "--seed", str(args.seed)]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+                 for _ in range(n_procs)]
+        outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        # Each child's own timed loop, so start-up and warmup do not count.
+        return sum(o["tokens"] / o["seconds"] for o in outs)
+
+    layouts = {f"1 process x {cores} threads": (1, cores),
+               f"{cores} processes x 1 thread": (cores, 1)}
+    rates: dict[str, list[float]] = {name: [] for name in layouts}
+    for _ in range(args.proc_rounds):
+        for name, (n, t) in layouts.items():
+            rates[name].append(launch(n, t))
+    out = {name: statistics.median(r) for name, r in rates.items()}
+    print(f"aggregate training tokens/s on {cores} cores ({args.proc_steps} steps of "
+          f"{model_name(args.depths[0], 'solu_ln')} per process, median of "
+          f"{args.proc_rounds} rounds):")
+    for name, rate in out.items():
+        print(f"  {name:<24} {rate:>9,.0f} tokens/s")
+    first, second = out.values()
+    print(f"  -> {second / first:.2f}x for one single-threaded process per core")
+    return {"layouts": out, "per_core_processes_gain": second / first}
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -73,9 +196,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="timed steps of each model per round")
     p.add_argument("--warmup", type=int, default=2,
                    help="discarded steps of each model before timing")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16 uses solu_repro.train.autocast_context; on CPUs without native "
-                        "bf16 matmuls it is far slower than fp32")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="precision of the GELU/SoLU-LN comparison; auto (the zoo's default) "
+                        "probes this machine (solu_repro.precision)")
+    p.add_argument("--tl-depths", type=int, nargs="*", default=[1],
+                   help="depths of the SoLU-LN model timed against TransformerLens (none: "
+                        "skip; needs the interop extra)")
+    p.add_argument("--tl-rounds", type=int, default=5,
+                   help="interleaved rounds of the TransformerLens comparison")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the default step under torch.compile (compile time too)")
+    p.add_argument("--processes", action="store_true",
+                   help="also compare 1 process on every core with one 1-thread process per "
+                        "core (CPU)")
+    p.add_argument("--proc-steps", type=int, default=8, help="timed steps per child process")
+    p.add_argument("--proc-rounds", type=int, default=2)
+    p.add_argument("--child-steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op CPU threads (default: torch's choice, one per core). "
@@ -88,7 +224,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true",
                    help="also print one machine-readable JSON line (prefixed 'JSON ')")
     args = p.parse_args(argv)
-    for name in ("rounds", "steps_per_round", "act_rounds", "act_steps_per_round"):
+    for name in ("rounds", "steps_per_round", "act_rounds", "act_steps_per_round",
+                 "tl_rounds", "proc_steps", "proc_rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.threads is not None and args.threads < 1:
@@ -97,7 +234,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--warmup must be >= 0")
     depths = SCALES[args.scale].depths
     args.depths = args.depths or list(depths)
-    bad = [d for d in args.depths if d not in depths]
+    bad = [d for d in args.depths + args.tl_depths if d not in depths]
     if bad:
         p.error(f"depth(s) {bad} are not in the {args.scale} zoo (depths {list(depths)})")
     return args
@@ -107,25 +244,55 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.child_steps is not None:
+        child_steps(args)
+        return {}
     device = resolve_device(args.device)
     configs = zoo_configs(args.scale)
     s = SCALES[args.scale]
     if args.scale == "gpu" and device.type != "cuda":
         print("warning: gpu-scale shapes on a CPU will be extremely slow", file=sys.stderr)
-    if args.precision == "bf16" and device.type == "cpu":
-        print("warning: bf16 autocast on this CPU may be ~100x slower than fp32",
-              file=sys.stderr)
+    print(f"Training throughput  scale={args.scale}  device={device}  torch={torch.__version__}"
+          f"  threads={torch.get_num_threads()}  kernels={torch.backends.cpu.get_cpu_capability()}"
+          f"  ({platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load avg "
+          f"{os.getloadavg()[0]:.1f})")
+    print()
+    vs_tl = []
+    for depth in args.tl_depths:
+        cfg = configs[model_name(depth, "solu_ln")].replace(device=device.type)
+        vs_tl.append(compare_with_transformer_lens(cfg, device, args))
+        print()
+    compiled = None
+    if args.compile:
+        cfg = configs[model_name(args.depths[0], "solu_ln")].replace(device=device.type)
+        t0 = time.perf_counter()
+        comp = make_train_step(cfg.replace(compile=True), device, args.seed)
+        comp()
+        compile_s = time.perf_counter() - t0
+        smp = interleave({"eager": make_train_step(cfg, device, args.seed), "compiled": comp},
+                         device, args.tl_rounds, 1, args.warmup)
+        r = ratio_stats(smp["compiled"], smp["eager"])
+        compiled = {"model": cfg.name, "compile_and_first_step_s": compile_s,
+                    "eager_median_s": smp["eager"].median,
+                    "compiled_median_s": smp["compiled"].median, "speedup": r["ratio"],
+                    "speedup_ci90": [r["ci90_lo"], r["ci90_hi"]]}
+        print(f"torch.compile, {cfg.name}: compile + first step {compile_s:.0f} s; eager "
+              f"{smp['eager'].median * 1e3:.0f} ms, compiled {smp['compiled'].median * 1e3:.0f}"
+              f" ms per step -> {r['ratio']:.2f}x (90% CI {r['ci90_lo']:.2f}-"
+              f"{r['ci90_hi']:.2f})")
+        print()
+    processes = compare_processes(args) if args.processes and device.type == "cpu" else None
+    if processes:
+        print()
 
     def cfg_for(depth: int, act: str) -> TrainConfig:
-        return configs[model_name(depth, act)].replace(precision=args.precision,
-                                                       device=device.type)
+        return configs[model_name(depth, act)].replace(
+            precision=args.precision, device=device.type)
 
     any_cfg = cfg_for(args.depths[0], "gelu")
     tokens_per_step = any_cfg.tokens_per_step
-    print(f"SoLU-LN vs GELU training throughput  scale={args.scale}  device={device}  "
-          f"precision={args.precision}  torch={torch.__version__}  "
-          f"threads={torch.get_num_threads()}  ({platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.1f})")
+    print(f"SoLU-LN vs GELU training step, precision {args.precision} "
+          f"({precision_mod.choose(any_cfg, device)})")
     print(f"shapes: d_model={s.d_model} n_heads={s.n_heads} d_head={s.d_head} d_mlp={s.d_mlp} "
           f"n_ctx={s.n_ctx} d_vocab={any_cfg.model.d_vocab} batch={s.batch_size} "
           f"({tokens_per_step} tokens/step)")
@@ -204,6 +371,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
         "tokens_per_step": tokens_per_step, "rounds": args.rounds,
+        "transformer_lens": vs_tl, "compile": compiled, "processes": processes,
         "steps_per_round": args.steps_per_round, "warmup": args.warmup,
         "depths": results, "step_ratio": overall,
         "activation": {"shape": [n_rows, s.d_mlp], "gelu_median_s": ga.median,

@@ -24,7 +24,7 @@ import torch
 # near-tie is not worth bf16's rounding, and a margin keeps the choice from flipping between
 # runs on one machine when the two are close.
 BF16_MIN_SPEEDUP = 1.1
-PROBE_ROWS = 2  # rows per probe step (of the run's own n_ctx): a small, fast batch
+PROBE_ROWS = 4  # rows per probe step (of the run's own n_ctx); 2 rows understated bf16's gain
 PROBE_ROUNDS = 3  # interleaved fp32, bf16 rounds after one warmup step of each
 
 
@@ -82,6 +82,7 @@ def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> Precis
     """
     from .speed import interleave, make_train_step  # speed imports train, which imports this
 
+    rows = max(1, min(rows, cfg.batch_size // cfg.grad_accum))
     key = (cfg.model, rows, torch.get_num_threads(), cpu_capability())
     if key in _PROBES:
         return _PROBES[key]

@@ -27,7 +27,7 @@ import torch
 
 from .activations import MLPActivation
 from . import precision as precision_mod
-from .model import Transformer
+from .model import ModelConfig, Transformer
 from .train import (Runtime, TrainConfig, autocast_context, make_optimizer, set_lr,
                     train_step)
 
@@ -165,11 +165,42 @@ def make_train_step(cfg: TrainConfig, device: torch.device | str = "cpu",
     batches = [torch.randint(0, cfg.model.d_vocab, (micro, cfg.model.n_ctx), generator=gen)
                .to(device) for _ in range(cfg.grad_accum)]
     rt = Runtime(device)
+    wrapped = torch.compile(model) if cfg.compile else model  # as train() wraps it
 
     def step() -> None:
-        train_step(model, model, optimizer, batches, cfg, precision, rt)
+        train_step(wrapped, model, optimizer, batches, cfg, precision, rt)
 
     return step
+
+
+def train_flops_per_token(m: ModelConfig) -> float:
+    """Model FLOPs of one training token (forward + backward = 3x forward; PaLM's count):
+    6 per matmul weight (QKV, O, W_in, W_out, W_U; no embedding lookups), plus attention's
+    ``12 * n_layers * n_ctx * n_heads * d_head`` (scores and weighted sum, no causal
+    discount). Used for MFU: achieved model FLOP/s over a measured matmul peak."""
+    attn_w = m.d_model * 3 * m.n_heads * m.d_head + m.n_heads * m.d_head * m.d_model
+    mlp_w = 2 * m.d_model * m.d_mlp
+    matmul_weights = m.n_layers * (attn_w + mlp_w) + m.d_model * m.d_vocab
+    return 6 * matmul_weights + 12 * m.n_layers * m.n_ctx * m.n_heads * m.d_head
+
+
+def matmul_peak_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 2048,
+                      calls: int = 5) -> float:
+    """FLOP/s of a large square matmul in ``dtype`` on ``device`` with the current threads:
+    the peak an MFU is measured against (best of ``calls`` timed calls after one warmup)."""
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(calls + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return 2 * size ** 3 / best
 
 
 def resolved_precision(cfg: TrainConfig, device: torch.device | str) -> str:

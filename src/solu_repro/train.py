@@ -1,5 +1,13 @@
-"""Training: AdamW with warmup + cosine decay, gradient accumulation, bf16 autocast, optional
-torch.compile, DistributedDataParallel under torchrun, atomic checkpoints and exact resume.
+"""Training: AdamW with warmup + cosine decay, gradient accumulation, bf16 autocast where it
+is faster, optional torch.compile, DistributedDataParallel under torchrun, atomic checkpoints
+and exact resume.
+
+``train`` reads like nanoGPT's loop: ``_init_or_resume`` (run directory, corpus, precision,
+model and optimizer, fresh or from the newest good checkpoint), then per step ``set_lr``,
+``train_step`` (the one definition of a step, also timed by ``speed.make_train_step``) and
+``_after_step`` (log, evaluate, checkpoint), and ``_finish`` (final evaluation, weights,
+``result.json``). A step scores each row's next tokens with ``model.model_loss``: no logits
+for the last position, and no logits tensor at all (``unembed_loss``).
 
 Defaults follow the recipe of the public SoLU/GELU toy models (Neel Nanda's training code):
 AdamW betas (0.9, 0.99); hidden and unembedding matrices get weight decay 0.05 and

@@ -46,3 +46,30 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def _precision_cell(result: dict[str, Any]) -> str:
+    choice = result.get("precision_choice")
+    if choice is None:  # a run finished before the choice was recorded ran fp32 on CPU
+        return result.get("precision", "fp32 (not recorded)")
+    if choice["reason"] != "probe":
+        return f"{choice['precision']} ({choice['reason']})"
+    return (f"{choice['precision']} (probe: bf16 {choice['speedup']:.2f}x fp32 on "
+            f"{choice['cpu_capability']})")
+
+
+def training_rows(runs: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per trained zoo run: the precision it chose and why, its time and speed.
+
+    ``runs``: name -> ``ZooRun``. The speed is tokens over training seconds (evaluations and
+    checkpoints included), as this build's machine ran it.
+    """
+    rows = []
+    for name, run in runs.items():
+        r = run.result
+        seconds = r.get("train_seconds") or float("nan")
+        rows.append({"model": name, "precision": _precision_cell(r),
+                     "device": r.get("device", "?"), "tokens": r["tokens"],
+                     "minutes": f"{seconds / 60:.1f}",
+                     "tokens/s": f"{r['tokens'] / seconds:,.0f}"})
+    return rows
