@@ -42,15 +42,16 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 # interleave and ratio_stats are also imported from here by harvest_throughput.py.
 from solu_repro import precision as precision_mod
-from solu_repro.model import Transformer
+from solu_repro.model import Transformer, next_token_loss
 from solu_repro.speed import (interleave, make_activation_step, make_train_step,
                               matmul_peak_flops, ratio_stats, train_flops_per_token)
-from solu_repro.train import TrainConfig
+from solu_repro.train import TrainConfig, make_optimizer
 from solu_repro.zoo import SCALES, model_name, zoo_configs
 
 ACTS = ("gelu", "solu_ln")  # A (baseline), B (the paper's model)
@@ -84,16 +85,49 @@ def make_tl_step(cfg: TrainConfig, device: torch.device, seed: int, bf16: bool):
     return step
 
 
-def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args) -> dict:
+def make_plain_step(cfg: TrainConfig, device: torch.device, seed: int):
+    """The step before the fused loss, for comparison: the model on every position, the
+    full ``(batch, n_ctx, d_vocab)`` logits, ``next_token_loss`` on them (fp32)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.model.seed)
+        model = Transformer(cfg.model).to(device).train()
+    opt = make_optimizer(model, cfg, device)
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, cfg.model.d_vocab, (cfg.batch_size, cfg.model.n_ctx),
+                           generator=gen).to(device)
+
+    def step() -> None:
+        loss = next_token_loss(model(tokens), tokens)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+STEP_KINDS = ("default", "fp32", "plain")
+
+
+def make_step(kind: str, cfg: TrainConfig, device: torch.device, seed: int):
+    if kind == "plain":
+        return make_plain_step(cfg, device, seed)
+    return make_train_step(cfg if kind == "default" else cfg.replace(precision=kind), device,
+                           seed)
+
+
+def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
+                                  memory: bool = True) -> dict:
     """This project's step in its default precision, in fp32, and TransformerLens's step in
     fp32 and under bf16 autocast, interleaved; tokens/s, MFU and the ratios to TL."""
     default = precision_mod.choose(cfg, device)
     peaks = {"fp32": matmul_peak_flops(torch.float32, device),
              "bf16": matmul_peak_flops(torch.bfloat16, device)}
-    steps = {f"solu_repro ({default.precision}, default)": make_train_step(cfg, device, args.seed)}
+    steps = {f"solu_repro ({default.precision}, default)": make_step("default", cfg, device,
+                                                                     args.seed)}
     if default.precision != "fp32":
-        steps["solu_repro (fp32)"] = make_train_step(cfg.replace(precision="fp32"), device,
-                                                      args.seed)
+        steps["solu_repro (fp32)"] = make_step("fp32", cfg, device, args.seed)
+    steps["solu_repro plain logits (fp32)"] = make_step("plain", cfg, device, args.seed)
     steps["TransformerLens (fp32)"] = make_tl_step(cfg, device, args.seed, bf16=False)
     steps["TransformerLens (bf16 autocast)"] = make_tl_step(cfg, device, args.seed, bf16=True)
     samples = interleave(steps, device, args.tl_rounds, 1, args.warmup)
@@ -123,7 +157,14 @@ def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args) 
     ours = next(iter(samples.values())).median
     print(f"default step vs TransformerLens fp32: {rows[0]['vs_tl_fp32']:.2f}x (goal >= 2x, aim "
           f"3x); vs TL's faster precision: {best_tl / ours:.2f}x. Precision: {default}")
+    rss = None
+    if memory and device.type == "cpu":
+        rss = {kind: memory_probe(args, cfg.name, kind) for kind in STEP_KINDS}
+        print("peak-RSS growth over 3 steps (fresh process each, over the built model): "
+              + ", ".join(f"{kind} {mb:+.0f} MB" for kind, mb in rss.items())
+              + "  (plain: the full logits and their gradient)")
     return {"model": cfg.name, "tokens_per_step": tokens, "flops_per_step": flops,
+            "peak_rss_growth_mb": rss,
             "peak_flops": peaks, "precision": default.to_dict(), "steps": rows,
             "vs_tl_fp32": rows[0]["vs_tl_fp32"], "vs_tl_best": best_tl / ours}
 
@@ -139,6 +180,38 @@ def child_steps(args) -> None:
         step()
     print(json.dumps({"seconds": time.perf_counter() - t0,
                       "tokens": args.child_steps * cfg.tokens_per_step}))
+
+
+def peak_rss_mb() -> float:
+    """This process' peak resident memory. Linux's VmHWM starts afresh at exec; getrusage's
+    ru_maxrss (the fallback elsewhere) may start at the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_memory(args) -> None:
+    """(Child process) peak-RSS growth of 3 steps of one step kind over the built model."""
+    cfg = zoo_configs(args.scale)[args.memory_model].replace(device="cpu")
+    step = make_step(args.memory_kind, cfg, torch.device("cpu"), args.seed)
+    before = peak_rss_mb()
+    for _ in range(3):
+        step()
+    print(json.dumps({"growth_mb": peak_rss_mb() - before, "peak_mb": peak_rss_mb()}))
+
+
+def memory_probe(args, model: str, kind: str) -> float:
+    cmd = [sys.executable, __file__, "--scale", args.scale, "--memory-model", model,
+           "--memory-kind", kind, "--seed", str(args.seed)]
+    if args.threads is not None:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["growth_mb"]
 
 
 def compare_processes(args) -> dict:
@@ -212,6 +285,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--proc-steps", type=int, default=8, help="timed steps per child process")
     p.add_argument("--proc-rounds", type=int, default=2)
     p.add_argument("--child-steps", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--memory-model", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--memory-kind", choices=STEP_KINDS, default=None, help=argparse.SUPPRESS)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op CPU threads (default: torch's choice, one per core). "
@@ -246,6 +321,9 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     if args.child_steps is not None:
         child_steps(args)
+        return {}
+    if args.memory_model is not None:
+        child_memory(args)
         return {}
     device = resolve_device(args.device)
     configs = zoo_configs(args.scale)

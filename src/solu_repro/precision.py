@@ -77,24 +77,29 @@ def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> Precis
     """Time training steps of ``cfg``'s model in fp32 and in bf16 autocast on this CPU.
 
     The steps are ``solu_repro.speed.make_train_step``'s (the training loop's own step) on
-    ``rows`` random rows. Results are remembered per model shape, thread count and kernel
+    ``rows`` random rows, on one thread. Results are remembered per model shape and kernel
     path for the life of the process.
     """
-    from .speed import interleave, make_train_step  # speed imports train, which imports this
+    # speed imports train, which imports this module
+    from .speed import interleave, make_train_step, torch_threads
 
     rows = max(1, min(rows, cfg.batch_size // cfg.grad_accum))
-    key = (cfg.model, rows, torch.get_num_threads(), cpu_capability())
+    key = (cfg.model, rows, cpu_capability())
     if key in _PROBES:
         return _PROBES[key]
     small = cfg.replace(batch_size=rows, grad_accum=1)
-    steps = {p: make_train_step(small.replace(precision=p), "cpu") for p in ("fp32", "bf16")}
-    samples = interleave(steps, "cpu", rounds=rounds, steps_per_round=1, warmup=1)
+    # One thread: what separates native from emulated bf16 is the kernels, and a thread pool
+    # on a core that another process is using stalls at every parallel region, which once
+    # made an fp32 probe 13x slower than bf16 here (against 1.4x on an idle machine).
+    with torch_threads(1):
+        steps = {p: make_train_step(small.replace(precision=p), "cpu")
+                 for p in ("fp32", "bf16")}
+        samples = interleave(steps, "cpu", rounds=rounds, steps_per_round=1, warmup=1)
     fp32_s = statistics.median(samples["fp32"].all)
     bf16_s = statistics.median(samples["bf16"].all)
     speedup = fp32_s / bf16_s
     choice = PrecisionChoice("bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32", "probe",
-                             fp32_s, bf16_s, speedup, rows, torch.get_num_threads(),
-                             cpu_capability())
+                             fp32_s, bf16_s, speedup, rows, 1, cpu_capability())
     _PROBES[key] = choice
     return choice
 
