@@ -10,6 +10,8 @@ Modules:
 * ``explanations`` / ``score``: the automated stand-in for a quick human look, with a
   full-spectrum (held-out precision/recall) view beside the paper's top-20 rule.
 * ``planted``: neurons with known answers, to validate harvesting and scoring.
+* ``controls``: null sources (rotated basis, untrained model, post hoc SoLU readout) scored
+  through the same pipeline.
 * ``analysis``: pre/post-LN consistency by band (§6.4), layer roles (§6.3), sparsity.
 * ``stats``: Wilson and Newcombe intervals, agreement and Cohen's kappa.
 """
@@ -28,11 +30,13 @@ from .harvest import (
     split_position,
 )
 from .score import NeuronScore, NeuronScores, ScoreSettings, human_agreement, score_neurons, score_run
+from .controls import CONTROLS, controls_for, score_control
 from .stats import Proportion, proportion, wilson_interval
 
 __all__ = [
-    "HOOKS", "Example", "Harvest", "HarvestError", "ModelNeurons", "NeuronScore",
+    "CONTROLS", "HOOKS", "Example", "Harvest", "HarvestError", "ModelNeurons", "NeuronScore",
     "NeuronScores", "NeuronSource", "Proportion", "ScoreSettings", "harvest_path",
-    "harvest_run", "human_agreement", "proportion", "score_neurons", "score_run",
+    "controls_for", "harvest_run", "human_agreement", "proportion", "score_control",
+    "score_neurons", "score_run",
     "selection_rows", "split_position", "wilson_interval",
 ]
