@@ -234,3 +234,107 @@ def test_human_agreement_counts():
     assert (out["both_interpretable"], out["human_only"], out["scorer_only"], out["neither"]) == (1, 1, 1, 1)
     assert out["kappa"] == pytest.approx(0.0)
     assert math.isnan(human_agreement(scores, {})["agreement"])
+
+
+# --- the judge's rules: sets make one rule, top lists hold firings, held-out coverage ------
+
+def _token_id(tables, text):
+    return tables.text.index(text)
+
+
+def test_sets_count_only_when_they_make_one_rule(tables):
+    from solu_repro.interp.explanations import is_one_rule, related_tokens
+
+    present = lambda *texts: all(t in tables.text for t in texts)  # noqa: E731
+    ids = lambda *texts: [_token_id(tables, t) for t in texts]  # noqa: E731
+    digits = [t for t in tables.text if t.isdigit() and t.isascii()][:3]
+    assert len(digits) >= 2 and related_tokens(ids(*digits), tables)
+    puncts = [t for t in (",", ".", ";", ":", ")") if t in tables.text][:3]
+    assert len(puncts) >= 2 and related_tokens(ids(*puncts), tables)
+    words = [t for t in tables.text if t.startswith(" ") and t[1:].isalpha() and len(t) > 3]
+    # two different words: not one rule
+    pair = next((a, b) for a in words for b in words if a.strip().lower() != b.strip().lower()
+                and not b.strip().lower().startswith(a.strip().lower()))
+    assert not related_tokens(ids(*pair), tables)
+    # a word and punctuation and another word: polysemantic
+    assert not related_tokens(ids(pair[0], puncts[0], pair[1]), tables)
+    # case and space variants of one word are one rule
+    variants = next(((w, w.strip()) for w in words if w.strip() in tables.text), None)
+    if variants:
+        assert related_tokens(ids(*variants), tables)
+    plural = next(((w, w + "s") for w in words if w + "s" in tables.text), None)
+    if plural:
+        assert related_tokens(ids(*plural), tables)
+    # single values are always one rule; bigram sets need both sides related
+    assert is_one_rule(Explanation("token", (ids(pair[0])[0],)), tables)
+    a, b = ids(*pair)
+    assert not is_one_rule(Explanation("bigram", ((a, a), (b, b))), tables)
+    assert is_one_rule(Explanation("bigram", ((a, ids(digits[0])[0]), (a, ids(digits[1])[0]))),
+                       tables)
+    f = PositionFeatures(np.array([a, b, a, b, ids(puncts[0])[0]]),
+                         np.zeros(5, dtype=np.int64), np.zeros(5, dtype=np.int64),
+                         np.zeros(5, dtype=np.int64), {k: np.zeros(5, dtype=bool)
+                                                       for k in regex_flags([]).keys()},
+                         ["x"])
+    sets = [e for e in candidate_explanations(f, tables) if e.kind == "token"]
+    assert all(len(e.values) == 1 for e in sets), [e.values for e in sets]
+
+
+def test_small_polysemantic_set_is_not_interpretable(val, tables, frequent):
+    """Three unrelated frequent tokens, within the old small-set limit: polysemantic."""
+    picks = []
+    for t in frequent:
+        from solu_repro.interp.explanations import related_tokens
+        if all(not related_tokens([t, p], tables) for p in picks):
+            picks.append(t)
+        if len(picks) == 3:
+            break
+    assert len(picks) == 3
+    source = PlantedNeurons([Plant("polysemantic", tuple(picks)), Plant("token", (picks[0],))],
+                            seed=2)
+    h = harvest(source, val, N_CTX, 0, progress=False)
+    scores = score_neurons(source, h, val, tables, progress=False)
+    poly, detector = scores.get(0, 0), scores.get(0, 1)
+    assert not poly.interpretable, poly.text
+    assert detector.interpretable, detector.text
+
+
+def test_rare_detector_is_judged_on_its_real_firings(val, tables):
+    """A detector whose token is in fewer than k windows: its top list is its firings (no
+    near-zero padding), and it is found."""
+    rows = val.n_tokens // (N_CTX - 1)
+    grid = val.window(0, rows * (N_CTX - 1)).reshape(rows, N_CTX - 1)
+    counts = {}
+    for parity in (0, 1):
+        present = np.unique(np.concatenate([np.unique(r) for r in grid[parity::2]]),
+                            return_counts=True)
+        counts[parity] = dict(zip(*present))
+    token = next(int(t) for t, c in counts[0].items()
+                 if 8 <= c <= 15 and 8 <= counts[1].get(t, 0) <= 15)
+    source = PlantedNeurons([Plant("token", (token,))], seed=3)
+    h = harvest(source, val, N_CTX, 0, progress=False)
+    assert len(h.top_examples(0, 0)) == 20  # the harvest keeps k examples, padding included
+    r = score_neurons(source, h, val, tables, progress=False).get(0, 0)
+    assert r.interpretable and r.explanation_obj() == Explanation("token", (token,)), r.text
+    assert 8 <= r.n_top <= 15 and r.coverage == 1.0 and not r.rare
+
+
+def test_coverage_is_measured_on_the_heldout_top_firings(val, tables, frequent):
+    """The explanation is chosen on the selection rows and measured on the held-out harvest:
+    a held-out harvest where the neuron fires on another token fails it."""
+    a, b = frequent[1], frequent[3]
+    chosen_on = PlantedNeurons([Plant("token", (a,))], seed=4)
+    other = PlantedNeurons([Plant("token", (b,))], seed=4)
+    selection = harvest(chosen_on, val, N_CTX, 0, progress=False)
+    same = harvest(chosen_on, val, N_CTX, 0, rows="odd", progress=False)
+    moved = harvest(other, val, N_CTX, 0, rows="odd", progress=False)
+    ok = score_neurons(chosen_on, selection, val, tables, progress=False, heldout=same)
+    bad = score_neurons(chosen_on, selection, val, tables, progress=False, heldout=moved)
+    assert ok.get(0, 0).interpretable and ok.get(0, 0).coverage == 1.0
+    r = bad.get(0, 0)
+    assert r.selection_coverage == 1.0 and r.coverage < 0.2 and not r.interpretable
+    with pytest.raises(ConfigError, match="held-out"):
+        score_neurons(chosen_on, selection, val, tables, progress=False, heldout=selection)
+    with pytest.raises(ConfigError, match="must not overlap"):
+        score_neurons(chosen_on, harvest(chosen_on, val, N_CTX, 0, rows="all", progress=False),
+                      val, tables, progress=False)

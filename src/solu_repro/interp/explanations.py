@@ -250,12 +250,67 @@ class Explanation:
         raise ValueError(f"unknown explanation kind {kind!r}")
 
 
+# Narrow token classes a set's members may share and still be one rule ("a digit", "a
+# punctuation mark"). Capitalized and ALL-CAPS words are left out: any name is one, so
+# "one of ' States', ' Congress'" would pass as a rule while it is two unrelated words.
+SET_CLASSES = ("digits", "number", "punctuation", "whitespace", "newline")
+# Endings that make two folded forms variants of one word (' state' / ' States').
+WORD_ENDINGS = ("s", "es", "ed", "d", "ing", "'s", "ly", "er")
+
+
+def _word_variants(forms: Sequence[str]) -> bool:
+    """Whether folded forms are one word with or without a common ending."""
+    stem = min(forms, key=len)
+    return bool(stem) and all(f == stem or (f.startswith(stem) and f[len(stem):] in WORD_ENDINGS)
+                              for f in forms)
+
+
+def related_tokens(ids: Sequence[int], tables: VocabTables) -> bool:
+    """Whether a set of tokens is one rule a person would state, not several.
+
+    Related: one token; case and leading-space variants of one word (' The', 'the');
+    one word with or without a common ending (' state', ' states'); or members of one
+    narrow class (``SET_CLASSES``: digits, numbers, punctuation, whitespace, line breaks).
+    Anything else (',' with ' States' with ' def') is what polysemantic means.
+    """
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    if len(ids) <= 1:
+        return True
+    if _word_variants([tables.folded_names[tables.folded_id[i]] for i in ids]):
+        return True
+    return any(tables.classes[c][ids].all() for c in SET_CLASSES)
+
+
+def related_forms(forms: Sequence[str], tables: VocabTables) -> bool:
+    """``related_tokens`` for folded forms (the ``folded`` kind)."""
+    if len(set(forms)) <= 1 or _word_variants(list(forms)):
+        return True
+    ids = [int(np.flatnonzero(tables.folded_id == tables.folded_index[f])[0])
+           for f in forms if f in tables.folded_index]
+    return len(ids) == len(forms) and any(tables.classes[c][ids].all() for c in SET_CLASSES)
+
+
+def is_one_rule(e: "Explanation", tables: VocabTables) -> bool:
+    """Whether an explanation's set of values makes one rule (``related_tokens``); a bigram
+    set needs related first tokens and related second tokens."""
+    if e.kind in ("token", "prev_token", "next_token"):
+        return related_tokens(e.values, tables)
+    if e.kind == "folded":
+        return related_forms(e.values, tables)
+    if e.kind == "bigram":
+        return (related_tokens([a for a, _ in e.values], tables)
+                and related_tokens([b for _, b in e.values], tables))
+    return True
+
+
 def candidate_explanations(f: PositionFeatures, tables: VocabTables,
                            max_set: int = 3) -> list[Explanation]:
     """The family's members worth trying on a neuron's top firings ``f``.
 
     Sets of tokens (or bigrams, ...) are built greedily from the most common values among
-    the firings, up to ``max_set`` members: "a small set of tokens".
+    the firings, up to ``max_set`` members: "a small set of tokens". A set is a candidate
+    only when its members make one rule (``is_one_rule``): a set of unrelated tokens is a
+    polysemantic neuron, not an explanation of one.
     """
     out: list[Explanation] = []
 
@@ -264,9 +319,24 @@ def candidate_explanations(f: PositionFeatures, tables: VocabTables,
         for item in items:
             counts[item] = counts.get(item, 0) + 1
         ranked = sorted(counts, key=lambda v: (-counts[v], str(v)))
-        for size in range(1, min(max_set, len(ranked)) + 1):
-            if counts[ranked[size - 1]] >= 2 or size == 1:
-                out.append(Explanation(kind, tuple(ranked[:size])))
+        seen: set[tuple] = set()
+        # Grown greedily from each of the most common values: add the next most common value
+        # (seen at least twice) that keeps the set one rule.
+        for seed in ranked[:max_set]:
+            members = [seed]
+            if (seed,) not in seen:
+                seen.add((seed,))
+                out.append(Explanation(kind, (seed,)))
+            for value in ranked:
+                if len(members) == max_set or counts[value] < 2:
+                    break
+                if value in members or not is_one_rule(
+                        Explanation(kind, tuple(members + [value])), tables):
+                    continue
+                members.append(value)
+                if tuple(members) not in seen:
+                    seen.add(tuple(members))
+                    out.append(Explanation(kind, tuple(members)))
 
     common_sets("token", [int(t) for t in f.tokens])
     common_sets("folded", [tables.folded_names[tables.folded_id[t]] for t in f.tokens])

@@ -2,10 +2,18 @@
 
 For each neuron the scorer searches a fixed family of simple explanations
 (``explanations``) for the one that covers the most of its top-k firings (k = 20, one per
-snippet, as the evaluators saw them). The neuron is *interpretable at first glance* when that
-explanation covers at least 80% of the top firings -- the paper's rule -- and is specific:
-it holds at least ``min_lift`` times more often among the top firings than in text at large
+snippet, as the evaluators saw them) on the *selection* rows. It then measures that one
+explanation on the top-k firings of the *held-out* rows, so choosing the best of ~30
+candidates does not inflate the rate. The neuron is *interpretable at first glance* when the
+explanation covers at least 80% of the held-out top firings -- the paper's rule -- and is
+specific: it holds at least ``min_lift`` times more often among them than in text at large
 (otherwise "the text is prose" would explain every prose neuron).
+
+A top list holds only real firings: examples below ``top_floor`` of the neuron's max are
+dropped (a neuron that fires in 14 windows has 14 top firings, not 14 and 6 near-zeros), and
+a neuron with fewer than ``min_top`` firings on either side is too rare to judge (not
+interpretable). A set of several tokens counts only when they make one rule
+(``explanations.is_one_rule``).
 
 The paper's own caveat is that top examples overstate monosemanticity, so every explanation
 is also measured over the full activation spectrum on *held-out* rows (the harvest selects
@@ -37,9 +45,10 @@ from ..model import ConfigError, Transformer
 from .explanations import (Background, Explanation, PositionFeatures, VocabTables,
                            candidate_explanations, point_features, range_features)
 from .harvest import Harvest, ModelNeurons, NeuronSource, _resolve_rows, split_position
+from .harvest import harvest as harvest_fn
 from .stats import Proportion, proportion
 
-SCORE_FORMAT = 1
+SCORE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class ScoreSettings:
         heldout_rows: Rows for the full-spectrum view (``"odd"``: not used for selection).
         max_heldout_rows: Cap on held-out rows (``None``: all).
         hook: ``"mid"`` (what the paper interprets) or ``"post"`` (after the extra LN).
+        top_floor: A top example counts as a firing above this fraction of the max.
+        min_top: Fewest firings (on the selection and on the held-out rows) to judge.
     """
 
     threshold: float = 0.8
@@ -65,6 +76,8 @@ class ScoreSettings:
     heldout_rows: str = "odd"
     max_heldout_rows: int | None = None
     hook: str = "mid"
+    top_floor: float = 0.2
+    min_top: int = 5
 
     def __post_init__(self):
         if not 0 < self.threshold <= 1:
@@ -77,13 +90,18 @@ class ScoreSettings:
             raise ConfigError(f"max_set must be a positive integer, got {self.max_set!r}")
         if not 0 < self.fire_fraction < 1:
             raise ConfigError(f"fire_fraction must be in (0, 1), got {self.fire_fraction!r}")
+        if not 0 <= self.top_floor < 1:
+            raise ConfigError(f"top_floor must be in [0, 1), got {self.top_floor!r}")
+        if not isinstance(self.min_top, int) or self.min_top < 1:
+            raise ConfigError(f"min_top must be a positive integer, got {self.min_top!r}")
         if self.hook not in ("mid", "post"):
             raise ConfigError(f"hook must be 'mid' or 'post', got {self.hook!r}")
 
 
 @dataclass
 class NeuronScore:
-    """The scorer's verdict on one neuron (both views)."""
+    """The scorer's verdict on one neuron (both views). ``coverage``, ``base_rate`` and
+    ``lift`` are measured on the held-out rows' top firings."""
 
     layer: int
     neuron: int
@@ -100,6 +118,9 @@ class NeuronScore:
     correlation: float
     n_holds: int
     n_fires: int
+    selection_coverage: float = math.nan  # on the selection top firings it was chosen on
+    n_top: int = 0  # held-out top firings the coverage is measured on
+    rare: bool = False  # fewer than min_top firings to judge on
 
     def explanation_obj(self) -> Explanation | None:
         return Explanation.from_key(self.explanation) if self.explanation else None
@@ -271,12 +292,15 @@ def best_explanation(top: PositionFeatures, tables: VocabTables, background: Bac
 def score_neurons(source: NeuronSource | Transformer, harvest: Harvest, split: TokenSplit,
                   tables: VocabTables, settings: ScoreSettings = ScoreSettings(), *,
                   batch_size: int = 16, device: str | torch.device = "cpu",
-                  progress: bool = True, meta: dict[str, Any] | None = None) -> NeuronScores:
+                  progress: bool = True, meta: dict[str, Any] | None = None,
+                  heldout: Harvest | None = None) -> NeuronScores:
     """Score every neuron of ``harvest`` (module docstring).
 
     Args:
         source: The model (or planted neurons) that was harvested; rerun on held-out rows.
         harvest: Its harvest of ``split`` (top firings from the selection rows).
+        heldout: Its harvest of the held-out rows (``settings.heldout_rows``), whose top
+            firings measure the coverage; None: harvested here.
         split: The same token split the harvest read.
         tables: ``VocabTables`` of the corpus tokenizer.
         settings: ``ScoreSettings``.
@@ -291,11 +315,24 @@ def score_neurons(source: NeuronSource | Transformer, harvest: Harvest, split: T
     if harvest.meta.get("rows") == settings.heldout_rows:
         raise ConfigError(f"the harvest selected examples from {settings.heldout_rows!r} rows, "
                           "the rows the scorer holds out: harvest 'even' rows and hold out 'odd'")
+    selection = harvest.meta.get("rows")
+    if selection not in ("even", "odd") or selection == settings.heldout_rows:
+        raise ConfigError(f"the harvest's selection rows are {selection!r} and the scorer holds "
+                          f"out {settings.heldout_rows!r}: harvest 'even' rows and hold out 'odd'"
+                          " (the two must not overlap)")
     rows, _ = _resolve_rows(settings.heldout_rows, num_rows(split, n_ctx),
                             settings.max_heldout_rows)
+    if heldout is None:
+        heldout = harvest_fn(source, split, n_ctx, harvest.meta.get("bos_id", 0),
+                             rows=settings.heldout_rows, k=harvest.k, samples_per_bin=1,
+                             batch_size=batch_size, max_rows=settings.max_heldout_rows,
+                             device=device, progress=progress)
+    elif heldout.meta.get("rows") != settings.heldout_rows:
+        raise ConfigError(f"the held-out harvest read rows {heldout.meta.get('rows')!r}, not "
+                          f"the held-out {settings.heldout_rows!r}")
     held = heldout_features(split, tables, rows, n_ctx)
     background = Background(held, tables)
-    records = _top_view(harvest, split, tables, background, settings, progress)
+    records = _top_view(harvest, heldout, split, tables, background, settings, progress)
     _spectrum_view(records, source, harvest, split, tables, held, rows, settings,
                    batch_size, device, progress)
     info = {"format": SCORE_FORMAT, "settings": asdict(settings), "n_heldout_rows": int(len(rows)),
@@ -305,8 +342,18 @@ def score_neurons(source: NeuronSource | Transformer, harvest: Harvest, split: T
     return NeuronScores(info, records)
 
 
-def _top_view(harvest: Harvest, split: TokenSplit, tables: VocabTables, background: Background,
-              settings: ScoreSettings, progress: bool) -> list[NeuronScore]:
+def firing_examples(h: Harvest, layer: int, neuron: int, settings: ScoreSettings) -> list:
+    """A neuron's top examples that are real firings: above ``top_floor`` of its max."""
+    examples = h.top_examples(layer, neuron, settings.hook, settings.k)
+    peak = float(h.stat("max", settings.hook)[layer, neuron])
+    return [e for e in examples if e.value > settings.top_floor * peak and e.value > 0]
+
+
+def _top_view(harvest: Harvest, heldout: Harvest, split: TokenSplit, tables: VocabTables,
+              background: Background, settings: ScoreSettings,
+              progress: bool) -> list[NeuronScore]:
+    """Choose each neuron's explanation on the selection top firings, and measure it on the
+    held-out top firings."""
     neurons = [(l, n) for l in range(harvest.n_layers) for n in range(harvest.d_mlp)]
     if progress:
         from tqdm.auto import tqdm
@@ -314,22 +361,35 @@ def _top_view(harvest: Harvest, split: TokenSplit, tables: VocabTables, backgrou
     max_act = harvest.stat("max", settings.hook)
     records = []
     for layer, neuron in neurons:
-        examples = harvest.top_examples(layer, neuron, settings.hook, settings.k)
-        dead = float(max_act[layer, neuron]) <= 0 or not examples
-        if dead:
+        examples = firing_examples(harvest, layer, neuron, settings)
+        if float(max_act[layer, neuron]) <= 0 or not examples:
             records.append(NeuronScore(layer, neuron, None, "never fires", None, 0.0, 0.0, 0.0,
                                        False, True, math.nan, math.nan, math.nan, 0, 0))
             continue
         top = point_features(split, tables, [e.position(harvest.n_ctx) for e in examples])
-        e, coverage, base, specific = best_explanation(top, tables, background, settings)
-        lift = _lift(coverage, base)
+        e, chosen_coverage, _, _ = best_explanation(top, tables, background, settings)
+        held_examples = firing_examples(heldout, layer, neuron, settings)
+        rare = min(len(examples), len(held_examples)) < settings.min_top
+        coverage = base = lift = 0.0
+        if e is not None and held_examples:
+            held_top = point_features(split, tables,
+                                      [x.position(heldout.n_ctx) for x in held_examples])
+            coverage = float(e.holds(held_top, tables).mean())
+            base = background.base_rate(e)
+            lift = _lift(coverage, base)
+        specific = lift >= settings.min_lift
         text = e.text(tables) if e else "no candidate"
-        if e is not None and not specific:
+        if rare:
+            text += f" (fires in too few windows to judge: {len(examples)} selected, " \
+                    f"{len(held_examples)} held out)"
+        elif e is not None and not specific:
             text += " (too common in text to count)"
-        records.append(NeuronScore(layer, neuron, e.key() if e else None, text,
-                                   e.role if e else None, coverage, base, lift,
-                                   bool(specific and coverage >= settings.threshold), False,
-                                   math.nan, math.nan, math.nan, 0, 0))
+        records.append(NeuronScore(
+            layer, neuron, e.key() if e else None, text, e.role if e else None, coverage, base,
+            lift, bool(e is not None and specific and not rare
+                       and coverage >= settings.threshold), False,
+            math.nan, math.nan, math.nan, 0, 0, selection_coverage=chosen_coverage,
+            n_top=len(held_examples), rare=rare))
     return records
 
 
@@ -416,12 +476,18 @@ def score_run(run, settings: ScoreSettings = ScoreSettings(), *, k: int = 20,
     path = score_path(harvest_path(run, k=k, seed=seed), settings)
     if path.is_file() and not rebuild:
         return NeuronScores.load(path)
+    if settings.k is not None and settings.k > k:
+        raise ConfigError(f"settings.k={settings.k} top firings but the harvest keeps k={k}")
     h = harvest_run(run, k=k, batch_size=batch_size, seed=seed, device=device,
-                    progress=progress, data_dir=data_dir)
+                    progress=progress, data_dir=data_dir, rebuild=rebuild)
+    heldout = harvest_run(run, k=k, samples_per_bin=1, rows=settings.heldout_rows,
+                          max_rows=settings.max_heldout_rows, batch_size=batch_size, seed=seed,
+                          device=device, progress=progress, data_dir=data_dir, rebuild=rebuild)
     corpus = run.corpus(data_dir)
     tables = VocabTables(corpus.tokenizer)
     scores = score_neurons(run.load_model(device), h, corpus.split("val"), tables, settings,
                            batch_size=batch_size, device=device, progress=progress,
+                           heldout=heldout,
                            meta={"name": run.name, "scale": run.scale,
                                  "act_fn": run.config.model.act_fn,
                                  "n_layers": run.config.model.n_layers})
