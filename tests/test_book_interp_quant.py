@@ -97,3 +97,42 @@ def test_bad_parameters_name_the_parameter(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ParameterError, match="runs_dir"):
         book_context("tiny", runs_dir=tmp_path / "file")
+
+
+# --- null controls ----------------------------------------------------------------------------
+
+def _nulls():
+    solu = iq.NullControls("1L-solu_ln", fake("1L-solu_ln", 60, 100, 30),
+                           {"rotated": fake("1L-solu_ln", 50, 100, 5),
+                            "random_init": fake("1L-solu_ln", 10, 100, 0)})
+    gelu = iq.NullControls("1L-gelu", fake("1L-gelu", 35, 100, 10),
+                           {"rotated": fake("1L-gelu", 33, 100, 4),
+                            "random_init": fake("1L-gelu", 10, 100, 0),
+                            "solu_readout": fake("1L-gelu", 40, 100, 12)})
+    return {"1L-solu_ln": solu, "1L-gelu": gelu}
+
+
+def test_null_gain_and_difference_net_of_the_rotated_nulls():
+    nulls = _nulls()
+    assert nulls["1L-solu_ln"].gain("rotated") == pytest.approx(difference_interval(60, 100, 50, 100))
+    rel = iq.relative_difference(nulls, "1L-solu_ln", "1L-gelu", "top")
+    assert rel.basis_diff == pytest.approx(difference_interval(60, 100, 35, 100))
+    assert rel.rotated_diff == pytest.approx(difference_interval(50, 100, 33, 100))
+    did, lo, hi = rel.diff_in_diff
+    assert did == pytest.approx((0.60 - 0.50) - (0.35 - 0.33))
+    assert lo < did < hi and hi - lo > 0.1  # four proportions of 100 neurons: wide
+    spec = iq.relative_difference(nulls, "1L-solu_ln", "1L-gelu", "spectrum")
+    assert spec.diff_in_diff[0] == pytest.approx((0.30 - 0.05) - (0.10 - 0.04))
+
+
+def test_null_tables_and_figure():
+    nulls = _nulls()
+    top = iq.nulls_markdown(nulls, "top")
+    assert "| 1L-solu_ln | 60.0% [" in top and "| n/a |" in top  # no SoLU readout of SoLU
+    assert "SoLU readout of GELU" in top and "+10.0%" in top
+    rel = {v: iq.relative_difference(nulls, "1L-solu_ln", "1L-gelu", v) for v in iq.VIEWS}
+    assert iq.relative_markdown(rel).count("\n") == 3
+    fig = iq.add_nulls(iq.figure4({n: nc.basis for n, nc in nulls.items()}), nulls)
+    hollow = [t for t in fig.data if t.marker.symbol == "circle-open"]
+    assert len(hollow) == 4  # two models x two panels
+    assert {t.y[0] for t in hollow} == {0.50, 0.33, 0.05, 0.04}

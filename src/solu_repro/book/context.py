@@ -125,6 +125,11 @@ class BookContext:
         from ..interp.score import score_run
         return score_run(self.run(name), seed=self.seed, progress=self.progress)
 
+    def control_scores(self, name: str, control: str):
+        """The cached scores of a null control of a zoo model (``interp.controls``)."""
+        from ..interp.controls import score_control
+        return score_control(self.run(name), control, seed=self.seed, progress=self.progress)
+
 
 def book_context(scale: Any = "tiny", runs_dir: Any = None, seed: Any = 0,
                  interactive: Any = True, progress: Any = True) -> BookContext:

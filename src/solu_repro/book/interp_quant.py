@@ -165,6 +165,126 @@ def layer_figure(results: dict[str, ModelInterpretability], view: str = "top") -
     return fig
 
 
+# --- null controls -------------------------------------------------------------------------------
+NULL_LABELS = {"rotated": "rotated basis", "random_init": "untrained model",
+               "solu_readout": "SoLU readout of GELU"}
+
+
+@dataclass(frozen=True)
+class NullControls:
+    """One model's neuron basis beside its null controls (``interp.controls``), both views."""
+
+    name: str
+    basis: ModelInterpretability
+    nulls: dict[str, ModelInterpretability]
+
+    def gain(self, control: str, view: str = "top") -> tuple[float, float, float]:
+        """The basis' fraction minus the null's, with Newcombe's 95% interval."""
+        a, b = getattr(self.basis, view), getattr(self.nulls[control], view)
+        return difference_interval(a.successes, a.n, b.successes, b.n)
+
+
+def null_controls(ctx: BookContext, names: list[str] | None = None
+                  ) -> dict[str, NullControls]:
+    """Score every 1-layer zoo model's null controls (cached) beside its neuron basis."""
+    from ..interp.controls import controls_for
+
+    names = names or [n for n in ctx.names if style.depth_of(n) == min(ctx.depths)]
+    basis = model_interpretability(ctx, names)
+    out = {}
+    for name in names:
+        nulls = {}
+        for control in controls_for(ctx.run(name)):
+            scores = ctx.control_scores(name, control)
+            nulls[control] = ModelInterpretability(
+                name=f"{name} ({NULL_LABELS[control]})", act=style.act_of(name),
+                depth=style.depth_of(name), top=scores.fraction_interpretable(view="top"),
+                spectrum=scores.fraction_interpretable(view="spectrum"),
+                by_layer=scores.by_layer())
+        out[name] = NullControls(name, basis[name], nulls)
+    return out
+
+
+def _fmt(p: Proportion) -> str:
+    return f"{p.fraction:.1%} [{p.lo:.0%}, {p.hi:.0%}]"
+
+
+def nulls_markdown(controls: dict[str, NullControls], view: str = "top") -> str:
+    """Each 1-layer model's neuron basis beside its nulls, one view, with Wilson intervals."""
+    cols = [c for c in NULL_LABELS if any(c in nc.nulls for nc in controls.values())]
+    lines = ["| model | neuron basis | " + " | ".join(NULL_LABELS[c] for c in cols)
+             + " | basis minus rotated [95% CI] |", "|---|---|" + "---|" * len(cols) + "---|"]
+    for nc in controls.values():
+        cells = [_fmt(getattr(nc.nulls[c], view)) if c in nc.nulls else "n/a" for c in cols]
+        diff, lo, hi = nc.gain("rotated", view)
+        lines.append(f"| {nc.name} | {_fmt(getattr(nc.basis, view))} | " + " | ".join(cells)
+                     + f" | {diff:+.1%} [{lo:+.1%}, {hi:+.1%}] |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RelativeDifference:
+    """SoLU-LN minus GELU in the neuron basis, in the rotated basis, and the difference of
+    the two (what SoLU adds that a rotation takes away), one view.
+
+    The intervals are 95%: Newcombe's for each difference; for the difference of differences
+    a normal approximation, the four proportions independent (different neurons, different
+    directions), each variance from its Wilson interval's half-width.
+    """
+
+    view: str
+    basis_diff: tuple[float, float, float]
+    rotated_diff: tuple[float, float, float]
+    diff_in_diff: tuple[float, float, float]
+
+
+def relative_difference(controls: dict[str, NullControls], solu: str, gelu: str,
+                        view: str = "top") -> RelativeDifference:
+    s, g = controls[solu], controls[gelu]
+    parts = [getattr(x, view) for x in (s.basis, s.nulls["rotated"], g.basis,
+                                       g.nulls["rotated"])]
+    basis = difference_interval(parts[0].successes, parts[0].n, parts[2].successes, parts[2].n)
+    rotated = difference_interval(parts[1].successes, parts[1].n, parts[3].successes,
+                                  parts[3].n)
+    did = (parts[0].fraction - parts[1].fraction) - (parts[2].fraction - parts[3].fraction)
+    se = math.sqrt(sum(((p.hi - p.lo) / (2 * 1.96)) ** 2 for p in parts))
+    return RelativeDifference(view, basis, rotated, (did, did - 1.96 * se, did + 1.96 * se))
+
+
+def relative_markdown(rel: dict[str, RelativeDifference]) -> str:
+    lines = ["| view | SoLU-LN minus GELU, neuron basis | ... in a rotated basis | "
+             "difference of the two |", "|---|---|---|---|"]
+    for view, r in rel.items():
+        cells = [f"{d:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+                 for d, lo, hi in (r.basis_diff, r.rotated_diff, r.diff_in_diff)]
+        lines.append(f"| {VIEWS[view]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def add_nulls(fig: go.Figure, controls: dict[str, NullControls],
+              control: str = "rotated") -> go.Figure:
+    """Hollow markers for a null control of each 1-layer model, in both panels of
+    ``figure4``."""
+    for col, view in enumerate(VIEWS, start=1):
+        for nc in controls.values():
+            if control not in nc.nulls:
+                continue
+            p = getattr(nc.nulls[control], view)
+            fig.add_trace(go.Scatter(
+                x=[nc.basis.depth * 1.12], y=[p.fraction], mode="markers",
+                name=f"{style.label(nc.basis.act)}, {NULL_LABELS[control]}",
+                legendgroup=f"{nc.basis.act}-{control}", showlegend=col == 1,
+                marker=dict(size=9, symbol="circle-open", color=style.color(nc.basis.act),
+                            line=dict(width=2)),
+                error_y=dict(type="data", symmetric=False, array=[p.hi - p.fraction],
+                             arrayminus=[p.fraction - p.lo]),
+                customdata=[[p.successes, p.n]],
+                hovertemplate=("%{y:.1%} (%{customdata[0]}/%{customdata[1]}), "
+                               + NULL_LABELS[control] + "<extra></extra>")),
+                row=1, col=col)
+    return fig
+
+
 # --- blinded human evaluation -----------------------------------------------------------------
 def blind_root(ctx: BookContext) -> Path:
     return ctx.runs_dir / ctx.scale / BLIND_DIR
@@ -249,9 +369,16 @@ class InterpMeasurements:
     ablation: Comparison | None                     # LN-only minus baseline (top view)
     ablation_vs_solu: Comparison | None             # LN-only minus SoLU-LN at the same depth
     blind: list[BlindSummary]
+    nulls: dict[str, NullControls] = field(default_factory=dict)  # 1-layer models' controls
+    relative: dict[str, RelativeDifference] = field(default_factory=dict)  # view -> 1L pair
+
+    def rotated_gain(self, name: str, view: str = "top") -> tuple[float, float, float]:
+        """``name``'s neuron basis minus its rotated null (Newcombe 95%)."""
+        return self.nulls[name].gain("rotated", view)
 
 
-def interp_measurements(ctx: BookContext, with_blind: bool = True) -> InterpMeasurements:
+def interp_measurements(ctx: BookContext, with_blind: bool = True,
+                        with_nulls: bool = True) -> InterpMeasurements:
     results = model_interpretability(ctx)
     solu = {r.depth: compare(results, r.name) for r in results.values() if r.act == "solu_ln"}
     spec = {r.depth: compare(results, r.name, "spectrum")
@@ -265,8 +392,15 @@ def interp_measurements(ctx: BookContext, with_blind: bool = True) -> InterpMeas
         diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
         ablation_vs_solu = Comparison(ablation.name, f"{depth}L-solu_ln", "top", diff, lo, hi,
                                       a.fraction / b.fraction if b.successes else math.nan)
+    nulls, relative = {}, {}
+    if with_nulls:
+        nulls = null_controls(ctx)
+        depth = min(ctx.depths)
+        pair = (f"{depth}L-solu_ln", f"{depth}L-gelu")
+        if all(n in nulls for n in pair):
+            relative = {view: relative_difference(nulls, *pair, view) for view in VIEWS}
     return InterpMeasurements(results, solu, spec, ablation, ablation_vs_solu,
-                              blind_sessions(ctx) if with_blind else [])
+                              blind_sessions(ctx) if with_blind else [], nulls, relative)
 
 
 def comparison_markdown(results: dict[str, ModelInterpretability]) -> str:
