@@ -165,7 +165,7 @@ def test_planted_neurons_are_found_and_noise_is_not(val, tables, frequent, frequ
         assert not by[i].interpretable, by[i]
         assert abs(by[i].correlation) < 0.1
     poly = by[6]
-    assert not poly.interpretable or not poly.spectrum_interpretable, poly
+    assert not poly.interpretable and not poly.spectrum_interpretable, poly
     assert scores.fraction_interpretable().successes == 3
 
 
