@@ -8,17 +8,24 @@ validation split:
   ``inference_mode``, caching exactly the hooks the harvester reads (``hook_mid``, and
   ``hook_post`` when the model has SoLU's extra LN);
 * **harvest**: ``solu_repro.interp.harvest`` (the same forward pass plus top-k, bucket
-  counts, reservoirs and moments for every neuron and hook).
+  counts, reservoirs and moments for every neuron and hook);
+* **train**: one full training step of the same zoo model
+  (``solu_repro.speed.make_train_step(cfg, device)``: forward, loss, backward, clipping,
+  AdamW, in the precision the zoo trains in), ``cfg.batch_size`` rows of ``n_ctx`` tokens.
 
-The two are interleaved (forward, harvest, forward, harvest, ...) so that machine noise hits
-both alike; warmup passes are discarded; the report gives the median seconds per pass, the
-tokens/s of each, the ratio of medians (harvest time / forward time) with a 90% bootstrap
-interval and the range of the per-round ratios.
+The three are interleaved (forward, harvest, train, forward, ...) so that machine noise hits
+all alike; warmup passes are discarded; the report gives the median seconds per pass, the
+tokens/s of each, the ratio of medians (harvest time / forward time) and the throughput ratio
+harvest tokens/s / training tokens/s (issue 10's goal: >= 3x), each with a 90% bootstrap
+interval and the range of the per-round ratios. Forward and harvest count the harvested
+tokens (BOS excluded), training all ``n_ctx`` tokens of a row.
 
 Memory: a harvest keeps O(layers x d_mlp x (k + buckets x samples)) numbers, independent of
 the number of rows. To show it, a fresh process per size harvests N and then ~4N rows and
-reports its peak-RSS growth (``resource.getrusage``) over a warmed-up model; the two growths
-should match.
+reports the peak-RSS growth of each phase over the RSS when it started (Linux: the kernel's
+high-water mark ``VmHWM``, reset per phase through ``/proc/self/clear_refs``; elsewhere
+``resource.getrusage``, which cannot be reset; glibc's mmap threshold is fixed, so that freed
+blocks leave RSS); the two growths should match.
 
 On a CPU shared with other jobs, a thread pool with one thread per core stalls at every
 parallel region (a thread waits for a core), which inflates and scrambles the timings; use
@@ -26,7 +33,8 @@ parallel region (a thread waits for a core), which inflates and scrambles the ti
 
 Usage:
     python benchmarks/harvest_throughput.py --threads 1          # 1L-solu_ln, cpu scale
-    python benchmarks/harvest_throughput.py --name 4L-gelu --rows 32 --rounds 3
+    python benchmarks/harvest_throughput.py --name 4L-solu_ln --threads 1
+    python benchmarks/harvest_throughput.py --name 4L-gelu --rows 32 --rounds 3 --no-train
     python benchmarks/harvest_throughput.py --scale tiny --json
 """
 
@@ -50,11 +58,18 @@ from solu_repro.data import build_dataset, get_rows, num_rows
 from solu_repro.interp.harvest import ModelNeurons, harvest
 from solu_repro.interp.harvest import N_BINS
 from solu_repro.model import Transformer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_throughput import interleave, ratio_stats, resolve_device  # noqa: E402
+from solu_repro.speed import interleave, make_train_step, ratio_stats
 
 MEMORY_FACTOR = 4  # the second memory probe harvests this many times more rows
+GOAL = 3.0  # issue 10: harvest tokens/s >= 3x the training tokens/s of the same model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but torch sees no CUDA GPU")
+    return torch.device(name)
 
 
 # --- what is timed -------------------------------------------------------------------------------
@@ -93,33 +108,75 @@ def make_harvest(model: Transformer, split, rows: np.ndarray, bos_id: int,
 
 
 # --- memory --------------------------------------------------------------------------------------
-def _peak_rss_mb() -> float:
-    # Linux reports ru_maxrss in KiB, macOS in bytes.
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+class PeakRSS:
+    """Peak resident memory of this process since the last ``reset``, in MB.
+
+    On Linux, the kernel's high-water mark (``VmHWM``), which writing 5 to
+    ``/proc/self/clear_refs`` resets to the current RSS; elsewhere ``ru_maxrss``, which cannot
+    be reset (a phase's growth then only shows once it exceeds every earlier peak, including
+    the one a child inherits from its parent across exec).
+    """
+
+    def __init__(self):
+        self.resettable = self._reset()
+
+    @staticmethod
+    def _reset() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            return _status_mb("VmHWM") is not None
+        except OSError:
+            return False
+
+    def reset(self) -> float:
+        """Start a phase; returns the current RSS (MB), the phase's baseline."""
+        if self.resettable and self._reset():
+            return _status_mb("VmRSS")
+        return self.peak()
+
+    def peak(self) -> float:
+        if self.resettable:
+            return _status_mb("VmHWM")
+        # Linux reports ru_maxrss in KiB, macOS in bytes.
+        scale = 1 if sys.platform == "darwin" else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
 
 
 def memory_probe(args: argparse.Namespace) -> dict:
     """In this (fresh) process: peak-RSS growth of a forward pass, then of a harvest, over
-    ``args.memory_probe`` rows, each measured from the peak before it."""
-    # A child started by vfork+exec (as subprocess does) inherits its parent's peak RSS as a
-    # floor: the baseline below is only meaningful if it is above that floor.
-    inherited = _peak_rss_mb()
+    ``args.memory_probe`` rows, each over the RSS at its start."""
+    rss = PeakRSS()
+    inherited = rss.peak()
     device = resolve_device(args.device)
     model, split, bos_id = setup(args, device)
     rows = np.arange(args.memory_probe)
     make_forward(model, split, rows[:args.batch_size], bos_id, args.batch_size, device)()
-    base = _peak_rss_mb()
+    small = make_harvest(model, split, rows[:args.batch_size], bos_id, args, device)()
+    del small  # warm: the harvest's code paths and allocator pools are set up
+    base = rss.reset()
     make_forward(model, split, rows, bos_id, args.batch_size, device)()
-    after_forward = _peak_rss_mb()
+    after_forward = rss.peak()
+    start = rss.reset()
     result = make_harvest(model, split, rows, bos_id, args, device)()
-    after_harvest = _peak_rss_mb()
+    after_harvest = rss.peak()
     result_mb = sum(t.numel() * t.element_size() for fields in result.tensors.values()
                     for t in fields.values()) / 2 ** 20
     return {"rows": len(rows), "tokens": len(rows) * (model.cfg.n_ctx - 1),
-            "forward_mb": after_forward - base, "harvest_mb": after_harvest - after_forward,
-            "result_mb": result_mb, "peak_mb": after_harvest,
-            "baseline_masked": base <= inherited}
+            "forward_mb": after_forward - base, "harvest_mb": after_harvest - start,
+            "result_mb": result_mb, "peak_mb": after_harvest, "resettable": rss.resettable,
+            "baseline_masked": not rss.resettable and base <= inherited}
 
 
 def run_probe(args: argparse.Namespace, n_rows: int) -> dict:
@@ -135,6 +192,10 @@ def run_probe(args: argparse.Namespace, n_rows: int) -> dict:
     env = dict(os.environ)
     if args.threads is not None:
         env["OMP_NUM_THREADS"] = str(args.threads)
+    # glibc raises its mmap threshold each time a large block is freed, after which blocks
+    # of that size come from the heap and stay resident once freed: RSS then tracks
+    # fragmentation, not live memory. A fixed threshold returns them to the system.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.exit(f"error: memory probe with {n_rows} rows failed:\n{out.stderr}")
@@ -166,6 +227,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=None,
                    help="corpus cache (default: solu_repro.paths.data_dir())")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-RSS probes")
+    p.add_argument("--no-train", action="store_true",
+                   help="skip the training step (and the harvest/training ratio)")
     p.add_argument("--json", action="store_true",
                    help="also print one machine-readable JSON line (prefixed 'JSON ')")
     p.add_argument("--memory-probe", type=int, default=None, help=argparse.SUPPRESS)
@@ -201,7 +264,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     rows = np.arange(args.rows)
     tokens = args.rows * (m.n_ctx - 1)  # BOS is not harvested; count the same tokens for both
     hooks = ModelNeurons(model).hooks
-    print(f"Harvest vs forward throughput  scale={args.scale}  model={args.name} (random init)  "
+    cfg = zoo.zoo_config(args.name, args.scale)
+    train_tokens = cfg.batch_size * m.n_ctx
+    names = "forward harvest" + ("" if args.no_train else " train")
+    print(f"Harvest vs forward{'' if args.no_train else ' vs training'} throughput  "
+          f"scale={args.scale}  model={args.name} (random init)  "
           f"device={device}  torch={torch.__version__}  threads={torch.get_num_threads()}  "
           f"({platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
           f"load avg {os.getloadavg()[0]:.1f})")
@@ -209,28 +276,36 @@ def main(argv: list[str] | None = None) -> dict | None:
           f"hooks={'+'.join(hooks)}; {args.rows} val rows ({tokens} tokens) per pass, "
           f"batch={args.batch_size}, k={args.k}, samples_per_bin={args.samples_per_bin}, "
           f"{N_BINS} buckets")
+    if not args.no_train:
+        print(f"train: solu_repro.speed.make_train_step(zoo_config({args.name!r}, "
+              f"{args.scale!r})): one optimizer step of {cfg.batch_size} x {m.n_ctx} = "
+              f"{train_tokens} tokens (grad_accum={cfg.grad_accum}, "
+              f"precision={cfg.precision})")
     print(f"timing: {args.warmup} warmup + {args.rounds} rounds of each pass, interleaved "
-          f"forward harvest forward ...; medians, IQR in brackets", flush=True)
+          f"{names} ...; medians, IQR in brackets", flush=True)
     print()
-    # Probe memory before this process grows: a child's peak RSS starts at its parent's.
+    # Probe memory before this process grows (only matters where peak RSS cannot be reset).
     sizes = [args.rows, min(MEMORY_FACTOR * args.rows, available)]
     memory = [] if args.no_memory else [run_probe(args, n) for n in sizes]
 
     passes = {"forward": make_forward(model, split, rows, bos_id, args.batch_size, device),
               "harvest": make_harvest(model, split, rows, bos_id, args, device)}
+    if not args.no_train:
+        passes["train"] = make_train_step(cfg, device, seed=args.seed)
     samples = interleave(passes, device, args.rounds, 1, args.warmup)
     fwd, hv = samples["forward"], samples["harvest"]
     r = ratio_stats(fwd, hv)
-    header = f"{'pass':<8}  {'s/pass':>22}  {'tokens/s':>10}"
+    header = f"{'pass':<8}  {'s/pass':>22}  {'tokens/pass':>11}  {'tokens/s':>10}"
     print(header)
     print("-" * len(header))
     report_passes = {}
     for name, smp in samples.items():
         lo, hi = smp.iqr()
-        report_passes[name] = {"median_s": smp.median, "iqr_s": [lo, hi],
-                               "tokens_per_s": tokens / smp.median, "n_passes": len(smp.all)}
-        print(f"{name:<8}  {smp.median:8.3f} [{lo:5.3f}-{hi:5.3f}]  "
-              f"{tokens / smp.median:>10,.0f}")
+        n = train_tokens if name == "train" else tokens
+        report_passes[name] = {"median_s": smp.median, "iqr_s": [lo, hi], "tokens": n,
+                               "tokens_per_s": n / smp.median, "n_passes": len(smp.all)}
+        print(f"{name:<8}  {smp.median:8.3f} [{lo:5.3f}-{hi:5.3f}]  {n:>11}  "
+              f"{n / smp.median:>10,.0f}")
     per_batch = (hv.median - fwd.median) / -(-args.rows // args.batch_size)
     print()
     print(f"harvest / forward time: {r['ratio']:.2f}x (90% CI {r['ci90_lo']:.2f}-"
@@ -238,17 +313,33 @@ def main(argv: list[str] | None = None) -> dict | None:
           f"the accumulators add {per_batch * 1e3:.0f} ms per batch of "
           f"{args.batch_size * (m.n_ctx - 1)} tokens "
           f"({len(hooks)} hook(s) x {m.n_layers} layer(s) x {m.d_mlp} neurons)")
-    if r["ci90_hi"] - r["ci90_lo"] > 0.1 * r["ratio"]:
-        print(f"note: noisy timings (the ratio's 90% CI spans "
-              f"{r['ci90_hi'] - r['ci90_lo']:.2f}; load avg now {os.getloadavg()[0]:.1f} on "
-              f"{os.cpu_count()} cpus). Rerun on an idle machine or with more --rounds"
+    spreads = [r["ci90_hi"] - r["ci90_lo"] > 0.1 * r["ratio"]]
+    vs_train = None
+    if not args.no_train:
+        # tokens/s ratio = (harvest tokens / harvest s) / (train tokens / train s)
+        t = ratio_stats(hv, samples["train"])  # train time / harvest time
+        scale = tokens / train_tokens
+        vs_train = {key: value * scale for key, value in t.items()}
+        verdict = "meets" if vs_train["ratio"] >= GOAL else "MISSES"
+        print(f"harvest tokens/s \u00f7 training tokens/s = {vs_train['ratio']:.2f}x "
+              f"(goal \u2265 {GOAL:g}x: {verdict} it; 90% CI {vs_train['ci90_lo']:.2f}-"
+              f"{vs_train['ci90_hi']:.2f}; per-round {vs_train['round_min']:.2f}-"
+              f"{vs_train['round_max']:.2f})")
+        spreads.append(vs_train["ci90_hi"] - vs_train["ci90_lo"] > 0.1 * vs_train["ratio"])
+    if any(spreads):
+        print(f"note: noisy timings (a ratio's 90% CI spans over 10% of it; load avg now "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus). Rerun on an idle machine "
+              f"or with more --rounds"
               + (", or (if other jobs share the cores) with --threads 1."
                  if device.type == "cpu" and torch.get_num_threads() > 1 else "."))
 
     if memory:
         print()
-        print("memory: peak-RSS growth in a fresh process per size (resource.getrusage), over "
-              "a warmed-up model; harvest measured after a forward pass over the same rows")
+        how = ("VmHWM, reset per phase" if all(p.get("resettable") for p in memory)
+               else "resource.getrusage")
+        print(f"memory: peak-RSS growth in a fresh process per size ({how}) over the RSS at the "
+              f"phase's start, after a warmup forward pass and harvest of one batch; the "
+              f"harvest follows a forward pass over the same rows")
         header = (f"{'rows':>6}  {'tokens':>8}  {'forward':>9}  {'harvest':>9}  "
                   f"{'result tensors':>14}")
         print(header)
@@ -279,7 +370,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         "warmup": args.warmup, "passes": report_passes, "harvest_forward_ratio": r["ratio"],
         "ratio_ci90": [r["ci90_lo"], r["ci90_hi"]],
         "round_ratio_min": r["round_min"], "round_ratio_max": r["round_max"],
-        "memory": memory,
+        "memory": memory, "train_tokens_per_step": None if args.no_train else train_tokens,
+        "harvest_train_throughput_ratio": None if vs_train is None else vs_train["ratio"],
+        "harvest_train_ci90": None if vs_train is None else [vs_train["ci90_lo"],
+                                                             vs_train["ci90_hi"]],
     }
     if args.json:
         print("JSON " + json.dumps(report, sort_keys=True))

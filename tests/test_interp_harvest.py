@@ -20,8 +20,8 @@ import torch
 
 from solu_repro.checkpoint import save_weights
 from solu_repro.data import get_rows, num_rows
-from solu_repro.interp.harvest import (Harvest, HarvestError, ModelNeurons, harvest, harvest_path,
-                               harvest_run, selection_rows)
+from solu_repro.interp.harvest import (HOOKS, Harvest, HarvestError, ModelNeurons, harvest,
+                                       harvest_path, harvest_run, selection_rows)
 from solu_repro.model import ConfigError, ModelConfig, Transformer
 from solu_repro.train import train
 from solu_repro.zoo import SCALES, ZooRun
@@ -411,6 +411,121 @@ def test_fraction_above_is_exact_up_to_one_bucket(solu):
             straddling = np.take_along_axis(counts, _bins(threshold)[..., None], -1)[..., 0]
             assert (np.abs(got - exact) <= straddling / n + 1e-6).all(), fraction
     assert (h.fraction_above(1.0) < h.fraction_above(0.1)).all()
+
+
+def test_bucketize_by_bits_equals_the_binary_search():
+    """``_bucketize`` (table lookups on a float's bits) against ``torch.bucketize``: on the
+    edges and their float neighbours, zeros, infinities, subnormals, arbitrary bit patterns."""
+    edges = torch.from_numpy(BIN_EDGES)
+    g = torch.Generator().manual_seed(0)
+    on = torch.cat([edges, -edges])
+    bits = torch.randint(-2 ** 31, 2 ** 31, (200_000,), generator=g, dtype=torch.int64)
+    patterns = bits.to(torch.int32).view(torch.float32)
+    x = torch.cat([
+        on, torch.nextafter(on, on + 1), torch.nextafter(on, on - 1),
+        torch.tensor([0.0, -0.0, math.inf, -math.inf, 1e-45, -1e-45, 1e-38, -1e-38, 3e38,
+                      -3e38]),
+        torch.randn(100_000, generator=g) * torch.exp(torch.randn(100_000, generator=g) * 4),
+        patterns[~torch.isnan(patterns)],
+    ])
+    got = harvest_module._bucketize(x)
+    assert got.dtype == torch.int32
+    assert torch.equal(got.long(), torch.bucketize(x, edges))
+    x = x[:len(x) // 4 * 4]
+    assert torch.equal(harvest_module._bucketize(x.view(4, -1)).view(-1), got[:len(x)])
+    nan = harvest_module._bucketize(torch.tensor([math.nan, -math.nan]))
+    assert ((nan >= 0) & (nan < N_BINS)).all()  # NaN lands in a valid bucket
+
+
+def _reference_reservoirs(source, split, rows: np.ndarray, bos_id: int, seed: int,
+                          samples: int) -> dict[str, tuple[np.ndarray, ...]]:
+    """The reservoirs by their definition, from all activations at once: token ``(row, col)``
+    of neuron ``n`` in layer ``l`` has priority ``torch.randint(0, 2**40, (T-1, N))[col-1, n]``
+    of a generator seeded by ``SeedSequence([seed, hook index, l, row])`` and the key
+    ``priority << 20 | col``; each row offers its best-keyed token per bucket; a bucket keeps
+    the ``samples`` best rows, best first. Returns ``{hook: (rows, cols, values)}``, each
+    ``(L, N, N_BINS, samples)``, -1 / NaN where empty."""
+    acts = _brute_force(source, split, rows, bos_id)
+    out = {}
+    for hook, x in acts.items():
+        L, R, T1, N = x.shape
+        bins = _bins(x)
+        res_rows = np.full((L, N, N_BINS, samples), -1, dtype=np.int64)
+        res_cols = np.full_like(res_rows, -1)
+        res_values = np.full(res_rows.shape, np.nan, dtype=np.float32)
+        for layer in range(L):
+            priority = np.stack([torch.randint(0, 2 ** 40, (T1, N), generator=torch.Generator()
+                                               .manual_seed(int(np.random.SeedSequence(
+                                                   [seed, HOOKS.index(hook), layer, int(r)])
+                                                   .generate_state(1)[0]))).numpy()
+                                 for r in rows])  # (R, T-1, N)
+            keys = (priority << 20) | np.arange(1, T1 + 1)[None, :, None]
+            for n in range(N):
+                best = np.full((R, N_BINS), -1, dtype=np.int64)  # each row's best key
+                np.maximum.at(best, (np.arange(R)[:, None], bins[layer, :, :, n]), keys[..., n])
+                for bucket in np.flatnonzero((best >= 0).any(axis=0)):
+                    order = np.argsort(-best[:, bucket], kind="stable")[:samples]
+                    order = order[best[order, bucket] >= 0]
+                    cols = (best[order, bucket] & ((1 << 20) - 1)).astype(np.int64)
+                    m = len(order)
+                    res_rows[layer, n, bucket, :m] = rows[order]
+                    res_cols[layer, n, bucket, :m] = cols
+                    res_values[layer, n, bucket, :m] = x[layer, order, cols - 1, n]
+        out[hook] = (res_rows, res_cols, res_values)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, val, table):
+    rows = selection_rows(num_rows(val, N_CTX), "all")[:90]
+    return rows, _reference_reservoirs(table, val, rows, corpus.bos_id, seed=3, samples=SAMPLES)
+
+
+@pytest.mark.parametrize("batch_size, chunk_rows, merge_at, dense_share", [
+    (16, None, None, None),  # the defaults
+    (90, None, None, None),  # one batch
+    (1, None, None, None),  # one row per batch
+    (7, 2, 0, None),  # several chunks per batch, a merge after each
+    (16, 3, None, 0.0),  # always the dense per-row reduction
+    (16, 3, 1 << 40, 1.0),  # never dense, one merge per batch
+])
+def test_reservoirs_equal_their_definition(corpus, val, table, reference, monkeypatch,
+                                           batch_size, chunk_rows, merge_at, dense_share):
+    """The streaming reservoirs (floors that skip most tokens, candidates merged per batch or
+    sooner, dense or sparse candidate extraction) hold exactly the samples of the
+    definition, whatever the batching, chunking and merge schedule."""
+    rows, expected = reference
+    if chunk_rows is not None:
+        monkeypatch.setattr(harvest_module, "_CHUNK", chunk_rows * (N_CTX - 1) * table.d_mlp)
+    if merge_at is not None:
+        monkeypatch.setattr(harvest_module, "_MERGE_AT", merge_at)
+    if dense_share is not None:
+        monkeypatch.setattr(harvest_module, "_DENSE_SHARE", dense_share)
+    h = harvest(table, val, N_CTX, corpus.bos_id, rows=rows, k=K, samples_per_bin=SAMPLES,
+                batch_size=batch_size, seed=3, progress=False)
+    for hook, (e_rows, e_cols, e_values) in expected.items():
+        t = h.tensors[hook]
+        np.testing.assert_array_equal(t["sample_rows"].numpy(), e_rows, err_msg=hook)
+        np.testing.assert_array_equal(t["sample_cols"].numpy(), e_cols, err_msg=hook)
+        np.testing.assert_array_equal(t["sample_values"].numpy(), e_values, err_msg=hook)
+    assert (expected["mid"][0] >= 0).sum() > 100  # many buckets sampled, some full
+    assert ((expected["mid"][0] >= 0).sum(-1) == SAMPLES).any()
+
+
+def test_model_neurons_stop_the_forward_pass_early_with_the_same_activations(corpus, val):
+    """``ModelNeurons`` ends the forward pass once the last hook it reads has fired; what it
+    returns is exactly what ``run_with_cache`` records."""
+    tokens = get_rows(val, np.arange(4), N_CTX, corpus.bos_id)
+    for act_fn in ("solu_ln", "gelu"):
+        model = _model(act_fn, n_layers=2, d_mlp=16)
+        neurons = ModelNeurons(model)
+        got = neurons.activations(tokens)
+        names = [f"blocks.{l}.mlp.hook_{h}" for h in neurons.hooks for l in range(2)]
+        with torch.inference_mode():
+            _, cache = model.run_with_cache(tokens, names=names, return_logits=False)
+        for hook in neurons.hooks:
+            for layer in range(2):
+                assert torch.equal(got[hook][layer], cache[f"blocks.{layer}.mlp.hook_{hook}"])
 
 
 # --- determinism, rows, batching -----------------------------------------------------------------

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import TokenSplit, get_rows, num_rows
-from ..model import ConfigError, Transformer
+from ..model import ActivationCache, ConfigError, Transformer
 
 HOOKS = ("mid", "post")
 FORMAT_VERSION = 1
@@ -47,7 +47,57 @@ _MAGNITUDES = 1e-3 * 1.12 ** np.arange(112)
 BIN_EDGES = np.concatenate([-_MAGNITUDES[::-1], _MAGNITUDES]).astype(np.float32)
 N_BINS = len(BIN_EDGES) + 1  # bucket i holds (edges[i-1], edges[i]]; ends are open
 _COL_BITS = 20  # priority keys carry the column in their low bits
-_MAX_CHUNK = 1 << 21  # activations folded in at once (row chunks of a batch)
+_COL_MASK = (1 << _COL_BITS) - 1
+_PRIORITY_RANGE = 2 ** 40  # reservoir priorities are uniform integers in [0, 2**40)
+_CHUNK = 1 << 18  # activations folded in at once (whole rows; at least one): cache-sized
+_MERGE_AT = 1 << 20  # pending reservoir candidates that force a merge before the batch ends
+# Above this share of candidate tokens (see ``_HookAccumulator._candidates``), one dense
+# per-row reduction over all tokens is cheaper than handling the candidates one by one.
+_DENSE_SHARE = 0.125
+# Bucketing by bits (``_bucketize``): cells of a float32's order key ``key >> _CELL_SHIFT``.
+_CELL_SHIFT = 15
+_CELL_MASK = (1 << (32 - _CELL_SHIFT)) - 1
+
+
+def _edge_tables() -> tuple[Tensor, Tensor]:
+    """Tables for ``_bucketize``: bucketing by the bits of a float32, without a search.
+
+    ``bits ^ ((bits >> 31) & 0x7FFFFFFF)`` of a float32's bit pattern ``bits`` (an int32) is
+    a key that orders like the floats (negative ones get their magnitude bits flipped). Its
+    top 17 bits name a cell of relative width <= 2**-8 in value, far narrower than a bucket
+    (x1.12), so each cell holds at most one edge: ``base[cell]`` counts the edges below the
+    cell, and one comparison with the next edge, ``upper[cell]``, finishes.
+    """
+    keys = BIN_EDGES.view(np.int32).astype(np.int64)
+    keys = np.where(keys < 0, keys ^ 0x7FFFFFFF, keys)
+    assert (np.diff(keys) > 0).all()
+    cells = keys >> _CELL_SHIFT
+    assert (np.diff(cells) >= 1).all(), "two bucket edges share a cell"
+    starts = np.arange(-(1 << (31 - _CELL_SHIFT)), 1 << (31 - _CELL_SHIFT)) << _CELL_SHIFT
+    base = np.searchsorted(keys, starts, side="left")  # edges strictly below the cell start
+    upper = np.append(keys, np.iinfo(np.int32).max)[base]  # the next edge (none: int32 max)
+    # Stored in the order of the cell's index ``(key >> shift) & mask`` (negative cells last).
+    order = starts >> _CELL_SHIFT & _CELL_MASK
+    tables = np.empty((2, len(starts)), dtype=np.int32)
+    tables[0, order], tables[1, order] = base, upper
+    return torch.from_numpy(tables[0]), torch.from_numpy(tables[1])
+
+
+_BASE, _UPPER = _edge_tables()
+_EDGES = torch.from_numpy(BIN_EDGES)
+
+
+def _bucketize(x: Tensor) -> Tensor:
+    """``torch.bucketize(x, BIN_EDGES)`` (bucket ``i`` holds ``(edges[i-1], edges[i]]``, the
+    number of edges below ``x``) of float32 ``x``, as int32, in a few elementwise passes
+    instead of a binary search (see ``_edge_tables``). NaN lands in some valid bucket."""
+    bits = x.view(torch.int32)
+    key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    cell = ((key >> _CELL_SHIFT) & _CELL_MASK).view(-1)
+    base = _BASE.index_select(0, cell).view(key.shape)
+    above = _UPPER.index_select(0, cell).view(key.shape)
+    torch.gt(key, above, out=above)  # an int32 result: far faster than a bool one
+    return base.add_(above)
 
 
 class HarvestError(ValueError):
@@ -98,10 +148,30 @@ class ModelNeurons:
 
     def activations(self, tokens: Tensor) -> dict[str, list[Tensor]]:
         names = [f"blocks.{l}.mlp.hook_{h}" for h in self.hooks for l in range(self.n_layers)]
+        cache = _StoppingCache(names)
         with torch.inference_mode():
-            _, cache = self.model.run_with_cache(tokens, names=names, return_logits=False)
+            try:
+                self.model.forward(tokens, cache, stop_after_blocks=True)
+            except _AllRecorded:
+                pass  # the rest of the forward pass (the last MLP's output) is not needed
+        missing = sorted(set(names) - set(cache))
+        if missing:
+            raise RuntimeError(f"the model's forward pass did not record {missing}")
         return {h: [cache[f"blocks.{l}.mlp.hook_{h}"].float() for l in range(self.n_layers)]
                 for h in self.hooks}
+
+
+class _AllRecorded(Exception):
+    """Raised by ``_StoppingCache`` to end a forward pass once it has what it wants."""
+
+
+class _StoppingCache(ActivationCache):
+    """An ``ActivationCache`` that stops the forward pass when the last wanted hook fires."""
+
+    def record(self, name: str, value: Tensor) -> None:
+        super().record(name, value)
+        if len(self) == len(self.wanted):
+            raise _AllRecorded
 
 
 @dataclass(frozen=True)
@@ -116,8 +186,32 @@ class Example:
         return int(split_position(self.row, self.col, n_ctx))
 
 
+def _flat_view(t: Tensor) -> np.ndarray:
+    """The memory a (strided, non-negative strides) tensor spans, as a 1-D numpy view: element
+    ``[i, j, ...]`` of ``t`` is at ``i * t.stride(0) + j * t.stride(1) + ...``."""
+    span = 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+    return t.as_strided((span,), (1,)).numpy()
+
+
 class _HookAccumulator:
-    """Running statistics of one hook over all layers: top-k, bucket reservoirs, moments."""
+    """Running statistics of one hook over all layers: top-k, bucket reservoirs, moments.
+
+    Reservoirs: token ``(row, col)`` of neuron ``n`` has a priority, 40 random bits (draw
+    ``(col - 1, n)`` of a stream seeded by ``(seed, hook, layer, row)``, so batching does not
+    matter) and the key ``priority << 20 | col``. A row's candidate for a bucket is its
+    highest-keyed token there; the bucket keeps the candidates of the ``samples`` rows with
+    the highest keys, highest first. Equivalently: visit the bucket's tokens in a uniformly
+    random order and keep the first token of each of the first ``samples`` distinct rows.
+
+    Once a bucket is full, only a token with a priority at least that of its lowest kept key
+    can change it; ``floor`` holds that priority per bucket (-1 while the bucket is not full),
+    so one comparison per token discards almost all tokens, and the few candidates left are
+    merged once per batch (sooner when there are many). Keys only ever rise, so a floor that
+    lags behind (candidates not merged yet) lets more tokens through, never fewer: the
+    result is exactly that of merging every token of every row, whatever the batch size,
+    chunking or merge schedule (up to ties between equal keys, which need two rows with the
+    same 40-bit priority at the same column).
+    """
 
     def __init__(self, n_layers: int, d_mlp: int, k: int, samples: int):
         L, N = n_layers, d_mlp
@@ -125,11 +219,13 @@ class _HookAccumulator:
         self.top_values = torch.full((L, N, k), -math.inf)
         self.top_rows = torch.full((L, N, k), -1, dtype=torch.long)
         self.top_cols = torch.full((L, N, k), -1, dtype=torch.long)
-        self.sample_keys = torch.full((L, N, N_BINS, samples), -1, dtype=torch.long)
-        self.sample_rows = torch.full((L, N, N_BINS, samples), -1, dtype=torch.long)
-        self.sample_cols = torch.full((L, N, N_BINS, samples), -1, dtype=torch.long)
-        self.sample_values = torch.full((L, N, N_BINS, samples), math.nan)
+        # Reservoir of bucket (n, i) of a layer: "cell" n * N_BINS + i. A sample is its key
+        # (which holds its column) and ``row << 32 | the float32 bits of its value``; -1: none.
+        self.sample_keys = torch.full((L, N * N_BINS, samples), -1, dtype=torch.long)
+        self.sample_data = torch.full((L, N * N_BINS, samples), -1, dtype=torch.long)
+        self.floor = torch.full((L, N * N_BINS), -1, dtype=torch.long)
         self.bin_counts = torch.zeros((L, N, N_BINS), dtype=torch.long)
+        self.cell_offset = torch.arange(N, dtype=torch.int32) * N_BINS
         # Moments are summed around a per-neuron shift (the first batch's mean) so that
         # float64 power sums stay accurate over millions of tokens.
         self.shift = torch.zeros((L, N), dtype=torch.float64)
@@ -143,66 +239,135 @@ class _HookAccumulator:
                edges: Tensor) -> None:
         """Fold in ``acts`` ``(B, T-1, N)`` (BOS column removed) of batch rows ``rows`` ``(B,)``."""
         B, T1, N = acts.shape
-        if B > 1 and B * T1 * N > _MAX_CHUNK:
-            # Bound the int64 temporaries below (several GB at GPU-scale shapes otherwise).
-            step = max(1, _MAX_CHUNK // (T1 * N))
-            for i in range(0, B, step):
-                self.update(layer, acts[i:i + step], rows[i:i + step], stream, edges)
-            return
-        acts = acts.detach().cpu().float().contiguous()
+        acts = acts.detach().cpu().float()
+        rows = rows.cpu().long()
+        if not self.shift_set[layer]:
+            self.shift[layer] = acts.reshape(-1, N).double().mean(0)
+            self.shift_set[layer] = True
+        if edges is not _EDGES and edges.dtype == _EDGES.dtype and torch.equal(edges.cpu(),
+                                                                                _EDGES):
+            edges = _EDGES  # the grid _bucketize serves
+        # A few rows at a time: the temporaries stay in cache (and bounded at any shape).
+        step = max(1, _CHUNK // (T1 * N))
+        maxima, pending, n_pending = [], [], 0
+        for i in range(0, B, step):
+            m, (cells, b, keys) = self._fold(layer, acts[i:i + step].contiguous(),
+                                             rows[i:i + step], stream, edges)
+            maxima.append(m)
+            pending.append((cells, b + i, keys))
+            n_pending += cells.size
+            # --- reservoirs: candidates are merged once per batch, or sooner when there are
+            # many (early on, when merging raises the floors that filter the next rows) -----
+            if n_pending > _MERGE_AT or (i + step >= B and n_pending):
+                self._merge(layer, acts, rows, *(np.concatenate(f) for f in zip(*pending)))
+                pending, n_pending = [], 0
         # --- top-k, one per row ------------------------------------------------------------
-        row_max, row_arg = acts.max(dim=1)  # (B, N)
+        row_max = torch.cat(maxima)  # (B, N)
         values = torch.cat([self.top_values[layer], row_max.T], dim=1)  # (N, k+B)
-        cand_rows = torch.cat([self.top_rows[layer], rows.view(1, B).expand(N, B)], dim=1)
-        cand_cols = torch.cat([self.top_cols[layer], (row_arg + 1).T], dim=1)
         best = values.topk(self.k, dim=1).indices
+        k = self.k
+        cand_rows = torch.cat([self.top_rows[layer], rows.view(1, B).expand(N, B)], dim=1)
+        cols = torch.cat([self.top_cols[layer], torch.zeros((N, B), dtype=torch.long)], dim=1)
+        # Where in its row a new entry peaks (first column of the maximum, as max(dim) gives),
+        # found only for the few rows that enter the top-k.
+        neuron, slot = (best >= k).nonzero(as_tuple=True)
+        b = best[neuron, slot] - k
+        if len(b) * 8 > B * N:  # many (the first batches): all rows at once is cheaper
+            cols[neuron, b + k] = acts.argmax(dim=1)[b, neuron] + 1
+        else:
+            cols[neuron, b + k] = acts[b, :, neuron].argmax(dim=1) + 1
         self.top_values[layer] = values.gather(1, best)
         self.top_rows[layer] = cand_rows.gather(1, best)
-        self.top_cols[layer] = cand_cols.gather(1, best)
-        # --- bucket reservoirs: per row, a random winner per (bucket, neuron) ---------------
-        bins = torch.bucketize(acts, edges)  # (B, T-1, N)
-        # One priority stream per (seed, hook, layer, row): the samples do not depend on how
-        # rows are batched or ordered.
-        priority = torch.stack([
-            torch.randint(0, 2 ** 40, (T1, N), generator=torch.Generator().manual_seed(
-                int(np.random.SeedSequence([*stream, layer, int(r)]).generate_state(1)[0])))
-            for r in rows])
-        cols = torch.arange(1, T1 + 1).view(1, T1, 1)
-        keys = (priority << _COL_BITS) | cols
-        winners = torch.full((B, N_BINS, N), -1, dtype=torch.long)
-        winners.scatter_reduce_(1, bins, keys, reduce="amax", include_self=True)
-        win_cols = torch.where(winners >= 0, winners & ((1 << _COL_BITS) - 1), 1)  # (B, bins, N)
-        win_values = acts.gather(1, win_cols - 1).permute(2, 1, 0)  # (N, bins, B)
-        win_keys = winners.permute(2, 1, 0)
-        win_cols = win_cols.permute(2, 1, 0)
-        win_rows = rows.view(1, 1, B).expand(N, N_BINS, B)
-        keys_all = torch.cat([self.sample_keys[layer], win_keys], dim=2)
-        keep = keys_all.topk(self.samples, dim=2).indices
-        self.sample_keys[layer] = keys_all.gather(2, keep)
-        self.sample_rows[layer] = torch.cat([self.sample_rows[layer], win_rows], 2).gather(2, keep)
-        self.sample_cols[layer] = torch.cat([self.sample_cols[layer], win_cols], 2).gather(2, keep)
-        self.sample_values[layer] = torch.cat([self.sample_values[layer], win_values], 2).gather(2, keep)
-        empty = self.sample_keys[layer] < 0
-        self.sample_rows[layer][empty] = -1
-        self.sample_cols[layer][empty] = -1
-        self.sample_values[layer][empty] = math.nan
-        counts = torch.zeros((N, N_BINS), dtype=torch.long)
-        flat_bins = bins.reshape(-1, N).T  # (N, B*(T-1))
-        counts.scatter_add_(1, flat_bins, torch.ones_like(flat_bins))
-        self.bin_counts[layer] += counts
-        # --- moments ----------------------------------------------------------------------
-        flat = acts.reshape(-1, N).double()
-        if not self.shift_set[layer]:
-            self.shift[layer] = flat.mean(0)
-            self.shift_set[layer] = True
-        centred = flat - self.shift[layer]
-        powers = centred.clone()
-        for p in range(4):
-            self.power_sums[p, layer] += powers.sum(0)
-            powers *= centred
+        self.top_cols[layer] = cols.gather(1, best)
         self.max[layer] = torch.maximum(self.max[layer], row_max.max(0).values)
+
+    def _fold(self, layer: int, acts: Tensor, rows: Tensor, stream: Sequence[int],
+              edges: Tensor):
+        """Fold rows ``acts`` ``(B, T-1, N)`` into the counts and moments; return their
+        per-row maxima ``(B, N)`` and their reservoir candidates."""
+        B, T1, N = acts.shape
+        # --- bucket counts and reservoirs -------------------------------------------------
+        if edges is _EDGES:
+            bins = _bucketize(acts)
+        else:
+            bins = torch.bucketize(acts, edges, out_int32=True)
+        cells = bins.add_(self.cell_offset)  # (B, T-1, N): n * N_BINS + bucket
+        self.bin_counts[layer] += torch.bincount(cells.view(-1),
+                                                 minlength=N * N_BINS).view(N, N_BINS)
+        found = self._candidates(layer, acts, rows, cells, stream)
+        # --- moments ----------------------------------------------------------------------
+        # (float64 first: subtracting a float64 from float32 in one op is several times slower)
+        centred = acts.view(-1, N).double().sub_(self.shift[layer])
+        sums = self.power_sums[:, layer]
+        sums[0] += centred.sum(0)
+        powers = centred * centred
+        for p in range(1, 4):
+            if p > 1:
+                powers *= centred
+            sums[p] += powers.sum(0)
         self.min[layer] = torch.minimum(self.min[layer], acts.amin(dim=(0, 1)))
-        self.n_positive[layer] += (acts > 0).sum(dim=(0, 1))
+        positive = torch.gt(acts, 0, out=torch.empty(acts.shape, dtype=torch.int32))
+        self.n_positive[layer] += positive.view(-1, N).sum(0, dtype=torch.int32)
+        return acts.amax(dim=1), found
+
+    def _candidates(self, layer: int, acts: Tensor, rows: Tensor, cells: Tensor,
+                    stream: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tokens of rows ``acts`` ``(B, T-1, N)`` that may enter a reservoir, as arrays
+        ``(cell, b, key)`` (``b`` indexes ``rows``): every token that can, perhaps more."""
+        B, T1, N = acts.shape
+        priority = torch.empty((B, T1, N), dtype=torch.long)
+        for b, row in enumerate(rows.tolist()):
+            # One priority stream per (seed, hook, layer, row): the low 40 bits of 64-bit
+            # draws, as ``torch.randint(0, 2**40, (T1, N), generator=...)`` would give, faster.
+            seed = int(np.random.SeedSequence([*stream, layer, row]).generate_state(1)[0])
+            priority[b].random_(generator=torch.Generator().manual_seed(seed))
+        priority &= _PRIORITY_RANGE - 1
+        flat_cells = cells.view(-1)
+        maybe = priority.view(-1) >= self.floor[layer].index_select(0, flat_cells)
+        found = np.flatnonzero(maybe.numpy())  # (numpy's nonzero is fast on bools)
+        if found.size <= _DENSE_SHARE * maybe.numel():
+            col = (found // N) % T1 + 1
+            keys = (priority.view(-1).numpy()[found] << _COL_BITS) | col
+            return flat_cells.numpy()[found].astype(np.int64), found // (T1 * N), keys
+        # Many (the first batches): reduce to each row's best key per bucket first.
+        n_cells = N * N_BINS
+        keys = (priority << _COL_BITS) | torch.arange(1, T1 + 1).view(1, T1, 1)
+        best = torch.full((B, n_cells), -1, dtype=torch.long)
+        best.scatter_reduce_(1, cells.view(B, -1).long(), keys.view(B, -1), reduce="amax")
+        best = best.numpy()
+        b, cell = np.nonzero(best > self.sample_keys[layer, :, -1].numpy())
+        return cell, b, best[b, cell]
+
+    def _merge(self, layer: int, acts: Tensor, rows: Tensor, cells: np.ndarray,
+               batch: np.ndarray, keys: np.ndarray) -> None:
+        """Merge candidate tokens (``cells``, batch rows ``batch``, ``keys``) of ``acts``
+        ``(B, T-1, N)`` (rows ``rows``) into their reservoirs."""
+        B, T1, N = acts.shape
+        S = self.samples
+        n_cells = N * N_BINS
+        touched = np.flatnonzero(np.bincount(cells, minlength=n_cells))
+        rank = np.empty(n_cells, dtype=np.int64)
+        rank[touched] = np.arange(touched.size)
+        stored_keys, stored_data = self.sample_keys[layer].numpy(), self.sample_data[layer].numpy()
+        # Per touched bucket: its reservoir's keys, then each batch row's best candidate key.
+        offers = np.full((touched.size, S + B), -1, dtype=np.int64)
+        offers[:, :S] = stored_keys[touched]
+        np.maximum.at(offers.reshape(-1), rank[cells] * (S + B) + S + batch, keys)
+        kept, pick = torch.from_numpy(offers).topk(S, dim=1)
+        kept, pick = kept.numpy(), pick.numpy()
+        # The kept samples of the old reservoir, then those from the batch.
+        data = stored_data.reshape(-1)[touched[:, None] * S + np.minimum(pick, S - 1)]
+        i, j = np.nonzero((pick >= S) & (kept >= 0))
+        b = pick[i, j] - S
+        strides = np.array(acts.stride())
+        at = b * strides[0] + ((kept[i, j] & _COL_MASK) - 1) * strides[1] \
+            + touched[i] // N_BINS * strides[2]
+        values = _flat_view(acts).take(at)
+        data[i, j] = (rows.numpy()[b] << 32) | values.view(np.uint32)
+        data[kept < 0] = -1
+        stored_keys[touched] = kept
+        stored_data[touched] = data
+        self.floor[layer].numpy()[touched] = kept[:, -1] >> _COL_BITS
 
     def finish(self, n_tokens: int) -> dict[str, Tensor]:
         n = max(n_tokens, 1)
@@ -212,10 +377,18 @@ class _HookAccumulator:
         m4 = s4 - 4 * mean_c * s3 + 6 * mean_c ** 2 * s2 - 3 * mean_c ** 4
         kurtosis = torch.where(var > 0, m4 / var.clamp(min=1e-300) ** 2 - 3.0,
                                torch.full_like(var, math.nan))
+        L, N = self.max.shape
+        shape = (L, N, N_BINS, self.samples)
+        keys, data = self.sample_keys.numpy(), self.sample_data.numpy()
+        empty = keys < 0
+        values = (data & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
         return {
             "top_values": self.top_values, "top_rows": self.top_rows, "top_cols": self.top_cols,
-            "sample_rows": self.sample_rows, "sample_cols": self.sample_cols,
-            "sample_values": self.sample_values, "bin_counts": self.bin_counts,
+            "sample_rows": torch.from_numpy(np.where(empty, -1, data >> 32)).view(shape),
+            "sample_cols": torch.from_numpy(np.where(empty, -1, keys & _COL_MASK)).view(shape),
+            "sample_values": torch.from_numpy(np.where(empty, np.float32(np.nan), values)
+                                              ).view(shape),
+            "bin_counts": self.bin_counts,
             "mean": (mean_c + self.shift).float(), "std": var.sqrt().float(),
             "kurtosis": kurtosis.float(), "max": self.max, "min": self.min,
             "frac_positive": (self.n_positive.double() / n).float(),
@@ -502,7 +675,7 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
             raise ConfigError(f"n_ctx={n_ctx} exceeds the model's context {source.cfg.n_ctx}")
         source = ModelNeurons(source.to(device).eval())
     chosen, label = _resolve_rows(rows, num_rows(split, n_ctx), max_rows)
-    edges = torch.from_numpy(BIN_EDGES)
+    edges = _EDGES
     acc = {h: _HookAccumulator(source.n_layers, source.d_mlp, k, samples_per_bin)
            for h in source.hooks}
     batches = [chosen[i:i + batch_size] for i in range(0, len(chosen), batch_size)]
