@@ -87,17 +87,17 @@ _BASE, _UPPER = _edge_tables()
 _EDGES = torch.from_numpy(BIN_EDGES)
 
 
-def _bucketize(x: Tensor) -> Tensor:
+def _bucketize(x: Tensor, out: Tensor | None = None) -> Tensor:
     """``torch.bucketize(x, BIN_EDGES)`` (bucket ``i`` holds ``(edges[i-1], edges[i]]``, the
     number of edges below ``x``) of float32 ``x``, as int32, in a few elementwise passes
     instead of a binary search (see ``_edge_tables``). NaN lands in some valid bucket."""
     bits = x.view(torch.int32)
     key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
     cell = ((key >> _CELL_SHIFT) & _CELL_MASK).view(-1)
-    base = _BASE.index_select(0, cell).view(key.shape)
-    above = _UPPER.index_select(0, cell).view(key.shape)
-    torch.gt(key, above, out=above)  # an int32 result: far faster than a bool one
-    return base.add_(above)
+    base = torch.index_select(_BASE, 0, cell, out=out.view(-1) if out is not None else None)
+    above = _UPPER.index_select(0, cell)
+    torch.gt(key.view(-1), above, out=above)  # an int32 result: far faster than a bool one
+    return base.add_(above).view(key.shape)
 
 
 class HarvestError(ValueError):
@@ -250,50 +250,43 @@ class _HookAccumulator:
         # A few rows at a time: the temporaries stay in cache (and bounded at any shape).
         step = max(1, _CHUNK // (T1 * N))
         maxima, pending, n_pending = [], [], 0
+        cells = torch.empty((B, T1, N), dtype=torch.int32)  # n * N_BINS + bucket, per token
         for i in range(0, B, step):
-            m, (cells, b, keys) = self._fold(layer, acts[i:i + step].contiguous(),
-                                             rows[i:i + step], stream, edges)
+            m, (cell, b, keys) = self._fold(layer, acts[i:i + step].contiguous(),
+                                            rows[i:i + step], stream, edges, cells[i:i + step])
             maxima.append(m)
-            pending.append((cells, b + i, keys))
-            n_pending += cells.size
+            pending.append((cell, b + i, keys))
+            n_pending += cell.size
             # --- reservoirs: candidates are merged once per batch, or sooner when there are
             # many (early on, when merging raises the floors that filter the next rows) -----
             if n_pending > _MERGE_AT or (i + step >= B and n_pending):
                 self._merge(layer, acts, rows, *(np.concatenate(f) for f in zip(*pending)))
                 pending, n_pending = [], 0
+        self.bin_counts[layer] += torch.bincount(cells.view(-1),
+                                                 minlength=N * N_BINS).view(N, N_BINS)
         # --- top-k, one per row ------------------------------------------------------------
-        row_max = torch.cat(maxima)  # (B, N)
+        row_max, row_arg = (torch.cat(m) for m in zip(*maxima))  # (B, N)
         values = torch.cat([self.top_values[layer], row_max.T], dim=1)  # (N, k+B)
-        best = values.topk(self.k, dim=1).indices
-        k = self.k
         cand_rows = torch.cat([self.top_rows[layer], rows.view(1, B).expand(N, B)], dim=1)
-        cols = torch.cat([self.top_cols[layer], torch.zeros((N, B), dtype=torch.long)], dim=1)
-        # Where in its row a new entry peaks (first column of the maximum, as max(dim) gives),
-        # found only for the few rows that enter the top-k.
-        neuron, slot = (best >= k).nonzero(as_tuple=True)
-        b = best[neuron, slot] - k
-        if len(b) * 8 > B * N:  # many (the first batches): all rows at once is cheaper
-            cols[neuron, b + k] = acts.argmax(dim=1)[b, neuron] + 1
-        else:
-            cols[neuron, b + k] = acts[b, :, neuron].argmax(dim=1) + 1
+        cand_cols = torch.cat([self.top_cols[layer], (row_arg + 1).T], dim=1)
+        best = values.topk(self.k, dim=1).indices
         self.top_values[layer] = values.gather(1, best)
         self.top_rows[layer] = cand_rows.gather(1, best)
-        self.top_cols[layer] = cols.gather(1, best)
+        self.top_cols[layer] = cand_cols.gather(1, best)
         self.max[layer] = torch.maximum(self.max[layer], row_max.max(0).values)
 
     def _fold(self, layer: int, acts: Tensor, rows: Tensor, stream: Sequence[int],
-              edges: Tensor):
-        """Fold rows ``acts`` ``(B, T-1, N)`` into the counts and moments; return their
-        per-row maxima ``(B, N)`` and their reservoir candidates."""
+              edges: Tensor, cells: Tensor):
+        """Fold rows ``acts`` ``(B, T-1, N)`` into the moments and write their cells (bucket
+        ``i`` of neuron ``n``: ``n * N_BINS + i``) into ``cells``; return their per-row maxima
+        and argmaxima ``(B, N)`` (``_row_maxima``) and their reservoir candidates."""
         B, T1, N = acts.shape
-        # --- bucket counts and reservoirs -------------------------------------------------
+        # --- buckets and reservoir candidates ---------------------------------------------
         if edges is _EDGES:
-            bins = _bucketize(acts)
+            _bucketize(acts, out=cells)
         else:
-            bins = torch.bucketize(acts, edges, out_int32=True)
-        cells = bins.add_(self.cell_offset)  # (B, T-1, N): n * N_BINS + bucket
-        self.bin_counts[layer] += torch.bincount(cells.view(-1),
-                                                 minlength=N * N_BINS).view(N, N_BINS)
+            torch.bucketize(acts, edges, out_int32=True, out=cells)
+        cells += self.cell_offset
         found = self._candidates(layer, acts, rows, cells, stream)
         # --- moments ----------------------------------------------------------------------
         # (float64 first: subtracting a float64 from float32 in one op is several times slower)
@@ -308,7 +301,20 @@ class _HookAccumulator:
         self.min[layer] = torch.minimum(self.min[layer], acts.amin(dim=(0, 1)))
         positive = torch.gt(acts, 0, out=torch.empty(acts.shape, dtype=torch.int32))
         self.n_positive[layer] += positive.view(-1, N).sum(0, dtype=torch.int32)
-        return acts.amax(dim=1), found
+        return self._row_maxima(layer, acts), found
+
+    def _row_maxima(self, layer: int, acts: Tensor) -> tuple[Tensor, Tensor]:
+        """Per row and neuron of ``acts`` ``(B, T-1, N)``: the maximum and (first) column of
+        it, as ``max(dim=1)`` gives; the column only where the row may enter the top-k (its
+        maximum is at least the k-th best so far), -1 elsewhere."""
+        row_max = acts.amax(dim=1)  # (B, N): far cheaper than max(dim=1) with indices
+        may_enter = (row_max >= self.top_values[layer, :, -1]) | row_max.isnan()
+        b, neuron = may_enter.nonzero(as_tuple=True)
+        if 4 * len(b) > may_enter.numel():  # most rows (the first batches)
+            return acts.max(dim=1)
+        row_arg = torch.full(row_max.shape, -1, dtype=torch.long)
+        row_arg[b, neuron] = acts[b, :, neuron].argmax(dim=1)
+        return row_max, row_arg
 
     def _candidates(self, layer: int, acts: Tensor, rows: Tensor, cells: Tensor,
                     stream: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
