@@ -1,35 +1,36 @@
-"""Training throughput of GELU vs SoLU-LN models, measured side by side.
+"""Training throughput: this project's step against TransformerLens, and SoLU-LN against GELU.
 
-For every depth of a zoo scale this builds the matched GELU and SoLU-LN models exactly as the
-zoo defines them (``solu_repro.zoo.zoo_configs``), and times full training steps on random
-tokens: forward, ``next_token_loss``, backward, gradient clipping and an AdamW step over the
-real ``param_groups``. The two models are interleaved (A B A B ... rounds) so that machine
-noise (other processes, thermal drift) hits both alike; warmup steps are discarded and the
-report gives the median step time of each model, the ratio of the medians, and the spread
-(interquartile range of step times; a 90% bootstrap interval of the ratio; min..max of the
-per-round ratios).
-
-It also times the MLP activation stage alone (``MLPActivation`` "solu_ln" vs "gelu" on a
-``(batch * n_ctx, d_mlp)`` tensor, forward + backward): that is the part of the overhead a
-fused kernel would shrink; everything else in the step is identical between the two models.
-
-The paper reports SoLU-LN costs <1% extra with proper GPU kernels. Unfused eager PyTorch on a
-CPU is a worst case: softmax + an extra LayerNorm over d_mlp are memory-bound elementwise
-passes that a fused kernel would do in one sweep.
+1. **Against TransformerLens** (``--tl-depths``, default the 1-layer SoLU-LN model at the
+   scale's shapes): this project's training step (``solu_repro.speed.make_train_step``, the
+   very ``train_step`` the zoo runs) in its default precision (``precision="auto"``: probed
+   on this machine, ``solu_repro.precision``) and in fp32; the step before the fused loss
+   ("plain logits": every position's full logits, then ``next_token_loss``); and a
+   TransformerLens 3.x ``HookedTransformer`` of the same architecture and weights trained the
+   way its docs do, in fp32 and under bf16 autocast. All interleaved in one run. It prints
+   tokens/s, the ratio to TransformerLens fp32 (goal: at least 2x) and the MFU: model FLOPs
+   per second (``speed.train_flops_per_token``) over the peak of a 2048^3 matmul of the same
+   dtype measured in the same run. A fresh process per step kind then measures the peak-RSS
+   growth of three steps (the plain step holds the full logits and their gradient).
+2. ``--compile``: the default step eager against ``torch.compile``, with the compile time.
+3. ``--processes``: aggregate tokens/s of one process on every core against one 1-thread
+   process per core, each training its own model (as a zoo could).
+4. **SoLU-LN against GELU** at every depth of the scale (paper §5: under 1% with proper GPU
+   kernels): matched models built exactly as the zoo defines them, full training steps on
+   random tokens, interleaved A B A B; medians, the ratio, a 90% bootstrap interval, and the
+   MLP activation stage alone (the part a fused kernel would shrink).
 
 On a CPU shared with other jobs, a thread pool with one thread per core stalls at every
 parallel region (a thread waits for a core), which inflates and scrambles the timings; use
 ``--threads 1`` there.
 
 The measurement itself (interleaving, medians, bootstrap interval, what a step does) lives in
-``solu_repro.speed``, which the book's performance notebook also uses; this script runs it at
-every depth with more rounds and prints the report.
+``solu_repro.speed``, which the book's performance notebook also uses.
 
 Usage:
-    python benchmarks/train_throughput.py                      # cpu zoo shapes, fp32
-    python benchmarks/train_throughput.py --depths 1 --rounds 3 --json
-    python benchmarks/train_throughput.py --threads 1              # CPU busy with other work
-    python benchmarks/train_throughput.py --scale gpu --device cuda --precision bf16
+    python benchmarks/train_throughput.py                        # cpu shapes, all sections 1, 4
+    python benchmarks/train_throughput.py --depths 1 --compile --processes
+    python benchmarks/train_throughput.py --threads 1            # CPU busy with other work
+    python benchmarks/train_throughput.py --scale gpu --device cuda --tl-depths 1
 """
 
 from __future__ import annotations
