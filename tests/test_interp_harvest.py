@@ -414,8 +414,9 @@ def test_fraction_above_is_exact_up_to_one_bucket(solu):
 
 
 def test_bucketize_by_bits_equals_the_binary_search():
-    """``_bucketize`` (table lookups on a float's bits) against ``torch.bucketize``: on the
-    edges and their float neighbours, zeros, infinities, subnormals, arbitrary bit patterns."""
+    """``_bucketize`` (table lookups on a float's bits) against ``torch.bucketize`` on the grid
+    plus an edge at 0 (the accumulators split the bucket of 0 to count positive tokens): on
+    the edges and their float neighbours, zeros, infinities, subnormals, arbitrary bits."""
     edges = torch.from_numpy(BIN_EDGES)
     g = torch.Generator().manual_seed(0)
     on = torch.cat([edges, -edges])
@@ -430,11 +431,11 @@ def test_bucketize_by_bits_equals_the_binary_search():
     ])
     got = harvest_module._bucketize(x)
     assert got.dtype == torch.int32
-    assert torch.equal(got.long(), torch.bucketize(x, edges))
+    assert torch.equal(got.long(), torch.bucketize(x, edges) + (x > 0))
     x = x[:len(x) // 4 * 4]
     assert torch.equal(harvest_module._bucketize(x.view(4, -1)).view(-1), got[:len(x)])
     nan = harvest_module._bucketize(torch.tensor([math.nan, -math.nan]))
-    assert ((nan >= 0) & (nan < N_BINS)).all()  # NaN lands in a valid bucket
+    assert ((nan >= 0) & (nan <= N_BINS)).all()  # NaN lands in a valid (split) bucket
 
 
 def _reference_reservoirs(source, split, rows: np.ndarray, bos_id: int, seed: int,

@@ -57,6 +57,12 @@ _DENSE_SHARE = 0.125
 # Bucketing by bits (``_bucketize``): cells of a float32's order key ``key >> _CELL_SHIFT``.
 _CELL_SHIFT = 15
 _CELL_MASK = (1 << (32 - _CELL_SHIFT)) - 1
+# The accumulators count on the grid with one more edge, at 0, which splits the bucket of 0
+# (-1e-3, 1e-3] in two: "split" bucket ``e`` is bucket ``e - (e > _ZERO)``, and the tokens in
+# split buckets above ``_ZERO`` are the positive ones.
+_ZERO = int((BIN_EDGES < 0).sum())  # the bucket of 0
+_N_SPLIT = N_BINS + 1
+_merge_split = torch.arange(N_BINS) + (torch.arange(N_BINS) > _ZERO)  # bucket -> split bucket
 
 
 def _edge_tables() -> tuple[Tensor, Tensor]:
@@ -68,7 +74,8 @@ def _edge_tables() -> tuple[Tensor, Tensor]:
     (x1.12), so each cell holds at most one edge: ``base[cell]`` counts the edges below the
     cell, and one comparison with the next edge, ``upper[cell]``, finishes.
     """
-    keys = BIN_EDGES.view(np.int32).astype(np.int64)
+    edges = np.insert(BIN_EDGES, _ZERO, np.float32(0.0))  # + an edge at 0: see _bucketize
+    keys = edges.view(np.int32).astype(np.int64)
     keys = np.where(keys < 0, keys ^ 0x7FFFFFFF, keys)
     assert (np.diff(keys) > 0).all()
     cells = keys >> _CELL_SHIFT
@@ -88,9 +95,10 @@ _EDGES = torch.from_numpy(BIN_EDGES)
 
 
 def _bucketize(x: Tensor, out: Tensor | None = None) -> Tensor:
-    """``torch.bucketize(x, BIN_EDGES)`` (bucket ``i`` holds ``(edges[i-1], edges[i]]``, the
-    number of edges below ``x``) of float32 ``x``, as int32, in a few elementwise passes
-    instead of a binary search (see ``_edge_tables``). NaN lands in some valid bucket."""
+    """The split bucket of float32 ``x``, as int32: ``torch.bucketize(x, BIN_EDGES) + (x > 0)``
+    (bucket ``i`` holds ``(edges[i-1], edges[i]]``, the number of edges below ``x``; the split
+    grid has one more edge, at 0), in a few elementwise passes instead of a binary search (see
+    ``_edge_tables``). NaN lands in some valid bucket."""
     bits = x.view(torch.int32)
     key = bits ^ ((bits >> 31) & 0x7FFFFFFF)
     cell = ((key >> _CELL_SHIFT) & _CELL_MASK).view(-1)
@@ -223,9 +231,10 @@ class _HookAccumulator:
         # (which holds its column) and ``row << 32 | the float32 bits of its value``; -1: none.
         self.sample_keys = torch.full((L, N * N_BINS, samples), -1, dtype=torch.long)
         self.sample_data = torch.full((L, N * N_BINS, samples), -1, dtype=torch.long)
-        self.floor = torch.full((L, N * N_BINS), -1, dtype=torch.long)
+        # Per split cell n * _N_SPLIT + e (see _ZERO), the floor of bucket e - (e > _ZERO).
+        self.floor = torch.full((L, N * _N_SPLIT), -1, dtype=torch.long)
         self.bin_counts = torch.zeros((L, N, N_BINS), dtype=torch.long)
-        self.cell_offset = torch.arange(N, dtype=torch.int32) * N_BINS
+        self.cell_offset = torch.arange(N, dtype=torch.int32) * _N_SPLIT
         # Moments are summed around a per-neuron shift (the first batch's mean) so that
         # float64 power sums stay accurate over millions of tokens.
         self.shift = torch.zeros((L, N), dtype=torch.float64)
@@ -250,7 +259,7 @@ class _HookAccumulator:
         # A few rows at a time: the temporaries stay in cache (and bounded at any shape).
         step = max(1, _CHUNK // (T1 * N))
         maxima, pending, n_pending = [], [], 0
-        cells = torch.empty((B, T1, N), dtype=torch.int32)  # n * N_BINS + bucket, per token
+        cells = torch.empty((B, T1, N), dtype=torch.int32)  # split cell, per token
         for i in range(0, B, step):
             m, (cell, b, keys) = self._fold(layer, acts[i:i + step].contiguous(),
                                             rows[i:i + step], stream, edges, cells[i:i + step])
@@ -262,8 +271,11 @@ class _HookAccumulator:
             if n_pending > _MERGE_AT or (i + step >= B and n_pending):
                 self._merge(layer, acts, rows, *(np.concatenate(f) for f in zip(*pending)))
                 pending, n_pending = [], 0
-        self.bin_counts[layer] += torch.bincount(cells.view(-1),
-                                                 minlength=N * N_BINS).view(N, N_BINS)
+        split = torch.bincount(cells.view(-1), minlength=N * _N_SPLIT).view(N, _N_SPLIT)
+        counts = self.bin_counts[layer]
+        counts += split[:, _merge_split]
+        counts[:, _ZERO] += split[:, _ZERO + 1]
+        self.n_positive[layer] += split[:, _ZERO + 1:].sum(1)
         # --- top-k, one per row ------------------------------------------------------------
         row_max, row_arg = (torch.cat(m) for m in zip(*maxima))  # (B, N)
         values = torch.cat([self.top_values[layer], row_max.T], dim=1)  # (N, k+B)
@@ -277,15 +289,16 @@ class _HookAccumulator:
 
     def _fold(self, layer: int, acts: Tensor, rows: Tensor, stream: Sequence[int],
               edges: Tensor, cells: Tensor):
-        """Fold rows ``acts`` ``(B, T-1, N)`` into the moments and write their cells (bucket
-        ``i`` of neuron ``n``: ``n * N_BINS + i``) into ``cells``; return their per-row maxima
-        and argmaxima ``(B, N)`` (``_row_maxima``) and their reservoir candidates."""
+        """Fold rows ``acts`` ``(B, T-1, N)`` into the moments and write their split cells
+        (split bucket ``e`` of neuron ``n``: ``n * _N_SPLIT + e``) into ``cells``; return their
+        per-row maxima and argmaxima ``(B, N)`` (``_row_maxima``) and reservoir candidates."""
         B, T1, N = acts.shape
         # --- buckets and reservoir candidates ---------------------------------------------
         if edges is _EDGES:
             _bucketize(acts, out=cells)
         else:
             torch.bucketize(acts, edges, out_int32=True, out=cells)
+            cells += acts > 0
         cells += self.cell_offset
         found = self._candidates(layer, acts, rows, cells, stream)
         # --- moments ----------------------------------------------------------------------
@@ -301,8 +314,6 @@ class _HookAccumulator:
                 powers *= centred
             sums[p] += (ones @ powers)[0]
         self.min[layer] = torch.minimum(self.min[layer], acts.amin(dim=(0, 1)))
-        positive = torch.gt(acts, 0, out=torch.empty(acts.shape, dtype=torch.int32))
-        self.n_positive[layer] += positive.view(-1, N).sum(0, dtype=torch.int32)
         return self._row_maxima(layer, acts), found
 
     def _row_maxima(self, layer: int, acts: Tensor) -> tuple[Tensor, Tensor]:
@@ -336,13 +347,17 @@ class _HookAccumulator:
         if found.size <= _DENSE_SHARE * maybe.numel():
             col = (found // N) % T1 + 1
             keys = (priority.view(-1).numpy()[found] << _COL_BITS) | col
-            return flat_cells.numpy()[found].astype(np.int64), found // (T1 * N), keys
+            split = flat_cells.numpy()[found].astype(np.int64)  # n * _N_SPLIT + e
+            bucket = split % _N_SPLIT
+            cell = split - split // _N_SPLIT - (bucket > _ZERO)  # n * N_BINS + bucket
+            return cell, found // (T1 * N), keys
         # Many (the first batches): reduce to each row's best key per bucket first.
-        n_cells = N * N_BINS
         keys = (priority << _COL_BITS) | torch.arange(1, T1 + 1).view(1, T1, 1)
-        best = torch.full((B, n_cells), -1, dtype=torch.long)
-        best.scatter_reduce_(1, cells.view(B, -1).long(), keys.view(B, -1), reduce="amax")
-        best = best.numpy()
+        best = torch.full((B, N, _N_SPLIT), -1, dtype=torch.long)
+        best.view(B, -1).scatter_reduce_(1, cells.view(B, -1).long(), keys.view(B, -1),
+                                         reduce="amax")
+        best[:, :, _ZERO] = torch.maximum(best[:, :, _ZERO], best[:, :, _ZERO + 1])
+        best = best[:, :, _merge_split].view(B, -1).numpy()  # (B, n * N_BINS + bucket)
         b, cell = np.nonzero(best > self.sample_keys[layer, :, -1].numpy())
         return cell, b, best[b, cell]
 
@@ -375,7 +390,13 @@ class _HookAccumulator:
         data[kept < 0] = -1
         stored_keys[touched] = kept
         stored_data[touched] = data
-        self.floor[layer].numpy()[touched] = kept[:, -1] >> _COL_BITS
+        floor = kept[:, -1] >> _COL_BITS
+        bucket = touched % N_BINS
+        split = touched + touched // N_BINS + (bucket > _ZERO)  # n * _N_SPLIT + split bucket
+        floors = self.floor[layer].numpy()
+        floors[split] = floor
+        zero = bucket == _ZERO  # both halves of the bucket of 0
+        floors[split[zero] + 1] = floor[zero]
 
     def finish(self, n_tokens: int) -> dict[str, Tensor]:
         n = max(n_tokens, 1)
