@@ -4,9 +4,9 @@ Builds a zoo model (``solu_repro.zoo.zoo_config(name, scale).model``; random ini
 does not depend on the weights) and the scale's corpus, then times, over the same rows of the
 validation split:
 
-* **forward**: ``get_rows`` + ``model.run_with_cache(..., return_logits=False)`` under
-  ``inference_mode``, caching exactly the hooks the harvester reads (``hook_mid``, and
-  ``hook_post`` when the model has SoLU's extra LN);
+* **forward**: ``get_rows`` + the forward pass the harvester runs
+  (``ModelNeurons.activations``: ``inference_mode``, recording exactly the hooks it reads,
+  ``hook_mid`` and ``hook_post`` when the model has SoLU's extra LN, and stopping there);
 * **harvest**: ``solu_repro.interp.harvest`` (the same forward pass plus top-k, bucket
   counts, reservoirs and moments for every neuron and hook);
 * **train**: one full training step of the same zoo model
@@ -83,16 +83,14 @@ def setup(args: argparse.Namespace, device: torch.device):
 
 def make_forward(model: Transformer, split, rows: np.ndarray, bos_id: int, batch_size: int,
                  device: torch.device) -> Callable[[], None]:
-    """One forward pass over ``rows``, caching the hooks the harvester reads."""
+    """The harvester's forward passes over ``rows``, recording the hooks it reads."""
     neurons = ModelNeurons(model)
-    names = [f"blocks.{l}.mlp.hook_{h}" for h in neurons.hooks for l in range(neurons.n_layers)]
     n_ctx = model.cfg.n_ctx
 
     def forward() -> None:
         for i in range(0, len(rows), batch_size):
             tokens = get_rows(split, rows[i:i + batch_size], n_ctx, bos_id).to(device)
-            with torch.inference_mode():
-                model.run_with_cache(tokens, names=names, return_logits=False)
+            neurons.activations(tokens)
 
     return forward
 

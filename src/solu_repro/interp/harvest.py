@@ -62,7 +62,7 @@ _CELL_MASK = (1 << (32 - _CELL_SHIFT)) - 1
 # split buckets above ``_ZERO`` are the positive ones.
 _ZERO = int((BIN_EDGES < 0).sum())  # the bucket of 0
 _N_SPLIT = N_BINS + 1
-_merge_split = torch.arange(N_BINS) + (torch.arange(N_BINS) > _ZERO)  # bucket -> split bucket
+_SPLIT_OF = torch.arange(N_BINS) + (torch.arange(N_BINS) > _ZERO)  # bucket -> split bucket
 
 
 def _edge_tables() -> tuple[Tensor, Tensor]:
@@ -273,7 +273,7 @@ class _HookAccumulator:
                 pending, n_pending = [], 0
         split = torch.bincount(cells.view(-1), minlength=N * _N_SPLIT).view(N, _N_SPLIT)
         counts = self.bin_counts[layer]
-        counts += split[:, _merge_split]
+        counts += split[:, _SPLIT_OF]
         counts[:, _ZERO] += split[:, _ZERO + 1]
         self.n_positive[layer] += split[:, _ZERO + 1:].sum(1)
         # --- top-k, one per row ------------------------------------------------------------
@@ -357,7 +357,7 @@ class _HookAccumulator:
         best.view(B, -1).scatter_reduce_(1, cells.view(B, -1).long(), keys.view(B, -1),
                                          reduce="amax")
         best[:, :, _ZERO] = torch.maximum(best[:, :, _ZERO], best[:, :, _ZERO + 1])
-        best = best[:, :, _merge_split].view(B, -1).numpy()  # (B, n * N_BINS + bucket)
+        best = best[:, :, _SPLIT_OF].view(B, -1).numpy()  # (B, n * N_BINS + bucket)
         b, cell = np.nonzero(best > self.sample_keys[layer, :, -1].numpy())
         return cell, b, best[b, cell]
 
