@@ -150,7 +150,7 @@ def test_cli_train_from_config_file_with_overrides(tmp_path, data_dir, small_con
                      "--data-dir", str(data_dir)]) == 0
     result = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert result["step"] == 3
-    run_dir = next((tmp_path / "custom").iterdir())
+    run_dir = next(p for p in (tmp_path / "custom").iterdir() if p.is_dir())  # not the lock
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["model"]["act_fn"] == "gelu" and saved["max_steps"] == 3
 
@@ -197,3 +197,19 @@ def test_project_root_is_found_from_a_notebook_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("SOLU_DATA_DIR")
     assert paths.runs_dir() == tmp_path.resolve() / "runs"
     assert paths.data_dir() == tmp_path.resolve() / "data"
+
+
+def test_zoo_in_two_processes_trains_what_one_process_does(tmp_path, data_dir):
+    """workers=2 trains each model in its own child process: the same weights as training
+    them one after the other (tiny models train on one thread either way)."""
+    names = ["1L-gelu", "1L-solu_ln"]
+    one = zoo.train_zoo("tiny", tmp_path / "one", names=names, progress=False,
+                        data_dir=data_dir)
+    two = zoo.train_zoo("tiny", tmp_path / "two", names=names, progress=False,
+                        data_dir=data_dir, workers=2)
+    for name in names:
+        assert two[name].result["val_loss"] == one[name].result["val_loss"]
+        a, b = one[name].load_model().state_dict(), two[name].load_model().state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="workers"):
+        zoo.train_zoo("tiny", tmp_path / "one", names=names, workers=0)

@@ -4,10 +4,13 @@ score neurons, run the blinded human evaluation."""
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+import torch
 
 from . import paths, zoo
 from .checkpoint import CheckpointError
@@ -26,6 +29,19 @@ def _add_dirs(p: argparse.ArgumentParser) -> None:
                    help="corpus cache (default: $SOLU_DATA_DIR or ./data)")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="trained runs (default: $SOLU_RUNS_DIR or ./runs)")
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be 'auto' or a positive integer, "
+                                         f"got {text!r}")
+    return value
 
 
 def _parse_value(text: str) -> Any:
@@ -108,8 +124,15 @@ def cmd_zoo(args: argparse.Namespace) -> int:
             status = "trained" if (run_dir / "result.json").exists() else "missing"
             print(f"{name:12s} {status:8s} {run_dir}")
         return 0
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    workers = args.workers
+    if workers == "auto":
+        # One single-threaded process per core on a CPU (measured faster on 2 cores:
+        # benchmarks/train_throughput.py --processes); one process on a GPU.
+        workers = 1 if torch.cuda.is_available() else max(1, os.cpu_count() or 1)
     runs = zoo.train_zoo(args.scale, args.runs_dir, names=args.only or None,
-                         progress=not args.quiet, data_dir=args.data_dir)
+                         progress=not args.quiet, data_dir=args.data_dir, workers=workers)
     print(f"\n{'model':12s} {'val loss':>9s}  per source")
     for name, run in runs.items():
         per_source = ", ".join(f"{k} {v:.3f}" for k, v in run.result["val_loss_per_source"].items())
@@ -227,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="train only these")
     p.add_argument("--list", action="store_true", help="list models and whether they are trained")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=_workers, default="auto",
+                   help="processes training models side by side (auto: one per CPU core, "
+                        "1 with a GPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     _add_dirs(p)
     p.set_defaults(func=cmd_zoo)
 
