@@ -136,3 +136,14 @@ def test_null_tables_and_figure():
     hollow = [t for t in fig.data if t.marker.symbol == "circle-open"]
     assert len(hollow) == 4  # two models x two panels
     assert {t.y[0] for t in hollow} == {0.50, 0.33, 0.05, 0.04}
+
+
+def test_distinct_explanations_and_the_null_verdict():
+    nulls = _nulls()
+    assert "| 1L-solu_ln | 0 in 60 |" in iq.distinct_markdown(nulls)
+    verdict = iq.null_verdict(nulls, "spectrum")
+    assert "beats its rotation for 1L-solu_ln (+25.0%)" in verdict
+    nulls["1L-gelu"].nulls["rotated"] = fake("1L-gelu", 70, 100, 4)
+    top = iq.null_verdict(nulls, "top")
+    assert "more interpretable than the neuron basis for 1L-gelu" in top
+    assert "cannot be credited" in top

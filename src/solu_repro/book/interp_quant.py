@@ -38,6 +38,7 @@ class ModelInterpretability:
     top: Proportion
     spectrum: Proportion
     by_layer: list[dict[str, Any]]
+    distinct: int = 0  # different explanations among the neurons interpretable at first glance
 
     def row(self) -> dict[str, Any]:
         return {"model": self.name, "neurons": self.top.n,
@@ -68,15 +69,17 @@ class Comparison:
 def model_interpretability(ctx: BookContext, names: list[str] | None = None
                            ) -> dict[str, ModelInterpretability]:
     """Harvest and score (cached) each zoo model and summarise its interpretable fraction."""
-    out = {}
-    for name in names or ctx.names:
-        scores = ctx.scores(name)
-        out[name] = ModelInterpretability(
-            name=name, act=style.act_of(name), depth=style.depth_of(name),
-            top=scores.fraction_interpretable(view="top"),
-            spectrum=scores.fraction_interpretable(view="spectrum"),
-            by_layer=scores.by_layer())
-    return out
+    return {name: summarize(name, ctx.scores(name)) for name in names or ctx.names}
+
+
+def summarize(name: str, scores, label: str | None = None) -> ModelInterpretability:
+    """A model's (or a null control's) ``NeuronScores`` as fractions in both views."""
+    return ModelInterpretability(
+        name=label or name, act=style.act_of(name), depth=style.depth_of(name),
+        top=scores.fraction_interpretable(view="top"),
+        spectrum=scores.fraction_interpretable(view="spectrum"),
+        by_layer=scores.by_layer(),
+        distinct=len({r.explanation for r in scores.records if r.interpretable}))
 
 
 def compare(results: dict[str, ModelInterpretability], name: str, view: str = "top"
@@ -195,12 +198,8 @@ def null_controls(ctx: BookContext, names: list[str] | None = None
     for name in names:
         nulls = {}
         for control in controls_for(ctx.run(name)):
-            scores = ctx.control_scores(name, control)
-            nulls[control] = ModelInterpretability(
-                name=f"{name} ({NULL_LABELS[control]})", act=style.act_of(name),
-                depth=style.depth_of(name), top=scores.fraction_interpretable(view="top"),
-                spectrum=scores.fraction_interpretable(view="spectrum"),
-                by_layer=scores.by_layer())
+            nulls[control] = summarize(name, ctx.control_scores(name, control),
+                                       f"{name} ({NULL_LABELS[control]})")
         out[name] = NullControls(name, basis[name], nulls)
     return out
 
@@ -220,6 +219,44 @@ def nulls_markdown(controls: dict[str, NullControls], view: str = "top") -> str:
         lines.append(f"| {nc.name} | {_fmt(getattr(nc.basis, view))} | " + " | ".join(cells)
                      + f" | {diff:+.1%} [{lo:+.1%}, {hi:+.1%}] |")
     return "\n".join(lines)
+
+
+def distinct_markdown(controls: dict[str, NullControls]) -> str:
+    """How many different explanations the interpretable neurons of each basis have: a
+    basis whose directions all detect the same few tokens passes the rule many times over
+    for one feature."""
+    cols = [c for c in NULL_LABELS if any(c in nc.nulls for nc in controls.values())]
+    lines = ["| model | neuron basis | " + " | ".join(NULL_LABELS[c] for c in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for nc in controls.values():
+        cell = lambda m: f"{m.distinct} in {m.top.successes}"  # noqa: E731
+        lines.append(f"| {nc.name} | {cell(nc.basis)} | " + " | ".join(
+            cell(nc.nulls[c]) if c in nc.nulls else "n/a" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def null_verdict(controls: dict[str, NullControls], view: str = "top") -> str:
+    """One sentence on whether each 1-layer model's neuron basis beats its rotated null."""
+    beats, loses, ties = [], [], []
+    for nc in controls.values():
+        if "rotated" not in nc.nulls:
+            continue
+        d, lo, hi = nc.gain("rotated", view)
+        (beats if lo > 0 else loses if hi < 0 else ties).append(f"{nc.name} ({d:+.1%})")
+    parts = []
+    if beats:
+        parts.append("the neuron basis beats its rotation for " + ", ".join(beats))
+    if loses:
+        parts.append("the rotated basis is judged more interpretable than the neuron basis "
+                     "for " + ", ".join(loses))
+    if ties:
+        parts.append("the two are not told apart for " + ", ".join(ties))
+    sentence = "In the " + VIEWS[view] + ", " + "; ".join(parts) + "."
+    if loses:
+        sentence += (" Where a rotation wins, this view does not single out the neuron basis, "
+                     "so a difference it measures between models cannot be credited to their "
+                     "bases.")
+    return sentence
 
 
 @dataclass(frozen=True)
