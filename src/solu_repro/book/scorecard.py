@@ -173,11 +173,35 @@ def interp_claims(im) -> list[Claim]:
     n_pos = sum(c.diff > 0 for c in comps.values())
     verdict = (REPRODUCED if comps and n_sig == len(comps) else
                PARTLY if n_pos == len(comps) and comps else NOT_REPRODUCED)
+    relative = getattr(im, "relative", {}) or {}
+    if "top" in relative:
+        did, did_lo, did_hi = relative["top"].diff_in_diff
+        ours += (f"; net of the rotated-basis nulls (1L): {did:+.1%} [{did_lo:+.1%}, "
+                 f"{did_hi:+.1%}]")
+        if did_lo <= 0 and verdict == REPRODUCED:
+            verdict = PARTLY  # the judge's difference is not shown to be about the basis
     claims = [Claim("§6.2 / Figure 4", "SoLU-LN neurons are more often interpretable at first "
                     "glance than baseline neurons (~60% vs ~35%, +25 points, 1.7x; 1-40 layers)",
                     "+25 points", f"automated judge, SoLU-LN - GELU: {ours}", verdict,
-                    "reproduced if the 95% Newcombe interval is above 0 at every depth; "
-                    "direction only if every point estimate is positive")]
+                    "reproduced if the 95% Newcombe interval is above 0 at every depth and, "
+                    "where the nulls were scored, SoLU-LN's gain net of the rotated-basis "
+                    "nulls is above 0 too; direction only if every point estimate is "
+                    "positive")]
+    nulls = getattr(im, "nulls", {}) or {}
+    if nulls:
+        gains = {name: nc.gain("rotated", "spectrum") for name, nc in nulls.items()
+                 if "rotated" in nc.nulls}
+        ours_null = "; ".join(f"{n}: {d:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+                              for n, (d, lo, hi) in gains.items())
+        claims.append(Claim(
+            "§3.2 (privileged basis)", "A coordinate-wise nonlinearity makes the MLP's neuron "
+            "basis privileged, so features plausibly align with it: neurons more interpretable "
+            "than random directions of the same space", "plausible, not guaranteed; no number", f"full-spectrum judge, neuron basis - rotated basis: {ours_null}",
+            REPRODUCED if gains and all(lo > 0 for _, lo, _ in gains.values()) else
+            PARTLY if gains and all(d > 0 for d, _, _ in gains.values()) else NOT_REPRODUCED,
+            "reproduced if every 1-layer model's neuron basis beats its random rotation over "
+            "the full spectrum (95% Newcombe interval above 0; the top-20 view is nearly "
+            "blind to rotation); direction only if every point estimate is positive"))
     spec = im.solu_vs_gelu_spectrum
     claims.append(Claim(
         "§6.1 note", "Top examples may not reflect the whole activation spectrum "
