@@ -147,3 +147,32 @@ def test_distinct_explanations_and_the_null_verdict():
     top = iq.null_verdict(nulls, "top")
     assert "more interpretable than the neuron basis for 1L-gelu" in top
     assert "cannot be credited" in top
+
+
+def test_scorecard_weighs_the_figure4_claim_against_the_rotated_nulls():
+    from types import SimpleNamespace
+
+    from solu_repro.book import scorecard as sc
+
+    nulls = _nulls()
+    results = {n: nc.basis for n, nc in nulls.items()}
+    rel = {v: iq.relative_difference(nulls, "1L-solu_ln", "1L-gelu", v) for v in iq.VIEWS}
+    im = SimpleNamespace(solu_vs_gelu={1: iq.compare(results, "1L-solu_ln")},
+                         solu_vs_gelu_spectrum={1: iq.compare(results, "1L-solu_ln", "spectrum")},
+                         ablation=None, ablation_vs_solu=None, blind=[], nulls=nulls,
+                         relative=rel)
+    claims = {c.section: c for c in sc.interp_claims(im)}
+    fig4 = claims["§6.2 / Figure 4"]
+    # +25 points, significant, but net of the rotated nulls only +8 [CI crossing 0]
+    assert fig4.verdict == sc.PARTLY and "net of the rotated-basis nulls" in fig4.ours
+    basis = claims["§3.2 (privileged basis)"]
+    assert basis.verdict == sc.PARTLY  # +25 and +6 points, the second interval crossing 0
+    nulls["1L-gelu"].nulls["rotated"] = fake("1L-gelu", 33, 100, 0)
+    assert {c.section: c for c in sc.interp_claims(im)}["§3.2 (privileged basis)"].verdict \
+        == sc.REPRODUCED
+    nulls["1L-gelu"].nulls["rotated"] = fake("1L-gelu", 33, 100, 40)
+    assert {c.section: c for c in sc.interp_claims(im)}["§3.2 (privileged basis)"].verdict \
+        == sc.NOT_REPRODUCED
+    no_nulls = SimpleNamespace(**{**vars(im), "nulls": {}, "relative": {}})
+    assert {c.section: c for c in sc.interp_claims(no_nulls)}["§6.2 / Figure 4"].verdict \
+        == sc.REPRODUCED
