@@ -337,6 +337,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"{os.getloadavg()[0]:.1f})")
     print()
     vs_tl = []
+    try:
+        import transformer_lens  # noqa: F401
+    except ImportError:
+        print("TransformerLens is not installed, so there is no ratio to it: "
+              "pip install -e '.[interop]'\n")
+        args.tl_depths = []
     for depth in args.tl_depths:
         cfg = configs[model_name(depth, "solu_ln")].replace(device=device.type)
         vs_tl.append(compare_with_transformer_lens(cfg, device, args))
