@@ -23,6 +23,9 @@ from torch import Tensor
 # Logits held at once: 2**20 float32 numbers (4 MB), e.g. 128 tokens x 8192 vocabulary
 # (measured: 128-token chunks beat 32, 512 and 2048 at the cpu zoo's shapes).
 CHUNK_ELEMENTS = 1 << 20
+# On a GPU small chunks would starve the matmuls: 2**26 logits (256 MB in float32), e.g.
+# 2,048 tokens x 32,768 vocabulary at the gpu zoo's shapes. (Not measured on a GPU yet.)
+CUDA_CHUNK_ELEMENTS = 1 << 26
 
 
 # Below this a float32 probability has lost precision (subnormal): its loss is recomputed.
@@ -61,7 +64,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             probs = torch.softmax(logits, dim=1, dtype=torch.float32)
             p_target = probs.gather(1, t)
             loss = -p_target.log()
-            if bool((p_target < _SMALLEST).any()):  # an underflowed probability: exact path
+            # An underflowed probability: that loss by log-sum-exp. On a GPU both are computed
+            # and selected, since asking whether any underflowed would wait for the device.
+            if logits.is_cuda or bool((p_target < _SMALLEST).any()):
                 exact = torch.logsumexp(logits.float(), dim=1, keepdim=True) \
                     - logits.gather(1, t).float()
                 loss = torch.where(p_target < _SMALLEST, exact, loss)
@@ -120,7 +125,8 @@ def linear_cross_entropy(x: Tensor, W: Tensor, b: Tensor, targets: Tensor,
         raise ValueError(f"targets have shape {tuple(targets.shape)} but the hidden states "
                          f"{tuple(x.shape)} need {tuple(x.shape[:-1])}")
     flat_x, flat_t = x.reshape(-1, x.shape[-1]), targets.reshape(-1)
-    chunk = chunk or chunk_tokens(flat_x.shape[0], W.shape[-1])
+    chunk = chunk or chunk_tokens(flat_x.shape[0], W.shape[-1],
+                                  CUDA_CHUNK_ELEMENTS if x.is_cuda else CHUNK_ELEMENTS)
     dtype = _compute_dtype(x)
     with torch.autocast(x.device.type, enabled=False):
         losses = _LinearCrossEntropy.apply(flat_x, W, b, flat_t, chunk, dtype)
