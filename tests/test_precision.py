@@ -40,6 +40,8 @@ def test_probe_picks_bf16_only_when_clearly_faster(small_config, monkeypatch, fp
                                                    expected):
     monkeypatch.setattr(precision, "_PROBES", {})
 
+    monkeypatch.setattr(precision, "matmul_speedup", lambda *a, **k: 1.0)
+
     def fake_interleave(fns, device, rounds, steps_per_round, warmup):
         assert set(fns) == {"fp32", "bf16"}
         times = {"fp32": fp32_s, "bf16": bf16_s}
@@ -51,13 +53,29 @@ def test_probe_picks_bf16_only_when_clearly_faster(small_config, monkeypatch, fp
     assert choice.speedup == pytest.approx(fp32_s / bf16_s)
 
 
-def test_real_probe_measures_both(small_config, monkeypatch):
+def test_emulated_bf16_is_refused_without_timing_a_step(small_config, monkeypatch):
+    monkeypatch.setattr(precision, "_PROBES", {})
+    monkeypatch.setattr(precision, "matmul_speedup", lambda *a, **k: 0.03)
+    monkeypatch.setattr(speed, "interleave", lambda *a, **k: pytest.fail("timed steps"))
+    choice = precision.choose(small_config(precision="auto"), torch.device("cpu"))
+    assert choice.precision == "fp32" and choice.speedup is None
+    assert "emulated" in str(choice)
+
+
+def test_real_probe_on_this_cpu(small_config, monkeypatch):
+    """Whatever this CPU is: emulated bf16 is refused at the matmul gate, native bf16 gets
+    its steps timed."""
     monkeypatch.setattr(precision, "_PROBES", {})
     choice = precision.probe_cpu(small_config(precision="auto"))
     assert choice.precision in ("fp32", "bf16")
-    assert choice.fp32_step_s > 0 and choice.bf16_step_s > 0
     assert choice.cpu_capability == torch.backends.cpu.get_cpu_capability()
-    assert "probe: fp32" in str(choice)
+    assert choice.matmul_speedup > 0
+    if choice.matmul_speedup < precision.MATMUL_GATE:
+        assert choice.precision == "fp32" and choice.fp32_step_s is None
+        assert "emulated" in str(choice)
+    else:
+        assert choice.fp32_step_s > 0 and choice.bf16_step_s > 0
+        assert "probe: fp32" in str(choice)
 
 
 def test_auto_run_records_its_choice_and_hash_ignores_it(small_config, data_dir, tmp_path,

@@ -5,7 +5,9 @@ GPU with bf16 support that is bf16. On a CPU it depends on the chip: with native
 matmuls (AVX-512 BF16, AMX) a bf16 step can be several times faster than fp32; without
 them, bf16 is emulated and far slower. So ``choose`` times a few training steps of the run's
 own model in each precision, interleaved, on a small batch (about a second at the cpu zoo's
-shapes), and picks bf16 only when it is clearly faster (``BF16_MIN_SPEEDUP``).
+shapes), and picks bf16 only when it is clearly faster (``BF16_MIN_SPEEDUP``). A small
+matmul is timed first: where bf16 is emulated (a bf16 matmul many times slower) no step is
+timed at all.
 
 The choice belongs to the run, not to the config: the config keeps "auto", so the run hash
 and directory are the same on every machine; the resolved precision and the probe's figures
@@ -26,6 +28,9 @@ import torch
 BF16_MIN_SPEEDUP = 1.1
 PROBE_ROWS = 4  # rows per probe step (of the run's own n_ctx); 2 rows understated bf16's gain
 PROBE_ROUNDS = 3  # interleaved fp32, bf16 rounds after one warmup step of each
+# A bf16 matmul this much slower than fp32 (fp32 time / bf16 time below this) is emulated:
+# fp32 without timing any steps.
+MATMUL_GATE = 0.5
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class PrecisionChoice:
         speedup: ``fp32_step_s / bf16_step_s`` (probe only).
         probe_rows, probe_threads: the probe's batch rows and torch threads.
         cpu_capability: torch's CPU kernel path during the probe (e.g. "AVX512").
+        matmul_speedup: fp32 over bf16 time of a small matmul, the probe's first look; below
+            ``MATMUL_GATE`` bf16 is emulated and no steps are timed.
     """
 
     precision: str
@@ -50,6 +57,7 @@ class PrecisionChoice:
     probe_rows: int | None = None
     probe_threads: int | None = None
     cpu_capability: str | None = None
+    matmul_speedup: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,6 +69,9 @@ class PrecisionChoice:
     def __str__(self) -> str:
         if self.reason != "probe":
             return f"{self.precision} ({self.reason})"
+        if self.speedup is None:
+            return (f"{self.precision} (probe: a bf16 matmul ran {1 / self.matmul_speedup:.0f}x "
+                    "slower than fp32, so bf16 is emulated here)")
         return (f"{self.precision} (probe: fp32 {self.fp32_step_s * 1e3:.0f} ms, bf16 "
                 f"{self.bf16_step_s * 1e3:.0f} ms per {self.probe_rows}-row step, bf16 "
                 f"{self.speedup:.2f}x; bf16 needs {BF16_MIN_SPEEDUP}x)")
@@ -92,6 +103,14 @@ def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> Precis
     # on a core that another process is using stalls at every parallel region, which once
     # made an fp32 probe 13x slower than bf16 here (against 1.4x on an idle machine).
     with torch_threads(1):
+        matmul = matmul_speedup()
+        if matmul < MATMUL_GATE:
+            # Emulated bf16 (seen: 0.4 against 85 GFLOP/s): a bf16 step would take many
+            # seconds, so the steps are not timed at all.
+            choice = PrecisionChoice("fp32", "probe", probe_rows=0, probe_threads=1,
+                                     cpu_capability=cpu_capability(), matmul_speedup=matmul)
+            _PROBES[key] = choice
+            return choice
         steps = {p: make_train_step(small.replace(precision=p), "cpu")
                  for p in ("fp32", "bf16")}
         samples = interleave(steps, "cpu", rounds=rounds, steps_per_round=1, warmup=1)
@@ -99,9 +118,28 @@ def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> Precis
     bf16_s = statistics.median(samples["bf16"].all)
     speedup = fp32_s / bf16_s
     choice = PrecisionChoice("bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32", "probe",
-                             fp32_s, bf16_s, speedup, rows, 1, cpu_capability())
+                             fp32_s, bf16_s, speedup, rows, 1, cpu_capability(), matmul)
     _PROBES[key] = choice
     return choice
+
+
+def matmul_speedup(size: int = 256, calls: int = 3) -> float:
+    """fp32 time over bf16 time of a small square matmul (best of ``calls``), a few ms."""
+    import time
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = a.to(dtype)
+        x @ x
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            x @ x
+            times.append(time.perf_counter() - t0)
+        best[dtype] = min(times)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def choose(cfg, device: torch.device) -> PrecisionChoice:

@@ -54,6 +54,9 @@ def _precision_cell(result: dict[str, Any]) -> str:
         return result.get("precision", "fp32 (not recorded)")
     if choice["reason"] != "probe":
         return f"{choice['precision']} ({choice['reason']})"
+    if choice.get("speedup") is None:
+        return (f"{choice['precision']} (probe: bf16 emulated on {choice['cpu_capability']}, "
+                f"a matmul {1 / choice['matmul_speedup']:.0f}x slower)")
     return (f"{choice['precision']} (probe: bf16 {choice['speedup']:.2f}x fp32 on "
             f"{choice['cpu_capability']})")
 
