@@ -142,7 +142,7 @@ def test_distinct_explanations_and_the_null_verdict():
     nulls = _nulls()
     assert "| 1L-solu_ln | 0 in 60 |" in iq.distinct_markdown(nulls)
     verdict = iq.null_verdict(nulls, "spectrum")
-    assert "beats its rotation for 1L-solu_ln (+25.0%)" in verdict
+    assert "beats its rotation for 1L-solu_ln (+25.0 points)" in verdict
     nulls["1L-gelu"].nulls["rotated"] = fake("1L-gelu", 70, 100, 4)
     top = iq.null_verdict(nulls, "top")
     assert "more interpretable than the neuron basis for 1L-gelu" in top

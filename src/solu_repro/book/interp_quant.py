@@ -242,7 +242,8 @@ def null_verdict(controls: dict[str, NullControls], view: str = "top") -> str:
         if "rotated" not in nc.nulls:
             continue
         d, lo, hi = nc.gain("rotated", view)
-        (beats if lo > 0 else loses if hi < 0 else ties).append(f"{nc.name} ({d:+.1%})")
+        (beats if lo > 0 else loses if hi < 0 else ties).append(
+            f"{nc.name} ({d * 100:+.1f} points)")
     parts = []
     if beats:
         parts.append("the neuron basis beats its rotation for " + ", ".join(beats))
