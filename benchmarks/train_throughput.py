@@ -225,7 +225,6 @@ def compare_processes(args) -> dict:
                str(args.depths[0]), "--child-steps", str(args.proc_steps), "--threads",
                str(threads), "--seed", str(args.seed)]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        t0 = time.perf_counter()
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
                  for _ in range(n_procs)]
         outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
@@ -338,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     vs_tl = []
     try:
-        import transformer_lens  # noqa: F401
+        import transformer_lens  # noqa: F401  (only: is it installed?)
     except ImportError:
         print("TransformerLens is not installed, so there is no ratio to it: "
               "pip install -e '.[interop]'\n")

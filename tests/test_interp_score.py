@@ -245,7 +245,6 @@ def _token_id(tables, text):
 def test_sets_count_only_when_they_make_one_rule(tables):
     from solu_repro.interp.explanations import is_one_rule, related_tokens
 
-    present = lambda *texts: all(t in tables.text for t in texts)  # noqa: E731
     ids = lambda *texts: [_token_id(tables, t) for t in texts]  # noqa: E731
     digits = [t for t in tables.text if t.isdigit() and t.isascii()][:3]
     assert len(digits) >= 2 and related_tokens(ids(*digits), tables)

@@ -311,7 +311,7 @@ def score_neurons(source: NeuronSource | Transformer, harvest: Harvest, split: T
     """
     if isinstance(source, Transformer):
         source = ModelNeurons(source.to(device).eval())
-    hook, n_ctx = settings.hook, harvest.n_ctx
+    n_ctx = harvest.n_ctx
     if harvest.meta.get("rows") == settings.heldout_rows:
         raise ConfigError(f"the harvest selected examples from {settings.heldout_rows!r} rows, "
                           "the rows the scorer holds out: harvest 'even' rows and hold out 'odd'")
