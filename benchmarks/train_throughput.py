@@ -43,11 +43,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 # interleave and ratio_stats are also imported from here by harvest_throughput.py.
+from measure import PeakRSS, resolve_device  # benchmarks/ is on sys.path when run
 from solu_repro import precision as precision_mod
 from solu_repro.model import Transformer, next_token_loss
 from solu_repro.speed import (interleave, make_activation_step, make_train_step,
@@ -183,27 +183,15 @@ def child_steps(args) -> None:
                       "tokens": args.child_steps * cfg.tokens_per_step}))
 
 
-def peak_rss_mb() -> float:
-    """This process' peak resident memory. Linux's VmHWM starts afresh at exec; getrusage's
-    ru_maxrss (the fallback elsewhere) may start at the parent's peak."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def child_memory(args) -> None:
     """(Child process) peak-RSS growth of 3 steps of one step kind over the built model."""
     cfg = zoo_configs(args.scale)[args.memory_model].replace(device="cpu")
     step = make_step(args.memory_kind, cfg, torch.device("cpu"), args.seed)
-    before = peak_rss_mb()
+    rss = PeakRSS()
+    before = rss.reset()
     for _ in range(3):
         step()
-    print(json.dumps({"growth_mb": peak_rss_mb() - before, "peak_mb": peak_rss_mb()}))
+    print(json.dumps({"growth_mb": rss.peak() - before, "peak_mb": rss.peak()}))
 
 
 def memory_probe(args, model: str, kind: str) -> float:
@@ -249,14 +237,6 @@ def compare_processes(args) -> dict:
 
 
 # --- main ----------------------------------------------------------------------------------------
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        sys.exit("error: --device cuda but torch sees no CUDA GPU")
-    return torch.device(name)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
