@@ -28,7 +28,7 @@ import torch
 from .activations import MLPActivation
 from . import precision as precision_mod
 from .model import ModelConfig, Transformer
-from .train import (Runtime, TrainConfig, autocast_context, make_optimizer, set_lr,
+from .train import (Runtime, TrainConfig, make_optimizer, set_lr,
                     train_step)
 
 Timer = Callable[[], float]
@@ -208,11 +208,6 @@ def resolved_precision(cfg: TrainConfig, device: torch.device | str) -> str:
     return precision_mod.choose(cfg, torch.device(device)).precision
 
 
-def uses_bf16(cfg: TrainConfig, device: torch.device | str) -> bool:
-    """Whether a training step of ``cfg`` runs under bf16 autocast (the ``train`` rule)."""
-    return resolved_precision(cfg, device) == "bf16"
-
-
 def make_activation_step(act_fn: str, cfg: TrainConfig, device: torch.device | str = "cpu",
                          seed: int = 0) -> Callable[[], None]:
     """Forward + backward of the MLP activation stage alone on a ``(batch*n_ctx, d_mlp)``
@@ -229,7 +224,7 @@ def make_activation_step(act_fn: str, cfg: TrainConfig, device: torch.device | s
     grad = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
     def step() -> None:
-        with autocast_context(precision, device):
+        with precision_mod.autocast(precision, device):
             _, post = act(x)
         post.backward(grad)
         x.grad = None

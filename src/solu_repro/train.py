@@ -288,12 +288,6 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     return Runtime(device)
 
 
-def autocast_context(precision: str, device: torch.device):
-    """The autocast context of a resolved precision: bf16 autocast (fp32 master weights) or
-    none. ``solu_repro.precision.choose`` resolves a config's "auto"."""
-    return precision_mod.autocast(precision, device)
-
-
 def _all_reduce_sum(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
     if rt.distributed:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
@@ -331,7 +325,7 @@ def evaluate(model: torch.nn.Module, corpus: TokenizedCorpus, cfg: TrainConfig, 
         tokens, sources = get_rows_with_sources(split, rows[start:start + step], n_ctx,
                                                 corpus.bos_id)
         tokens, sources = tokens.to(rt.device), sources.to(rt.device)
-        with autocast_context(precision, rt.device):
+        with precision_mod.autocast(precision, rt.device):
             losses = model_loss(model, tokens, per_token=True).double()
         target_sources = sources[:, 1:]  # a loss belongs to the token it predicts
         loss_sum.scatter_add_(0, target_sources.reshape(-1), losses.reshape(-1))
@@ -467,7 +461,7 @@ def train_step(wrapped: torch.nn.Module, model: Transformer, optimizer: torch.op
         last = i == len(micro_batches) - 1
         sync = nullcontext() if (last or not rt.distributed) else wrapped.no_sync()
         with sync:
-            with autocast_context(precision, rt.device):
+            with precision_mod.autocast(precision, rt.device):
                 loss = model_loss(wrapped, tokens)
             (loss / len(micro_batches)).backward()
         step_loss += loss.detach().double() / len(micro_batches)
