@@ -2,11 +2,18 @@
 
 Scales:
     tiny: for tests and nbval; every model trains in seconds on a laptop CPU.
-    cpu:  the default book: 1, 2 and 4 layer GELU and SoLU-LN models, plus the 1-layer
-          SoLU-without-LN and GELU-LN ablations; the whole zoo trains in about 30 minutes
-          on 2 CPU cores.
+    cpu:  the default book: 3 seeds each of 1-layer GELU and SoLU-LN (the Figure 4 pair),
+          2 seeds each of the 1-layer ablations (GELU-LN, SoLU without LN, blocked SoLU-LN
+          with 4 blocks), all on 3.1M tokens, and one 2- and 4-layer GELU/SoLU-LN pair on
+          2M tokens; the whole zoo trains in about 20 minutes on 2 CPU cores (the README
+          shows the arithmetic).
     gpu:  wider, deeper, many more tokens, for one H100-class GPU, on the Pile streamed from
           the Hugging Face hub (needs internet), or on any corpus via ``data=``.
+
+Names: ``<depth>L-<act>[_b<blocks>][-s<seed>]``, e.g. "1L-gelu", "1L-solu_ln-s2",
+"1L-solu_ln_b4-s1". Seed 0 has no suffix, so the seed-0 zoo keeps the names it always had.
+A seed sets both the init and the data order; the GELU and SoLU models of one depth and seed
+are a matched pair.
 
 Matched GELU/SoLU models of the same depth share their init seed and data order (paper §5:
 the SoLU models "differ only in using the SoLU activation function"). Runs are stored under
@@ -46,6 +53,7 @@ class Scale:
     d_mlp: int
     n_ctx: int
     depths: tuple[int, ...]
+    """Depths of the GELU/SoLU-LN pairs (seed 0); the smallest also gets the ablations."""
     batch_size: int
     max_steps: int
     warmup_steps: int
@@ -56,6 +64,18 @@ class Scale:
     log_every: int = 10
     precision: str = "auto"
     """``TrainConfig.precision`` of every model (see ``solu_repro.precision``)."""
+    pair_seeds: int = 1
+    """Seeds of the smallest depth's GELU/SoLU-LN pair (the Figure 4 pair)."""
+    ablation_seeds: int = 1
+    """Seeds of each ablation (``ABLATIONS`` and the blocked SoLU-LN)."""
+    blocks: int = 0
+    """solu_blocks of the blocked SoLU-LN ablation (0: none at this scale)."""
+    one_layer_steps: int | None = None
+    """max_steps of the smallest depth's models (None: ``max_steps``)."""
+    deep_lr_hidden: float | None = None
+    """lr of hidden matrices of the deeper pairs (None: TrainConfig's default)."""
+    deep_warmup_steps: int | None = None
+    """warmup of the deeper pairs (None: ``warmup_steps``)."""
     train_threads: int | None = None
     """Torch threads while training (None: torch's default). Tiny models are trained on one
     thread, so that one machine trains the same tiny zoo every time: their training is chaotic
@@ -64,19 +84,28 @@ class Scale:
     their losses)."""
 
 
+DEEP_LR = 2e-3
+"""lr of the cpu zoo's 2- and 4-layer models: at TrainConfig's default (4e-3 at d_model 128)
+the 4-layer GELU ended worse than the 2-layer one; chapter 3 checks that depth now helps."""
+DEEP_WARMUP = 100
+
 SCALES: dict[str, Scale] = {
     "tiny": Scale(data=DataSpec(max_chars_per_source=300_000, vocab_size=1024),
                   d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
                   batch_size=8, max_steps=120, warmup_steps=10, eval_every=40, eval_rows=16,
                   final_eval_rows=64, checkpoint_every=40, log_every=10, train_threads=1,
+                  pair_seeds=2, ablation_seeds=1, blocks=4,
                   # fp32, not a probe: at these shapes bf16 hardly pays, and a probe near its
                   # margin could flip between runs, while the tests need one machine to train
                   # the same tiny zoo every time.
                   precision="fp32"),
-    # ~1M tokens per model: about 27 minutes for the whole zoo on 2 CPU cores.
-    "cpu": Scale(data=DataSpec(), d_model=128, n_heads=2, d_head=64, d_mlp=512, n_ctx=256,
-                 depths=(1, 2, 4), batch_size=16, max_steps=250, warmup_steps=25,
-                 eval_every=50, eval_rows=32, final_eval_rows=None, checkpoint_every=50),
+    # 1-layer models 3.1M tokens (750 steps of 4,096), the deeper pairs 2.0M (500 steps);
+    # vocabulary 4,096: see the README for what that costs and buys.
+    "cpu": Scale(data=DataSpec(vocab_size=4096), d_model=128, n_heads=2, d_head=64, d_mlp=512,
+                 n_ctx=256, depths=(1, 2, 4), batch_size=16, max_steps=500, warmup_steps=50,
+                 eval_every=50, eval_rows=32, final_eval_rows=None, checkpoint_every=50,
+                 pair_seeds=3, ablation_seeds=2, blocks=4, one_layer_steps=750,
+                 deep_lr_hidden=DEEP_LR, deep_warmup_steps=DEEP_WARMUP),
     # ~1B tokens per model on the Pile (262k tokens per step); ~1.3M Pile documents are
     # ~1.3B tokens, so the budget is about one epoch.
     "gpu": Scale(data=DataSpec(sources=(PILE,), vocab_size=32768, max_docs_per_source=1_300_000),
@@ -95,12 +124,55 @@ def _check_scale(scale: str) -> Scale:
     return SCALES[scale]
 
 
-def model_name(n_layers: int, act_fn: str) -> str:
-    return f"{n_layers}L-{act_fn}"
+def model_name(n_layers: int, act_fn: str, blocks: int = 1, seed: int = 0) -> str:
+    """"1L-gelu", "1L-solu_ln_b4" (4 blocks), "1L-gelu-s2" (seed 2)."""
+    name = f"{n_layers}L-{act_fn}" + (f"_b{blocks}" if blocks > 1 else "")
+    return name + (f"-s{seed}" if seed else "")
+
+
+def parse_name(name: str) -> tuple[int, str, int, int]:
+    """``(depth, act_fn, blocks, seed)`` of a zoo name ("1L-solu_ln_b4-s1" -> (1, "solu_ln", 4,
+    1)); ``ConfigError`` for anything else."""
+    try:
+        depth_part, rest = name.split("L-", 1)
+        variant, _, seed_part = rest.partition("-s")
+        act, _, blocks_part = variant.partition("_b")
+        depth, blocks = int(depth_part), int(blocks_part or 1)
+        seed = int(seed_part) if seed_part else 0
+    except ValueError:
+        raise ConfigError(f"{name!r} is not a zoo model name (like '1L-gelu' or "
+                          "'1L-solu_ln-s2')") from None
+    if model_name(depth, act, blocks, seed) != name:
+        raise ConfigError(f"{name!r} is not a zoo model name (like '1L-gelu' or '1L-solu_ln-s2')")
+    return depth, act, blocks, seed
+
+
+def variant_of(name: str) -> str:
+    """The model without its seed: "1L-solu_ln-s2" -> "1L-solu_ln"."""
+    depth, act, blocks, _ = parse_name(name)
+    return model_name(depth, act, blocks)
+
+
+def seed_of(name: str) -> int:
+    return parse_name(name)[3]
+
+
+def _variants(s: Scale) -> list[tuple[int, str, int, int]]:
+    """(depth, act, blocks, seeds) of every model kind of a scale, in zoo order."""
+    one = min(s.depths)
+    out = []
+    for depth in s.depths:
+        for act in ("gelu", "solu_ln"):
+            out.append((depth, act, 1, s.pair_seeds if depth == one else 1))
+    out += [(one, act, 1, s.ablation_seeds) for act in ABLATIONS]
+    if s.blocks > 1:
+        out.append((one, "solu_ln", s.blocks, s.ablation_seeds))
+    return out
 
 
 def zoo_configs(scale: str = "cpu", data: DataSpec | None = None) -> dict[str, TrainConfig]:
-    """The training configs of every zoo model at ``scale``, keyed by name (e.g. "2L-solu_ln").
+    """The training configs of every zoo model at ``scale``, keyed by name: the seed-0 models
+    first (in the order "1L-gelu", "1L-solu_ln", ..., ablations), then the other seeds.
 
     Args:
         scale: "tiny", "cpu" or "gpu".
@@ -108,20 +180,35 @@ def zoo_configs(scale: str = "cpu", data: DataSpec | None = None) -> dict[str, T
     """
     s = _check_scale(scale)
     data = data or s.data
-    variants = [(depth, act) for depth in s.depths for act in ("gelu", "solu_ln")]
-    variants += [(min(s.depths), act) for act in ABLATIONS]
+    one = min(s.depths)
     configs = {}
-    for depth, act in variants:
-        model = ModelConfig(n_layers=depth, d_model=s.d_model, n_heads=s.n_heads,
-                            d_head=s.d_head, d_mlp=s.d_mlp, d_vocab=data.vocab_size,
-                            n_ctx=s.n_ctx, act_fn=act, seed=0)
-        name = model_name(depth, act)
-        configs[name] = TrainConfig(
-            model=model, data=data, name=name, batch_size=s.batch_size, max_steps=s.max_steps,
-            warmup_steps=s.warmup_steps, eval_every=s.eval_every, eval_rows=s.eval_rows,
-            final_eval_rows=s.final_eval_rows, checkpoint_every=s.checkpoint_every,
-            log_every=s.log_every, data_seed=0, precision=s.precision)
+    for seed_pass in (0, 1):
+        for depth, act, blocks, seeds in _variants(s):
+            for seed in (range(1) if seed_pass == 0 else range(1, seeds)):
+                model = ModelConfig(n_layers=depth, d_model=s.d_model, n_heads=s.n_heads,
+                                    d_head=s.d_head, d_mlp=s.d_mlp, d_vocab=data.vocab_size,
+                                    n_ctx=s.n_ctx, act_fn=act, solu_blocks=blocks, seed=seed)
+                name = model_name(depth, act, blocks, seed)
+                deep = depth != one
+                extra = {}
+                if deep and s.deep_lr_hidden is not None:
+                    extra["lr_hidden"] = s.deep_lr_hidden
+                configs[name] = TrainConfig(
+                    model=model, data=data, name=name, batch_size=s.batch_size,
+                    max_steps=s.one_layer_steps if not deep and s.one_layer_steps else s.max_steps,
+                    warmup_steps=(s.deep_warmup_steps if deep and s.deep_warmup_steps
+                                  else s.warmup_steps),
+                    eval_every=s.eval_every, eval_rows=s.eval_rows,
+                    final_eval_rows=s.final_eval_rows, checkpoint_every=s.checkpoint_every,
+                    log_every=s.log_every, data_seed=seed, precision=s.precision, **extra)
     return configs
+
+
+def seed_names(name: str, scale: str = "cpu") -> list[str]:
+    """Every seed of ``name``'s variant in the zoo, seed 0 first ("1L-gelu" -> ["1L-gelu",
+    "1L-gelu-s1", "1L-gelu-s2"] at the cpu scale)."""
+    variant = variant_of(name)
+    return [n for n in zoo_configs(scale) if variant_of(n) == variant]
 
 
 def zoo_config(name: str, scale: str = "cpu", data: DataSpec | None = None) -> TrainConfig:
@@ -255,7 +342,9 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
 
     build_dataset(SCALES[scale].data, data_dir, progress=progress)  # once, before the children
     loads: list[list[str]] = [[] for _ in range(workers)]
-    cost = {n: zoo_config(n, scale).model.n_layers for n in names}
+    from .speed import train_flops_per_token
+    configs = zoo_configs(scale)
+    cost = {n: train_flops_per_token(configs[n].model) * configs[n].max_steps for n in names}
     for name in sorted(names, key=lambda n: -cost[n]):
         min(loads, key=lambda group: sum(cost[n] for n in group)).append(name)
     threads = max(1, (os.cpu_count() or 1) // workers)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import paths
-from ..zoo import SCALES, ZooRun, ensure_trained, zoo_configs
+from ..zoo import SCALES, ZooRun, ensure_trained, seed_names, seed_of, zoo_configs
 
 HOW_TO_PASS = ("pass it with papermill (`papermill NB.ipynb OUT.ipynb -p {name} VALUE`) or edit "
                "the notebook's parameters cell")
@@ -95,8 +95,19 @@ class BookContext:
 
     @property
     def names(self) -> list[str]:
-        """Every zoo model of this scale, e.g. ["1L-gelu", "1L-solu_ln", ..., "1L-gelu_ln"]."""
+        """The seed-0 zoo models of this scale, e.g. ["1L-gelu", "1L-solu_ln", ...,
+        "1L-gelu_ln", "1L-solu_ln_b4"]: one model of each kind, what single-model views show."""
+        return [n for n in zoo_configs(self.scale) if seed_of(n) == 0]
+
+    @property
+    def all_names(self) -> list[str]:
+        """Every zoo model of this scale, the other seeds included ("1L-gelu-s1", ...)."""
         return list(zoo_configs(self.scale))
+
+    def seeds(self, name: str) -> list[str]:
+        """Every seed of ``name``'s variant, seed 0 first (["1L-gelu", "1L-gelu-s1", ...])."""
+        check_choice("model", name, self.all_names)
+        return seed_names(name, self.scale)
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -105,7 +116,7 @@ class BookContext:
     def run(self, name: str) -> ZooRun:
         """The trained zoo model ``name``; trained first (with a progress bar) if missing."""
         if name not in self._runs:
-            check_choice("model", name, self.names)
+            check_choice("model", name, self.all_names)
             self._runs[name] = ensure_trained(name, self.scale, self.runs_dir,
                                               progress=self.progress)
         return self._runs[name]

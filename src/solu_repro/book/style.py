@@ -15,26 +15,41 @@ ACT_COLORS = {
     "solu_ln": "#d62728",   # SoLU + LN (paper: red)
     "gelu_ln": "#2ca02c",   # LN-only ablation (paper: green)
     "solu": "#ff7f0e",      # SoLU without its LN
+    "solu_ln_b4": "#9467bd",  # blocked SoLU + LN (§4.4)
 }
 ACT_LABELS = {
     "gelu": "GELU baseline",
     "solu_ln": "SoLU + LN",
     "gelu_ln": "GELU + LN (LN-only ablation)",
     "solu": "SoLU without LN",
+    "solu_ln_b4": "SoLU + LN, 4 blocks",
 }
-ACT_DASH = {"gelu": "dot", "solu_ln": "solid", "gelu_ln": "dash", "solu": "dashdot"}
+ACT_DASH = {"gelu": "dot", "solu_ln": "solid", "gelu_ln": "dash", "solu": "dashdot",
+            "solu_ln_b4": "longdash"}
 HOOK_COLORS = {"mid": "#d62728", "post": "#7f7f7f"}  # pre-LN (interpreted) vs post-LN
 FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
 
 
 def act_of(name: str) -> str:
-    """The activation of a zoo model name ("2L-solu_ln" -> "solu_ln")."""
-    return name.split("-", 1)[1]
+    """The variant of a zoo model name without depth and seed: "2L-solu_ln" -> "solu_ln",
+    "1L-gelu-s2" -> "gelu", "1L-solu_ln_b4-s1" -> "solu_ln_b4" (blocked)."""
+    return name.split("-")[1]
 
 
 def depth_of(name: str) -> int:
     """The depth of a zoo model name ("2L-solu_ln" -> 2)."""
     return int(name.split("L-", 1)[0])
+
+
+def seed_of(name: str) -> int:
+    """The seed of a zoo model name ("1L-gelu" -> 0, "1L-gelu-s2" -> 2)."""
+    parts = name.split("-")
+    return int(parts[2][1:]) if len(parts) > 2 and parts[2].startswith("s") else 0
+
+
+def variant_of(name: str) -> str:
+    """The model without its seed ("1L-gelu-s2" -> "1L-gelu")."""
+    return "-".join(name.split("-")[:2])
 
 
 def color(name_or_act: str) -> str:
@@ -48,9 +63,12 @@ def dash(name_or_act: str) -> str:
 
 
 def label(name_or_act: str) -> str:
-    """A legend label: "SoLU + LN" for an activation, "2L SoLU + LN" for a zoo model."""
+    """A legend label: "SoLU + LN" for an activation, "2L SoLU + LN" for a zoo model,
+    "1L GELU baseline (seed 2)" for another seed."""
     if "-" in name_or_act:
-        return f"{depth_of(name_or_act)}L {ACT_LABELS.get(act_of(name_or_act), name_or_act)}"
+        seed = seed_of(name_or_act)
+        return (f"{depth_of(name_or_act)}L {ACT_LABELS.get(act_of(name_or_act), name_or_act)}"
+                + (f" (seed {seed})" if seed else ""))
     return ACT_LABELS.get(name_or_act, name_or_act)
 
 
