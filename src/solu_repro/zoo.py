@@ -4,8 +4,8 @@ Scales:
     tiny: for tests and nbval; every model trains in seconds on a laptop CPU.
     cpu:  the default book: 3 seeds each of 1-layer GELU and SoLU-LN (the Figure 4 pair),
           2 seeds each of the 1-layer ablations (GELU-LN, SoLU without LN, blocked SoLU-LN
-          with 4 blocks), all on 3.1M tokens, and one 2- and 4-layer GELU/SoLU-LN pair on
-          2M tokens; the whole zoo trains in about 20 minutes on 2 CPU cores (the README
+          with 4 blocks), and one 2- and 4-layer GELU/SoLU-LN pair, every model on 3.1M
+          tokens; the whole zoo trains in about 25 minutes on 2 CPU cores (the README
           shows the arithmetic).
     gpu:  wider, deeper, many more tokens, for one H100-class GPU, on the Pile streamed from
           the Hugging Face hub (needs internet), or on any corpus via ``data=``.
@@ -99,12 +99,12 @@ SCALES: dict[str, Scale] = {
                   # margin could flip between runs, while the tests need one machine to train
                   # the same tiny zoo every time.
                   precision="fp32"),
-    # 1-layer models 3.1M tokens (750 steps of 4,096), the deeper pairs 2.0M (500 steps);
-    # vocabulary 4,096: see the README for what that costs and buys.
+    # Every model 3.1M tokens (750 steps of 4,096), so the baseline's scaling law compares
+    # sizes at one budget; vocabulary 4,096: see the README for what that costs and buys.
     "cpu": Scale(data=DataSpec(vocab_size=4096), d_model=128, n_heads=2, d_head=64, d_mlp=512,
-                 n_ctx=256, depths=(1, 2, 4), batch_size=16, max_steps=500, warmup_steps=50,
+                 n_ctx=256, depths=(1, 2, 4), batch_size=16, max_steps=750, warmup_steps=50,
                  eval_every=50, eval_rows=32, final_eval_rows=None, checkpoint_every=50,
-                 pair_seeds=3, ablation_seeds=2, blocks=4, one_layer_steps=750,
+                 pair_seeds=3, ablation_seeds=2, blocks=4,
                  deep_lr_hidden=DEEP_LR, deep_warmup_steps=DEEP_WARMUP),
     # ~1B tokens per model on the Pile (262k tokens per step); ~1.3M Pile documents are
     # ~1.3B tokens, so the budget is about one epoch.
