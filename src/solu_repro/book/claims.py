@@ -26,8 +26,11 @@ from ..atomic import write_text
 REPRODUCED = "reproduced"
 PARTLY = "direction only"
 NOT_REPRODUCED = "not reproduced"
+INCONCLUSIVE = "inconclusive"
+"""Testable here, but the seed-level interval straddles the rule's boundary: more seeds would
+decide it. Not the same as "not reproduced", which needs the measurement to disagree."""
 NOT_TESTABLE = "not testable here"
-VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_TESTABLE)
+VERDICTS = (REPRODUCED, PARTLY, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE)
 
 IDENTITY = "identity"
 EMPIRICAL = "empirical"
@@ -97,7 +100,8 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               "TOST equivalence test over matched 1-layer seed pairs with the paper's margin "
               "±0.01 nats: reproduced if equivalent at α = 0.05; direction only if only "
               "non-inferior (the 90% interval's upper end below +0.01: SoLU-LN not worse); "
-              "not reproduced otherwise"),
+              "not reproduced if the 90% interval lies wholly outside ±0.01; inconclusive "
+              "otherwise (the interval straddles the margin)"),
     ClaimSpec("downstream", "§5 / Figure 2", "Similar downstream-task performance, no "
               "systematic trend", "similar on Lambada, ARC, OpenBookQA, HellaSwag, MMLU, "
               "TriviaQA, arithmetic", EMPIRICAL, "03-performance",
@@ -119,8 +123,8 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               "effect", EMPIRICAL, "03-performance",
               "blocked SoLU-LN (4 blocks) minus SoLU-LN loss over seeds: reproduced if the "
               "TOST with margin ±0.01 nats finds them equivalent; direction only if the "
-              "blocked model is non-inferior; not reproduced if the seed interval lies "
-              "above +0.01"),
+              "blocked model is non-inferior; not reproduced if the 90% interval lies wholly "
+              "outside ±0.01; inconclusive otherwise"),
     # --- §6.1-6.2: interpretability, quantitative -------------------------------------------
     ClaimSpec("figure4", "§6.2 / Figure 4", "SoLU-LN neurons are more often interpretable at "
               "first glance than baseline neurons (~60% vs ~35%, +25 points, 1.7x; 1-40 "
@@ -163,9 +167,9 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("blocked_interp", "§4.4", "Blocking SoLU's softmax and LN has no substantial "
               "effect on interpretability", "no substantial effect", EMPIRICAL,
               "04-interpretability-quantitative",
-              "top-20 judge, blocked SoLU-LN minus SoLU-LN over seeds (Welch t): reproduced "
-              "if the interval lies within ±10 points; direction only if the point estimate "
-              "does; not reproduced if the interval lies wholly outside"),
+              "top-20 judge, blocked SoLU-LN minus SoLU-LN over matched seeds (paired t): "
+              "reproduced if the interval lies within ±10 points; direction only if the point "
+              "estimate does; not reproduced otherwise"),
     ClaimSpec("depth64", "§6.2", "At 64 layers the gain shrinks (42% vs 33%)", "42% vs 33%",
               EMPIRICAL, "04-interpretability-quantitative", "needs 64-layer models"),
     ClaimSpec("human_blind", "§6.1-6.2", "Blinded human evaluators (the paper's measurement)",

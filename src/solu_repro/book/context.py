@@ -130,11 +130,13 @@ class BookContext:
         from ..interp.harvest import harvest_run
         return harvest_run(self.run(name), seed=self.seed, progress=self.progress)
 
-    def scores(self, name: str):
+    def scores(self, name: str, settings=None):
         """The cached automated interpretability scores of a zoo model (``score_run``), made
-        from the same harvest as ``harvest(name)`` (same seed)."""
-        from ..interp.score import score_run
-        return score_run(self.run(name), seed=self.seed, progress=self.progress)
+        from the same harvest as ``harvest(name)`` (same seed); ``settings``: a
+        ``ScoreSettings`` other than the default (e.g. a stricter judge)."""
+        from ..interp.score import ScoreSettings, score_run
+        return score_run(self.run(name), settings or ScoreSettings(), seed=self.seed,
+                         progress=self.progress)
 
     def control_scores(self, name: str, control: str):
         """The cached scores of a null control of a zoo model (``interp.controls``)."""

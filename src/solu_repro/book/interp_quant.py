@@ -19,7 +19,11 @@ from plotly.subplots import make_subplots
 
 from .. import paths
 from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
-from ..interp.stats import Proportion, difference_interval
+from ..interp.score import ScoreSettings
+from ..interp.stats import (Proportion, SeedInterval, difference_interval,
+                            paired_seed_difference, seed_mean_interval)
+from . import claims as registry
+from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
 from . import style
 from .context import BookContext
 
@@ -187,9 +191,10 @@ class NullControls:
         return difference_interval(a.successes, a.n, b.successes, b.n)
 
 
-def null_controls(ctx: BookContext, names: list[str] | None = None
-                  ) -> dict[str, NullControls]:
-    """Score every 1-layer zoo model's null controls (cached) beside its neuron basis."""
+def null_controls(ctx: BookContext, names: list[str] | None = None,
+                  controls: tuple[str, ...] | None = None) -> dict[str, NullControls]:
+    """Score the null controls (cached) of every seed-0 1-layer zoo model (or ``names``)
+    beside its neuron basis; ``controls``: only these (default: every one that applies)."""
     from ..interp.controls import controls_for
 
     names = names or [n for n in ctx.names if style.depth_of(n) == min(ctx.depths)]
@@ -198,6 +203,8 @@ def null_controls(ctx: BookContext, names: list[str] | None = None
     for name in names:
         nulls = {}
         for control in controls_for(ctx.run(name)):
+            if controls is not None and control not in controls:
+                continue
             nulls[control] = summarize(name, ctx.control_scores(name, control),
                                        f"{name} ({NULL_LABELS[control]})")
         out[name] = NullControls(name, basis[name], nulls)
@@ -398,9 +405,24 @@ def blind_app(ctx: BookContext, session_name: str, models: tuple[str, ...] = DEF
     return BlindApp(session, SnippetRenderer(session, entries))
 
 
-# --- the numbers the scorecard uses -----------------------------------------------------------
+# --- the measurements, with seeds ----------------------------------------------------------------
+STRICT = dict(threshold=0.9, min_lift=5.0)
+"""The stricter judge of §6.2's "one annotator held a higher bar": 90% of the top firings
+(not 80%) and a lift of 5 over the base rate (not 3)."""
+BLOCKED_MARGIN = 0.10
+"""§4.4 "no substantial effect" on interpretability: within ±10 points of SoLU-LN."""
+
+
 @dataclass(frozen=True)
 class InterpMeasurements:
+    """Everything notebook 4 measures, computed once; ``claims`` turns it into verdicts.
+
+    ``seed_fractions[view][variant][seed]`` is the judged-interpretable fraction of every
+    seed of each 1-layer variant; ``rotated_gains[view][variant][seed]`` its neuron basis
+    minus its rotated basis; ``strict_fractions[variant][seed]`` the top-20 fraction under the
+    stricter judge (``STRICT``). The seed-0 models' neuron-level results stay in ``results``.
+    """
+
     results: dict[str, ModelInterpretability]
     solu_vs_gelu: dict[int, Comparison]            # depth -> SoLU-LN minus baseline (top view)
     solu_vs_gelu_spectrum: dict[int, Comparison]
@@ -409,10 +431,38 @@ class InterpMeasurements:
     blind: list[BlindSummary]
     nulls: dict[str, NullControls] = field(default_factory=dict)  # 1-layer models' controls
     relative: dict[str, RelativeDifference] = field(default_factory=dict)  # view -> 1L pair
+    seed_fractions: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    rotated_gains: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    strict_fractions: dict[str, dict[int, float]] = field(default_factory=dict)
+    one_layer: int = 1
 
     def rotated_gain(self, name: str, view: str = "top") -> tuple[float, float, float]:
         """``name``'s neuron basis minus its rotated null (Newcombe 95%)."""
         return self.nulls[name].gain("rotated", view)
+
+    def variant(self, act: str) -> str:
+        return f"{self.one_layer}L-{act}"
+
+    def seed_difference(self, a: str, b: str, view: str = "top",
+                        table: dict[str, dict[int, float]] | None = None) -> SeedInterval | None:
+        """Variant ``a`` minus ``b`` (acts at one layer, e.g. "solu_ln", "gelu") over their
+        matched seeds: a paired t interval (None if either is missing)."""
+        table = self.seed_fractions.get(view, {}) if table is None else table
+        fa, fb = table.get(self.variant(a)), table.get(self.variant(b))
+        if not fa or not fb:
+            return None
+        common = sorted(set(fa) & set(fb))
+        return paired_seed_difference([fa[i] for i in common], [fb[i] for i in common])
+
+    def net_of_rotation(self, view: str = "top") -> SeedInterval | None:
+        """(SoLU-LN minus its rotation) minus (GELU minus its rotation), over matched seeds."""
+        return self.seed_difference("solu_ln", "gelu", view, self.rotated_gains.get(view, {}))
+
+
+def one_layer_seeds(ctx: BookContext) -> dict[str, list[str]]:
+    """Every seed of each 1-layer variant: {"1L-gelu": ["1L-gelu", "1L-gelu-s1", ...], ...}."""
+    one = min(ctx.depths)
+    return {name: ctx.seeds(name) for name in ctx.names if style.depth_of(name) == one}
 
 
 def interp_measurements(ctx: BookContext, with_blind: bool = True,
@@ -430,15 +480,212 @@ def interp_measurements(ctx: BookContext, with_blind: bool = True,
         diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
         ablation_vs_solu = Comparison(ablation.name, f"{depth}L-solu_ln", "top", diff, lo, hi,
                                       a.fraction / b.fraction if b.successes else math.nan)
-    nulls, relative = {}, {}
+    one = min(ctx.depths)
+    seeds = one_layer_seeds(ctx)
+    fractions: dict[str, dict[str, dict[int, float]]] = {view: {} for view in VIEWS}
+    for variant, names in seeds.items():
+        for name in names:
+            r = results[name] if name in results else summarize(name, ctx.scores(name))
+            for view in VIEWS:
+                fractions[view].setdefault(variant, {})[style.seed_of(name)] = \
+                    getattr(r, view).fraction
+    pair = (f"{one}L-solu_ln", f"{one}L-gelu")
+    strict = {}
+    if all(v in seeds for v in pair):
+        settings = ScoreSettings(**STRICT)
+        for variant in pair:
+            strict[variant] = {style.seed_of(n): ctx.scores(n, settings)
+                               .fraction_interpretable(view="top").fraction
+                               for n in seeds[variant]}
+    nulls, relative, gains = {}, {}, {view: {} for view in VIEWS}
     if with_nulls:
         nulls = null_controls(ctx)
-        depth = min(ctx.depths)
-        pair = (f"{depth}L-solu_ln", f"{depth}L-gelu")
         if all(n in nulls for n in pair):
             relative = {view: relative_difference(nulls, *pair, view) for view in VIEWS}
+        for variant in pair:
+            for name in seeds.get(variant, []):
+                nc = nulls[name] if name in nulls else null_controls(ctx, [name], ("rotated",))[name]
+                for view in VIEWS:
+                    gains[view].setdefault(variant, {})[style.seed_of(name)] = \
+                        nc.gain("rotated", view)[0]
     return InterpMeasurements(results, solu, spec, ablation, ablation_vs_solu,
-                              blind_sessions(ctx) if with_blind else [], nulls, relative)
+                              blind_sessions(ctx) if with_blind else [], nulls, relative,
+                              fractions, gains, strict, one)
+
+
+def seed_table_markdown(im: InterpMeasurements, view: str = "top") -> str:
+    """Every seed of each 1-layer variant: its judged-interpretable fraction, and the mean."""
+    table = im.seed_fractions.get(view, {})
+    n = max((len(v) for v in table.values()), default=0)
+    lines = ["| model | " + " | ".join(f"seed {i}" for i in range(n)) + " | mean |",
+             "|---|" + "---:|" * (n + 1)]
+    for variant, by_seed in table.items():
+        cells = [f"{by_seed[i]:.1%}" if i in by_seed else "" for i in range(n)]
+        lines.append(f"| {style.label(variant)} | " + " | ".join(cells)
+                     + f" | {sum(by_seed.values()) / len(by_seed):.1%} |")
+    return "\n".join(lines)
+
+
+def seed_differences_markdown(im: InterpMeasurements) -> str:
+    """The seed-level comparisons the claims use, as a table."""
+    rows = [("SoLU-LN minus GELU", "solu_ln", "gelu", "top", None),
+            ("SoLU-LN minus GELU", "solu_ln", "gelu", "spectrum", None),
+            ("SoLU-LN minus GELU, stricter judge", "solu_ln", "gelu", "top",
+             im.strict_fractions),
+            ("SoLU (no LN) minus GELU", "solu", "gelu", "top", None),
+            ("GELU-LN minus GELU", "gelu_ln", "gelu", "top", None),
+            ("SoLU-LN minus GELU-LN", "solu_ln", "gelu_ln", "top", None),
+            ("blocked SoLU-LN minus SoLU-LN", "solu_ln_b4", "solu_ln", "top", None)]
+    lines = ["| comparison (1 layer) | view | difference [95% seed interval] | method |",
+             "|---|---|---|---|"]
+    for label, a, b, view, table in rows:
+        d = im.seed_difference(a, b, view, table)
+        if d is not None:
+            lines.append(f"| {label} | {VIEWS[view]} | {_points(d)} | {d.method} |")
+    net = im.net_of_rotation("top")
+    if net is not None:
+        lines.append(f"| (SoLU-LN minus rotation) minus (GELU minus rotation) | {VIEWS['top']} "
+                     f"| {_points(net)} | {net.method} |")
+    return "\n".join(lines)
+
+
+def _points(d: SeedInterval) -> str:
+    """A seed interval of fractions in percentage points."""
+    f = lambda x: "-inf" if x == -math.inf else "+inf" if x == math.inf else f"{x * 100:+.1f}"
+    return f"{f(d.estimate)} [{f(d.lo)}, {f(d.hi)}] points ({d.n_seeds} seeds)"
+
+
+def claims(im: InterpMeasurements) -> list[Claim]:
+    """The claims of chapter 4 (§3.2, §4.3, §4.4, §6.1-6.2), each decided once from ``im``."""
+    out = []
+    seed = im.seed_difference("solu_ln", "gelu", "top")
+    deeper = {d: c for d, c in im.solu_vs_gelu.items() if d != im.one_layer}
+    deeper_text = "; ".join(f"{d}L (one seed, 95% Newcombe over neurons): {c.diff * 100:+.1f} "
+                            f"[{c.lo * 100:+.1f}, {c.hi * 100:+.1f}] points"
+                            for d, c in sorted(deeper.items()))
+    net = im.net_of_rotation("top")
+    if seed is None:
+        out.append(registry.scored("figure4", "no matched 1-layer pair", NOT_TESTABLE))
+    else:
+        verdict = (REPRODUCED if seed.lo > 0 and (net is None or net.lo > 0) else
+                   PARTLY if seed.estimate > 0 and all(c.diff > 0 for c in deeper.values())
+                   else NOT_REPRODUCED)
+        ours = f"automated judge, SoLU-LN minus GELU, 1L over seeds: {_points(seed)}"
+        if net is not None:
+            ours += f"; net of the rotated-basis nulls: {_points(net)}"
+        if deeper_text:
+            ours += f"; {deeper_text}"
+        out.append(registry.scored("figure4", ours, verdict, values={
+            "seed_difference": seed.to_dict(), "net_of_rotation": None if net is None
+            else net.to_dict(), "deeper": {d: [c.diff, c.lo, c.hi] for d, c in deeper.items()}}))
+    # §3.2: privileged basis, full spectrum, per seed
+    gains = {v: seed_mean_interval(list(by_seed.values()))
+             for v, by_seed in im.rotated_gains.get("spectrum", {}).items()}
+    if not gains:
+        out.append(registry.scored("privileged_basis", "no null controls scored", NOT_TESTABLE))
+    else:
+        ours = "full-spectrum judge, neuron basis minus rotated basis: " + "; ".join(
+            f"{style.label(v)} {_points(g)}" for v, g in gains.items())
+        verdict = (REPRODUCED if all(g.lo > 0 for g in gains.values()) else
+                   PARTLY if all(g.estimate > 0 for g in gains.values()) else NOT_REPRODUCED)
+        out.append(registry.scored("privileged_basis", ours, verdict,
+                                   values={v: g.to_dict() for v, g in gains.items()}))
+    spec = im.seed_difference("solu_ln", "gelu", "spectrum")
+    out.append(registry.scored(
+        "spectrum_note", "full-spectrum judge, SoLU-LN minus GELU, 1L over seeds: "
+        + (_points(spec) if spec is not None else "n/a"), NOT_TESTABLE,
+        values=None if spec is None else spec.to_dict()))
+    # §4.3: SoLU alone, and what the LN keeps
+    alone = im.seed_difference("solu", "gelu")
+    keeps = im.seed_difference("solu_ln", "solu")
+    if alone is None or keeps is None:
+        out.append(registry.scored("solu_alone", "no SoLU-without-LN model", NOT_TESTABLE))
+    else:
+        kept = keeps.estimate >= -0.5 * alone.estimate
+        verdict = (REPRODUCED if alone.lo > 0 and kept else
+                   PARTLY if alone.estimate > 0 else NOT_REPRODUCED)
+        out.append(registry.scored(
+            "solu_alone", f"SoLU (no LN) minus GELU: {_points(alone)}; SoLU-LN minus SoLU: "
+            f"{_points(keeps)} (the LN {'keeps' if kept else 'loses'} at least half of the "
+            "gain, point estimates)", verdict,
+            values={"alone": alone.to_dict(), "ln_minus_solu": keeps.to_dict()}))
+    # §6.2: the LN-only ablation halfway
+    above = im.seed_difference("gelu_ln", "gelu")
+    below = im.seed_difference("solu_ln", "gelu_ln")
+    if above is None or below is None:
+        out.append(registry.scored("ln_only_halfway", "no LN-only ablation", NOT_TESTABLE))
+    else:
+        verdict = (REPRODUCED if above.lo > 0 and below.lo > 0 else
+                   PARTLY if above.estimate > 0 and below.estimate > 0 else NOT_REPRODUCED)
+        out.append(registry.scored(
+            "ln_only_halfway", f"GELU-LN minus GELU: {_points(above)}; SoLU-LN minus GELU-LN: "
+            f"{_points(below)}", verdict,
+            values={"above_gelu": above.to_dict(), "below_solu_ln": below.to_dict()}))
+    # §6.2: the stricter annotator
+    strict = im.seed_difference("solu_ln", "gelu", "top", im.strict_fractions)
+    if strict is None or seed is None:
+        out.append(registry.scored("stricter_annotator", "no matched 1-layer pair",
+                                   NOT_TESTABLE))
+    else:
+        verdict = (REPRODUCED if strict.lo > 0 and seed.lo > 0 else
+                   PARTLY if strict.estimate > 0 and seed.estimate > 0 else NOT_REPRODUCED)
+        out.append(registry.scored(
+            "stricter_annotator", f"SoLU-LN minus GELU under the stricter judge (coverage "
+            f"{STRICT['threshold']:.0%}, lift {STRICT['min_lift']:g}): {_points(strict)}; "
+            f"under the default judge: {_points(seed)}", verdict,
+            values={"strict": strict.to_dict(), "default": seed.to_dict()}))
+    # §4.4: blocked SoLU-LN, interpretability
+    blocked = im.seed_difference("solu_ln_b4", "solu_ln")
+    if blocked is None:
+        out.append(registry.scored("blocked_interp", "no blocked SoLU-LN model", NOT_TESTABLE))
+    else:
+        m = BLOCKED_MARGIN
+        verdict = (REPRODUCED if -m < blocked.lo and blocked.hi < m else
+                   NOT_REPRODUCED if blocked.lo > m or blocked.hi < -m else
+                   PARTLY if abs(blocked.estimate) < m else NOT_REPRODUCED)
+        out.append(registry.scored(
+            "blocked_interp", f"blocked SoLU-LN (4 blocks) minus SoLU-LN: {_points(blocked)}",
+            verdict, values=blocked.to_dict()))
+    depths = sorted(im.solu_vs_gelu)
+    out.append(registry.scored("depth64", f"our deepest models have {max(depths, default=0)} "
+                               "layers", NOT_TESTABLE))
+    judged = [s for s in im.blind if s.n_judgments]
+    if judged:
+        parts = []
+        for s in judged:
+            diffs = ", ".join(f"{a} - {b}: {_pct(d)} [{_pct(lo)}, {_pct(hi)}]"
+                              for a, b, d, lo, hi in _oriented(s.report.differences))
+            parts.append(f"{s.path.name} ({s.n_judgments} judgments): {diffs}")
+        ours, verdict = "; ".join(parts), _human_verdict(judged)
+    else:
+        ours, verdict = "no blinded session with judgments in this copy of the book", NOT_TESTABLE
+    out.append(registry.scored("human_blind", ours, verdict))
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.1%}"
+
+
+def _oriented(differences) -> list[tuple[str, str, float, float, float]]:
+    """Blinded differences as (a, b, a - b, lo, hi) with a SoLU-LN model first when present."""
+    out = []
+    for d in differences:
+        if style.act_of(d.model_b) == "solu_ln" and style.act_of(d.model_a) != "solu_ln":
+            out.append((d.model_b, d.model_a, -d.diff, -d.hi, -d.lo))
+        else:
+            out.append((d.model_a, d.model_b, d.diff, d.lo, d.hi))
+    return out
+
+
+def _human_verdict(summaries) -> str:
+    diffs = [(d, lo) for s in summaries for a, b, d, lo, _ in _oriented(s.report.differences)
+             if style.act_of(a) == "solu_ln" and style.act_of(b) == "gelu"]
+    if not diffs:
+        return NOT_TESTABLE
+    if all(lo > 0 for _, lo in diffs):
+        return REPRODUCED
+    return PARTLY if all(d > 0 for d, _ in diffs) else NOT_REPRODUCED
 
 
 def comparison_markdown(results: dict[str, ModelInterpretability]) -> str:

@@ -25,6 +25,10 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from ..interp.stats import Equivalence, SeedInterval, equivalence_test, paired_seed_difference
+from . import claims as registry
+from .claims import (INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PAPER_LOSS_MARGIN, PAPER_MULTIPLIER_RANGE,
+                     PAPER_NO_LN_MULTIPLIER, PAPER_SPEED_OVERHEAD, PARTLY, REPRODUCED, Claim)
 from ..scaling import EffectiveSize, ScalingFit, ScalingFitError, effective_size_multiplier, \
     fit_scaling_law
 from ..speed import SpeedComparison, compare_activations, compare_train_steps
@@ -37,14 +41,10 @@ BASELINE = "gelu"
 SOLU_LN = "solu_ln"
 SOLU_NO_LN = "solu"
 
-PAPER_MULTIPLIER_RANGE = (0.95, 1.05)
-"""§5: SoLU-LN "always falling between a 1.05x and a 0.95x multiplier in model size"."""
-PAPER_LOSS_TOLERANCE = 0.01
-"""§5: the multiplier range is "roughly equivalent to a change in loss of ±0.01 nats"."""
-PAPER_NO_LN_MULTIPLIER = (0.5, 0.7)
-"""§4.3: SoLU without LN performs like "a model 30-50% smaller than their actual size"."""
-PAPER_SPEED_OVERHEAD = 0.01
-"""§5: SoLU-LN slows training by "less than 1%" with proper GPU kernels."""
+BLOCKED = "solu_ln_b4"
+SPEED_IMPLAUSIBLE = 0.97
+"""A step-time ratio CI entirely below this says the timing was disturbed, not that SoLU-LN
+(which adds work) is faster."""
 
 SOURCE_LABELS = {"sotu": "prose (State of the Union)", "python-stdlib": "code (Python stdlib)"}
 
@@ -94,6 +94,78 @@ def final_losses(runs: Mapping[str, ZooRun]) -> dict[str, ModelLoss]:
                               val_loss=float(r["val_loss"]),
                               per_source=dict(r.get("val_loss_per_source", {})))
     return out
+
+
+def seed_losses(losses: Mapping[str, ModelLoss]) -> dict[str, dict[int, float]]:
+    """Final validation loss of every seed of each variant: {"1L-gelu": {0: ..., 1: ...}}."""
+    out: dict[str, dict[int, float]] = {}
+    for name, m in losses.items():
+        out.setdefault(style.variant_of(name), {})[style.seed_of(name)] = m.val_loss
+    return out
+
+
+def seed_mean_losses(losses: Mapping[str, ModelLoss]) -> dict[str, ModelLoss]:
+    """One ``ModelLoss`` per variant (named without the seed), its losses the mean over its
+    seeds: what the tables, the scaling law and the multipliers use."""
+    groups: dict[str, list[ModelLoss]] = {}
+    for name, m in losses.items():
+        groups.setdefault(style.variant_of(name), []).append(m)
+    out = {}
+    for variant, ms in groups.items():
+        sources = sorted({s for m in ms for s in m.per_source})
+        out[variant] = ModelLoss(
+            name=variant, act=ms[0].act, depth=ms[0].depth, n_params=ms[0].n_params,
+            tokens=ms[0].tokens, val_loss=float(np.mean([m.val_loss for m in ms])),
+            per_source={s: float(np.mean([m.per_source[s] for m in ms if s in m.per_source]))
+                        for s in sources})
+    return out
+
+
+def matched_seeds(per_seed: Mapping[str, Mapping[int, float]], a: str, b: str
+                  ) -> tuple[list[float], list[float]]:
+    """The losses of variants ``a`` and ``b`` on the seeds both have (matched pairs: same init
+    and data order), in seed order."""
+    common = sorted(set(per_seed.get(a, {})) & set(per_seed.get(b, {})))
+    return [per_seed[a][i] for i in common], [per_seed[b][i] for i in common]
+
+
+def seed_table_markdown(per_seed: Mapping[str, Mapping[int, float]]) -> str:
+    """Every variant's per-seed final validation loss, mean and seed-to-seed spread."""
+    n = max((len(v) for v in per_seed.values()), default=0)
+    lines = ["| model | seeds | " + " | ".join(f"seed {i}" for i in range(n))
+             + " | mean | sd over seeds |", "|---|---:|" + "---:|" * (n + 2)]
+    for variant, by_seed in per_seed.items():
+        vals = [by_seed[i] for i in sorted(by_seed)]
+        cells = [f"{by_seed[i]:.4f}" if i in by_seed else "" for i in range(n)]
+        sd = f"{np.std(vals, ddof=1):.4f}" if len(vals) > 1 else ""
+        lines.append(f"| {style.label(variant)} | {len(vals)} | " + " | ".join(cells)
+                     + f" | {np.mean(vals):.4f} | {sd} |")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class DepthCheck:
+    """Does depth help the baseline at this budget (GELU loss falls 1L > 2L > 4L)?"""
+
+    losses: dict[int, float]
+    monotone: bool
+
+    @property
+    def sentence(self) -> str:
+        shown = ", ".join(f"{d}L {v:.3f}" for d, v in sorted(self.losses.items()))
+        if len(self.losses) < 2:
+            return "the zoo has one baseline depth: depth is not compared"
+        return (f"GELU final validation loss by depth: {shown}; "
+                + ("each deeper model beats the shallower one at this budget"
+                   if self.monotone else "a deeper model does NOT beat a shallower one at "
+                   "this budget, so the baseline scaling law below has nothing monotone to fit"))
+
+
+def depth_check(losses: Mapping[str, ModelLoss]) -> DepthCheck:
+    """``losses``: seed means (``seed_mean_losses``)."""
+    by_depth = {m.depth: m.val_loss for m in losses.values() if m.act == BASELINE}
+    ordered = [by_depth[d] for d in sorted(by_depth)]
+    return DepthCheck(by_depth, all(b < a for a, b in zip(ordered, ordered[1:])))
 
 
 def loss_deltas(losses: Mapping[str, ModelLoss], act: str = SOLU_LN) -> dict[int, float]:
@@ -446,10 +518,15 @@ class NoLNPenalty:
     gap_vs_gelu: float
     gap_vs_solu_ln: float | None
     multiplier: SizeMultiplier
+    gap_over_seeds: SeedInterval | None = None
+    """SoLU minus GELU over matched seeds (paired t interval)."""
 
 
-def solu_without_ln(losses: Mapping[str, ModelLoss], bfit: BaselineFit) -> NoLNPenalty | None:
-    """The SoLU-without-LN penalty, or None if the zoo has no such model."""
+def solu_without_ln(losses: Mapping[str, ModelLoss], bfit: BaselineFit,
+                    per_seed: Mapping[str, Mapping[int, float]] | None = None
+                    ) -> NoLNPenalty | None:
+    """The SoLU-without-LN penalty, or None if the zoo has no such model (``losses``: seed
+    means; ``per_seed``: ``seed_losses`` of every run, for the seed-level interval)."""
     solu = next((m for m in losses.values() if m.act == SOLU_NO_LN), None)
     if solu is None or model_name(solu.depth, BASELINE) not in losses:
         return None
@@ -460,7 +537,9 @@ def solu_without_ln(losses: Mapping[str, ModelLoss], bfit: BaselineFit) -> NoLNP
         solu_ln_loss=None if solu_ln is None else solu_ln.val_loss,
         gap_vs_gelu=solu.val_loss - gelu.val_loss,
         gap_vs_solu_ln=None if solu_ln is None else solu.val_loss - solu_ln.val_loss,
-        multiplier=size_multiplier(solu.name, solu.n_params, solu.val_loss, bfit))
+        multiplier=size_multiplier(solu.name, solu.n_params, solu.val_loss, bfit),
+        gap_over_seeds=None if per_seed is None else paired_seed_difference(
+            *matched_seeds(per_seed, solu.name, gelu.name)))
 
 
 def no_ln_markdown(no_ln: NoLNPenalty | None) -> str:
@@ -474,7 +553,11 @@ def no_ln_markdown(no_ln: NoLNPenalty | None) -> str:
     if no_ln.solu_ln_loss is not None:
         lines.append(f"| {d}L SoLU + LN | {no_ln.solu_ln_loss:.4f} | "
                      f"{no_ln.gap_vs_solu_ln:+.4f} |")
-    return "\n".join(lines) + f"\n\nEffective size of SoLU without LN: {no_ln.multiplier}."
+    out = "\n".join(lines) + f"\n\nEffective size of SoLU without LN: {no_ln.multiplier}."
+    if no_ln.gap_over_seeds is not None:
+        out += (f" Over matched seeds, SoLU without LN minus GELU: "
+                f"{no_ln.gap_over_seeds.format('+.4f')} ({no_ln.gap_over_seeds.method}).")
+    return out
 
 
 # --- per-source validation loss -----------------------------------------------------------------
@@ -591,31 +674,43 @@ def speed_markdown(speed: SpeedMeasurement) -> str:
     return "\n".join(lines)
 
 
-# --- the numbers the scorecard uses ---------------------------------------------------------------
+# --- the measurements and the claims they decide -------------------------------------------------
 @dataclass(frozen=True)
 class PerformanceMeasurements:
-    """Everything notebook 3 measures that the scorecard reports.
+    """Everything notebook 3 measures, computed once; ``claims`` turns it into verdicts.
 
     Attributes:
         scale: the zoo scale.
-        val_loss: final validation loss per model.
-        loss_delta: SoLU-LN minus GELU final validation loss, per depth.
-        per_source_delta: the same per source (e.g. {"sotu": ..., "python-stdlib": ...}).
+        val_loss: final validation loss per variant (the mean over its seeds).
+        per_seed: variant -> {seed: final validation loss}.
+        loss_delta: SoLU-LN minus GELU (seed means), per depth.
+        parity: TOST of SoLU-LN vs GELU over the smallest depth's matched seeds, margin
+            ±0.01 nats (the paper's).
+        per_source_delta: SoLU-LN minus GELU per source, per depth.
         baseline: the baseline's scaling law (``baseline.fit`` None with ``baseline.reason``).
-        multiplier: SoLU-LN effective size multiplier per depth (``.value`` None when not
-            testable or only a bound; ``.reason`` says why).
+        multiplier: SoLU-LN effective size multiplier per depth.
         no_ln: the SoLU-without-LN ablation (None if the zoo lacks it).
-        speed: the live speed measurement (None if not measured).
+        blocked: TOST of blocked SoLU-LN vs SoLU-LN over matched seeds (None if no blocked model).
+        blocked_gap: blocked minus SoLU-LN over matched seeds.
+        depth: does depth help the baseline at this budget.
+        speed: the speed measurement (only on a GPU; None elsewhere).
+        device: where the speed would be measured ("cpu" or "cuda").
     """
 
     scale: str
     val_loss: dict[str, float]
+    per_seed: dict[str, dict[int, float]]
     loss_delta: dict[int, float]
+    parity: Equivalence | None
     per_source_delta: dict[int, dict[str, float]]
     baseline: BaselineFit
     multiplier: dict[int, SizeMultiplier]
     no_ln: NoLNPenalty | None
+    blocked: Equivalence | None
+    blocked_gap: SeedInterval | None
+    depth: DepthCheck
     speed: SpeedMeasurement | None
+    device: str = "cpu"
 
     @property
     def multiplier_testable(self) -> bool:
@@ -630,146 +725,168 @@ class PerformanceMeasurements:
         lo, hi = PAPER_MULTIPLIER_RANGE
         return all(lo <= v <= hi for v in values)
 
-    @property
-    def speed_ratio(self) -> float | None:
-        return None if self.speed is None else self.speed.step.ratio
 
-    @property
-    def speed_ci90(self) -> tuple[float, float] | None:
-        return None if self.speed is None else self.speed.step.ci90
+def speed_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def performance_measurements(ctx: BookContext, speed: SpeedMeasurement | None = None,
                              speed_rounds: int = 3) -> PerformanceMeasurements:
-    """The performance numbers of ``ctx``'s zoo.
+    """The performance numbers of ``ctx``'s zoo (every seed).
 
     Args:
         ctx: the notebook context (its zoo is trained if missing).
-        speed: a speed measurement already made (notebook 3 passes its own); if None one is
-            made with ``speed_rounds`` rounds, or skipped when ``speed_rounds`` is 0.
+        speed: a speed measurement already made; if None and a GPU is present one is made
+            with ``speed_rounds`` rounds (0: skip). On a CPU speed is not measured: eager CPU
+            timing cannot test a claim about fused GPU kernels.
         speed_rounds: rounds of a new speed measurement.
     """
-    losses = final_losses(ctx.runs())
+    every = final_losses(ctx.runs(ctx.all_names))
+    per_seed = seed_losses(every)
+    losses = seed_mean_losses(every)
     bfit = baseline_fit(losses)
     sizes = effective_sizes(losses, bfit)
-    if speed is None and speed_rounds:
-        speed = measure_speed(ctx, rounds=speed_rounds)
+    device = speed_device()
+    if speed is None and speed_rounds and device == "cuda":
+        speed = measure_speed(ctx, rounds=speed_rounds, device=device)
+    one = min(ctx.depths)
+    gelu, solu_ln, blocked = (model_name(one, BASELINE), model_name(one, SOLU_LN),
+                              f"{one}L-{BLOCKED}")
+    parity = (equivalence_test(*matched_seeds(per_seed, solu_ln, gelu), PAPER_LOSS_MARGIN)
+              if solu_ln in per_seed and gelu in per_seed else None)
+    has_blocked = blocked in per_seed and solu_ln in per_seed
+    pair = matched_seeds(per_seed, blocked, solu_ln) if has_blocked else None
     return PerformanceMeasurements(
         scale=ctx.scale, val_loss={n: m.val_loss for n, m in losses.items()},
-        loss_delta=loss_deltas(losses), per_source_delta=per_source_deltas(losses),
-        baseline=bfit,
+        per_seed=per_seed, loss_delta=loss_deltas(losses), parity=parity,
+        per_source_delta=per_source_deltas(losses), baseline=bfit,
         multiplier={losses[n].depth: s for n, s in sizes.items() if losses[n].act == SOLU_LN},
-        no_ln=solu_without_ln(losses, bfit), speed=speed)
+        no_ln=solu_without_ln(losses, bfit, per_seed),
+        blocked=equivalence_test(*pair, PAPER_LOSS_MARGIN) if pair else None,
+        blocked_gap=paired_seed_difference(*pair) if pair else None,
+        depth=depth_check(losses), speed=speed, device=device)
+
+
+def _depth_list(values: Mapping[int, str]) -> str:
+    return ", ".join(f"{d}L ({v})" for d, v in sorted(values.items()))
+
+
+def _equivalence_text(eq: Equivalence, a: str, b: str) -> str:
+    if not math.isfinite(eq.p_value):
+        return f"{a} minus {b}: {eq.diff:+.4f} nats ({eq.method})"
+    return (f"{a} minus {b}: {eq.diff:+.4f} nats, 90% interval [{eq.ci_lo:+.4f}, "
+            f"{eq.ci_hi:+.4f}] over {eq.n_seeds} matched seeds; TOST p = {eq.p_value:.3f} "
+            f"against ±{eq.margin:g}")
+
+
+def _equivalence_verdict(eq: Equivalence | None) -> str:
+    if eq is None or not math.isfinite(eq.p_value):
+        return NOT_TESTABLE
+    if eq.equivalent:
+        return REPRODUCED
+    if eq.ci_lo > eq.margin or eq.ci_hi < -eq.margin:  # shown to differ by more than the margin
+        return NOT_REPRODUCED
+    return PARTLY if eq.noninferior else INCONCLUSIVE
+
+
+def claims(pm: PerformanceMeasurements) -> list[Claim]:
+    """The claims of chapter 3 (§5, the §4.3 no-LN penalty and §4.4 blocked performance),
+    each decided once from ``pm`` by the rule the registry states."""
+    out = []
+    # §5 / Figure 1: the size multiplier
+    lo, hi = PAPER_MULTIPLIER_RANGE
+    if not pm.multiplier_testable:
+        ours = f"no baseline scaling law: {pm.baseline.reason}"
+        verdict = NOT_TESTABLE
+    else:
+        ours = "SoLU-LN effective size " + _depth_list({d: str(m) for d, m in
+                                                         pm.multiplier.items()})
+        in_range = pm.multipliers_in_paper_range
+        verdict = (NOT_TESTABLE if in_range is None else REPRODUCED if in_range
+                   else NOT_REPRODUCED)
+        ours += (": some are only bounds, so the range is not tested" if in_range is None else
+                 f": {'all' if in_range else 'not all'} within {lo:.2f}x-{hi:.2f}x")
+        if pm.baseline.fit.dof == 0:
+            ours += " (the law has as many parameters as points: it interpolates)"
+    out.append(registry.scored("size_multiplier", ours, verdict, values={
+        "multiplier": {d: m.value for d, m in pm.multiplier.items()}}))
+    # §5: loss parity, TOST over matched seeds
+    deltas = _depth_list({d: f"{v:+.3f}" for d, v in pm.loss_delta.items()})
+    if pm.parity is None:
+        ours, verdict = "no matched GELU/SoLU-LN pair", NOT_TESTABLE
+    else:
+        ours = (_equivalence_text(pm.parity, "SoLU-LN", "GELU") + "; seed-mean differences by "
+                f"depth {deltas} (deeper pairs: one seed)")
+        verdict = _equivalence_verdict(pm.parity)
+    out.append(registry.scored("loss_parity", ours, verdict, values={
+        "parity": None if pm.parity is None else pm.parity.to_dict(),
+        "loss_delta": pm.loss_delta}))
+    # §5 / Figure 2: downstream tasks (proxy only)
+    per = "; ".join(f"{d}L: " + ", ".join(f"{source_label(s)} {v:+.3f}"
+                                          for s, v in sorted(ps.items()))
+                    for d, ps in sorted(pm.per_source_delta.items()))
+    out.append(registry.scored("downstream", f"proxy only, SoLU-LN minus GELU validation loss "
+                               f"per source: {per} nats/token", NOT_TESTABLE,
+                               values={"per_source_delta": pm.per_source_delta}))
+    # §4.3: SoLU without LN
+    if pm.no_ln is None:
+        out.append(registry.scored("no_ln_penalty", "no SoLU-without-LN model", NOT_TESTABLE))
+    else:
+        n = pm.no_ln
+        plo, phi = PAPER_NO_LN_MULTIPLIER
+        gap = n.gap_over_seeds
+        worse = gap.lo > 0 if gap is not None else False
+        value = n.multiplier.value
+        ours = (f"{n.depth}L SoLU without LN minus GELU: "
+                + (gap.format("+.4f") + f" nats ({gap.method})" if gap is not None
+                   else f"{n.gap_vs_gelu:+.4f} nats")
+                + f"; effective size {n.multiplier}")
+        if value is not None and plo <= value <= phi and worse:
+            verdict = REPRODUCED
+        elif (gap.estimate if gap is not None else n.gap_vs_gelu) > 0:
+            verdict = PARTLY
+        else:
+            verdict = NOT_REPRODUCED
+        out.append(registry.scored("no_ln_penalty", ours, verdict, values={
+            "gap": None if gap is None else gap.to_dict(), "multiplier": value}))
+    # §5: speed, only where fused GPU kernels could be tested
+    if pm.speed is None:
+        where = ("eager CPU timing cannot test a claim about fused GPU kernels"
+                 if pm.device == "cpu" else "not measured in this run")
+        out.append(registry.scored("speed", f"not measured: {where}", NOT_TESTABLE,
+                                   timed=True))
+    else:
+        r, (clo, chi) = pm.speed.step.ratio, pm.speed.step.ci90
+        verdict = (NOT_TESTABLE if chi < SPEED_IMPLAUSIBLE else
+                   REPRODUCED if chi < 1 + PAPER_SPEED_OVERHEAD else
+                   NOT_REPRODUCED if clo > 1 + PAPER_SPEED_OVERHEAD else NOT_TESTABLE)
+        out.append(registry.scored(
+            "speed", f"{pm.speed.depth}L step time ratio {r:.3f} (90% CI {clo:.3f}-{chi:.3f}) "
+            f"on {pm.speed.device}, eager PyTorch (no fused SoLU kernel)", verdict, timed=True,
+            values={"ratio": r, "ci90": [clo, chi]}))
+    # §4.4: blocked SoLU-LN, performance
+    if pm.blocked is None:
+        out.append(registry.scored("blocked_loss", "no blocked SoLU-LN model in this zoo",
+                                   NOT_TESTABLE))
+    else:
+        out.append(registry.scored(
+            "blocked_loss", _equivalence_text(pm.blocked, "blocked SoLU-LN (4 blocks)",
+                                              "SoLU-LN"),
+            _equivalence_verdict(pm.blocked), values={"tost": pm.blocked.to_dict()}))
+    return out
 
 
 def glue_values(pm: PerformanceMeasurements) -> dict[str, Any]:
-    """Flat name -> value pairs for ``myst_nb.glue`` (numbers, or text where a number is not
-    testable), so the notebook's prose quotes only computed values."""
+    """Flat name -> value pairs for ``myst_nb.glue`` beside the claims' own sentences
+    (``claims.glue_claims``): the numbers the chapter's prose quotes."""
     key = lambda name: re.sub(r"\W", "_", name)  # "1L-solu_ln" -> "1L_solu_ln"
     out: dict[str, Any] = {f"val_loss_{key(n)}": v for n, v in pm.val_loss.items()}
     out.update({f"loss_delta_{d}L": v for d, v in pm.loss_delta.items()})
-    for d, per in pm.per_source_delta.items():
-        out.update({f"source_delta_{d}L_{key(s)}": v for s, v in per.items()})
     out["fit"] = str(pm.baseline)
     out["fit_reason"] = pm.baseline.reason or ""
     for d, m in pm.multiplier.items():
         out[f"multiplier_{d}L"] = str(m)
-    if pm.no_ln is not None:
-        out["no_ln_gap_vs_gelu"] = pm.no_ln.gap_vs_gelu
-        out["no_ln_gap_vs_solu_ln"] = (math.nan if pm.no_ln.gap_vs_solu_ln is None
-                                       else pm.no_ln.gap_vs_solu_ln)
-        out["no_ln_multiplier"] = str(pm.no_ln.multiplier)
-    if pm.speed is not None:
-        out["speed_ratio"] = pm.speed.step.ratio
-        out["speed_overhead_pct"] = 100 * pm.speed.step.overhead
-        out["speed_ci_lo"], out["speed_ci_hi"] = pm.speed.step.ci90
-        out["activation_ratio"] = pm.speed.activation.ratio
-        out["speed_depth"] = pm.speed.depth
-    out.update(verdicts(pm))
-    return out
-
-
-def _depth_list(values: Mapping[int, str]) -> str:
-    return ", ".join(f"{v} ({d}L)" for d, v in sorted(values.items()))
-
-
-def verdicts(pm: PerformanceMeasurements) -> dict[str, str]:
-    """One computed sentence per claim, for the notebook's prose (``glue``): what our models
-    did, including where they disagree with the paper or cannot test it."""
-    out = {}
-    deltas = pm.loss_delta
-    if deltas:
-        tol = PAPER_LOSS_TOLERANCE
-        groups = {"within": [d for d, v in deltas.items() if abs(v) <= tol],
-                  "better": [d for d, v in deltas.items() if v < -tol],
-                  "worse": [d for d, v in deltas.items() if v > tol]}
-        depths = lambda ds: ", ".join(f"{d}L" for d in sorted(ds))
-        parts = []
-        if groups["within"]:
-            parts.append(f"within ±{tol:.2f} at {depths(groups['within'])}")
-        for kind in ("better", "worse"):
-            if groups[kind]:
-                parts.append(f"{kind} than GELU by more than {tol:.2f} at "
-                             f"{depths(groups[kind])}")
-        out["loss_verdict"] = (
-            f"SoLU-LN minus GELU final validation loss: "
-            f"{_depth_list({d: f'{v:+.3f}' for d, v in deltas.items()})} nats/token: "
-            + "; ".join(parts) + f" (the paper: about ±{tol:.2f} at every size)")
-    if pm.baseline.fit is None:
-        out["multiplier_verdict"] = "Not testable: " + (pm.baseline.reason or "")
-    else:
-        in_range = pm.multipliers_in_paper_range
-        what = _depth_list({d: str(m) for d, m in pm.multiplier.items()})
-        lo, hi = PAPER_MULTIPLIER_RANGE
-        if in_range is None:
-            tail = "some are only bounds, so the paper's range is not tested"
-        elif in_range:
-            tail = f"all within the paper's {lo:.2f}x-{hi:.2f}x"
-        else:
-            tail = f"not all within the paper's {lo:.2f}x-{hi:.2f}x"
-        note = " (the law has as many parameters as points: it interpolates, it is not " \
-               "tested)" if pm.baseline.fit.dof == 0 else ""
-        out["multiplier_verdict"] = f"SoLU-LN effective size {what}: {tail}{note}"
-    if pm.no_ln is not None:
-        n = pm.no_ln
-        worse = n.gap_vs_gelu > 0
-        text = (f"{n.depth}L SoLU without LN ends {n.gap_vs_gelu:+.3f} nats/token from the "
-                f"{n.depth}L GELU baseline")
-        if n.gap_vs_solu_ln is not None:
-            text += f" and {n.gap_vs_solu_ln:+.3f} from {n.depth}L SoLU-LN"
-        text += ("; it is worse than the baseline, the direction of the paper's penalty"
-                 if worse else "; it is better than the baseline, the opposite of the paper's "
-                 "penalty")
-        mult = n.multiplier
-        if mult.effective is None:
-            text += "; as a multiplier: not testable (no baseline scaling law)"
-        else:
-            lo, hi = PAPER_NO_LN_MULTIPLIER
-            where = ("" if mult.value is None else
-                     f", {'within' if lo <= mult.value <= hi else 'outside'} the paper's "
-                     f"~{lo:.1f}x-{hi:.1f}x")
-            text += f"; as a multiplier: {mult}{where}"
-        out["no_ln_verdict"] = text
-    if pm.per_source_delta:
-        parts = []
-        for src in SOURCE_LABELS.keys() | {k for v in pm.per_source_delta.values() for k in v}:
-            per = {d: f"{v[src]:+.3f}" for d, v in pm.per_source_delta.items() if src in v}
-            if per:
-                parts.append((list(SOURCE_LABELS).index(src) if src in SOURCE_LABELS else 99,
-                              src, f"on {source_label(src)} {_depth_list(per)}"))
-        out["per_source_verdict"] = ("SoLU-LN minus GELU validation loss "
-                                     + "; ".join(p for _, _, p in sorted(parts)) + " nats/token")
-    if pm.speed is not None:
-        st = pm.speed.step
-        if st.resolves:
-            res = (f"this run resolves a {'slowdown' if st.ratio > 1 else 'speed-up'} "
-                   f"of {abs(st.overhead):.1%}")
-        else:
-            res = "the interval includes 1: this run does not resolve a difference"
-        out["speed_verdict"] = (
-            f"SoLU-LN / GELU training-step time {st.ratio:.3f}x (90% interval "
-            f"{st.ci90[0]:.3f}-{st.ci90[1]:.3f}, {st.n_samples} steps each, "
-            f"{pm.speed.depth}L at {pm.speed.scale} shapes, unfused eager PyTorch on "
-            f"{'the CPU' if pm.speed.device == 'cpu' else pm.speed.device}): "
-            f"{res}; the MLP activation stage alone is {pm.speed.activation.ratio:.2f}x")
+    out["depth_check"] = pm.depth.sentence
+    gelu = [v for n, v in pm.per_seed.items() if style.act_of(n) == BASELINE]
+    out["n_seeds_pair"] = max((len(v) for v in gelu), default=0)
     return out
