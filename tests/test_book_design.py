@@ -205,6 +205,8 @@ def test_mid_stats_top_share_of_known_activations():
 
     st = D.mid_stats_from_model(Fixed(), torch.zeros(1, 3, dtype=torch.long))
     np.testing.assert_allclose(st.top_share, [1.0, 0.25])
+    np.testing.assert_array_equal(st.top_neuron, [0, 0])
+    assert st.top_neuron_effective_number() == pytest.approx(1.0)
 
 
 # --- scorecard numbers ----------------------------------------------------------------------
@@ -229,7 +231,8 @@ def test_design_measurements_uses_the_context_scale():
     class Ctx:
         scale = "tiny"
 
-    assert D.design_measurements(Ctx()).d_mlp == 128
+    m = D.design_measurements(Ctx(), trained_rows=0)
+    assert m.d_mlp == 128 and m.sparsity is None and m.mid_stats == ()
 
 
 def test_mid_summary_by_act_has_every_activation():
@@ -243,3 +246,228 @@ def test_mid_summary_by_act_has_every_activation():
 
 def test_blocked_inhibition_figure_with_one_block():
     assert len(D.blocked_inhibition_figure(n_per_block=4, blocks=1).data) == 2
+
+
+# --- trained sparsity (§4.1-4.2) --------------------------------------------------------------
+
+def test_top_neuron_share_counts_positive_activation_only():
+    mid = torch.tensor([[3.0, 1.0, -5.0, 0.0],      # negatives are not firing: 3 / 4
+                        [-1.0, -2.0, -0.1, -3.0],   # nothing positive: undefined
+                        [2.0, 2.0, 2.0, 2.0]], dtype=torch.float64)
+    share = D.top_neuron_share(mid)
+    np.testing.assert_allclose(share[[0, 2]], [0.75, 0.25])
+    assert math.isnan(share[1])
+
+
+def test_neuron_kurtosis():
+    gen = torch.Generator().manual_seed(0)
+    gauss = torch.randn(1, 20000, 1, generator=gen, dtype=torch.float64)
+    spiky = torch.zeros(1, 20000, 1, dtype=torch.float64)
+    spiky[0, ::100] = 5.0  # near 0, rarely large
+    const = torch.ones(1, 20000, 1, dtype=torch.float64)
+    k = D.neuron_kurtosis(torch.cat([gauss, spiky, const], -1))[0]
+    assert abs(float(k[0])) < 0.2
+    assert float(k[1]) > 50
+    assert math.isnan(k[2])
+
+
+def test_mid_stats_number_top_neurons_per_layer():
+    tokens = torch.randint(0, 50, (3, 12), generator=torch.Generator().manual_seed(0))
+    st = D.mid_stats_from_model(_model("solu_ln"), tokens, name="2L-solu_ln")
+    assert st.top_neuron.shape == st.top_share.shape
+    first, second = st.top_neuron[:33], st.top_neuron[33:]
+    assert (first < 32).all() and (second >= 32).all() and (second < 64).all()
+    assert 1 <= st.top_neuron_effective_number() <= 64
+    assert st.kurtosis.shape == (64,)
+
+
+def test_untrained_model_is_the_training_init_and_keeps_the_rng():
+    cfg = _model("gelu").cfg
+
+    class Run:
+        class config:
+            model = cfg
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    model = D.untrained_model(Run)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(cfg.seed)
+    ref = Transformer(cfg)
+    for (n, a), (_, b) in zip(model.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(a, b), n
+
+
+def _row(act: str, seed: int, share: float, trained: bool = True, kurt: float = 1.0):
+    return D.SparsityRow(model=f"1L-{act}" + (f"-s{seed}" if seed else ""), act_fn=act,
+                         seed=seed, trained=trained, positions=100, top_share_median=share,
+                         kurtosis_median=kurt, top_neurons_effective=10.0)
+
+
+def _sparsity(solu_ln: list[float], gelu: list[float], untrained: float = 0.05,
+              d_mlp: int = 128) -> "D.TrainedSparsity":
+    rows = []
+    for seed, (s, g) in enumerate(zip(solu_ln, gelu)):
+        rows += [_row("solu_ln", seed, s), _row("gelu", seed, g),
+                 _row("solu_ln", seed, untrained, trained=False),
+                 _row("gelu", seed, untrained, trained=False)]
+    return D.trained_sparsity(rows, d_mlp=d_mlp, n_rows=16)
+
+
+def test_trained_sparsity_pairs_by_seed():
+    sp = _sparsity([0.5, 0.6, 0.7], [0.1, 0.1, 0.2])
+    assert sp.seeds == (0, 1, 2)
+    np.testing.assert_allclose(sp.difference.values, [0.4, 0.5, 0.5])
+    assert sp.untrained_difference.estimate == pytest.approx(0.0)
+    assert sp.mean("solu_ln") == pytest.approx(0.6)
+    # a seed missing one of its four models is not paired
+    rows = [r for r in sp.rows if not (r.seed == 2 and r.act_fn == "gelu" and not r.trained)]
+    assert D.trained_sparsity(rows, 128, 16).seeds == (0, 1)
+    with pytest.raises(ValueError, match="no seed"):
+        D.trained_sparsity([r for r in sp.rows if r.act_fn == "gelu"], 128, 16)
+
+
+def test_sparsity_claim_reproduced_when_the_seed_interval_is_above_zero():
+    c = D.sparsity_claim(_sparsity([0.50, 0.55, 0.52], [0.10, 0.12, 0.11]))
+    assert c.id == "trained_sparsity" and c.kind == "empirical"
+    assert c.verdict == "reproduced"
+    assert c.values["difference"]["lo"] > 0
+    assert "0.52 of its" in c.sentence and "3 seeds" in c.sentence
+
+
+def test_sparsity_claim_direction_only_when_the_interval_includes_zero():
+    c = D.sparsity_claim(_sparsity([0.50, 0.10, 0.30], [0.10, 0.12, 0.11]))
+    assert c.values["difference"]["lo"] < 0 < c.values["difference"]["estimate"]
+    assert c.verdict == "direction only"
+
+
+def test_sparsity_claim_one_seed_is_at_most_direction_only():
+    c = D.sparsity_claim(_sparsity([0.9], [0.1]))
+    assert c.verdict == "direction only" and "1 seed" in c.sentence
+
+
+def test_sparsity_claim_not_reproduced_when_gelu_is_as_concentrated():
+    assert D.sparsity_claim(_sparsity([0.10, 0.11, 0.09], [0.12, 0.13, 0.12])).verdict \
+        == "not reproduced"
+    assert D.sparsity_claim(_sparsity([0.1, 0.1], [0.1, 0.1])).verdict == "not reproduced"
+
+
+def test_sparsity_claim_not_testable_without_a_measurement():
+    c = D.sparsity_claim(None)
+    assert c.verdict == "not testable here" and "trained_rows = 0" in c.sentence
+
+
+def test_sparsity_checks():
+    sp = _sparsity([0.5, 0.6], [0.1, 0.1])
+    assert all(c.passed for c in D.sparsity_checks(sp, expected_seeds=2))
+    assert not D.sparsity_checks(sp, expected_seeds=3)[0].passed
+    bad = _sparsity([0.5, 0.6], [0.001, 0.1])  # below 1/128: impossible for a real model
+    assert not D.sparsity_checks(bad, expected_seeds=2)[1].passed
+    assert not D.sparsity_checks(None, expected_seeds=2)[0].passed
+
+
+# --- the chapter's claims ---------------------------------------------------------------------
+
+def test_identity_claims_reproduced_and_their_rules_state_the_numbers():
+    import dataclasses
+
+    dm = D.design_measurements(d_mlp=128)
+    by_id = {c.id: c for c in D.claims(dm)}
+    assert list(by_id) == ["worked_examples", "gelu_sigmoid", "ln_identities",
+                           "trained_sparsity"]
+    for cid in ("worked_examples", "gelu_sigmoid", "ln_identities"):
+        assert by_id[cid].kind == "identity" and by_id[cid].verdict == "reproduced", by_id[cid]
+    assert "0.25" in by_id["worked_examples"].rule
+    assert "0.05" in by_id["gelu_sigmoid"].rule and "1e-09" in by_id["ln_identities"].rule
+    assert "SoLU(4,0,0,0)" in by_id["worked_examples"].sentence
+    assert by_id["trained_sparsity"].verdict == "not testable here"  # no ctx: not measured
+    # each identity claim can fail
+    bad = dataclasses.replace(dm, worked_examples_reproduced=False,
+                              worked_example_deviations=(0.1, 0.3, 0.0))
+    assert D.worked_examples_claim(bad).verdict == "not reproduced"
+    assert "SoLU(4,0,0,0)" in D.worked_examples_claim(bad).sentence
+    assert D.gelu_sigmoid_claim(dataclasses.replace(
+        dm, gelu_sigmoid_max_deviation=0.06)).verdict == "not reproduced"
+    assert D.ln_identities_claim(dataclasses.replace(
+        dm, ln_solu_identity_max_diff=1e-6)).verdict == "not reproduced"
+    assert D.ln_identities_claim(dataclasses.replace(
+        dm, ln_scale_invariance_max_diff=1e-6)).verdict == "not reproduced"
+
+
+def test_claims_are_recorded_and_loaded(tmp_path):
+    from solu_repro.book import claims as C
+
+    class Ctx:
+        scale = "tiny"
+        runs_dir = tmp_path
+
+    dm = D.design_measurements(d_mlp=128)
+    scored = D.claims(dm)[:3] + [D.sparsity_claim(_sparsity([0.5, 0.6], [0.1, 0.1]))]
+    C.record(Ctx, "02-solu-design", scored)
+    loaded = C.load(Ctx, ["02-solu-design"])
+    assert [c.id for c in loaded] == [c.id for c in scored]
+    assert loaded[3].values["difference"]["values"] == pytest.approx([0.4, 0.5])
+
+
+class _FakeRun:
+    def __init__(self, name: str, cfg: ModelConfig):
+        self.name, self.cfg = name, cfg
+
+        class config:
+            model = cfg
+        self.config = config
+
+    def load_model(self):
+        torch.manual_seed(self.cfg.seed + 100)  # "trained": another draw than the init
+        return Transformer(self.cfg)
+
+
+class _FakeCtx:
+    """A 1-layer zoo of GELU / SoLU-LN (2 seeds) and a SoLU ablation, untrained models."""
+
+    scale = "tiny"
+    depths = (1, 2)
+    names = ["1L-gelu", "1L-solu_ln", "1L-solu", "2L-gelu"]
+    all_names = names + ["1L-gelu-s1", "1L-solu_ln-s1"]
+
+    def seeds(self, name):
+        return [name, name + "-s1"] if name in ("1L-gelu", "1L-solu_ln") else [name]
+
+    def run(self, name):
+        assert not name.startswith("2L"), "only the smallest depth is measured"
+        from solu_repro.book.style import act_of, seed_of
+
+        act, seed = act_of(name), seed_of(name)
+        return _FakeRun(name, ModelConfig(n_layers=1, d_model=16, n_heads=2, d_head=8,
+                                          d_mlp=32, d_vocab=50, n_ctx=12, act_fn=act,
+                                          seed=seed))
+
+
+def test_design_measurements_with_a_context(monkeypatch):
+    tokens = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(D, "validation_tokens", lambda run, n_rows: tokens)
+    dm = D.design_measurements(_FakeCtx(), trained_rows=2)
+    sp = dm.sparsity
+    assert sp.seeds == (0, 1) and sp.d_mlp == 32 and sp.n_rows == 2
+    assert len(sp.rows) == 8 and {r.trained for r in sp.rows} == {True, False}
+    assert [(s.name, s.trained) for s in dm.mid_stats] == [
+        ("1L-gelu", True), ("1L-solu_ln", True), ("1L-solu", True),
+        ("1L-gelu", False), ("1L-solu_ln", False)]
+    assert all(r.positions == 2 * 11 for r in sp.rows)
+    c = D.claims(dm)[-1]
+    assert c.verdict in ("reproduced", "direction only", "not reproduced")
+    import json
+    json.dumps(dm.to_dict())  # JSON-safe, without the arrays
+    assert "mid_stats" not in dm.to_dict()
+    assert len(D.top_share_figure(dm.mid_stats).data) == 5 + 1
+    summary = D.mid_summary_by_act(dm.mid_stats)
+    assert summary["gelu"]["model"] == "1L-gelu"  # the untrained control does not replace it
+
+
+def test_mid_summary_keeps_the_blocked_model_apart():
+    tokens = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(1))
+    plain = D.mid_stats_from_model(_model("solu_ln"), tokens, name="2L-solu_ln")
+    blocked = D.mid_stats_from_model(_model("solu_ln", blocks=4), tokens, name="2L-solu_ln_b4")
+    summary = D.mid_summary_by_act([plain, blocked])
+    assert summary["solu_ln"]["model"] == "2L-solu_ln"
+    assert summary["solu_ln_b4"]["model"] == "2L-solu_ln_b4"

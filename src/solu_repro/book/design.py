@@ -1,10 +1,12 @@
 """Paper §4, computed live: SoLU against GELU and softmax, its lateral inhibition and
-superlinearity, LayerNorm's scale invariance (and where the epsilon breaks it), blocked SoLU.
+superlinearity, LayerNorm's scale invariance (and where the epsilon breaks it), blocked SoLU,
+and how concentrated the trained models' activations are.
 
 Everything here calls the package's own ``solu``, ``gelu`` and ``BlockedLayerNorm`` (the
 functions the zoo models are trained with), so the book checks the code it runs, not a
-re-derivation. Notebook 2 narrates these functions; the scorecard (notebook 8) reads
-``design_measurements``.
+re-derivation. Notebook 2 narrates these functions, computes ``design_measurements`` once and
+scores its claims with ``claims`` (registry: ``book/claims.py``; notebook 8 renders the saved
+claims).
 
 * worked examples of §4.2: ``worked_examples``, ``worked_examples_text``;
 * "GELU is approximated closely by sigmoid(1.7x)*x": ``gelu_sigmoid_deviation``;
@@ -12,16 +14,19 @@ re-derivation. Notebook 2 narrates these functions; the scorecard (notebook 8) r
   ``gelu_approximation_figure``, ``blocked_inhibition_figure``, ``ln_eps_figure``,
   ``top_share_figure``; the JupyterLab explorer ``explorer``;
 * §4.3: ``ln_scale_invariance``, ``ln_solu_identity``, ``ln_eps_effect`` (the eps caveat);
-* §4.4: ``blocked_checks``;
-* trained models: ``mid_activation_stats`` (how concentrated ``hook_mid`` is per token, and
-  how much the eps of the extra LN shrinks it).
+* §4.4: ``blocked_checks`` (the §4.4 claims about blocked models are scored in chapters 3-4);
+* trained models: ``mid_activation_stats`` (how concentrated ``hook_mid`` is per position,
+  per-neuron kurtosis, how much the eps of the extra LN shrinks it), of a run or of its
+  untrained init; ``trained_sparsity`` (SoLU-LN minus GELU over matched 1-layer seeds);
+* the claims: ``worked_examples_claim``, ``gelu_sigmoid_claim``, ``ln_identities_claim``,
+  ``sparsity_claim``, all four from ``claims(design_measurements(ctx))``.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -31,8 +36,11 @@ from plotly.subplots import make_subplots
 from torch import Tensor
 
 from ..activations import ACT_FNS, BlockedLayerNorm, gelu, solu
+from ..interp.stats import SeedInterval, paired_seed_difference
 from ..model import ModelConfig
 from . import style
+from .checks import Check
+from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim, scored
 
 LN_EPS = ModelConfig.ln_eps
 """The zoo models' LayerNorm epsilon (1e-5): the default ``eps`` everywhere below."""
@@ -567,17 +575,28 @@ def blocked_inhibition_figure(n_per_block: int = 4, blocks: int = 2, others: flo
 
 @dataclass
 class MidStats:
-    """Per-token statistics of a model's ``hook_mid`` (every layer, BOS excluded).
+    """Per-position statistics of a model's ``hook_mid`` (every layer, BOS excluded).
 
     Attributes:
         name: zoo name of the model.
         act_fn: its activation.
         d_mlp: neurons per layer.
-        top_share: per token and layer, ``max_i |a_i| / sum_i |a_i|`` (1 = one neuron carries
-            all the activation mass, ``1/d_mlp`` = spread evenly).
-        ln_gain: per token, layer and block, ``sqrt(var / (var + eps))`` of ``hook_mid`` with
-            the model's eps: how far the extra LN is from scale invariant there (only matters
-            for the ``*_ln`` models).
+        top_share: per position and layer, ``max_i a_i⁺ / Σ_i a_i⁺`` with ``a⁺ = max(a, 0)``:
+            the share of the position's positive activation held by its top neuron (1 = one
+            neuron carries all of it, ``1/d_mlp`` = spread evenly). Positions with no positive
+            activation are left out. Negative parts are left out too: GELU's and SoLU's
+            negative outputs are small (GELU's at least -0.17) and are not "firing".
+        ln_gain: per position, layer and block, ``sqrt(var / (var + eps))`` of ``hook_mid``
+            with the model's eps: how far the extra LN is from scale invariant there (only
+            matters for the ``*_ln`` models).
+        kurtosis: per neuron (every layer), the excess kurtosis of its ``hook_mid`` over the
+            positions (0 for a Gaussian; large for a neuron that is near 0 and rarely large).
+            Neurons that never vary are left out.
+        top_neuron: per position and layer (in ``top_share``'s order), which neuron holds
+            the largest activation, numbered ``layer * d_mlp + i``: a high ``top_share`` means
+            sparse coding only if the top neuron changes from position to position, not if
+            one neuron dominates everywhere.
+        trained: False for the untrained model of the same config and init (the control).
     """
 
     name: str
@@ -585,71 +604,144 @@ class MidStats:
     d_mlp: int
     top_share: np.ndarray
     ln_gain: np.ndarray
+    kurtosis: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    top_neuron: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    trained: bool = True
+
+    def top_neuron_effective_number(self) -> float:
+        """``exp(entropy)`` of which neuron is the top one, over positions: 1 if one neuron
+        is the top everywhere, up to ``n_layers * d_mlp`` if every neuron takes its turn."""
+        if not self.top_neuron.size:
+            return math.nan
+        p = np.bincount(self.top_neuron).astype(float)
+        p = p[p > 0] / p.sum()
+        return float(np.exp(-(p * np.log(p)).sum()))
 
     def summary(self) -> dict[str, Any]:
-        return {"model": self.name, "act_fn": self.act_fn, "d_mlp": self.d_mlp,
+        return {"model": self.name + ("" if self.trained else " (untrained)"),
+                "act_fn": self.act_fn, "d_mlp": self.d_mlp,
                 "tokens": int(self.top_share.size),
-                "top_share_median": float(np.median(self.top_share)),
-                "ln_gain_median": float(np.median(self.ln_gain)),
-                "frac_ln_gain_below_0.9": float((self.ln_gain < 0.9).mean())}
+                "top_share_median": _median(self.top_share),
+                "kurtosis_median": _median(self.kurtosis),
+                "top_neurons_effective": self.top_neuron_effective_number(),
+                "ln_gain_median": _median(self.ln_gain),
+                "frac_ln_gain_below_0.9": float((self.ln_gain < 0.9).mean())
+                if self.ln_gain.size else math.nan}
 
 
-def mid_stats_from_model(model, tokens: Tensor, name: str = "") -> MidStats:
+def _median(x: np.ndarray) -> float:
+    return float(np.median(x)) if x.size else math.nan
+
+
+def top_neuron_share(mid: Tensor) -> Tensor:
+    """``max_i a_i⁺ / Σ_i a_i⁺`` over the last dimension (NaN where no ``a_i`` is positive)."""
+    pos = mid.clamp(min=0)
+    total = pos.sum(-1)
+    share = pos.amax(-1) / total.clamp(min=1e-300)
+    return torch.where(total > 0, share, torch.full_like(share, math.nan))
+
+
+def neuron_kurtosis(mid: Tensor) -> Tensor:
+    """Excess kurtosis of each neuron (last dimension) over every other dimension but the
+    first (the layer): ``(L, ..., d) -> (L, d)``; NaN for a neuron that never varies."""
+    x = mid.flatten(1, -2).double()  # (L, N, d)
+    c = x - x.mean(1, keepdim=True)
+    m2 = (c ** 2).mean(1)
+    m4 = (c ** 4).mean(1)
+    k = m4 / m2.clamp(min=1e-300) ** 2 - 3
+    return torch.where(m2 > 1e-24, k, torch.full_like(k, math.nan))
+
+
+def mid_stats_from_model(model, tokens: Tensor, name: str = "", trained: bool = True) -> MidStats:
     """``MidStats`` of ``model`` (a ``solu_repro.model.Transformer``) on ``tokens`` ``(B, T)``."""
     cfg = model.cfg
     hooks = [f"blocks.{layer}.mlp.hook_mid" for layer in range(cfg.n_layers)]
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names=hooks, return_logits=False)
     mid = torch.stack([cache[h][:, 1:].double() for h in hooks])  # (L, B, T-1, d_mlp)
-    mass = mid.abs()
-    top_share = mass.amax(-1) / mass.sum(-1).clamp(min=1e-30)
+    share = top_neuron_share(mid).flatten()
+    offset = torch.arange(cfg.n_layers).view(-1, 1, 1) * cfg.d_mlp
+    top = (mid.argmax(-1) + offset).flatten()
+    kept = torch.isfinite(share)
+    kurt = neuron_kurtosis(mid).flatten()
     gain = ln_gain(mid, cfg.ln_eps, cfg.solu_blocks)
     return MidStats(name=name, act_fn=cfg.act_fn, d_mlp=cfg.d_mlp,
-                    top_share=top_share.flatten().numpy(), ln_gain=gain.flatten().numpy())
+                    top_share=share[kept].numpy(), ln_gain=gain.flatten().numpy(),
+                    kurtosis=kurt[torch.isfinite(kurt)].numpy(), top_neuron=top[kept].numpy(),
+                    trained=trained)
 
 
-def mid_activation_stats(run, n_rows: int = 16) -> MidStats:
-    """``MidStats`` of a trained zoo run on the first ``n_rows`` rows of its validation split."""
+def validation_tokens(run, n_rows: int = 16) -> Tensor:
+    """The first ``n_rows`` rows of a zoo run's validation split, ``(rows, n_ctx)``."""
     from ..data.batches import get_rows, num_rows
 
-    model = run.load_model()
     corpus = run.corpus()
     split = corpus.split("val")
-    rows = range(min(n_rows, num_rows(split, model.cfg.n_ctx)))
-    tokens = get_rows(split, rows, model.cfg.n_ctx, corpus.bos_id)
-    return mid_stats_from_model(model.eval(), tokens, name=run.name)
+    n_ctx = run.config.model.n_ctx
+    return get_rows(split, range(min(n_rows, num_rows(split, n_ctx))), n_ctx, corpus.bos_id)
+
+
+def untrained_model(run):
+    """The model ``run`` started from: its config, initialised with its init seed exactly as
+    ``solu_repro.train`` does (``torch.manual_seed(seed)`` then ``Transformer``); the global
+    RNG state is left as it was."""
+    from ..model import Transformer
+
+    cfg = run.config.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return Transformer(cfg)
+
+
+def mid_activation_stats(run, n_rows: int = 16, trained: bool = True,
+                         tokens: Tensor | None = None) -> MidStats:
+    """``MidStats`` of a zoo run (or, with ``trained=False``, of its untrained init) on the
+    first ``n_rows`` rows of its validation split (or on ``tokens``)."""
+    model = run.load_model() if trained else untrained_model(run)
+    tokens = validation_tokens(run, n_rows) if tokens is None else tokens
+    return mid_stats_from_model(model.eval(), tokens, name=run.name, trained=trained)
 
 
 def mid_stats_for(ctx, names: Sequence[str] | None = None, n_rows: int = 16) -> list[MidStats]:
-    """``MidStats`` of zoo models (default: every model of the smallest depth, i.e. the GELU
-    baseline, SoLU+LN and both 1-layer ablations), trained first if missing."""
+    """``MidStats`` of zoo models (default: the seed-0 model of every variant of the smallest
+    depth, i.e. the GELU baseline, SoLU+LN and the 1-layer ablations), trained first if
+    missing."""
     if names is None:
         names = [n for n in ctx.names if style.depth_of(n) == min(ctx.depths)]
     return [mid_activation_stats(ctx.run(name), n_rows=n_rows) for name in names]
 
 
+def _summary_key(st: MidStats) -> str:
+    return style.act_of(st.name) if "-" in st.name else st.act_fn
+
+
 def mid_summary_by_act(stats: Sequence[MidStats]) -> dict[str, dict[str, Any]]:
-    """``MidStats.summary()`` keyed by activation, with NaN rows for activations not measured
-    (so a notebook can glue every key whether or not it ran the models)."""
+    """``MidStats.summary()`` of trained models keyed by variant ("gelu", "solu_ln",
+    "solu_ln_b4", ...), with NaN rows for the activations not measured (so a notebook can glue
+    every key whether or not it ran the models). Untrained stats are left out."""
     out = {act: {"model": "-", "act_fn": act, "d_mlp": 0, "tokens": 0,
-                 "top_share_median": math.nan, "ln_gain_median": math.nan,
-                 "frac_ln_gain_below_0.9": math.nan} for act in ACT_FNS}
-    out.update({st.act_fn: st.summary() for st in stats})
+                 "top_share_median": math.nan, "kurtosis_median": math.nan,
+                 "top_neurons_effective": math.nan, "ln_gain_median": math.nan, "frac_ln_gain_below_0.9": math.nan}
+           for act in ACT_FNS}
+    out.update({_summary_key(st): st.summary() for st in stats if st.trained})
     return out
 
 
 def top_share_figure(stats: Sequence[MidStats]) -> go.Figure:
-    """Per-token share of ``hook_mid``'s mass in its largest neuron: one cumulative
-    distribution per model (further right = more concentrated on one neuron)."""
-    fig = style.figure("How much of each token's MLP activation sits in its top neuron",
-                       "max |a_i| / Σ |a_i| over a token's neurons (hook_mid)",
-                       "fraction of tokens at or below")
+    """Per-position share of ``hook_mid``'s positive activation in its top neuron: one
+    cumulative distribution per model (further right = more concentrated on one neuron);
+    untrained controls drawn thin and faded."""
+    fig = style.figure("How much of each position's MLP activation sits in its top neuron",
+                       "max a⁺ / Σ a⁺ over a position's neurons (hook_mid, before the LN)",
+                       "fraction of positions at or below")
     for st in stats:
         x = np.sort(st.top_share)
-        y = np.arange(1, len(x) + 1) / len(x)
+        y = np.arange(1, len(x) + 1) / max(len(x), 1)
         key = st.name or st.act_fn
-        fig.add_scatter(x=x, y=y, name=style.label(key), mode="lines",
-                        line=dict(color=style.color(key), dash=style.dash(key)))
+        name = style.label(key) + ("" if st.trained else " (untrained)")
+        fig.add_scatter(x=x, y=y, name=name, mode="lines", opacity=1.0 if st.trained else 0.45,
+                        line=dict(color=style.color(key), dash=style.dash(key),
+                                  width=2 if st.trained else 1))
     for d in sorted({st.d_mlp for st in stats}):
         fig.add_scatter(x=[1 / d, 1 / d], y=[0, 1], mode="lines", name=f"evenly spread (1/{d})",
                         line=dict(color="#bbbbbb", dash="dot"))
@@ -657,11 +749,129 @@ def top_share_figure(stats: Sequence[MidStats]) -> go.Figure:
     return fig
 
 
-# --- numbers for the scorecard ---------------------------------------------------------------
+# --- §4.1-4.2 in trained models: the sparsity claim ------------------------------------------
+
+@dataclass(frozen=True)
+class SparsityRow:
+    """One model's sparsity numbers (the per-model values the seed intervals rest on)."""
+
+    model: str
+    act_fn: str
+    seed: int
+    trained: bool
+    positions: int
+    top_share_median: float
+    """Median over positions of ``MidStats.top_share``."""
+    kurtosis_median: float
+    """Median over neurons of ``MidStats.kurtosis``."""
+    top_neurons_effective: float = math.nan
+    """``MidStats.top_neuron_effective_number``: how many neurons share the top spot."""
+
+    @classmethod
+    def of(cls, st: MidStats) -> "SparsityRow":
+        return cls(model=st.name, act_fn=st.act_fn, seed=style.seed_of(st.name),
+                   trained=st.trained, positions=int(st.top_share.size),
+                   top_share_median=_median(st.top_share),
+                   kurtosis_median=_median(st.kurtosis),
+                   top_neurons_effective=st.top_neuron_effective_number())
+
+
+@dataclass(frozen=True)
+class TrainedSparsity:
+    """§4.1-4.2 in trained models: SoLU-LN minus GELU over matched 1-layer seeds.
+
+    Attributes:
+        d_mlp: neurons per layer (``1/d_mlp`` is the share of an evenly spread position).
+        n_rows: validation rows per model.
+        rows: every measured model, trained and untrained (same config and init seed).
+        seeds: the matched seeds, in order.
+        difference: median top-neuron share, SoLU-LN minus GELU, paired t over ``seeds``
+            (the claim's measurement).
+        untrained_difference: the same for the untrained models (the control: what the
+            functions give before any training).
+        kurtosis_difference: median per-neuron excess kurtosis, SoLU-LN minus GELU, paired.
+    """
+
+    d_mlp: int
+    n_rows: int
+    rows: tuple[SparsityRow, ...]
+    seeds: tuple[int, ...]
+    difference: SeedInterval
+    untrained_difference: SeedInterval
+    kurtosis_difference: SeedInterval
+
+    def mean(self, act_fn: str, what: str = "top_share_median", trained: bool = True) -> float:
+        """The seed mean of one per-model value over the matched seeds."""
+        vals = [getattr(r, what) for r in self.rows
+                if r.act_fn == act_fn and r.trained == trained and r.seed in self.seeds]
+        return float(np.mean(vals)) if vals else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"d_mlp": self.d_mlp, "n_rows": self.n_rows, "seeds": list(self.seeds),
+                "rows": [asdict(r) for r in self.rows],
+                "difference": self.difference.to_dict(),
+                "untrained_difference": self.untrained_difference.to_dict(),
+                "kurtosis_difference": self.kurtosis_difference.to_dict()}
+
+
+SPARSITY_PAIR = ("solu_ln", "gelu")
+"""The claim's comparison: SoLU-LN minus the GELU baseline (1 layer, matched seeds)."""
+
+
+def trained_sparsity(rows: Sequence[SparsityRow], d_mlp: int, n_rows: int) -> TrainedSparsity:
+    """``TrainedSparsity`` from per-model rows: pairs SoLU-LN and GELU by seed (a seed counts
+    only if both activations have a trained and an untrained row).
+
+    Raises:
+        ValueError: no seed has both models.
+    """
+    a, b = SPARSITY_PAIR
+
+    def by_seed(act: str, trained: bool) -> dict[int, SparsityRow]:
+        return {r.seed: r for r in rows if r.act_fn == act and r.trained == trained}
+
+    sides = {(act, t): by_seed(act, t) for act in (a, b) for t in (True, False)}
+    seeds = tuple(sorted(set.intersection(*(set(v) for v in sides.values()))))
+    if not seeds:
+        raise ValueError(f"no seed has trained and untrained {a} and {b} models: "
+                         f"{[(r.model, r.trained) for r in rows]}")
+
+    def diff(trained: bool, what: str = "top_share_median") -> SeedInterval:
+        return paired_seed_difference([getattr(sides[a, trained][s], what) for s in seeds],
+                                      [getattr(sides[b, trained][s], what) for s in seeds])
+
+    return TrainedSparsity(d_mlp=int(d_mlp), n_rows=int(n_rows), rows=tuple(rows), seeds=seeds,
+                           difference=diff(True), untrained_difference=diff(False),
+                           kurtosis_difference=diff(True, "kurtosis_median"))
+
+
+def sparsity_checks(sp: "TrainedSparsity | None", expected_seeds: int) -> list[Check]:
+    """Properties of the sparsity measurement that hold on any CPU (what nbval pins): the
+    matched seeds the zoo defines, and every median top-neuron share in [1/d_mlp, 1] (true of
+    any activation, by construction). Nothing about which activation is more concentrated."""
+    if sp is None:
+        return [Check("trained sparsity measured", False, "trained_rows = 0")]
+    lo = 1 / sp.d_mlp - 1e-9
+    bad = [r.model for r in sp.rows if not lo <= r.top_share_median <= 1 + 1e-9]
+    return [Check(f"{expected_seeds} matched GELU/SoLU-LN seed pairs, trained and untrained",
+                  len(sp.seeds) == expected_seeds, f"seeds {list(sp.seeds)}"),
+            Check(f"every model's median top-neuron share within [1/{sp.d_mlp}, 1]", not bad,
+                  f"outside: {bad}")]
+
+
+# --- numbers for the claims ------------------------------------------------------------------
+
+GELU_SIGMOID_CLOSE = 0.05
+"""'Approximated closely' (§4.2): max |GELU(x) - sigmoid(1.7x) x| below this (the measured
+deviation is about 0.02; a coefficient of 1 instead of 1.7 gives more than 0.1)."""
+IDENTITY_TOLERANCE = 1e-9
+"""LN identities (§4.3) hold in float64 to rounding error (about 1e-15 measured)."""
+
 
 @dataclass(frozen=True)
 class DesignMeasurements:
-    """The numbers of paper §4 that the scorecard reports (one source of truth).
+    """Every number of paper §4 that chapter 2 scores (computed once, by
+    ``design_measurements``).
 
     Attributes:
         worked_example_deviations: max |computed - paper| per worked example, in the order of
@@ -683,6 +893,9 @@ class DesignMeasurements:
         blocked_equals_unblocked: max |solu(x, 1) - x softmax(x)|.
         blocked_softmax_sum_max_dev: max |per-block softmax sum - 1| at blocks=2.
         blocked_other_block_change: max change of another block's output when x_0 grows by 10.
+        sparsity: §4.1-4.2 in trained 1-layer models (None: not measured).
+        mid_stats: the ``MidStats`` behind the chapter's figure: the seed-0 model of every
+            1-layer variant, then the untrained seed-0 GELU and SoLU-LN (not in ``to_dict``).
     """
 
     worked_example_deviations: tuple[float, ...]
@@ -700,9 +913,14 @@ class DesignMeasurements:
     blocked_equals_unblocked: float
     blocked_softmax_sum_max_dev: float
     blocked_other_block_change: float
+    sparsity: TrainedSparsity | None = None
+    mid_stats: tuple[MidStats, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in ("sparsity", "mid_stats")}
+        out["sparsity"] = self.sparsity.to_dict() if self.sparsity is not None else None
+        return out
 
 
 def identity_test_vectors(n: int = 256, d: int = 4, std: float = 2.0, seed: int = 0,
@@ -712,14 +930,43 @@ def identity_test_vectors(n: int = 256, d: int = 4, std: float = 2.0, seed: int 
     return (torch.randn(n, d, generator=gen, dtype=torch.float64) * std).clamp(-20, 20).to(dtype)
 
 
-def design_measurements(ctx=None, d_mlp: int | None = None,
-                        eps: float | None = None) -> DesignMeasurements:
-    """Compute ``DesignMeasurements``; no trained model is needed.
+def measure_trained_sparsity(ctx, n_rows: int = 16) -> tuple[TrainedSparsity, list[MidStats]]:
+    """Load (training if missing) the smallest depth's models and measure them once.
+
+    Returns:
+        The ``TrainedSparsity`` of every matched GELU/SoLU-LN seed (trained and untrained), and
+        the figure's ``MidStats`` (seed 0 of every variant of that depth, then the untrained
+        seed-0 GELU and SoLU-LN). Cost: one forward pass of ``n_rows`` rows per model.
+    """
+    from ..zoo import model_name
+
+    one = min(ctx.depths)
+    stats: dict[tuple[str, bool], MidStats] = {}
+
+    def measure(name: str, trained: bool) -> MidStats:
+        if (name, trained) not in stats:
+            run = ctx.run(name)
+            stats[name, trained] = mid_activation_stats(run, n_rows=n_rows, trained=trained)
+        return stats[name, trained]
+
+    pair = [n for act in SPARSITY_PAIR for n in ctx.seeds(model_name(one, act))]
+    rows = [SparsityRow.of(measure(n, t)) for n in pair for t in (True, False)]
+    figure = [measure(n, True) for n in ctx.names if style.depth_of(n) == one]
+    figure += [measure(model_name(one, act), False) for act in reversed(SPARSITY_PAIR)]
+    d_mlp = figure[0].d_mlp
+    return trained_sparsity(rows, d_mlp=d_mlp, n_rows=n_rows), figure
+
+
+def design_measurements(ctx=None, d_mlp: int | None = None, eps: float | None = None,
+                        trained_rows: int = 16) -> DesignMeasurements:
+    """Compute ``DesignMeasurements``: the functions' numbers, and with a ``ctx`` and
+    ``trained_rows > 0`` the sparsity of the zoo's 1-layer models (trained first if missing).
 
     Args:
         ctx: a ``BookContext``; its scale's ``d_mlp`` is used for the eps caveat.
         d_mlp: overrides the hidden size (default: the ctx scale's, else 1024).
         eps: the LayerNorm eps (default ``ModelConfig.ln_eps``).
+        trained_rows: validation rows per model for the sparsity claim (0: not measured).
     """
     from ..zoo import SCALES
 
@@ -732,6 +979,8 @@ def design_measurements(ctx=None, d_mlp: int | None = None,
     scale = max(r.max_diff_no_eps for r in ln_scale_invariance(x[0], eps=eps))
     caveat = ln_eps_effect(d_mlps=(d_mlp,), pre_stds=(1.0,), eps=eps)[0]
     checks = blocked_checks(eps=eps)
+    sparsity, stats = (measure_trained_sparsity(ctx, trained_rows)
+                       if ctx is not None and trained_rows > 0 else (None, []))
     return DesignMeasurements(
         worked_example_deviations=tuple(r.max_abs_deviation for r in rows),
         worked_example_tolerance=WORKED_EXAMPLE_TOLERANCE,
@@ -745,7 +994,93 @@ def design_measurements(ctx=None, d_mlp: int | None = None,
         eps_identity_max_diff_median=caveat.identity_max_diff_median,
         blocked_equals_unblocked=checks.unblocked_vs_definition,
         blocked_softmax_sum_max_dev=checks.softmax_sum_max_dev,
-        blocked_other_block_change=checks.other_block_change)
+        blocked_other_block_change=checks.other_block_change,
+        sparsity=sparsity, mid_stats=tuple(stats))
+
+
+# --- the chapter's claims (registry: book/claims.py) -----------------------------------------
+
+def claims(dm: DesignMeasurements) -> list[Claim]:
+    """Chapter 2's scored claims: the three §4 identities and the §4.1-4.2 sparsity claim."""
+    return [worked_examples_claim(dm), gelu_sigmoid_claim(dm), ln_identities_claim(dm),
+            sparsity_claim(dm.sparsity)]
+
+
+def worked_examples_claim(dm: DesignMeasurements) -> Claim:
+    devs = dm.worked_example_deviations
+    worst = int(np.argmax(devs))
+    worst_x = ",".join(f"{v:g}" for v in PAPER_WORKED_EXAMPLES[worst][0])
+    ok = dm.worked_examples_reproduced
+    verdict = REPRODUCED if ok else NOT_REPRODUCED
+    ours = ("max |computed - stated| per example: " + ", ".join(f"{d:.3f}" for d in devs))
+    sentence = (f"{'All' if ok else 'Not all'} {len(devs)} worked examples are within "
+                f"{dm.worked_example_tolerance:g} of the paper's rounded values (largest "
+                f"deviation {max(devs):.2f}, in SoLU({worst_x})): {verdict}")
+    return scored("worked_examples", ours, verdict, sentence,
+                  rule=f"every example within {dm.worked_example_tolerance:g} of the stated "
+                       "value (the paper writes ≈)",
+                  values={"deviations": list(devs), "tolerance": dm.worked_example_tolerance})
+
+
+def gelu_sigmoid_claim(dm: DesignMeasurements) -> Claim:
+    dev = dm.gelu_sigmoid_max_deviation
+    verdict = REPRODUCED if dev < GELU_SIGMOID_CLOSE else NOT_REPRODUCED
+    ours = f"max deviation {dev:.4f} (at x = ±{dm.gelu_sigmoid_at:.2f})"
+    sentence = (f"GELU and sigmoid(1.7x)·x differ by at most {dev:.3f} (near |x| = "
+                f"{dm.gelu_sigmoid_at:.1f}), {'below' if dev < GELU_SIGMOID_CLOSE else 'above'}"
+                f" the {GELU_SIGMOID_CLOSE:g} we take as \"closely\": {verdict}")
+    return scored("gelu_sigmoid", ours, verdict, sentence,
+                  rule=f"max deviation over [-10, 10] below {GELU_SIGMOID_CLOSE:g}",
+                  values={"max_abs_deviation": dev, "at": dm.gelu_sigmoid_at,
+                          "threshold": GELU_SIGMOID_CLOSE})
+
+
+def ln_identities_claim(dm: DesignMeasurements) -> Claim:
+    worst = max(dm.ln_scale_invariance_max_diff, dm.ln_solu_identity_max_diff)
+    verdict = REPRODUCED if worst < IDENTITY_TOLERANCE else NOT_REPRODUCED
+    ours = (f"max differences {dm.ln_scale_invariance_max_diff:.1e} and "
+            f"{dm.ln_solu_identity_max_diff:.1e} (float64, eps = 0); with the models' eps = "
+            f"{dm.eps:g} at d_mlp = {dm.d_mlp}, LN rescales a typical SoLU output by "
+            f"{dm.eps_gain_median:.3f} of the exact factor")
+    sentence = (f"LN(αx) = LN(x) and LN(SoLU(x)) = LN(x·exp x) hold to "
+                f"{dm.ln_scale_invariance_max_diff:.1e} and {dm.ln_solu_identity_max_diff:.1e} "
+                f"in float64 for an LN without eps: {verdict}")
+    return scored("ln_identities", ours, verdict, sentence,
+                  rule=f"both below {IDENTITY_TOLERANCE:g} in float64",
+                  values={"scale_invariance": dm.ln_scale_invariance_max_diff,
+                          "ln_solu_identity": dm.ln_solu_identity_max_diff,
+                          "ln_solu_identity_float32": dm.ln_solu_identity_max_diff_float32,
+                          "tolerance": IDENTITY_TOLERANCE, "eps": dm.eps, "d_mlp": dm.d_mlp,
+                          "eps_gain_median": dm.eps_gain_median})
+
+
+def sparsity_claim(sp: TrainedSparsity | None) -> Claim:
+    """§4.1-4.2 in trained models, from ``TrainedSparsity``: reproduced if the paired seed
+    interval of SoLU-LN minus GELU (median top-neuron share) is above 0, direction only if its
+    mean is, not reproduced otherwise (one seed gives no interval: at most direction only).
+    The untrained models are the control, reported beside it."""
+    if sp is None:
+        return scored("trained_sparsity", "not measured (trained_rows = 0)", NOT_TESTABLE,
+                      "Not measured in this build (trained_rows = 0): not testable here")
+    d = sp.difference
+    verdict = (REPRODUCED if d.lo > 0 else PARTLY if d.estimate > 0 else NOT_REPRODUCED)
+    solu_ln, gelu_ = sp.mean("solu_ln"), sp.mean("gelu")
+    u_solu_ln, u_gelu = sp.mean("solu_ln", trained=False), sp.mean("gelu", trained=False)
+    ours = (f"median share of a position's positive pre-LN activation in its top neuron, seed "
+            f"means: SoLU-LN {solu_ln:.3f}, GELU {gelu_:.3f} (evenly spread: {1 / sp.d_mlp:.4f});"
+            f" SoLU-LN − GELU {d.format('+.3f')}; untrained (same init): SoLU-LN {u_solu_ln:.3f}"
+            f", GELU {u_gelu:.3f}, difference {sp.untrained_difference.estimate:+.3f}; "
+            f"per-neuron excess kurtosis SoLU-LN − GELU {sp.kurtosis_difference.format('+.1f')};"
+            f" neurons sharing the top spot (effective number, of {sp.d_mlp}): SoLU-LN "
+            f"{sp.mean('solu_ln', 'top_neurons_effective'):.1f}, GELU "
+            f"{sp.mean('gelu', 'top_neurons_effective'):.1f}")
+    sentence = (f"In the trained 1-layer models the median position puts {solu_ln:.2f} of its "
+                f"positive activation in its top neuron under SoLU-LN and {gelu_:.2f} under "
+                f"GELU (seed means); SoLU-LN − GELU over matched seeds is "
+                f"{d.format('+.3f')} (95% interval): {verdict}. The same models untrained, "
+                f"from the same init, give {u_solu_ln:.2f} (SoLU-LN) and {u_gelu:.2f} (GELU), "
+                f"a difference of {sp.untrained_difference.estimate:+.3f}")
+    return scored("trained_sparsity", ours, verdict, sentence, values=sp.to_dict())
 
 
 def source_markdown(obj: Callable) -> str:
