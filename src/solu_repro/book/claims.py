@@ -87,9 +87,11 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("trained_sparsity", "§4.1-4.2", "SoLU's activations are sparse and superlinear "
               "in trained models: a neuron's output is concentrated in its few largest "
               "activations, more than GELU's", "qualitative (the design's purpose)", EMPIRICAL,
-              "02-solu-design", "share of each position's total activation held by its top "
-              "neuron before the LN, SoLU-LN minus GELU, 1-layer seeds; " + SEED_RULE +
-              "; reproduced if the seed interval is above 0"),
+              "02-solu-design", "median over positions of the share of each position's positive "
+              "pre-LN activation (hook_mid) held by its top neuron, per 1-layer model; SoLU-LN "
+              "minus GELU over matched seeds (paired t); " + SEED_RULE + "; reproduced if the "
+              "seed interval is above 0, direction only if the seed mean is, not reproduced "
+              "otherwise; the same models untrained (same init) are reported as the control"),
     # --- §5: performance -------------------------------------------------------------------
     ClaimSpec("size_multiplier", "§5 / Figure 1", "SoLU-LN performs like a baseline of "
               "0.95x-1.05x its size", "0.95x-1.05x", EMPIRICAL, "03-performance",
