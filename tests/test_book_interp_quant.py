@@ -149,30 +149,76 @@ def test_distinct_explanations_and_the_null_verdict():
     assert "cannot be credited" in top
 
 
-def test_scorecard_weighs_the_figure4_claim_against_the_rotated_nulls():
-    from types import SimpleNamespace
+def _seed_measurements(top, spectrum=None, gains=None, strict=None, deeper=()):
+    """InterpMeasurements with only what the claims read: per-seed fractions of 1L variants
+    ({variant: [seed 0, seed 1, ...]}), rotated gains, the stricter judge, deeper pairs."""
+    as_seeds = lambda table: {v: dict(enumerate(xs)) for v, xs in (table or {}).items()}
+    comps = {d: iq.Comparison(f"{d}L-solu_ln", f"{d}L-gelu", "top", diff, diff - 0.01,
+                              diff + 0.01, 1.0) for d, diff in deeper}
+    return iq.InterpMeasurements(
+        results={}, solu_vs_gelu={1: None, **comps}, solu_vs_gelu_spectrum={}, ablation=None,
+        ablation_vs_solu=None, blind=[], seed_fractions={"top": as_seeds(top),
+                                                         "spectrum": as_seeds(spectrum)},
+        rotated_gains={"top": as_seeds(gains), "spectrum": as_seeds(gains)},
+        strict_fractions=as_seeds(strict), one_layer=1)
 
-    from solu_repro.book import scorecard as sc
 
-    nulls = _nulls()
-    results = {n: nc.basis for n, nc in nulls.items()}
-    rel = {v: iq.relative_difference(nulls, "1L-solu_ln", "1L-gelu", v) for v in iq.VIEWS}
-    im = SimpleNamespace(solu_vs_gelu={1: iq.compare(results, "1L-solu_ln")},
-                         solu_vs_gelu_spectrum={1: iq.compare(results, "1L-solu_ln", "spectrum")},
-                         ablation=None, ablation_vs_solu=None, blind=[], nulls=nulls,
-                         relative=rel)
-    claims = {c.section: c for c in sc.interp_claims(im)}
-    fig4 = claims["§6.2 / Figure 4"]
-    # +25 points, significant, but net of the rotated nulls only +8 [CI crossing 0]
-    assert fig4.verdict == sc.PARTLY and "net of the rotated-basis nulls" in fig4.ours
-    basis = claims["§3.2 (privileged basis)"]
-    assert basis.verdict == sc.PARTLY  # +25 and +6 points, the second interval crossing 0
-    nulls["1L-gelu"].nulls["rotated"] = fake("1L-gelu", 33, 100, 0)
-    assert {c.section: c for c in sc.interp_claims(im)}["§3.2 (privileged basis)"].verdict \
-        == sc.REPRODUCED
-    nulls["1L-gelu"].nulls["rotated"] = fake("1L-gelu", 33, 100, 40)
-    assert {c.section: c for c in sc.interp_claims(im)}["§3.2 (privileged basis)"].verdict \
-        == sc.NOT_REPRODUCED
-    no_nulls = SimpleNamespace(**{**vars(im), "nulls": {}, "relative": {}})
-    assert {c.section: c for c in sc.interp_claims(no_nulls)}["§6.2 / Figure 4"].verdict \
-        == sc.REPRODUCED
+def test_figure4_is_decided_over_seeds_and_net_of_the_rotated_nulls():
+    from solu_repro.book import claims as registry
+
+    top = {"1L-gelu": [0.30, 0.32, 0.28], "1L-solu_ln": [0.50, 0.55, 0.47]}
+    gains = {"1L-gelu": [0.05, 0.04, 0.06], "1L-solu_ln": [0.20, 0.25, 0.22]}
+    got = {c.id: c for c in iq.claims(_seed_measurements(top, top, gains, top))}
+    assert [c for c in got] == [c.id for c in registry.CLAIMS
+                                if c.chapter == "04-interpretability-quantitative"]
+    fig4 = got["figure4"]
+    assert fig4.verdict == registry.REPRODUCED and "(3 seeds)" in fig4.ours
+    assert fig4.values["seed_difference"]["n_seeds"] == 3
+    assert got["privileged_basis"].verdict == registry.REPRODUCED
+    assert got["stricter_annotator"].verdict == registry.REPRODUCED
+    # the same seed differences, but the rotation takes as much as the basis gives
+    same = {"1L-gelu": [0.05, 0.04, 0.06], "1L-solu_ln": [0.05, 0.06, 0.04]}
+    fig4 = {c.id: c for c in iq.claims(_seed_measurements(top, top, same))}["figure4"]
+    assert fig4.verdict == registry.PARTLY and "net of the rotated-basis nulls" in fig4.ours
+    # one seed disagrees: the mean is positive, the seed interval crosses 0
+    noisy = {"1L-gelu": [0.30, 0.50, 0.28], "1L-solu_ln": [0.50, 0.40, 0.47]}
+    got = {c.id: c for c in iq.claims(_seed_measurements(noisy, noisy, gains, noisy))}
+    assert got["figure4"].verdict == registry.PARTLY
+    assert got["stricter_annotator"].verdict == registry.PARTLY
+    # ... unless a deeper pair's point estimate is negative
+    got = {c.id: c for c in iq.claims(_seed_measurements(noisy, noisy, gains,
+                                                         deeper=[(2, -0.02)]))}
+    assert got["figure4"].verdict == registry.NOT_REPRODUCED and "2L (one seed" in \
+        got["figure4"].ours
+    worse = {"1L-gelu": [0.50, 0.52, 0.48], "1L-solu_ln": [0.30, 0.32, 0.28]}
+    assert {c.id: c for c in iq.claims(_seed_measurements(worse))}["figure4"].verdict \
+        == registry.NOT_REPRODUCED
+    # a rotation that beats the neuron basis for one activation
+    mixed = {"1L-gelu": [-0.05, -0.04, -0.06], "1L-solu_ln": [0.20, 0.25, 0.22]}
+    assert {c.id: c for c in iq.claims(_seed_measurements(top, top, mixed))}[
+        "privileged_basis"].verdict == registry.NOT_REPRODUCED
+
+
+def test_ablation_claims_over_seeds():
+    from solu_repro.book import claims as registry
+
+    top = {"1L-gelu": [0.30, 0.32], "1L-solu_ln": [0.50, 0.52], "1L-solu": [0.45, 0.47],
+           "1L-gelu_ln": [0.40, 0.42], "1L-solu_ln_b4": [0.495, 0.525]}
+    got = {c.id: c for c in iq.claims(_seed_measurements(top))}
+    # SoLU alone +15 points over 2 seeds, the LN keeps it
+    assert got["solu_alone"].verdict == registry.REPRODUCED and "keeps" in got["solu_alone"].ours
+    assert got["ln_only_halfway"].verdict == registry.REPRODUCED
+    assert got["blocked_interp"].verdict == registry.REPRODUCED  # within ±10 points
+    top.update({"1L-solu": [0.45, 0.20], "1L-gelu_ln": [0.25, 0.22],
+                "1L-solu_ln_b4": [0.10, 0.12]})
+    got = {c.id: c for c in iq.claims(_seed_measurements(top))}
+    assert got["solu_alone"].verdict == registry.PARTLY     # +1.5 points, interval crossing 0
+    assert got["ln_only_halfway"].verdict == registry.NOT_REPRODUCED  # below the baseline
+    assert got["blocked_interp"].verdict == registry.NOT_REPRODUCED  # 40 points worse
+    one_seed = {"1L-gelu": [0.30], "1L-solu_ln": [0.50], "1L-solu_ln_b4": [0.52]}
+    got = {c.id: c for c in iq.claims(_seed_measurements(one_seed))}
+    assert got["blocked_interp"].verdict == registry.PARTLY and "(1 seed)" in \
+        got["blocked_interp"].ours
+    assert got["solu_alone"].verdict == registry.NOT_TESTABLE
+    assert got["depth64"].verdict == registry.NOT_TESTABLE
+    assert got["human_blind"].verdict == registry.NOT_TESTABLE

@@ -552,7 +552,8 @@ def seed_differences_markdown(im: InterpMeasurements) -> str:
 def _points(d: SeedInterval) -> str:
     """A seed interval of fractions in percentage points."""
     f = lambda x: "-inf" if x == -math.inf else "+inf" if x == math.inf else f"{x * 100:+.1f}"
-    return f"{f(d.estimate)} [{f(d.lo)}, {f(d.hi)}] points ({d.n_seeds} seeds)"
+    seeds = "1 seed" if d.n_seeds == 1 else f"{d.n_seeds} seeds"
+    return f"{f(d.estimate)} [{f(d.lo)}, {f(d.hi)}] points ({seeds})"
 
 
 def claims(im: InterpMeasurements) -> list[Claim]:
@@ -604,10 +605,12 @@ def claims(im: InterpMeasurements) -> list[Claim]:
         kept = keeps.estimate >= -0.5 * alone.estimate
         verdict = (REPRODUCED if alone.lo > 0 and kept else
                    PARTLY if alone.estimate > 0 else NOT_REPRODUCED)
+        note = ("" if alone.estimate <= 0 else
+                f" (adding the LN {'keeps' if kept else 'loses more than'} half of SoLU's gain, "
+                "point estimates)")
         out.append(registry.scored(
             "solu_alone", f"SoLU (no LN) minus GELU: {_points(alone)}; SoLU-LN minus SoLU: "
-            f"{_points(keeps)} (the LN {'keeps' if kept else 'loses'} at least half of the "
-            "gain, point estimates)", verdict,
+            f"{_points(keeps)}{note}", verdict,
             values={"alone": alone.to_dict(), "ln_minus_solu": keeps.to_dict()}))
     # §6.2: the LN-only ablation halfway
     above = im.seed_difference("gelu_ln", "gelu")
