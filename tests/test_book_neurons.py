@@ -1,20 +1,23 @@
-"""Book §6.3-6.4 helpers (notebooks 05-07): neuron selection by the scorer, escaped views,
-figures and measurements, on synthetic scores and on the tiny zoo."""
+"""Book §6.3 helpers (notebooks 05-06): neuron selection by the scorer, escaped views,
+figures and measurements, on synthetic scores and on the tiny zoo (§6.4, notebook 07:
+tests/test_book_layernorm.py)."""
 
 from __future__ import annotations
 
 import math
 import re
+import types
 
 import pytest
+import torch
 
 from solu_repro.book import book_context
-from solu_repro.book import layernorm as LN
+from solu_repro.book import claims as C
 from solu_repro.book import neurons as N
-from solu_repro.interp.analysis import ROLE_ORDER, BandRow, layer_roles
+from solu_repro.interp.analysis import ROLE_ORDER, layer_roles
 from solu_repro.interp.explanations import Explanation
 from solu_repro.interp.score import NeuronScore, NeuronScores
-from solu_repro.interp.stats import difference_interval, wilson_interval
+from solu_repro.interp.stats import difference_interval
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -61,7 +64,7 @@ def test_select_neurons_spreads_over_kinds_and_filters_layer_and_role():
     assert [r.neuron for r in N.select_neurons(scores, 5, layer=1)] == [0, 1]
     assert [(r.layer, r.neuron) for r in N.select_neurons(scores, 5, role="retokenization")] \
         == [(1, 1)]
-    assert N.select_neurons(scores, 5, role="abstract") == []
+    assert N.select_neurons(scores, 5, role="token_class") == []
 
 
 def test_selection_is_deterministic_for_a_seed_and_ties_follow_the_seed():
@@ -107,10 +110,11 @@ def test_role_shift_counts_and_interval():
     assert (shift.count, shift.n, shift.other_count, shift.other_n) == (6, 10, 4, 30)
     assert (shift.diff, shift.lo, shift.hi) == pytest.approx(difference_interval(6, 10, 4, 30))
     assert shift.direction_agrees and shift.significant == (shift.lo > 0)
+    assert shift.versus == "the later layers" and shift.of == "interpretable neurons"
     empty = N.role_shift([{"position": "first", "n_interpretable": 0, "detokenization": 0}],
                          "detokenization", "first")
-    assert empty.direction_agrees is None and not empty.significant
-    assert "not measurable" in N.role_shift_text(empty)
+    assert empty.direction_agrees is None and not empty.significant and not empty.measurable
+    assert N.shift_verdict(empty) == C.NOT_TESTABLE
 
 
 def test_layer_roles_figure_stacks_counts_per_role():
@@ -125,50 +129,198 @@ def test_layer_roles_figure_stacks_counts_per_role():
     by_name = {t.name: list(t.y) for t in fig.data}
     assert by_name[N.ROLE_LABELS["detokenization"]] == [1, 0]
     assert by_name[N.ROLE_LABELS["token"]] == [1, 0]
-    assert by_name[N.ROLE_LABELS["abstract"]] == [0, 1]
+    assert by_name[N.ROLE_LABELS["token_class"]] == [0, 1]
+    assert by_name[N.ROLE_LABELS["source"]] == [0, 0]
     assert fig.layout.barmode == "stack"
     assert "L0 (first)" in N.layer_roles_table(rows)
 
 
-def _band_rows():
-    rows = []
-    for hook, bad in (("mid", [9, 8, 5, 1]), ("post", [10, 9, 9, 4])):
-        for band, n_bad in enumerate(bad):
-            rows.append(BandRow(hook, band, band / 4, (band + 1) / 4, 10, n_bad, 2))
+# --- §6.3.1: the logit cross-check and its claim -----------------------------------------------
+def test_token_percentiles_rank_within_each_row_and_split_ties():
+    effects = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0],
+                            [4.0, 3.0, 2.0, 1.0, 0.0],
+                            [1.0, 1.0, 1.0, 0.0, 2.0]])
+    tokens = torch.tensor([[4, 0], [4, 0], [0, 4]])
+    got = N.token_percentiles(effects, tokens)
+    # Row 2: token 0 is tied with two others (1 below, 2 others tied): (1 + 1) / 4.
+    assert got.flatten().tolist() == pytest.approx([1.0, 0.0, 0.0, 1.0, 0.5, 1.0])
+    # Without ties it is the rank over (vocab - 1), the percentile of an argsort.
+    x = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+    t = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(1))
+    rank = torch.argsort(torch.argsort(x, dim=1), dim=1).double() / 49
+    assert N.token_percentiles(x, t).flatten().tolist() == pytest.approx(
+        rank.gather(1, t).flatten().tolist())
+
+
+def test_direct_logit_effects_match_the_single_neuron_view():
+    from solu_repro.interp.view import direct_logit_effect
+    from solu_repro.model import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_mlp=6,
+                                    d_vocab=40, n_ctx=8, act_fn="solu_ln"))
+    with torch.no_grad():
+        model.ln_final.w.uniform_(0.5, 1.5)
+    batch = N.direct_logit_effects(model, 1, [4, 0, 2])
+    for row, neuron in zip(batch, [4, 0, 2]):
+        assert torch.allclose(row, direct_logit_effect(model, 1, neuron), atol=1e-6)
+    with pytest.raises(IndexError):
+        N.direct_logit_effects(model, 1, [6])
+
+
+def _agreement(model, interp_median, random_median, n_interp=10, n_random=64):
+    a = N.Agreement(model, "interpretable", n_interp, interp_median, 0, 1, 0)
+    b = N.Agreement(model, "random", n_random, random_median, 0, 1, 0)
+    if n_interp == 0:
+        a = N.agreement_summary(model, "interpretable", [])
+    return [a, b]
+
+
+SEEDS = ["1L-solu_ln", "1L-solu_ln-s1", "1L-solu_ln-s2"]
+
+
+def _logit_claim(medians, n_interp=(10, 10, 10)):
+    rows = [row for s, (i, r), n in zip(SEEDS, medians, n_interp)
+            for row in _agreement(s, i, r, n)]
+    return N.logit_agreement_claim(rows, SEEDS[:len(medians)], 64)
+
+
+def test_logit_agreement_claim_decides_on_the_seed_interval():
+    claim = _logit_claim([(0.80, 0.60), (0.82, 0.61), (0.85, 0.60)])
+    assert claim.id == "logit_agreement" and claim.verdict == C.REPRODUCED
+    assert claim.values["interval"]["lo"] > 0 and claim.values["interval"]["n_seeds"] == 3
+    assert "control" in claim.sentence and "64 live neurons" in claim.sentence
+    assert "t on 3 seed values" in claim.sentence
+    assert [claim.values["seeds"][s]["difference"] for s in SEEDS] == pytest.approx(
+        [0.20, 0.21, 0.25])
+    # Positive mean, interval across 0: direction only.
+    assert _logit_claim([(0.80, 0.60), (0.55, 0.60), (0.70, 0.60)]).verdict == C.PARTLY
+    # Interpretable no better than the control: not reproduced, whatever the agreement is.
+    worse = _logit_claim([(0.90, 0.92), (0.88, 0.90), (0.95, 0.93)])
+    assert worse.verdict == C.NOT_REPRODUCED and worse.values["interval"]["estimate"] < 0
+
+
+def test_logit_agreement_claim_with_missing_seeds():
+    one = _logit_claim([(0.90, 0.60), (0.0, 0.6), (0.0, 0.6)], n_interp=(10, 0, 0))
+    assert one.verdict == C.PARTLY  # one usable seed: no interval, at most direction only
+    assert "1L-solu_ln-s1, 1L-solu_ln-s2 left out" in one.sentence
+    assert "from one seed" in one.sentence
+    assert one.values["seeds"]["1L-solu_ln-s1"]["difference"] is None
+    none = _logit_claim([(0.0, 0.6), (0.0, 0.6)], n_interp=(0, 0))
+    assert none.verdict == C.NOT_TESTABLE and "Not testable" in none.sentence
+    assert _logit_claim([(0.40, 0.60)]).verdict == C.NOT_REPRODUCED
+
+
+def test_chapter5_claims_are_the_chapters_registry_claims(tmp_path):
+    m = N.OneLayerMeasurements("1L-solu_ln", SEEDS, "1L-gelu", 64, {}, {}, {},
+                               [r for s in SEEDS for r in _agreement(s, 0.8, 0.6)])
+    out = N.chapter5_claims(m)
+    assert [c.id for c in out] == [c.id for c in C.CLAIMS if c.chapter == "05-one-layer-neurons"]
+    ctx = types.SimpleNamespace(runs_dir=tmp_path, scale="tiny")
+    path = C.record(ctx, "05-one-layer-neurons", out)
+    assert [c.id for c in C.load(ctx, ["05-one-layer-neurons"])] == ["logit_agreement"]
+    assert path.is_file()
+
+
+# --- §6.3.2-6.3.4: the layer claims -------------------------------------------------------------
+def _role_row(model, layer, depth, n_neurons=100, **counts):
+    counts = {role: counts.get(role, 0) for role in ROLE_ORDER}
+    n = sum(counts.values())
+    return {"model": model, "act": model.split("-")[1], "depth": depth,
+            "position": N.layer_position(layer, depth), "layer": layer, "n_neurons": n_neurons,
+            "n_interpretable": n, "retokenization_unconfirmed": 0, **counts,
+            **{f"{r}_fraction": (v / n if n else math.nan) for r, v in counts.items()}}
+
+
+def _layers(solu_layers, gelu_layers, depth=4):
+    rows = ([_role_row("4L-solu_ln", i, depth, **c) for i, c in enumerate(solu_layers)]
+            + [_role_row("4L-gelu", i, depth, **c) for i, c in enumerate(gelu_layers)])
     return rows
 
 
-def test_ln_figure_has_both_hooks_with_wilson_intervals():
-    rows = _band_rows()
-    fig = LN.ln_consistency_figure(rows)
-    assert [t.name for t in fig.data] == [LN.HOOK_LABELS["mid"], LN.HOOK_LABELS["post"]]
-    mid = fig.data[0]
-    assert list(mid.y) == pytest.approx([0.9, 0.8, 0.5, 0.1])
-    lo, hi = wilson_interval(5, 10)
-    assert mid.error_y.array[2] == pytest.approx(hi - 0.5)
-    assert mid.error_y.arrayminus[2] == pytest.approx(0.5 - lo)
-    assert list(mid.x) == pytest.approx([12.5, 37.5, 62.5, 87.5])
-    empty = LN.ln_consistency_figure([BandRow("mid", 0, 0, 1, 0, 0, 0)])
-    assert not empty.data and empty.layout.annotations
+class _Ctx:
+    """Just what ``layers_measurements`` reads when the rows are given."""
+
+    names = ["1L-gelu", "1L-solu_ln", "2L-gelu", "2L-solu_ln", "4L-gelu", "4L-solu_ln",
+             "1L-gelu_ln"]
 
 
-def test_compare_and_pool_bands():
-    rows = _band_rows()
-    low = LN.compare_bands(rows, LN.low_bands(rows, 0.5), "low")
-    assert (low.mid_inconsistent, low.mid_examples) == (17, 20)
-    assert (low.post_inconsistent, low.post_examples) == (19, 20)
-    assert (low.diff, low.lo, low.hi) == pytest.approx(difference_interval(19, 20, 17, 20))
-    assert low.post_exceeds_mid and low.post_interval() == wilson_interval(19, 20)
-    assert LN.post_worse_bands(rows) == []  # 10 examples a band: no interval excludes 0
-    bad = {"mid": [50, 60, 50, 10], "post": [50, 40, 90, 40]}
-    big = [BandRow(r.hook, r.band, r.lo, r.hi, 100, bad[r.hook][r.band], 2) for r in rows]
-    assert LN.post_worse_bands(big) == [2, 3]  # 90 vs 50 and 40 vs 10 of 100
-    assert LN.bands_text(rows, [0, 3]) == "0%-25%, 75%-100% of max"
-    assert LN.bands_text(rows, []) == "no band"
-    pooled = LN.pool_band_rows({"a": rows, "b": rows})
-    assert len(pooled) == 8 and pooled[0].n_examples == 20 and pooled[0].n_neurons == 4
-    with pytest.raises(ValueError, match="band layouts"):
-        LN.pool_band_rows({"a": rows, "b": [BandRow("mid", 0, 0, 0.1, 1, 1, 1)]})
+def _measure(solu_layers, gelu_layers, depth=4):
+    return N.layers_measurements(_Ctx(), rows=_layers(solu_layers, gelu_layers, depth))
+
+
+def _claims(m):
+    return {c.id: c for c in N.chapter6_claims(m)}
+
+
+def test_early_detokenization_compares_with_the_baseline_of_the_same_depth():
+    assert N.deepest_pair(_Ctx()) == ("4L-solu_ln", "4L-gelu")
+    gelu = [dict(token=5, detokenization=2), {}, {}, {}]
+    m = _measure([dict(token=5, detokenization=30), {}, {}, {}], gelu)
+    early = m.early_detokenization
+    assert (early.count, early.n, early.other_count, early.other_n) == (30, 100, 2, 100)
+    assert early.of == "neurons" and early.versus == "4L-gelu's first layer"
+    assert (early.diff, early.lo, early.hi) == pytest.approx(difference_interval(30, 100, 2, 100))
+    claim = _claims(m)["early_detokenization"]
+    assert claim.verdict == C.REPRODUCED
+    assert "4L-gelu" in claim.sentence and "one seed" in claim.sentence
+    # The share is of all first-layer neurons: SoLU-LN with more interpretable neurons but
+    # the same de-tokenization count does not count as more de-tokenization.
+    same = _measure([dict(token=60, detokenization=2), {}, {}, {}], gelu)
+    assert _claims(same)["early_detokenization"].verdict == C.NOT_REPRODUCED
+    assert _claims(_measure([dict(detokenization=4), {}, {}, {}], gelu))[
+        "early_detokenization"].verdict == C.PARTLY
+    fewer = _measure([dict(detokenization=1), {}, {}, {}], gelu)
+    assert _claims(fewer)["early_detokenization"].verdict == C.NOT_REPRODUCED
+    nothing = _measure([{}, dict(token=3), {}, {}], [{}, {}, {}, {}])
+    claim = _claims(nothing)["early_detokenization"]
+    assert claim.verdict == C.NOT_TESTABLE and "no first-layer neuron" in claim.sentence
+
+
+def test_late_and_middle_claims_compare_layers_within_the_solu_model():
+    gelu = [{}, {}, {}, {}]
+    m = _measure([dict(token=20), dict(token=10, token_class=30), dict(token_class=30),
+                  dict(retokenization=20, token=5)], gelu)
+    got = _claims(m)
+    assert m.late_retokenization.count == 20 and m.late_retokenization.n == 25
+    assert m.late_retokenization.other_n == 90 and got["late_retokenization"].verdict == \
+        C.REPRODUCED
+    mid = m.middle_token_class
+    assert (mid.count, mid.n, mid.other_count, mid.other_n) == (60, 70, 0, 45)
+    assert got["middle_abstract"].verdict == C.REPRODUCED
+    assert "L1, L2" in got["middle_abstract"].sentence
+    assert "not the paper's abstract features" in got["middle_abstract"].sentence
+    # Only the point estimate on the paper's side: direction only; the other side: not.
+    m = _measure([dict(token=3), dict(token=2, token_class=1), dict(token=3),
+                  dict(retokenization=1, token=2)], gelu)
+    got = _claims(m)
+    assert got["late_retokenization"].verdict == C.PARTLY
+    assert got["middle_abstract"].verdict == C.PARTLY
+    m = _measure([dict(token_class=5, retokenization=5), dict(token=10), dict(token=10),
+                  dict(token=10)], gelu)
+    got = _claims(m)
+    assert got["late_retokenization"].verdict == C.NOT_REPRODUCED
+    assert got["middle_abstract"].verdict == C.NOT_REPRODUCED
+    # A group without interpretable neurons: not testable.
+    got = _claims(_measure([dict(token=3), {}, {}, {}], gelu))
+    assert got["late_retokenization"].verdict == C.NOT_TESTABLE
+    assert got["middle_abstract"].verdict == C.NOT_TESTABLE
+
+
+def test_layer_claims_without_a_deep_enough_model():
+    two = N.layers_measurements(_Ctx(), pair=("2L-solu_ln", "2L-gelu"),
+                                rows=[_role_row("2L-solu_ln", 0, 2, token=2, retokenization=1),
+                                      _role_row("2L-solu_ln", 1, 2, retokenization=2, token=1),
+                                      _role_row("2L-gelu", 0, 2), _role_row("2L-gelu", 1, 2)])
+    got = _claims(two)
+    assert two.middle_token_class is None and got["middle_abstract"].verdict == C.NOT_TESTABLE
+    assert "2 layers" in got["middle_abstract"].sentence
+    assert got["late_retokenization"].verdict == C.PARTLY  # 2/3 vs 1/3, interval wide
+    none = N.LayersMeasurements(None, None)
+    got = N.chapter6_claims(none)
+    assert [c.id for c in got] == [c.id for c in C.CLAIMS
+                                   if c.chapter == "06-neurons-across-layers"]
+    assert {c.verdict for c in got} == {C.NOT_TESTABLE}
 
 
 # --- the tiny zoo ---------------------------------------------------------------------------
@@ -206,10 +358,13 @@ class _PlantedCorpus:
 
 @pytest.mark.slow
 def test_zoo_selection_is_the_scorers_interpretable_neurons(ctx):
-    name = "1L-gelu_ln"  # at tiny scale the SoLU models have no interpretable neuron
+    # At tiny scale few models have interpretable neurons: the first of these that does.
+    candidates = ("1L-gelu", "1L-gelu_ln", "1L-solu")
+    name = next((n for n in candidates if any(r.interpretable for r in ctx.scores(n).records)),
+                None)
+    assert name is not None, f"one of the tiny {candidates} should have interpretable neurons"
     scores = ctx.scores(name)
     good = {(r.layer, r.neuron) for r in scores.records if r.interpretable}
-    assert good, "the tiny 1L-gelu_ln is expected to have interpretable neurons"
     picked = N.select_neurons(scores, 5, seed=ctx.seed)
     assert len(picked) == min(5, len(good))
     assert {(r.layer, r.neuron) for r in picked} <= good
@@ -256,46 +411,56 @@ def test_neuron_card_escapes_planted_tokens(ctx):
 
 
 @pytest.mark.slow
-def test_layernorm_measurements_match_band_rows(ctx):
-    name = "1L-gelu_ln"  # has the extra LN and interpretable neurons at tiny scale
-    m = LN.layernorm_measurements(ctx, [name], per_band=10, max_neurons=8, control=None)
-    rows = LN.ln_band_rows(ctx, [name], per_band=10, max_neurons=8)
-    low = [r for r in rows if r.hi <= LN.LOW_BANDS_UP_TO + 1e-9]
-    assert {r.band for r in low} == {0, 1, 2}
-    mid = [r for r in low if r.hook == "mid"]
-    post = [r for r in low if r.hook == "post"]
-    assert m.low.mid_examples == sum(r.n_examples for r in mid) > 0
-    assert m.low.mid_inconsistent == sum(r.n_inconsistent for r in mid)
-    assert m.low.post_inconsistent == sum(r.n_inconsistent for r in post)
-    top = [r for r in rows if r.band == 9]
-    assert m.top.post_examples == sum(r.n_examples for r in top if r.hook == "post")
-    assert m.overall.mid_examples == sum(r.n_examples for r in rows if r.hook == "mid")
-    assert 0 < m.n_neurons[name] <= 8
-    assert m.paper_direction_low == (m.low.post_fraction > m.low.mid_fraction)
-    assert m.post_worse_bands == [b for b in range(10)
-                                  if LN.compare_bands(rows, [b], "").lo > 0]
-    assert m.control_model is None and m.to_dict()["control_low"] is None
-    assert m.to_dict()["low"]["mid_inconsistent"] == m.low.mid_inconsistent
-    fig = LN.ln_consistency_figure(rows)
-    assert len(fig.data) == 2
-    with pytest.raises(ValueError, match="no LayerNorm"):
-        LN.band_rows_by_model(ctx, ["1L-gelu"])
+def test_next_token_agreement_matches_one_neuron_at_a_time(ctx, monkeypatch):
+    from solu_repro.interp.view import direct_logit_effect
+
+    name = "1L-gelu_ln"
+    run = ctx.run(name)
+    model, corpus, harvest = run.load_model(), run.corpus(), ctx.harvest(name)
+    records = [r for r in ctx.scores(name).records if not r.dead][:12]
+    monkeypatch.setattr(N, "AGREEMENT_CHUNK", 5)  # several chunks of one layer
+    fast = N.next_token_agreement(model, corpus, harvest, records + records[:3])
+    assert set(fast) == {(r.layer, r.neuron) for r in records}
+    split = corpus.split(harvest.meta.get("split", "val"))
+    for r in records:
+        effect = direct_logit_effect(model, r.layer, r.neuron)
+        below = {t: float((effect < effect[t]).sum() + ((effect == effect[t]).sum() - 1) / 2)
+                 for t in range(len(effect))}
+        nxt = [int(split.window(e.position(harvest.n_ctx) + 1, 1)[0])
+               for e in harvest.top_examples(r.layer, r.neuron, "post")]
+        want = sum(below[t] for t in nxt) / len(nxt) / (len(effect) - 1)
+        assert fast[(r.layer, r.neuron)] == pytest.approx(want)
 
 
 @pytest.mark.slow
-def test_neurons_measurements_match_layer_roles(ctx):
-    m = N.neurons_measurements(ctx, deepest="2L-gelu", n_random=16)
-    scores = ctx.scores("1L-solu_ln")
-    assert m.one_layer_interpretable == sum(r.interpretable for r in scores.records)
-    assert m.one_layer_neurons == len(scores.records)
-    roles = layer_roles(ctx.scores("2L-gelu"), ctx.run("2L-gelu").load_model())
-    first, last = roles[0], roles[-1]
-    assert m.early_detokenization.count == first["detokenization"]
-    assert m.early_detokenization.n == first["n_interpretable"]
-    assert m.late_retokenization.count == last["retokenization"]
-    assert m.late_retokenization.other_n == first["n_interpretable"]
-    assert m.middle_abstract is None  # two layers have no middle
+def test_one_layer_measurements_cover_every_seed(ctx):
+    m = N.one_layer_measurements(ctx, n_random=16)
+    assert m.seeds == ctx.seeds("1L-solu_ln") and len(m.seeds) >= 2
     groups = {(a.model, a.group): a for a in m.agreement}
-    assert groups[("1L-gelu", "random")].n == 16
-    assert 0 <= groups[("1L-gelu", "random")].median <= 1
-    assert m.to_dict()["deepest"] == "2L-gelu"
+    for name in m.seeds + ["1L-gelu"]:
+        scores = ctx.scores(name)
+        assert m.interpretable[name] == sum(r.interpretable for r in scores.records)
+        assert groups[(name, "interpretable")].n <= m.interpretable[name]
+        assert groups[(name, "random")].n == 16
+        assert 0 <= groups[(name, "random")].median <= 1
+    (claim,) = N.chapter5_claims(m)
+    assert claim.verdict in C.VERDICTS and set(claim.values["seeds"]) == set(m.seeds)
+
+
+@pytest.mark.slow
+def test_layers_measurements_match_layer_roles(ctx):
+    m = N.layers_measurements(ctx, pair=("2L-solu_ln", "2L-gelu"))
+    solu = layer_roles(ctx.scores("2L-solu_ln"), ctx.run("2L-solu_ln").load_model())
+    gelu = layer_roles(ctx.scores("2L-gelu"), ctx.run("2L-gelu").load_model())
+    early = m.early_detokenization
+    assert (early.count, early.n) == (solu[0]["detokenization"], solu[0]["n_neurons"])
+    assert (early.other_count, early.other_n) == (gelu[0]["detokenization"],
+                                                  gelu[0]["n_neurons"])
+    assert early.n == ctx.run("2L-solu_ln").config.model.d_mlp
+    late = m.late_retokenization
+    assert late.count == solu[-1]["retokenization"]
+    assert late.other_n == solu[0]["n_interpretable"]
+    assert m.middle_token_class is None  # two layers have no middle
+    assert [c.id for c in N.chapter6_claims(m)] == ["early_detokenization",
+                                                    "late_retokenization", "middle_abstract"]
+    assert m.to_dict()["solu"] == "2L-solu_ln"

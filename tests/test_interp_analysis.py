@@ -75,6 +75,8 @@ def _record(layer, neuron, kind, values, interpretable=True):
 
 
 def test_layer_roles_counts_and_logit_confirmation():
+    from solu_repro.interp.analysis import LAYER_ROLES, ROLE_ORDER
+
     records = [_record(0, 0, "token", (1,)), _record(0, 1, "bigram", ((1, 2),)),
                _record(0, 2, "class", ("digits",)), _record(0, 3, "token", (3,), False),
                _record(1, 0, "next_token", (7,)), _record(1, 1, "next_token", (8,)),
@@ -82,7 +84,10 @@ def test_layer_roles_counts_and_logit_confirmation():
     scores = NeuronScores({"name": "x"}, records)
     rows = layer_roles(scores)
     assert rows[0]["n_interpretable"] == 3
-    assert (rows[0]["token"], rows[0]["detokenization"], rows[0]["abstract"]) == (1, 1, 1)
+    assert (rows[0]["token"], rows[0]["detokenization"], rows[0]["token_class"]) == (1, 1, 1)
+    assert rows[0]["n_neurons"] == 4 and rows[1]["n_neurons"] == 3
+    assert rows[1]["token_class"] == 1 and rows[1]["source"] == 0  # a year: a text pattern
+    assert LAYER_ROLES["source"] == "source" and set(LAYER_ROLES.values()) == set(ROLE_ORDER)
     assert rows[1]["retokenization"] == 2 and rows[1]["retokenization_fraction"] == pytest.approx(2 / 3)
 
     # With a model: neuron (1, 0) pushes token 7 directly, (1, 1) does not push token 8.

@@ -3,9 +3,11 @@
 * ``ln_consistency`` -- paper §6.4, Figure 9: for interpretable neurons and their best
   explanation, the fraction of dataset examples inconsistent with it in each activation band,
   before (``hook_mid``) and after (``hook_post``) SoLU's extra LayerNorm.
-* ``layer_roles`` -- paper §6.3.2-6.3.4: per layer, what interpretable neurons are about:
-  the current token, the token in context (de-tokenization), an abstract class, or the next
-  token (re-tokenization, corroborated by the neuron's direct effect on the logits).
+* ``layer_roles`` -- paper §6.3.2-6.3.4: per layer, what interpretable neurons are about
+  (``LAYER_ROLES``): the current token, the token in context (de-tokenization), a class of
+  tokens or a text pattern (digits, capitalized words, punctuation, a year, indentation, ...),
+  the source of the text (prose or code), or the next token (re-tokenization, corroborated by
+  the neuron's direct effect on the logits).
 * ``sparsity_table`` -- activation sparsity and per-neuron kurtosis, SoLU vs GELU.
 """
 
@@ -25,7 +27,18 @@ from .harvest import Harvest
 from .score import NeuronScores
 from .stats import proportion
 
-ROLE_ORDER = ("token", "detokenization", "abstract", "retokenization")
+ROLE_ORDER = ("token", "detokenization", "token_class", "source", "retokenization")
+LAYER_ROLES = {"token": "token", "folded": "token", "prev_token": "detokenization",
+               "bigram": "detokenization", "class": "token_class", "regex": "token_class",
+               "source": "source", "next_token": "retokenization"}
+"""The role of each explanation kind in the layer analysis, named for what the explanation
+says: ``token_class`` is a class of tokens (``explanations.TOKEN_CLASSES``: digits, numbers,
+capitalized or ALL-CAPS words, punctuation, whitespace, line breaks) or a pattern in the text
+(``REGEX_CLASSES``: a year, a URL, hexadecimal, base64, indentation); ``source`` is the corpus
+source of the text. Neither is the paper's "abstract" feature ("numbers of people", "clauses
+about music"), which the explanation family cannot express."""
+if set(LAYER_ROLES) != set(ROLES) or set(LAYER_ROLES.values()) != set(ROLE_ORDER):
+    raise RuntimeError("LAYER_ROLES must give every explanation kind one role of ROLE_ORDER")
 
 
 @dataclass
@@ -117,7 +130,7 @@ def direct_effect_ranks(model: Transformer, layer: int, neuron: int,
 
 def layer_roles(scores: NeuronScores, model: Transformer | None = None,
                 top_logits: int = 10) -> list[dict[str, Any]]:
-    """Per layer, the share of interpretable neurons in each role (see ``explanations``).
+    """Per layer, the share of interpretable neurons in each role (``LAYER_ROLES``).
 
     With ``model``, a next-token explanation counts as re-tokenization only when the
     neuron's direct logit effect ranks one of the explained next tokens in its top
@@ -125,16 +138,19 @@ def layer_roles(scores: NeuronScores, model: Transformer | None = None,
     ``retokenization_unconfirmed`` and left out of the role shares.
 
     Returns:
-        One dict per layer: ``n_interpretable``, counts and fractions per role.
+        One dict per layer: ``n_neurons`` (every neuron of the layer, dead ones included),
+        ``n_interpretable`` (those counted in a role), ``retokenization_unconfirmed``, and
+        per role its count and its fraction of ``n_interpretable``.
     """
     out = []
     for layer in sorted({r.layer for r in scores.records}):
         counts = dict.fromkeys(ROLE_ORDER, 0)
         unconfirmed = 0
-        for r in scores.select(layer):
+        records = scores.select(layer)
+        for r in records:
             if not r.interpretable:
                 continue
-            role = ROLES[r.explanation_obj().kind]
+            role = LAYER_ROLES[r.explanation_obj().kind]
             if role == "retokenization" and model is not None:
                 ranks = direct_effect_ranks(model, r.layer, r.neuron,
                                             list(r.explanation_obj().values))
@@ -143,7 +159,8 @@ def layer_roles(scores: NeuronScores, model: Transformer | None = None,
                     continue
             counts[role] += 1
         total = sum(counts.values())
-        row: dict[str, Any] = {"layer": layer, "n_interpretable": total,
+        row: dict[str, Any] = {"layer": layer, "n_neurons": len(records),
+                               "n_interpretable": total,
                                "retokenization_unconfirmed": unconfirmed}
         for role in ROLE_ORDER:
             row[role] = counts[role]
