@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from solu_repro.interp.analysis import (kurtosis_values, layer_roles, ln_consistency,
-                                        sparsity_table)
+from solu_repro.data import num_rows
+from solu_repro.interp.analysis import (band_counts, holds_out, kurtosis_values, layer_roles,
+                                        ln_consistency, quantile_bands, sparsity_table)
 from solu_repro.interp.explanations import Explanation
-from solu_repro.interp.harvest import harvest
+from solu_repro.interp.harvest import harvest, selection_rows
 from solu_repro.interp.planted import Plant, PlantedNeurons
 from solu_repro.interp.score import NeuronScore, NeuronScores, score_neurons
 from solu_repro.model import ModelConfig, Transformer
@@ -26,8 +28,9 @@ def token(corpus):
 
 
 class SmugglingNeuron:
-    """hook_mid: a clean detector of one token. hook_post: the same firings plus unrelated
-    activity up to ~70% of the peak -- what the paper suspects LN does to weak firings."""
+    """hook_mid: fires (at any strength) only on one token. hook_post: the same firings plus
+    unrelated tokens firing at the same strengths -- what the paper suspects the LN does to
+    weak firings. By rank, hook_post's bands mix the token with unrelated ones."""
 
     n_layers, d_mlp, hooks = 1, 1, ("mid", "post")
 
@@ -37,35 +40,96 @@ class SmugglingNeuron:
 
     def activations(self, tokens):
         rule = (tokens == self.token).float()
-        strength = 1 + 0.5 * torch.rand(tokens.shape, generator=self.generator)
+        strength = 0.1 + torch.rand(tokens.shape, generator=self.generator)
         noise = torch.rand(tokens.shape, generator=self.generator)
-        mid = rule * strength + (1 - rule) * 0.01 * noise
-        post = rule * strength + (1 - rule) * 1.0 * noise
+        mid = rule * strength - (1 - rule) * 0.01
+        post = rule * strength + (1 - rule) * 0.3 * noise
         return {"mid": [mid.unsqueeze(-1)], "post": [post.unsqueeze(-1)]}
 
 
-def test_ln_consistency_separates_clean_from_smuggled_bands(corpus, tables, token):
+def test_quantile_bands_are_equal_count_ranks_of_the_positive_values():
+    values = np.array([0.5, -1.0, 0.1, 3.0, 0.0, 2.0, 0.2, np.nan, 1.0, 0.7])
+    bands = quantile_bands(values, 3)
+    assert list(bands[[1, 4, 7]]) == [-1, -1, -1]  # not firing
+    order = np.argsort(values[bands >= 0])
+    assert list(np.sort(bands[bands >= 0])) == [0, 0, 0, 1, 1, 2, 2]  # 7 values: 3, 2, 2
+    assert list(bands[bands >= 0][order]) == [0, 0, 0, 1, 1, 2, 2]  # by rank
+    assert list(quantile_bands(np.array([1.0, 2.0]), 4)) == [0, 2]
+    assert list(quantile_bands(np.zeros(3), 2)) == [-1, -1, -1]
+    with pytest.raises(ValueError, match="n_bands"):
+        quantile_bands(values, 0)
+
+
+def test_quantile_bands_equal_a_stable_ranking_with_ties():
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        n, n_bands = int(rng.integers(0, 60)), int(rng.integers(1, 12))
+        values = (rng.integers(-3, 6, n) / 2 if trial % 2 else rng.standard_normal(n))
+        firing = np.flatnonzero(values > 0)
+        ranked = firing[np.argsort(values[firing], kind="stable")]
+        want = np.full(n, -1)
+        want[ranked] = np.arange(ranked.size) * n_bands // max(ranked.size, 1)
+        assert quantile_bands(values, n_bands).tolist() == want.tolist(), (values, n_bands)
+
+
+def test_band_counts_count_tokens_and_inconsistent_ones_per_hook():
+    mid = np.array([1.0, 2.0, 3.0, 4.0, -1.0, -1.0])
+    post = np.array([-1.0, -1.0, 4.0, 3.0, 2.0, 1.0])
+    holds = np.array([True, True, True, True, False, False])
+    ex, bad, edges = band_counts([mid, post], holds, 2)
+    assert ex.tolist() == [[2, 2], [2, 2]]
+    assert bad.tolist() == [[0, 0], [2, 0]]  # post's weak half: the two unrelated tokens
+    assert edges[0].tolist() == [1.0, 3.0, 4.0] and edges[1].tolist() == [1.0, 3.0, 4.0]
+    ex, bad, edges = band_counts([np.full(6, -1.0), post], holds, 2)
+    assert ex[0].tolist() == [0, 0] and np.isnan(edges[0]).all()
+    with pytest.raises(ValueError, match="same tokens"):
+        band_counts([mid[:3]], holds, 2)
+    # Several neurons at once: each column as if alone.
+    many = band_counts([np.stack([mid, post], 1), np.stack([post, mid], 1)],
+                       np.stack([holds, ~holds], 1), 2)
+    one = band_counts([post, mid], ~holds, 2)
+    assert [m[1].tolist() for m in many] == [o.tolist() for o in one]
+
+
+def test_ln_consistency_finds_the_smuggled_tokens_by_quantile_band(corpus, tables, token):
     val = corpus.split("val")
     source = SmugglingNeuron(token)
     h = harvest(source, val, N_CTX, 0, progress=False)
     scores = score_neurons(source, h, val, tables, progress=False)
-    assert scores.get(0, 0).interpretable
+    assert scores.get(0, 0).interpretable and holds_out(scores.get(0, 0))
     assert scores.get(0, 0).explanation_obj() == Explanation("token", (token,))
-    rows = {(r.hook, r.band): r for r in ln_consistency(h, scores, val, tables, per_band=30)}
-    assert len(rows) == 20
-    # Above 10% of the max, hook_mid fires only on the token; hook_post fires on noise up to
-    # ~1/1.5 = 67% of its max.
-    for band in range(1, 10):
-        mid = rows[("mid", band)]
-        assert mid.n_inconsistent == 0, mid
-    for band in range(1, 6):
-        assert rows[("post", band)].fraction > 0.9
-    for band in (7, 8, 9):
-        assert rows[("post", band)].fraction == 0
-    r = rows[("post", 3)]
-    lo, hi = r.interval()
-    assert lo <= r.fraction <= hi and r.n_neurons == 1
-    assert r.to_dict()["fraction"] == r.fraction
+    rows = selection_rows(num_rows(val, N_CTX), "odd")
+    m = ln_consistency(source, scores, val, tables, rows, n_ctx=N_CTX, n_bands=5)
+    assert m.n_candidates == 1 and m.n_rows == len(rows) and m.n_tokens == len(rows) * (N_CTX - 1)
+    (nb,) = m.neurons
+    freq = 1 - nb.chance
+    assert 0 < freq < 0.5
+    # Before the LN only the token fires: every band is consistent. After it, unrelated
+    # tokens (up to 0.3) fill the weak bands, where the token (0.1-1.1) is rare.
+    assert nb.inconsistent[0].tolist() == [0] * 5 and nb.examples[0].sum() > 0
+    assert nb.fractions("post")[0] > 0.9
+    assert nb.fractions("post")[-1] < nb.fractions("post")[0]
+    assert nb.difference([0, 1]) > 0.5
+    assert abs(nb.examples[1].max() - nb.examples[1].min()) <= 1  # equal-count bands
+    assert m.mid_var.shape == (m.n_tokens,)  # one neuron, one block: var 0
+    none = NeuronScores({}, [replace(scores.get(0, 0), interpretable=False)])
+    empty = ln_consistency(source, none, val, tables, rows[:2], n_ctx=N_CTX)
+    assert empty.neurons == [] and empty.n_candidates == 0
+    with pytest.raises(ValueError, match="both hooks"):
+        plain = SmugglingNeuron(token)
+        plain.hooks = ("mid",)
+        ln_consistency(plain, scores, val, tables, rows, n_ctx=N_CTX)
+
+
+def test_holds_out_is_the_scorers_held_out_rule():
+    e = Explanation("token", (1,))
+    good = NeuronScore(0, 0, e.key(), "token", e.role, 0.9, 0.01, 90.0, True, False, 0.5, 0.5,
+                       0.5, 10, 10, selection_coverage=0.95, n_top=20)
+    assert holds_out(good)
+    assert not holds_out(replace(good, interpretable=False))
+    assert not holds_out(replace(good, coverage=0.7))
+    assert not holds_out(replace(good, n_top=3))
+    assert not holds_out(replace(good, rare=True))
 
 
 def _record(layer, neuron, kind, values, interpretable=True):
