@@ -181,26 +181,40 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("logit_agreement", "§6.3.1", "In 1-layer models the neurons' direct logit "
               "effects corroborate their dataset examples", "qualitative (neuron by neuron)",
               EMPIRICAL, "05-one-layer-neurons",
-              "agreement of an interpretable neuron's top logit effects with the tokens that "
-              "follow its top examples, minus the same for random neurons, over 1-layer "
-              "SoLU-LN seeds: reproduced if the seed interval is above 0"),
+              "per 1-layer SoLU-LN seed, the median over neurons of the percentile, in the "
+              "neuron's direct logit effect, of the tokens that follow its 20 strongest "
+              "firings, for the judge's interpretable neurons minus a seeded random sample of "
+              "64 live neurons of the same model (the control); t interval over the per-seed "
+              "differences: reproduced if it is above 0, direction only if the seed mean is, "
+              "not reproduced otherwise; not testable if no seed has an interpretable neuron"),
     ClaimSpec("early_detokenization", "§6.3.2", "SoLU helps early-layer neurons: the first "
               "layer holds more de-tokenization neurons than the baseline's", "qualitative",
-              EMPIRICAL, "06-neurons-across-layers", "share of de-tokenization neurons in "
-              "the first layer, SoLU-LN minus GELU of the same depth (95% Newcombe interval, "
-              "one seed): reproduced if above 0, direction only if the point estimate is"),
+              EMPIRICAL, "06-neurons-across-layers",
+              "share of the first layer's neurons (all of them) that the judge calls "
+              "interpretable with a de-tokenization explanation (previous token or bigram), "
+              "SoLU-LN minus GELU of the same depth (the deepest pair; 95% Newcombe interval "
+              "over neurons, one seed each): reproduced if the interval is above 0, direction "
+              "only if the point estimate is, not reproduced otherwise; not testable if "
+              "neither first layer has an interpretable neuron"),
     ClaimSpec("late_retokenization", "§6.3.3", "Late layers hold re-tokenization neurons",
               "qualitative", EMPIRICAL, "06-neurons-across-layers",
-              "share among interpretable neurons of the deepest SoLU-LN model, last layer "
-              "minus the others: reproduced if the 95% interval excludes 0, direction only if "
-              "the point estimate is higher"),
+              "share of re-tokenization neurons (a next-token explanation confirmed by the "
+              "neuron's own direct logit effect) among the interpretable neurons of the "
+              "deepest SoLU-LN model, last layer minus its other layers (95% Newcombe interval "
+              "over neurons, one seed): reproduced if the interval is above 0, direction only "
+              "if the point estimate is, not reproduced otherwise; not testable if either "
+              "group has no interpretable neuron"),
     ClaimSpec("middle_abstract", "§6.3.4", "Middle layers hold more abstract neurons "
-              "(features that are not a fixed token or token sequence)", "qualitative",
+              "(features that are not a fixed token or token sequence); measured here as "
+              "token-class neurons, the nearest the explanation family reaches", "qualitative",
               EMPIRICAL, "06-neurons-across-layers",
-              "share of neurons whose explanation is a class of tokens (digits, numbers, "
-              "punctuation, capitalised words, indentation) among interpretable neurons of "
-              "the deepest SoLU-LN model, middle layers minus the others: reproduced if the "
-              "95% interval excludes 0, direction only if the point estimate is higher"),
+              "share of neurons whose explanation is a token class or text pattern (digits, "
+              "numbers, capitalized or ALL-CAPS words, punctuation, whitespace, line breaks, a "
+              "year, a URL, hexadecimal, base64, indentation) among the interpretable neurons "
+              "of the deepest SoLU-LN model, middle layers minus its first and last layers "
+              "(95% Newcombe interval over neurons, one seed): reproduced if the interval is "
+              "above 0, direction only if the point estimate is, not reproduced otherwise; "
+              "not testable below 3 layers or if either group has no interpretable neuron"),
     # --- §6.4: LayerNorm --------------------------------------------------------------------
     ClaimSpec("ln_low_activation", "§6.4 / Figure 9", "After the extra LN, low-activation "
               "examples are more often inconsistent with the neuron's feature", "much more "
