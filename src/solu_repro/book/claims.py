@@ -219,9 +219,17 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ClaimSpec("ln_low_activation", "§6.4 / Figure 9", "After the extra LN, low-activation "
               "examples are more often inconsistent with the neuron's feature", "much more "
               "(one neuron, ~1000 examples, not blinded)", EMPIRICAL, "07-layernorm",
-              "low quantile bands of each hook, paired per neuron (after minus before the "
-              "LN), neurons whose explanation holds on held-out rows, bootstrap over neurons; "
-              "reproduced if SoLU-LN's difference is above 0 and above GELU-LN's"),
+              "neurons whose explanation holds up on held-out rows (the scorer's interpretable "
+              "neurons: chosen on the even rows' top firings, covering at least 80% of the odd "
+              "rows' top firings at 3x or more their base rate); every token of the odd rows; "
+              "equal-count quantile bands of each hook's positive activations; per neuron, the "
+              "inconsistent fraction of the low bands (the weaker half of the firings) after "
+              "the LN minus before it; mean over neurons pooled over the 1-layer seeds, 95% BCa "
+              "bootstrap over neurons; the same for GELU-LN is the control: reproduced if "
+              "SoLU-LN's difference and SoLU-LN minus GELU-LN both have intervals above 0; "
+              "direction only if both point estimates are above 0 but an interval includes 0, "
+              "or there is no control; not reproduced if SoLU-LN's difference is not above 0 "
+              "or not above GELU-LN's; not testable without a SoLU-LN neuron to compare"),
 )
 REGISTRY: dict[str, ClaimSpec] = {c.id: c for c in CLAIMS}
 if len(REGISTRY) != len(CLAIMS):
