@@ -222,3 +222,25 @@ def test_ablation_claims_over_seeds():
     assert got["solu_alone"].verdict == registry.NOT_TESTABLE
     assert got["depth64"].verdict == registry.NOT_TESTABLE
     assert got["human_blind"].verdict == registry.NOT_TESTABLE
+
+
+@pytest.mark.slow
+def test_precompute_warms_every_cache_chapter_4_reads(tiny_zoo):
+    """The book scores the zoo in parallel first; chapter 4 then makes no new cache entry."""
+    from solu_repro.book import book_context
+    from solu_repro.book.precompute import precompute, tasks
+
+    ctx = book_context(scale="tiny", runs_dir=tiny_zoo, progress=False)
+    todo = tasks(ctx)
+    assert set(todo) == set(ctx.all_names)
+    assert ("control", "rotated") in todo["1L-gelu-s1"] and ("control", "random_init") in \
+        todo["1L-gelu"]
+    spent = precompute(ctx, workers=2, log=lambda _: None)
+    assert set(spent) == set(ctx.all_names)
+    before = {p: p.stat().st_mtime_ns for p in (tiny_zoo / "tiny").rglob("*")
+              if p.is_file() and p.suffix in (".json", ".safetensors")}
+    iq.interp_measurements(ctx, with_blind=False)
+    after = {p: p.stat().st_mtime_ns for p in (tiny_zoo / "tiny").rglob("*")
+             if p.is_file() and p.suffix in (".json", ".safetensors")}
+    assert after == before
+    assert precompute(ctx, workers=1) == {}  # one worker: the notebooks score as they go

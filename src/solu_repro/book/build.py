@@ -457,7 +457,7 @@ def build_html(root: Path, quiet: bool = False) -> Path:
 def build_book(scale: str = "cpu", runs_dir: Path | None = None, root: Path | None = None,
                repo: Path | None = None, force: bool = False, html: bool = True,
                progress: bool = True, quiet: bool = False,
-               log: Callable[[str], None] = print) -> BuildReport:
+               log: Callable[[str], None] = print, workers: int | None = None) -> BuildReport:
     """Execute the notebooks at ``scale``, vendor the JavaScript and build the HTML book.
 
     Args:
@@ -469,6 +469,9 @@ def build_book(scale: str = "cpu", runs_dir: Path | None = None, root: Path | No
         html: also build the HTML (False: execute only).
         progress: papermill's per-notebook progress bar.
         quiet: capture Jupyter Book's output (shown only if it fails).
+        workers: processes that score the zoo before the notebooks run
+            (``book.precompute``; None: one per CPU core; 1: none, the notebooks score as
+            they go).
     """
     from ..zoo import SCALES
 
@@ -479,6 +482,14 @@ def build_book(scale: str = "cpu", runs_dir: Path | None = None, root: Path | No
     report = BuildReport(root=root)
     start = time.perf_counter()
     stage_sources(repo, root)
+    if workers != 1:  # chapter 4's scores of every model, in parallel (changes no result)
+        from .context import book_context
+        from .precompute import precompute
+
+        precompute(book_context(scale=scale, runs_dir=runs_dir, interactive=False,
+                                progress=False), workers=workers, log=log)
+        report.seconds["precompute"] = time.perf_counter() - start
+        start = time.perf_counter()
     report.notebooks = execute_all(repo, root, scale, runs_dir, force=force,
                                    progress=progress, log=log)
     report.seconds["execute"] = time.perf_counter() - start

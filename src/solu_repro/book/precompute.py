@@ -1,0 +1,85 @@
+"""Score every model the chapters will read, before they run, in parallel processes.
+
+The chapters score models lazily (``BookContext.scores`` and ``control_scores``, cached next
+to each run), and the book executes its notebooks one after another on one kernel, so on a
+multi-core CPU the scoring of a whole zoo and its null controls would leave cores idle.
+``precompute`` does the same cached work first, one model per task, in ``workers``
+single-threaded processes; the chapters then find every cache warm. It changes no result: a
+cache entry is the same file whether it was made here or by a notebook, and a missing one is
+still made by the notebook that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from . import style
+
+
+def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
+    """What chapter 4 scores, per model: ``("scores", settings or None)`` and
+    ``("control", name)``; every model of the zoo, every seed."""
+    from ..interp.controls import controls_for
+    from ..interp.score import ScoreSettings
+    from .interp_quant import STRICT, one_layer_seeds
+
+    out: dict[str, list[tuple[str, Any]]] = {name: [("scores", None)] for name in ctx.all_names}
+    one = min(ctx.depths)
+    seeds = one_layer_seeds(ctx)
+    for variant in (f"{one}L-solu_ln", f"{one}L-gelu"):
+        for name in seeds.get(variant, []):
+            out[name] += [("scores", ScoreSettings(**STRICT)), ("control", "rotated")]
+    for name in ctx.names:
+        if style.depth_of(name) == one:
+            out[name] += [("control", c) for c in controls_for(ctx.run(name))
+                          if ("control", c) not in out[name]]
+    return out
+
+
+def _work(scale: str, runs_dir: str, seed: int, name: str,
+          items: list[tuple[str, Any]]) -> tuple[str, float]:
+    import torch
+
+    from .context import book_context
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    ctx = book_context(scale=scale, runs_dir=runs_dir, seed=seed, interactive=False,
+                       progress=False)
+    for kind, arg in items:
+        if kind == "scores":
+            ctx.scores(name, arg)
+        else:
+            ctx.control_scores(name, arg)
+    return name, time.perf_counter() - start
+
+
+def precompute(ctx, workers: int | None = None, log=print) -> dict[str, float]:
+    """Make chapter 4's scores of every model (cached) in ``workers`` processes (default: one
+    per CPU core); returns the seconds spent per model. With one worker it does nothing: the
+    notebooks score what they need as they go."""
+    workers = workers or os.cpu_count() or 1
+    if workers < 2:
+        return {}
+    from ..speed import train_flops_per_token
+
+    todo = tasks(ctx)
+    cost = {n: train_flops_per_token(ctx.run(n).config.model) * len(todo[n]) for n in todo}
+    order = sorted(todo, key=lambda n: -cost[n])
+    log(f"scoring {len(order)} models ({sum(len(v) for v in todo.values())} scorings) in "
+        f"{workers} processes before the notebooks run ...")
+    start = time.perf_counter()
+    out = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_work, ctx.scale, str(Path(ctx.runs_dir).resolve()), ctx.seed,
+                               name, todo[name]) for name in order]
+        for f in futures:
+            name, seconds = f.result()
+            out[name] = seconds
+    log(f"  scored in {time.perf_counter() - start:.0f} s")
+    return out
