@@ -239,9 +239,12 @@ def test_mid_summary_by_act_has_every_activation():
     tokens = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(1))
     st = D.mid_stats_from_model(_model("gelu"), tokens, name="2L-gelu")
     summary = D.mid_summary_by_act([st])
-    assert set(summary) == {"gelu", "solu", "solu_ln", "gelu_ln"}
+    # Every activation, and the blocked variant chapter 2 glues (NaN where the zoo has none).
+    assert set(summary) == {"gelu", "solu", "solu_ln", "gelu_ln", "solu_ln_b4"}
     assert summary["gelu"]["tokens"] == 2 * 2 * 11
     assert math.isnan(summary["solu_ln"]["top_share_median"])
+    assert math.isnan(summary["solu_ln_b4"]["top_share_median"])
+    assert summary["solu_ln_b4"]["tokens"] == 0
 
 
 def test_blocked_inhibition_figure_with_one_block():

@@ -111,7 +111,9 @@ STRONG = [3, 4, 3, 4, 3, 4, 3, 4]
     (STRONG, [0, 1, 0, -1, 0, 1, 0, 0], C.REPRODUCED, "both 95% intervals"),
     ([-1, 0, -1, 0], [0, 0, 1, 0], C.NOT_REPRODUCED, "not above 0"),
     ([0, 0, 0, 0], None, C.NOT_REPRODUCED, "not above 0"),
-    (STRONG, STRONG, C.NOT_REPRODUCED, "does not need SoLU"),
+    ([-2, 1, -1, 1, -2, 1], None, C.INCONCLUSIVE, "reaches above 0"),
+    ([-2, 1, -1, 1, -2, 1], [0, 0, 0, 0], C.INCONCLUSIVE, "cannot decide"),
+    (STRONG, STRONG, C.INCONCLUSIVE, "SoLU-LN minus GELU-LN reaches above 0"),
     (STRONG, [4, 5, 4, 5, 4, 5, 4, 5], C.NOT_REPRODUCED, "does not need SoLU"),
     (STRONG, None, C.PARTLY, "no GELU-LN control"),
     ([4, -3, 3, -2, 1], [0, 0, 0, 0], C.PARTLY, "of SoLU-LN's difference"),
@@ -223,7 +225,12 @@ def test_claims_state_the_numbers_the_control_and_the_rescaling(tmp_path):
     ctx = types.SimpleNamespace(runs_dir=tmp_path, scale="tiny")
     C.record(ctx, "07-layernorm", [claim])
     assert C.load(ctx, ["07-layernorm"])[0].verdict == C.REPRODUCED
-    assert LN.claims(_measurements(STRONG, STRONG))[0].verdict == C.NOT_REPRODUCED
+    # As large as the control, but SoLU-LN minus GELU-LN's interval reaches above 0.
+    same = LN.claims(_measurements(STRONG, STRONG))[0]
+    assert same.verdict == C.INCONCLUSIVE and f"({C.INCONCLUSIVE})" in same.sentence
+    # The control's difference larger on the whole interval: not reproduced.
+    larger = LN.claims(_measurements(STRONG, [4, 5, 4, 5, 4, 5, 4, 5]))[0]
+    assert larger.values["vs_control"]["hi"] < 0 and larger.verdict == C.NOT_REPRODUCED
     alone = LN.claims(_measurements(STRONG, None))[0]
     assert alone.verdict == C.PARTLY and "no GELU-LN control neuron" in alone.ours
     empty = _measurements(STRONG, None)

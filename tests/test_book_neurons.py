@@ -195,9 +195,14 @@ def test_logit_agreement_claim_decides_on_the_seed_interval():
         [0.20, 0.21, 0.25])
     # Positive mean, interval across 0: direction only.
     assert _logit_claim([(0.80, 0.60), (0.55, 0.60), (0.70, 0.60)]).verdict == C.PARTLY
-    # Interpretable no better than the control: not reproduced, whatever the agreement is.
+    # Mean at or below the control but the interval reaching above 0: inconclusive.
     worse = _logit_claim([(0.90, 0.92), (0.88, 0.90), (0.95, 0.93)])
-    assert worse.verdict == C.NOT_REPRODUCED and worse.values["interval"]["estimate"] < 0
+    assert worse.verdict == C.INCONCLUSIVE and worse.values["interval"]["estimate"] < 0
+    assert worse.values["interval"]["hi"] > 0
+    # Interpretable below the control on the whole interval: not reproduced, whatever the
+    # agreement is.
+    below = _logit_claim([(0.60, 0.80), (0.61, 0.82), (0.60, 0.85)])
+    assert below.verdict == C.NOT_REPRODUCED and below.values["interval"]["hi"] < 0
 
 
 def test_logit_agreement_claim_with_missing_seeds():
@@ -208,7 +213,8 @@ def test_logit_agreement_claim_with_missing_seeds():
     assert one.values["seeds"]["1L-solu_ln-s1"]["difference"] is None
     none = _logit_claim([(0.0, 0.6), (0.0, 0.6)], n_interp=(0, 0))
     assert none.verdict == C.NOT_TESTABLE and "Not testable" in none.sentence
-    assert _logit_claim([(0.40, 0.60)]).verdict == C.NOT_REPRODUCED
+    # One seed against the claim: no interval to rule the claim out, so inconclusive.
+    assert _logit_claim([(0.40, 0.60)]).verdict == C.INCONCLUSIVE
 
 
 def test_chapter5_claims_are_the_chapters_registry_claims(tmp_path):
@@ -262,16 +268,25 @@ def test_early_detokenization_compares_with_the_baseline_of_the_same_depth():
     assert early.of == "neurons" and early.versus == "4L-gelu's first layer"
     assert (early.diff, early.lo, early.hi) == pytest.approx(difference_interval(30, 100, 2, 100))
     claim = _claims(m)["early_detokenization"]
-    assert claim.verdict == C.REPRODUCED
+    # The interval is above 0, but one seed caps the verdict at direction only.
+    assert early.lo > 0 and claim.verdict == C.PARTLY
     assert "4L-gelu" in claim.sentence and "one seed" in claim.sentence
     # The share is of all first-layer neurons: SoLU-LN with more interpretable neurons but
-    # the same de-tokenization count does not count as more de-tokenization.
+    # the same de-tokenization count does not count as more de-tokenization (no difference,
+    # an interval across 0: inconclusive).
     same = _measure([dict(token=60, detokenization=2), {}, {}, {}], gelu)
-    assert _claims(same)["early_detokenization"].verdict == C.NOT_REPRODUCED
+    assert same.early_detokenization.diff == 0
+    assert _claims(same)["early_detokenization"].verdict == C.INCONCLUSIVE
     assert _claims(_measure([dict(detokenization=4), {}, {}, {}], gelu))[
         "early_detokenization"].verdict == C.PARTLY
     fewer = _measure([dict(detokenization=1), {}, {}, {}], gelu)
-    assert _claims(fewer)["early_detokenization"].verdict == C.NOT_REPRODUCED
+    assert fewer.early_detokenization.diff < 0 < fewer.early_detokenization.hi
+    assert _claims(fewer)["early_detokenization"].verdict == C.INCONCLUSIVE
+    # The whole interval below 0: not reproduced.
+    far_fewer = _measure([dict(detokenization=2), {}, {}, {}],
+                         [dict(detokenization=30), {}, {}, {}])
+    assert far_fewer.early_detokenization.hi < 0
+    assert _claims(far_fewer)["early_detokenization"].verdict == C.NOT_REPRODUCED
     nothing = _measure([{}, dict(token=3), {}, {}], [{}, {}, {}, {}])
     claim = _claims(nothing)["early_detokenization"]
     assert claim.verdict == C.NOT_TESTABLE and "no first-layer neuron" in claim.sentence
@@ -283,24 +298,39 @@ def test_late_and_middle_claims_compare_layers_within_the_solu_model():
                   dict(retokenization=20, token=5)], gelu)
     got = _claims(m)
     assert m.late_retokenization.count == 20 and m.late_retokenization.n == 25
-    assert m.late_retokenization.other_n == 90 and got["late_retokenization"].verdict == \
-        C.REPRODUCED
+    # Both intervals above 0, but one seed caps the verdicts at direction only.
+    assert m.late_retokenization.other_n == 90 and m.late_retokenization.lo > 0
+    assert got["late_retokenization"].verdict == C.PARTLY
     mid = m.middle_token_class
     assert (mid.count, mid.n, mid.other_count, mid.other_n) == (60, 70, 0, 45)
-    assert got["middle_abstract"].verdict == C.REPRODUCED
+    assert mid.lo > 0 and got["middle_abstract"].verdict == C.PARTLY
     assert "L1, L2" in got["middle_abstract"].sentence
     assert "not the paper's abstract features" in got["middle_abstract"].sentence
-    # Only the point estimate on the paper's side: direction only; the other side: not.
+    # Only the point estimate on the paper's side: direction only.
     m = _measure([dict(token=3), dict(token=2, token_class=1), dict(token=3),
                   dict(retokenization=1, token=2)], gelu)
     got = _claims(m)
     assert got["late_retokenization"].verdict == C.PARTLY
     assert got["middle_abstract"].verdict == C.PARTLY
+    # The estimate on the other side: inconclusive while the interval still reaches above 0
+    # (late: 0/10 vs 5/30), not reproduced once the whole interval is at or below 0 (middle:
+    # 0/20 vs 5/20).
     m = _measure([dict(token_class=5, retokenization=5), dict(token=10), dict(token=10),
                   dict(token=10)], gelu)
     got = _claims(m)
-    assert got["late_retokenization"].verdict == C.NOT_REPRODUCED
+    assert m.late_retokenization.diff < 0 < m.late_retokenization.hi
+    assert got["late_retokenization"].verdict == C.INCONCLUSIVE
+    assert m.middle_token_class.hi <= 0
     assert got["middle_abstract"].verdict == C.NOT_REPRODUCED
+    # And the other way round: no re-tokenization in the last layer against 30/30 before it
+    # (not reproduced); no token-class neuron anywhere (no difference: inconclusive).
+    m = _measure([dict(retokenization=10), dict(retokenization=10), dict(retokenization=10),
+                  dict(token=10)], gelu)
+    got = _claims(m)
+    assert m.late_retokenization.hi <= 0
+    assert got["late_retokenization"].verdict == C.NOT_REPRODUCED
+    assert m.middle_token_class.diff == 0 < m.middle_token_class.hi
+    assert got["middle_abstract"].verdict == C.INCONCLUSIVE
     # A group without interpretable neurons: not testable.
     got = _claims(_measure([dict(token=3), {}, {}, {}], gelu))
     assert got["late_retokenization"].verdict == C.NOT_TESTABLE
