@@ -35,7 +35,7 @@ def test_scored_claims_carry_the_registry_text_and_reject_bad_verdicts():
     spec = C.REGISTRY["loss_parity"]
     assert (c.section, c.claim, c.paper, c.kind, c.chapter, c.rule) == (
         spec.section, spec.statement, spec.paper, spec.kind, spec.chapter, spec.rule)
-    assert c.sentence == "+0.001 nats (reproduced)"
+    assert c.sentence == "+0.001 nats"  # the verdict is glued apart (verdict_<id>)
     assert c.values == {"x": None, "y": "inf"}  # JSON-safe
     json.dumps(c.to_dict(), allow_nan=False)
     with pytest.raises(ValueError, match="verdict"):
@@ -86,3 +86,20 @@ def test_scorecard_counts_kinds_apart_and_escapes_corpus_text():
     assert set(scorecard.VERDICT_COLORS) == set(C.VERDICTS)
     assert not checks.failed(checks.scorecard_checks(rows))
     assert checks.failed(checks.scorecard_checks(rows[1:]))  # a registry claim unscored
+
+
+def test_the_directional_rule_and_its_combinations():
+    inf = float("inf")
+    assert C.directional(0.2, 0.05, 0.3) == C.REPRODUCED
+    assert C.directional(0.2, -0.1, 0.5) == C.PARTLY
+    assert C.directional(0.2, -inf, inf) == C.PARTLY            # one seed: at most this
+    assert C.directional(-0.2, -0.5, 0.1) == C.INCONCLUSIVE     # against, but not shown
+    assert C.directional(-0.2, -inf, inf) == C.INCONCLUSIVE
+    assert C.directional(-0.2, -0.5, -0.01) == C.NOT_REPRODUCED  # the whole interval against
+    assert C.directional(0.0, -0.1, 0.0) == C.NOT_REPRODUCED
+    assert C.directional(float("nan"), 0, 1) == C.NOT_TESTABLE
+    assert C.combined(C.REPRODUCED, C.PARTLY) == C.PARTLY
+    assert C.combined(C.PARTLY, C.INCONCLUSIVE, C.REPRODUCED) == C.INCONCLUSIVE
+    assert C.combined(C.INCONCLUSIVE, C.NOT_REPRODUCED) == C.NOT_REPRODUCED
+    assert C.combined(C.REPRODUCED, C.NOT_TESTABLE) == C.NOT_TESTABLE
+    assert C.at_most(C.REPRODUCED) == C.PARTLY and C.at_most(C.NOT_REPRODUCED) == C.NOT_REPRODUCED

@@ -188,7 +188,8 @@ def test_figure4_is_decided_over_seeds_and_net_of_the_rotated_nulls():
     # ... unless a deeper pair's point estimate is negative
     got = {c.id: c for c in iq.claims(_seed_measurements(noisy, noisy, gains,
                                                          deeper=[(2, -0.02)]))}
-    assert got["figure4"].verdict == registry.NOT_REPRODUCED and "2L (one seed" in \
+    # the 1-layer direction is not the deeper pair's: inconclusive
+    assert got["figure4"].verdict == registry.INCONCLUSIVE and "2L (one seed" in \
         got["figure4"].ours
     worse = {"1L-gelu": [0.50, 0.52, 0.48], "1L-solu_ln": [0.30, 0.32, 0.28]}
     assert {c.id: c for c in iq.claims(_seed_measurements(worse))}["figure4"].verdict \
@@ -213,7 +214,8 @@ def test_ablation_claims_over_seeds():
                 "1L-solu_ln_b4": [0.10, 0.12]})
     got = {c.id: c for c in iq.claims(_seed_measurements(top))}
     assert got["solu_alone"].verdict == registry.PARTLY     # +1.5 points, interval crossing 0
-    assert got["ln_only_halfway"].verdict == registry.NOT_REPRODUCED  # below the baseline
+    # below the baseline, but with 2 seeds the interval still reaches above it
+    assert got["ln_only_halfway"].verdict == registry.INCONCLUSIVE
     assert got["blocked_interp"].verdict == registry.NOT_REPRODUCED  # 40 points worse
     one_seed = {"1L-gelu": [0.30], "1L-solu_ln": [0.50], "1L-solu_ln_b4": [0.52]}
     got = {c.id: c for c in iq.claims(_seed_measurements(one_seed))}

@@ -125,10 +125,10 @@ def test_performance_measurements_and_claims_on_the_tiny_zoo(tiny_ctx):
     assert [c.id for c in chapter] == [c.id for c in registry.CLAIMS
                                        if c.chapter == "03-performance"]
     speed = next(c for c in chapter if c.id == "speed")
-    assert speed.timed and [c.id for c in chapter if c.timed] == ["speed"]
     if pm.device == "cpu":  # eager CPU timing cannot test a claim about fused GPU kernels
         assert pm.speed is None and speed.verdict == registry.NOT_TESTABLE
         assert "eager CPU timing" in speed.ours
+        assert not any(c.timed for c in chapter)  # nothing was timed
     values = perf.glue_values(pm)
     for key in ("val_loss_1L_solu_ln", "loss_delta_2L", "depth_check", "fit"):
         assert key in values, key
@@ -140,6 +140,8 @@ def test_performance_measurements_and_claims_on_the_tiny_zoo(tiny_ctx):
     with_speed = perf.claims(perf.performance_measurements(tiny_ctx, speed=measured))
     row = next(c for c in with_speed if c.id == "speed")
     assert "step time ratio" in row.ours and f"{measured.step.ratio:.3f}" in row.ours
+    assert [c.id for c in with_speed if c.timed] == ["speed"]
+    assert row.verdict in (registry.REPRODUCED, registry.INCONCLUSIVE, registry.NOT_TESTABLE)
     untimed = scorecard.counts(with_speed, timed=False)
     timed = scorecard.counts(with_speed, timed=True)
     assert sum(timed.values()) == 1 and sum(untimed.values()) == len(with_speed) - 1

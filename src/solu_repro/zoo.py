@@ -69,8 +69,6 @@ class Scale:
     """Seeds of each ablation (``ABLATIONS`` and the blocked SoLU-LN)."""
     blocks: int = 0
     """solu_blocks of the blocked SoLU-LN ablation (0: none at this scale)."""
-    one_layer_steps: int | None = None
-    """max_steps of the smallest depth's models (None: ``max_steps``)."""
     deep_lr_hidden: float | None = None
     """lr of hidden matrices of the deeper pairs (None: TrainConfig's default)."""
     deep_warmup_steps: int | None = None
@@ -197,7 +195,7 @@ def zoo_configs(scale: str = "cpu", data: DataSpec | None = None) -> dict[str, T
                     extra["lr_hidden"] = s.deep_lr_hidden
                 configs[name] = TrainConfig(
                     model=model, data=data, name=name, batch_size=s.batch_size,
-                    max_steps=s.one_layer_steps if not deep and s.one_layer_steps else s.max_steps,
+                    max_steps=s.max_steps,
                     warmup_steps=(s.deep_warmup_steps if deep and s.deep_warmup_steps
                                   else s.warmup_steps),
                     eval_every=s.eval_every, eval_rows=s.eval_rows,

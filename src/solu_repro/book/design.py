@@ -40,7 +40,8 @@ from ..interp.stats import SeedInterval, paired_seed_difference
 from ..model import ModelConfig
 from . import style
 from .checks import Check
-from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim, scored
+from .claims import (NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Claim, directional,
+                     scored)
 
 LN_EPS = ModelConfig.ln_eps
 """The zoo models' LayerNorm epsilon (1e-5): the default ``eps`` everywhere below."""
@@ -702,17 +703,13 @@ def mid_activation_stats(run, n_rows: int = 16, trained: bool = True,
     return mid_stats_from_model(model.eval(), tokens, name=run.name, trained=trained)
 
 
-def mid_stats_for(ctx, names: Sequence[str] | None = None, n_rows: int = 16) -> list[MidStats]:
-    """``MidStats`` of zoo models (default: the seed-0 model of every variant of the smallest
-    depth, i.e. the GELU baseline, SoLU+LN and the 1-layer ablations), trained first if
-    missing."""
-    if names is None:
-        names = [n for n in ctx.names if style.depth_of(n) == min(ctx.depths)]
-    return [mid_activation_stats(ctx.run(name), n_rows=n_rows) for name in names]
-
-
 def _summary_key(st: MidStats) -> str:
     return style.act_of(st.name) if "-" in st.name else st.act_fn
+
+
+SUMMARY_VARIANTS = ("solu_ln_b4",)
+"""Variants beyond ``ACT_FNS`` whose key chapter 2 glues (a NaN row where the zoo has none,
+e.g. at the gpu scale, which has no blocked model)."""
 
 
 def mid_summary_by_act(stats: Sequence[MidStats]) -> dict[str, dict[str, Any]]:
@@ -722,7 +719,7 @@ def mid_summary_by_act(stats: Sequence[MidStats]) -> dict[str, dict[str, Any]]:
     out = {act: {"model": "-", "act_fn": act, "d_mlp": 0, "tokens": 0,
                  "top_share_median": math.nan, "kurtosis_median": math.nan,
                  "top_neurons_effective": math.nan, "ln_gain_median": math.nan, "frac_ln_gain_below_0.9": math.nan}
-           for act in ACT_FNS}
+           for act in (*ACT_FNS, *SUMMARY_VARIANTS)}
     out.update({_summary_key(st): st.summary() for st in stats if st.trained})
     return out
 
@@ -1063,7 +1060,7 @@ def sparsity_claim(sp: TrainedSparsity | None) -> Claim:
         return scored("trained_sparsity", "not measured (trained_rows = 0)", NOT_TESTABLE,
                       "Not measured in this build (trained_rows = 0): not testable here")
     d = sp.difference
-    verdict = (REPRODUCED if d.lo > 0 else PARTLY if d.estimate > 0 else NOT_REPRODUCED)
+    verdict = directional(d.estimate, d.lo, d.hi)
     solu_ln, gelu_ = sp.mean("solu_ln"), sp.mean("gelu")
     u_solu_ln, u_gelu = sp.mean("solu_ln", trained=False), sp.mean("gelu", trained=False)
     ours = (f"median share of a position's positive pre-LN activation in its top neuron, seed "

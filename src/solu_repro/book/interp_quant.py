@@ -23,7 +23,7 @@ from ..interp.score import ScoreSettings
 from ..interp.stats import (Proportion, SeedInterval, difference_interval,
                             paired_seed_difference, seed_mean_interval)
 from . import claims as registry
-from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
+from .claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
 from . import style
 from .context import BookContext
 
@@ -363,7 +363,7 @@ def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
         session = BlindSession.open(folder)
         if not session.judgments:
             continue
-        scores = {name: ctx.scores(name) for name in session.models if name in ctx.names}
+        scores = {name: ctx.scores(name) for name in session.models if name in ctx.all_names}
         out.append(BlindSummary(folder, unblind(session),
                                 human_agreement(scores, judgments_by_neuron(session))))
     return out
@@ -568,9 +568,13 @@ def claims(im: InterpMeasurements) -> list[Claim]:
     if seed is None:
         out.append(registry.scored("figure4", "no matched 1-layer pair", NOT_TESTABLE))
     else:
-        verdict = (REPRODUCED if seed.lo > 0 and (net is None or net.lo > 0) else
-                   PARTLY if seed.estimate > 0 and all(c.diff > 0 for c in deeper.values())
-                   else NOT_REPRODUCED)
+        verdict = _verdict(seed)
+        if verdict == REPRODUCED and not (net is not None and net.lo > 0):
+            verdict = PARTLY  # not shown to be about the basis (or no null to show it)
+        if verdict == PARTLY and not all(c.diff > 0 for c in deeper.values()):
+            verdict = INCONCLUSIVE  # the 1-layer direction is not the deeper pairs'
+        if verdict == REPRODUCED and not all(c.diff > 0 for c in deeper.values()):
+            verdict = PARTLY
         ours = f"automated judge, SoLU-LN minus GELU, 1L over seeds: {_points(seed)}"
         if net is not None:
             ours += f"; net of the rotated-basis nulls: {_points(net)}"
@@ -587,8 +591,7 @@ def claims(im: InterpMeasurements) -> list[Claim]:
     else:
         ours = "full-spectrum judge, neuron basis minus rotated basis: " + "; ".join(
             f"{style.label(v)} {_points(g)}" for v, g in gains.items())
-        verdict = (REPRODUCED if all(g.lo > 0 for g in gains.values()) else
-                   PARTLY if all(g.estimate > 0 for g in gains.values()) else NOT_REPRODUCED)
+        verdict = registry.combined(*(_verdict(g) for g in gains.values()))
         out.append(registry.scored("privileged_basis", ours, verdict,
                                    values={v: g.to_dict() for v, g in gains.items()}))
     spec = im.seed_difference("solu_ln", "gelu", "spectrum")
@@ -603,8 +606,9 @@ def claims(im: InterpMeasurements) -> list[Claim]:
         out.append(registry.scored("solu_alone", "no SoLU-without-LN model", NOT_TESTABLE))
     else:
         kept = keeps.estimate >= -0.5 * alone.estimate
-        verdict = (REPRODUCED if alone.lo > 0 and kept else
-                   PARTLY if alone.estimate > 0 else NOT_REPRODUCED)
+        verdict = _verdict(alone)
+        if verdict == REPRODUCED and not kept:
+            verdict = PARTLY
         note = ("" if alone.estimate <= 0 else
                 f" (adding the LN {'keeps' if kept else 'loses more than'} half of SoLU's gain, "
                 "point estimates)")
@@ -618,8 +622,7 @@ def claims(im: InterpMeasurements) -> list[Claim]:
     if above is None or below is None:
         out.append(registry.scored("ln_only_halfway", "no LN-only ablation", NOT_TESTABLE))
     else:
-        verdict = (REPRODUCED if above.lo > 0 and below.lo > 0 else
-                   PARTLY if above.estimate > 0 and below.estimate > 0 else NOT_REPRODUCED)
+        verdict = registry.combined(_verdict(above), _verdict(below))
         out.append(registry.scored(
             "ln_only_halfway", f"GELU-LN minus GELU: {_points(above)}; SoLU-LN minus GELU-LN: "
             f"{_points(below)}", verdict,
@@ -630,8 +633,7 @@ def claims(im: InterpMeasurements) -> list[Claim]:
         out.append(registry.scored("stricter_annotator", "no matched 1-layer pair",
                                    NOT_TESTABLE))
     else:
-        verdict = (REPRODUCED if strict.lo > 0 and seed.lo > 0 else
-                   PARTLY if strict.estimate > 0 and seed.estimate > 0 else NOT_REPRODUCED)
+        verdict = registry.combined(_verdict(strict), _verdict(seed))
         out.append(registry.scored(
             "stricter_annotator", f"SoLU-LN minus GELU under the stricter judge (coverage "
             f"{STRICT['threshold']:.0%}, lift {STRICT['min_lift']:g}): {_points(strict)}; "
@@ -643,9 +645,9 @@ def claims(im: InterpMeasurements) -> list[Claim]:
         out.append(registry.scored("blocked_interp", "no blocked SoLU-LN model", NOT_TESTABLE))
     else:
         m = BLOCKED_MARGIN
-        verdict = (REPRODUCED if -m < blocked.lo and blocked.hi < m else
+        verdict = (REPRODUCED if -m < blocked.lo and blocked.hi < m and blocked.n_seeds > 1 else
                    NOT_REPRODUCED if blocked.lo > m or blocked.hi < -m else
-                   PARTLY if abs(blocked.estimate) < m else NOT_REPRODUCED)
+                   PARTLY if abs(blocked.estimate) < m else INCONCLUSIVE)
         out.append(registry.scored(
             "blocked_interp", f"blocked SoLU-LN (4 blocks) minus SoLU-LN: {_points(blocked)}",
             verdict, values=blocked.to_dict()))
@@ -666,6 +668,10 @@ def claims(im: InterpMeasurements) -> list[Claim]:
     return out
 
 
+def _verdict(d: SeedInterval) -> str:
+    return registry.directional(d.estimate, d.lo, d.hi)
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.1%}"
 
@@ -682,13 +688,14 @@ def _oriented(differences) -> list[tuple[str, str, float, float, float]]:
 
 
 def _human_verdict(summaries) -> str:
-    diffs = [(d, lo) for s in summaries for a, b, d, lo, _ in _oriented(s.report.differences)
-             if style.act_of(a) == "solu_ln" and style.act_of(b) == "gelu"]
-    if not diffs:
-        return NOT_TESTABLE
-    if all(lo > 0 for _, lo in diffs):
-        return REPRODUCED
-    return PARTLY if all(d > 0 for d, _ in diffs) else NOT_REPRODUCED
+    """Matched pairs only (same depth and seed): reproduced if every session's SoLU-LN minus
+    GELU interval is above 0, by the directional rule otherwise (the weakest session)."""
+    diffs = [(d, lo, hi) for s in summaries for a, b, d, lo, hi in
+             _oriented(s.report.differences)
+             if style.act_of(a) == "solu_ln" and style.act_of(b) == "gelu"
+             and style.depth_of(a) == style.depth_of(b) and style.seed_of(a) == style.seed_of(b)]
+    return registry.combined(*(registry.directional(d, lo, hi) for d, lo, hi in diffs)) \
+        if diffs else NOT_TESTABLE
 
 
 def comparison_markdown(results: dict[str, ModelInterpretability]) -> str:

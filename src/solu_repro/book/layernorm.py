@@ -48,7 +48,8 @@ from ..interp.analysis import (HELDOUT_RULE, BandRow, LNConsistency, NeuronBands
                                ln_consistency)
 from ..interp.explanations import VocabTables
 from . import style
-from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim, scored
+from .claims import (INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim,
+                     scored)
 from .neurons import format_table, rank_neurons, side_by_side_html, verdict_html
 
 HOOK_LABELS = {"mid": "before the LN (hook_mid)", "post": "after the LN (hook_post)"}
@@ -79,11 +80,6 @@ def ln_models(ctx) -> list[str]:
 
     configs = zoo_configs(ctx.scale)
     return [n for n in ctx.all_names if configs[n].model.has_mlp_ln]
-
-
-def solu_ln_models(ctx) -> list[str]:
-    """The zoo's seed-0 SoLU-LN models (every depth), in zoo order."""
-    return [n for n in ctx.names if style.act_of(n) == "solu_ln"]
 
 
 def low_bands(n_bands: int = N_BANDS, low_quantile: float = LOW_QUANTILE) -> list[int]:
@@ -358,14 +354,21 @@ def ln_verdict(solu: PairedDifference | None, control: PairedDifference | None,
         return NOT_TESTABLE, ("no SoLU-LN neuron whose explanation holds up on held-out rows "
                               "fires in the low bands of both hooks")
     if not solu.diff > 0:
+        if solu.hi > 0:
+            return INCONCLUSIVE, ("SoLU-LN's difference is not above 0, but its 95% interval "
+                                  "reaches above 0: these neurons cannot decide")
         return NOT_REPRODUCED, ("after the LN, low-band tokens are not more often inconsistent "
-                                "than before it (SoLU-LN's difference is not above 0)")
+                                "than before it (SoLU-LN's difference and its 95% interval "
+                                "are not above 0)")
     if control is None or control.n_neurons == 0 or vs_control is None:
         return PARTLY, ("SoLU-LN's difference is above 0"
                         + (" (95% interval above 0)" if solu.above_zero else
                            " but its 95% interval includes 0")
                         + ", and there is no GELU-LN control to compare it with")
     if not vs_control.diff > 0:
+        if vs_control.hi > 0:
+            return INCONCLUSIVE, ("the GELU-LN control's difference is as large or larger, but "
+                                  "the interval of SoLU-LN minus GELU-LN reaches above 0")
         return NOT_REPRODUCED, ("the GELU-LN control's difference is as large or larger: what "
                                 "the LN does to weak firings does not need SoLU")
     if solu.above_zero and vs_control.above_zero:
@@ -629,6 +632,8 @@ def reading_text(lm: LayerNormMeasurements) -> str:
                    f"{_pts(lm.vs_control.diff) if lm.vs_control else 'n/a'}.")
     paper = {REPRODUCED: "agrees with the paper's impression from one hand-labelled neuron",
              PARTLY: "points the paper's way but is not decisive",
+             INCONCLUSIVE: "does not point the paper's way, but these neurons cannot rule it "
+                           "out either",
              NOT_REPRODUCED: "disagrees with the paper's impression from one hand-labelled "
                              "neuron (\"much more likely\" after the LN)",
              NOT_TESTABLE: "cannot be compared with the paper"}[lm.verdict]

@@ -46,7 +46,7 @@ from ..interp.score import NeuronScore, NeuronScores
 from ..interp.stats import SeedInterval, difference_interval, seed_mean_interval
 from ..interp.view import logit_effect_html, neuron_html
 from . import style
-from .claims import NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim, scored
+from .claims import NOT_TESTABLE, PARTLY, Claim, at_most, directional, scored
 
 RANKING = ("interpretable neurons only (the scorer's top-20 rule), best first by the F1 of "
            "the explanation's held-out precision and recall, then by its coverage of the top "
@@ -555,8 +555,7 @@ def logit_agreement_claim(agreement: Sequence[Agreement], seeds: Sequence[str],
     values["interval"] = interval.to_dict()
     good = float(np.mean([groups[(s, "interpretable")].median for s in usable]))
     rand = float(np.mean([groups[(s, "random")].median for s in usable]))
-    verdict = (REPRODUCED if interval.lo > 0 else PARTLY if interval.estimate > 0
-               else NOT_REPRODUCED)
+    verdict = directional(interval.estimate, interval.lo, interval.hi)
     skipped = [s for s in seeds if diffs[s] is None]
     note = (f" ({', '.join(skipped)} left out: no interpretable neuron)" if skipped else "")
     per_seed = ", ".join(f"{diffs[s]:+.2f}" for s in usable)
@@ -847,11 +846,12 @@ def layers_measurements(ctx, pair: tuple[str, str] | None = None,
 
 
 def shift_verdict(shift: RoleShift | None) -> str:
-    """Reproduced if the 95% interval is above 0, direction only if the point estimate is,
-    not reproduced otherwise; not testable when a group is empty or missing."""
+    """The directional rule on the 95% interval over neurons, capped at direction only: the
+    deeper models have one seed, and 'reproduced' needs seeds (``claims.SEED_RULE``); not
+    testable when a group is empty or missing."""
     if shift is None or not shift.measurable:
         return NOT_TESTABLE
-    return REPRODUCED if shift.lo > 0 else PARTLY if shift.diff > 0 else NOT_REPRODUCED
+    return at_most(directional(shift.diff, shift.lo, shift.hi))
 
 
 def _pct(x: float) -> str:

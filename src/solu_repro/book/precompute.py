@@ -37,7 +37,7 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     for name in ctx.names:
         if style.depth_of(name) == one:
             out[name] += [("control", c) for c in controls_for(ctx.run(name))
-                          if ("control", c) not in out[name]]
+                          if ("control", c) not in out[name]]  # (the run is trained by now)
     return out
 
 
@@ -67,9 +67,11 @@ def precompute(ctx, workers: int | None = None, log=print) -> dict[str, float]:
     if workers < 2:
         return {}
     from ..speed import train_flops_per_token
+    from ..zoo import zoo_configs
 
     todo = tasks(ctx)
-    cost = {n: train_flops_per_token(ctx.run(n).config.model) * len(todo[n]) for n in todo}
+    configs = zoo_configs(ctx.scale)
+    cost = {n: train_flops_per_token(configs[n].model) * len(todo[n]) for n in todo}
     order = sorted(todo, key=lambda n: -cost[n])
     log(f"scoring {len(order)} models ({sum(len(v) for v in todo.values())} scorings) in "
         f"{workers} processes before the notebooks run ...")

@@ -18,8 +18,8 @@ from .claims import (CLAIMS, EMPIRICAL, IDENTITY, INCONCLUSIVE, KIND_LABELS, KIN
 VERDICT_COLORS = {REPRODUCED: "#2ca02c", PARTLY: "#bcbd22", INCONCLUSIVE: "#17becf",
                   NOT_REPRODUCED: "#d62728", NOT_TESTABLE: "#7f7f7f"}
 
-__all__ = ["scorecard", "counts", "by_kind", "scorecard_html", "scorecard_text",
-           "rules_markdown", "missing", "VERDICT_COLORS", "Claim", "IDENTITY", "EMPIRICAL"]
+__all__ = ["scorecard", "counts", "by_kind", "scorecard_html", "rules_markdown", "missing",
+           "VERDICT_COLORS", "Claim", "IDENTITY", "EMPIRICAL"]
 
 
 def scorecard(ctx) -> list[Claim]:
@@ -74,12 +74,6 @@ def scorecard_html(claims: Sequence[Claim]) -> str:
                      f"style='border-collapse:collapse;font-size:90%'><thead><tr>{head}</tr>"
                      f"</thead><tbody>{''.join(rows)}</tbody></table>")
     return "\n".join(parts)
-
-
-def scorecard_text(claims: Sequence[Claim]) -> str:
-    """One line per claim: kind, section, verdict, claim."""
-    return "\n".join(f"{c.kind:<9} {c.section:<16} {c.verdict:<18} {c.claim[:64]}"
-                     for c in claims)
 
 
 def rules_markdown(claims: Sequence[Claim]) -> str:

@@ -41,15 +41,7 @@ def depth_of(name: str) -> int:
     return int(name.split("L-", 1)[0])
 
 
-def seed_of(name: str) -> int:
-    """The seed of a zoo model name ("1L-gelu" -> 0, "1L-gelu-s2" -> 2)."""
-    parts = name.split("-")
-    return int(parts[2][1:]) if len(parts) > 2 and parts[2].startswith("s") else 0
-
-
-def variant_of(name: str) -> str:
-    """The model without its seed ("1L-gelu-s2" -> "1L-gelu")."""
-    return "-".join(name.split("-")[:2])
+from ..zoo import seed_of, variant_of  # noqa: E402,F401  (re-exported for the chapters)
 
 
 def color(name_or_act: str) -> str:
