@@ -18,10 +18,12 @@ from .data import DataError, DataSpec, build_dataset, corpus_summary
 from .interp.blind import BlindError, add_blind_arguments
 from .interp.harvest import HarvestError
 from .model import ConfigError
+from .pretrained import PretrainedError
 from .train import TrainConfig, TrainingDivergedError, train
 
 EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, TrainingDivergedError,
-                   zoo.RunLockedError, FileNotFoundError, HarvestError, BlindError)
+                   zoo.RunLockedError, FileNotFoundError, HarvestError, BlindError,
+                   PretrainedError)
 
 
 def _add_dirs(p: argparse.ArgumentParser) -> None:
@@ -140,8 +142,24 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interp_runs(args: argparse.Namespace) -> dict[str, zoo.ZooRun]:
-    """The zoo runs a harvest/score command works on (trained first if missing)."""
+def _interp_runs(args: argparse.Namespace) -> dict[str, Any]:
+    """The runs a harvest/score command works on: the released models of ``--model``, or the
+    zoo's (trained first if missing)."""
+    if args.model:
+        from .pretrained import published_run
+
+        if args.only:
+            raise ConfigError("--only picks zoo models and --model released ones: give one")
+        runs = {}
+        for source in args.model:
+            run = published_run(source, args.runs_dir, tuple(args.sources))
+            if not args.quiet:
+                print(f"{run.name}: {run.released.directory} (tokenizer "
+                      f"{run.released.tokenizer_file}); results in {run.run_dir}",
+                      file=sys.stderr)
+            run.corpus(args.data_dir, progress=not args.quiet)  # built once, before the tools
+            runs[run.name] = run
+        return runs
     return zoo.train_zoo(args.scale, args.runs_dir, names=args.only or None,
                          progress=not args.quiet, data_dir=args.data_dir)
 
@@ -181,6 +199,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from .pretrained import download
+
+    for source in args.models:
+        released = download(source, args.cache_dir)
+        print(f"{released.name}: {released.directory}\n  weights {released.weights.name}, "
+              f"tokenizer {released.tokenizer_file}")
+    print("offline from now on, e.g. solu-repro score --model "
+          f"{args.models[0] if args.models[0].startswith('tl:') else 'tl:' + args.models[0]}")
+    return 0
+
+
 def cmd_blind(args: argparse.Namespace) -> int:
     from .interp.blind import run_blind_cli
 
@@ -208,6 +238,13 @@ def _add_interp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
                    help="only these zoo models (default: all; missing ones are trained first)")
+    p.add_argument("--model", action="append", default=[], metavar="SOURCE",
+                   help="a released model instead of the zoo: tl:solu-1l (a TransformerLens "
+                        "alias or hub repo, from the local Hugging Face cache, offline) or a "
+                        "directory in the released layout; repeat for several")
+    p.add_argument("--sources", nargs="+", default=["default"], metavar="SOURCE",
+                   help="with --model: the corpus, tokenised with the model's own tokenizer "
+                        "(default: the embedded default corpus; or files:<glob>, hf:<name>)")
     p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--rebuild", action="store_true", help="recompute even if saved")
@@ -277,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mid: before SoLU's extra LN (what the paper interprets); post: after")
     p.add_argument("--json", action="store_true", help="print per-layer results as JSON")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("download", help="download released SoLU/GELU models and their "
+                                        "tokenizer into the Hugging Face cache, once, with "
+                                        "internet (then every command loads them offline)")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="TransformerLens aliases or hub repos, e.g. tl:solu-1l tl:gelu-1l")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="Hugging Face cache (default: $HF_HUB_CACHE)")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("blind", help="the paper's blinded human evaluation (§6.1): judge "
                                      "neurons without knowing their model, then unblind")

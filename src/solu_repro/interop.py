@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # only for annotations: transformer_lens is an optional depen
 __all__ = [
     "from_hooked_config",
     "from_hooked_transformer",
+    "from_tl_state_dict",
     "register_gelu_ln",
     "to_hooked_config",
     "to_hooked_transformer",
@@ -358,8 +359,29 @@ def from_hooked_transformer(ht: "HookedTransformer") -> Transformer:
     _require_transformer_lens()
     cfg = from_hooked_config(ht.cfg)
     tl = {k: v.detach() for k, v in ht.state_dict().items()}
+    return from_tl_state_dict(cfg, tl, folded=ht.cfg.normalization_type == "LNPre")
+
+
+def from_tl_state_dict(cfg: ModelConfig, tl: dict[str, Tensor], folded: bool) -> Transformer:
+    """Our ``Transformer`` of config ``cfg`` from a state dict under TL's names and layouts
+    (a ``HookedTransformer.state_dict()``, or a released model's ``.pth``), without needing
+    TransformerLens.
+
+    Args:
+        cfg: the architecture (``from_hooked_config``, or ``pretrained.model_config``).
+        tl: TL parameter name -> tensor; TL's buffers (``attn.mask``, ``attn.IGNORE``, rotary
+            tables) may be present and are not read.
+        folded: the LayerNorms have no affine weights (TL's ``"LNPre"``): they get identity
+            weights, which computes the same function.
+
+    Returns:
+        The model, in eval mode, on the tensors' device and in their dtype.
+
+    Raises:
+        KeyError: a parameter the architecture needs is missing from ``tl`` (the message
+            names it).
+    """
     W_E = tl["embed.W_E"]
-    folded = ht.cfg.normalization_type == "LNPre"
 
     def ln(prefix: str, size: int) -> dict[str, Tensor]:
         if folded:  # TL folded the affine part into the next weights: identity remains

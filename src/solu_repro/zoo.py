@@ -258,8 +258,13 @@ class ZooRun:
     run_dir: Path
     result: dict[str, Any]
 
+    @property
+    def weights_path(self) -> Path:
+        """The file the weights load from: what the cached harvests and scores are keyed by."""
+        return self.run_dir / "model.safetensors"
+
     def load_model(self, device: str = "cpu") -> Transformer:
-        return load_weights(self.run_dir / "model.safetensors", device)
+        return load_weights(self.weights_path, device)
 
     def tokenizer(self) -> Tokenizer:
         """The tokenizer this run was trained with (kept in the run directory)."""

@@ -28,6 +28,17 @@ HOW_TO_PASS = ("pass it with papermill (`papermill NB.ipynb OUT.ipynb -p {name} 
                "the notebook's parameters cell")
 
 
+NO_RELEASED = ("No released models named (parameter models=[]): this section runs the same "
+               "measurements on Neel Nanda's released SoLU/GELU models when you pass, e.g., "
+               'models=["tl:solu-1l", "tl:gelu-1l"] after downloading them once (README, '
+               "'Released models').")
+"""What the released-models section of a chapter prints in the default book."""
+
+ONE_MODEL_RULE = ("Each released model is one training run, so these intervals are over "
+                  "neurons only: seed-to-seed noise cannot be measured on them, and by the "
+                  "book's seed rule a verdict here is at most 'direction only'.")
+
+
 class ParameterError(ValueError):
     """A notebook parameter has a value the notebook cannot use."""
 
@@ -113,6 +124,11 @@ class BookContext:
     def depths(self) -> tuple[int, ...]:
         return SCALES[self.scale].depths
 
+    def model_config(self, name: str):
+        """The ``ModelConfig`` of model ``name`` (without training it)."""
+        check_choice("model", name, self.all_names)
+        return zoo_configs(self.scale)[name].model
+
     def run(self, name: str) -> ZooRun:
         """The trained zoo model ``name``; trained first (with a progress bar) if missing."""
         if name not in self._runs:
@@ -142,6 +158,111 @@ class BookContext:
         """The cached scores of a null control of a zoo model (``interp.controls``)."""
         from ..interp.controls import score_control
         return score_control(self.run(name), control, seed=self.seed, progress=self.progress)
+
+    def published(self, models: Any, sources: Any = ("default",)) -> "PublishedContext | None":
+        """The released models named by the ``models`` parameter (``["tl:solu-1l", ...]``) as
+        a context of their own, under zoo-style names ("1L-solu_ln"), so a chapter's
+        functions run on them unchanged; None when ``models`` is empty (the default book).
+
+        ``sources``: the corpus they are read on, tokenised with their own tokenizer (the
+        embedded default corpus, or ``files:<glob>`` / ``hf:<name>``).
+        """
+        models = check_models("models", models)
+        if not models:
+            return None
+        if isinstance(sources, str):
+            sources = [sources]
+        if not isinstance(sources, (list, tuple)) or not sources or \
+                not all(isinstance(x, str) and x for x in sources):
+            raise _fail("published_sources", sources, 'give a list of corpus sources, e.g. '
+                        '["default"] or ["files:/path/*.txt"]')
+        from ..pretrained import PretrainedError, published_run
+
+        runs: dict[str, Any] = {}
+        for source in models:
+            try:
+                run = published_run(source, self.runs_dir, tuple(sources))
+            except PretrainedError as exc:
+                raise _fail("models", source, str(exc)) from exc
+            cfg = run.config.model
+            key = f"{cfg.n_layers}L-{cfg.act_fn}"
+            if key in runs:
+                raise _fail("models", list(models),
+                            f"{runs[key].name} and {run.name} are both {key}: name one "
+                            "released model of each depth and activation")
+            runs[key] = run
+        order = sorted(runs, key=lambda k: (int(k.split("L-")[0]), k))
+        return PublishedContext(scale=self.scale, runs_dir=self.runs_dir, seed=self.seed,
+                                interactive=self.interactive, progress=self.progress,
+                                released={k: runs[k] for k in order})
+
+
+@dataclass
+class PublishedContext(BookContext):
+    """Released models (``solu_repro.pretrained``) where a chapter expects the zoo.
+
+    Each model appears under the zoo-style name of its depth and activation ("1L-solu_ln",
+    "4L-gelu"), one seed each; ``source(name)`` gives its real name ("tl:solu-1l"). Harvests
+    and scores are cached under ``<runs_dir>/published/``.
+    """
+
+    released: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.released)
+
+    @property
+    def all_names(self) -> list[str]:
+        return list(self.released)
+
+    def model_config(self, name: str):
+        return self.run(name).config.model
+
+    def seeds(self, name: str) -> list[str]:
+        check_choice("model", name, self.all_names)
+        return [name]
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(sorted({self.released[n].config.model.n_layers for n in self.released}))
+
+    def run(self, name: str):
+        check_choice("model", name, self.all_names)
+        return self.released[name]
+
+    def source(self, name: str) -> str:
+        """The released model behind a zoo-style name: "1L-solu_ln" -> "tl:solu-1l"."""
+        return self.run(name).name
+
+    def sources_markdown(self) -> str:
+        """Which released model each name stands for, its shape and where its files are."""
+        lines = ["| here | released model | layers x neurons | d_model | vocabulary | files |",
+                 "|---|---|---|---|---|---|"]
+        for name, run in self.released.items():
+            cfg = run.config.model
+            lines.append(f"| {name} | `{run.name}` | {cfg.n_layers} x {cfg.d_mlp} | "
+                         f"{cfg.d_model} | {cfg.d_vocab} | "
+                         f"`{run.released.repo_id or run.released.directory}` |")
+        return "\n".join(lines)
+
+
+def check_models(name: str, value: Any) -> list[str]:
+    """The ``models`` parameter: a list of released models, each ``tl:<alias>``,
+    ``tl:<hub repo id>`` or ``tl:<local directory>`` (empty: none)."""
+    from ..pretrained import PREFIX
+
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _fail(name, value, 'give a list such as ["tl:solu-1l", "tl:gelu-1l"]')
+    bad = [v for v in value if not v.startswith(PREFIX)]
+    if bad:
+        raise _fail(name, value, f"each released model is named {PREFIX}<alias>, {PREFIX}<hub "
+                    f"repo> or {PREFIX}<directory> (e.g. {PREFIX}solu-1l); not {bad}")
+    return list(dict.fromkeys(value))
 
 
 def book_context(scale: Any = "tiny", runs_dir: Any = None, seed: Any = 0,

@@ -25,7 +25,7 @@ from ..interp.stats import (Proportion, SeedInterval, difference_interval,
 from . import claims as registry
 from .claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
 from . import style
-from .context import BookContext
+from .context import ONE_MODEL_RULE, BookContext
 
 VIEWS = {"top": "top-20 view (paper §6.1 rule)", "spectrum": "full-spectrum view"}
 BLIND_DIR = "blind"
@@ -718,3 +718,49 @@ def results_markdown(results: dict[str, ModelInterpretability]) -> str:
                      f"{r.top.hi:.1%}] | {r.spectrum.fraction:.1%} [{r.spectrum.lo:.1%}, "
                      f"{r.spectrum.hi:.1%}] |")
     return "\n".join(lines)
+
+
+# --- released models (the ``models`` parameter) -----------------------------------------------
+@dataclass(frozen=True)
+class ReleasedInterp:
+    """Chapter 4's measurements on released models (``PublishedContext``): each model's
+    score, SoLU-LN minus GELU at each depth where both were named, and every model's nulls."""
+
+    results: dict[str, ModelInterpretability]
+    comparisons: dict[tuple[int, str], Comparison]
+    nulls: dict[str, NullControls]
+    relative: dict[int, dict[str, RelativeDifference]]
+
+
+def released_measurements(ctx: BookContext) -> ReleasedInterp:
+    """Score the released models of ``ctx`` (a ``PublishedContext``) and all their nulls
+    (rotated basis, untrained model of the same architecture, SoLU readout of GELU)."""
+    results = model_interpretability(ctx, ctx.names)
+    comps = {(r.depth, view): compare(results, r.name, view)
+             for r in results.values() if r.act == "solu_ln" and f"{r.depth}L-gelu" in results
+             for view in VIEWS}
+    nulls = null_controls(ctx, ctx.names)
+    relative = {d: {view: relative_difference(nulls, f"{d}L-solu_ln", f"{d}L-gelu", view)
+                    for view in VIEWS}
+                for d in sorted({depth for depth, _ in comps})}
+    return ReleasedInterp(results, comps, nulls, relative)
+
+
+def released_markdown(ri: ReleasedInterp) -> str:
+    """SoLU-LN minus GELU at each depth, in the neuron basis, in the rotated basis and the
+    difference of the two, each with its verdict (one model per arm: at most direction
+    only)."""
+    if not ri.relative:
+        return ("No depth has both a SoLU-LN and a GELU released model among those named, so "
+                "no SoLU-minus-GELU comparison is made. " + ONE_MODEL_RULE)
+    lines = ["| depth | view | SoLU-LN minus GELU, neuron basis | ... in a rotated basis | "
+             "difference of the two | verdict on the gain net of rotation |",
+             "|---|---|---|---|---|---|"]
+    for depth, by_view in ri.relative.items():
+        for view, r in by_view.items():
+            cells = [f"{d:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+                     for d, lo, hi in (r.basis_diff, r.rotated_diff, r.diff_in_diff)]
+            verdict = registry.at_most(registry.directional(*r.diff_in_diff))
+            lines.append(f"| {depth}L | {VIEWS[view]} | " + " | ".join(cells)
+                         + f" | {verdict} |")
+    return "\n".join(lines) + "\n\n" + ONE_MODEL_RULE

@@ -76,10 +76,7 @@ _FEATURES: dict[tuple, Any] = {}
 # --- which models ------------------------------------------------------------------------------
 def ln_models(ctx) -> list[str]:
     """Every zoo model with an LN after its activation (all seeds), in zoo order."""
-    from ..zoo import zoo_configs
-
-    configs = zoo_configs(ctx.scale)
-    return [n for n in ctx.all_names if configs[n].model.has_mlp_ln]
+    return [n for n in ctx.all_names if ctx.model_config(n).has_mlp_ln]
 
 
 def low_bands(n_bands: int = N_BANDS, low_quantile: float = LOW_QUANTILE) -> list[int]:

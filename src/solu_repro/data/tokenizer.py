@@ -75,17 +75,20 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> None:
     tokenizer.save(str(path))
 
 
-def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load a tokenizer saved by this module.
+def load_tokenizer(path: str | os.PathLike, eot_id: int | None = EOT_ID) -> Tokenizer:
+    """Load a tokenizer saved by this module (or, with ``eot_id=None``, any byte-level
+    ``tokenizer.json``, such as a released model's own).
 
     Args:
         path: A ``tokenizer.json`` file, or a dataset directory containing one.
+        eot_id: The id ``<|endoftext|>`` must have (ours: 0); ``None``: it must exist at any id
+            (``eot_id_of``).
 
     Returns:
         The tokenizer.
 
     Raises:
-        DataError: If the file is missing/unreadable or lacks ``<|endoftext|>`` at id 0.
+        DataError: If the file is missing/unreadable or lacks ``<|endoftext|>`` (at ``eot_id``).
     """
     path = Path(path)
     if path.is_dir():
@@ -96,16 +99,30 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
         raise DataError(f"cannot read tokenizer {path}: {exc}") from exc
-    _check_eot(tokenizer, str(path))
+    if eot_id is None:
+        eot_id_of(tokenizer, str(path))
+    else:
+        _check_eot(tokenizer, str(path), eot_id)
     # Encode a literal "<|endoftext|>" in text as ordinary bytes, exactly as the shards were
     # built (the flag is not stored in tokenizer.json); EOT/BOS ids are inserted explicitly.
     tokenizer.encode_special_tokens = True
     return tokenizer
 
 
-def _check_eot(tokenizer: Tokenizer, what: str) -> None:
-    if tokenizer.token_to_id(EOT_TOKEN) != EOT_ID:
-        raise DataError(f"{what}: expected {EOT_TOKEN} to have id {EOT_ID}")
+def _check_eot(tokenizer: Tokenizer, what: str, eot_id: int = EOT_ID) -> None:
+    if tokenizer.token_to_id(EOT_TOKEN) != eot_id:
+        raise DataError(f"{what}: expected {EOT_TOKEN} to have id {eot_id}")
+
+
+def eot_id_of(tokenizer: Tokenizer, what: str = "tokenizer") -> int:
+    """The id of ``<|endoftext|>`` in a tokenizer that is not ours (GPT-NeoX's: 0). A corpus
+    needs it between documents and as the BOS of every row."""
+    eot = tokenizer.token_to_id(EOT_TOKEN)
+    if eot is None:
+        raise DataError(f"{what} has no {EOT_TOKEN} token: a corpus needs it between documents "
+                        "and at the start of every row; use a tokenizer that has one (GPT-2 and "
+                        "GPT-NeoX style byte-level BPE)")
+    return int(eot)
 
 
 @lru_cache(maxsize=1)
@@ -151,7 +168,12 @@ def token_bytes(tokenizer: Tokenizer, token_id: int) -> bytes:
     if token == EOT_TOKEN:
         return token.encode("utf-8")
     table = _unicode_to_byte()
-    return bytes(table[ch] for ch in token)
+    try:
+        return bytes(table[ch] for ch in token)
+    except KeyError:
+        # Not a byte-level string: an added token of another tokenizer, stored as its own text
+        # (GPT-NeoX's runs of spaces, "<|padding|>").
+        return token.encode("utf-8")
 
 
 def decode_tokens(tokenizer: Tokenizer, ids: Sequence[int]) -> list[str]:

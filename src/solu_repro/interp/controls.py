@@ -42,8 +42,8 @@ from torch import Tensor
 
 from ..activations import solu
 from ..model import ConfigError, ModelConfig, Transformer
-from .harvest import (FORMAT_VERSION, HOOKS, Harvest, HarvestError, ModelNeurons, NeuronSource,
-                      harvest)
+from .harvest import (FORMAT_VERSION, HOOKS, Harvest, ModelNeurons, NeuronSource, harvest,
+                      weights_digest)
 from .score import SCORE_FORMAT, NeuronScores, ScoreSettings, score_neurons
 
 CONTROLS = ("rotated", "random_init", "solu_readout")
@@ -223,17 +223,6 @@ def _control_seed(run, control: str, seed: int) -> int:
     return 0
 
 
-def _weights_digest(run) -> str:
-    weights = Path(run.run_dir) / "model.safetensors"
-    if not weights.is_file():
-        raise HarvestError(f"run {run.run_dir} has no model.safetensors: train it first")
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -248,7 +237,7 @@ def control_harvest_path(run, control: str, *, k: int = 20, samples_per_bin: int
     key = {"control": control, "control_seed": _control_seed(run, control, seed),
            "controls_format": CONTROLS_FORMAT, "k": k, "samples_per_bin": samples_per_bin,
            "rows": rows, "max_rows": max_rows, "seed": seed, "format": FORMAT_VERSION,
-           "weights": _weights_digest(run), "data": run.result.get("data_hash"),
+           "weights": weights_digest(run), "data": run.result.get("data_hash"),
            "model": run.config.model.to_dict() if control == "random_init" else None}
     return Path(run.run_dir) / "controls" / f"{control}-harvest-{_digest(key)}.safetensors"
 

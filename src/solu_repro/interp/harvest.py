@@ -745,15 +745,22 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_digest(run) -> str:
+    """SHA-256 of the file a run's weights load from (``run.weights_path``: a zoo run's
+    ``model.safetensors``, a released model's ``.pth``), the key of its cached results."""
+    weights = Path(run.weights_path)
+    if not weights.is_file():
+        raise HarvestError(f"run {run.run_dir} has no weights file {weights.name}: train it "
+                           "first")
+    return _file_digest(weights)
+
+
 def harvest_path(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even",
                  max_rows: int | None = None, seed: int = 0) -> Path:
     """Where ``harvest_run`` keeps the harvest of a zoo run for these settings."""
-    weights = Path(run.run_dir) / "model.safetensors"
-    if not weights.is_file():
-        raise HarvestError(f"run {run.run_dir} has no model.safetensors: train it first")
     key = json.dumps({"k": k, "samples_per_bin": samples_per_bin, "rows": rows,
                       "max_rows": max_rows, "seed": seed, "format": FORMAT_VERSION,
-                      "weights": _file_digest(weights), "data": run.result.get("data_hash")},
+                      "weights": weights_digest(run), "data": run.result.get("data_hash")},
                      sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(run.run_dir) / "interp" / f"harvest-{digest}.safetensors"

@@ -107,18 +107,23 @@ class SnippetRenderer:
 def load_zoo_entries(names: Sequence[str], scale: str, runs_dir: str | Path | None = None,
                      data_dir: str | Path | None = None, k: int = DEFAULT_N_EXAMPLES,
                      progress: bool = True, seed: int = 0) -> dict[str, BlindModel]:
-    """Trained zoo models with their corpus and (cached) harvest, ready to render.
+    """Trained zoo models (or released ones, ``tl:<name>``) with their corpus and (cached)
+    harvest, ready to render.
 
     Trains a missing model first (``zoo.ensure_trained``) and harvests it once per run and
     ``seed`` (the book's chapters harvest with their context's seed; the same seed reuses their
     harvest).
     """
     from ... import zoo
+    from ...pretrained import is_published, published_run
     from ..harvest import harvest_run
 
     out = {}
     for name in names:
-        run = zoo.ensure_trained(name, scale, runs_dir, progress=progress, data_dir=data_dir)
+        if is_published(name):  # a released model (solu_repro.pretrained), offline
+            run = published_run(name, runs_dir)
+        else:
+            run = zoo.ensure_trained(name, scale, runs_dir, progress=progress, data_dir=data_dir)
         harvest = harvest_run(run, k=k, seed=seed, progress=progress, data_dir=data_dir)
         out[name] = BlindModel(run.load_model(), run.corpus(data_dir), harvest)
     return out

@@ -52,8 +52,10 @@ def add_blind_arguments(parser: argparse.ArgumentParser) -> None:
     # Options of a new session default to None, so that resuming can tell which were given.
     parser.add_argument("--scale", choices=sorted(zoo.SCALES), default=None,
                         help=f"zoo scale of the models (new sessions; default {DEFAULT_SCALE})")
-    parser.add_argument("--models", nargs="+", default=None, metavar="NAME",
-                        help="zoo models to compare (new sessions; default: "
+    parser.add_argument("--models", "--model", nargs="+", default=None, metavar="NAME",
+                        help="zoo models to compare, or released ones (tl:solu-1l, "
+                             "tl:<directory>; read on the default corpus in their own "
+                             "tokenizer) (new sessions; default: "
                              f"{' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--n", type=int, default=None,
                         help="neurons per model (new sessions; default "
@@ -84,8 +86,10 @@ def add_blind_arguments(parser: argparse.ArgumentParser) -> None:
 def _check_zoo_names(names: Sequence[str], scale: str) -> None:
     from ... import zoo
 
+    from ...pretrained import is_published
+
     known = zoo.zoo_configs(scale)
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in known and not is_published(n)]
     if unknown:
         raise BlindError(f"unknown model(s) {unknown} at scale {scale!r}: choose from "
                          f"{sorted(known)}")
