@@ -309,3 +309,79 @@ def test_a_published_run_matches_the_loader(tokenizer_file, vocab, text_glob, tm
     model, _ = load_tl_model(str(src))
     assert all(torch.equal(a, b) for a, b in zip(run.load_model().state_dict().values(),
                                                  model.state_dict().values()))
+
+
+RELEASED_CHAPTERS = {
+    "04-interpretability-quantitative.ipynb": ("released_measurements", ["rotated basis",
+                                                                         "untrained model",
+                                                                         "SoLU readout of GELU",
+                                                                         "difference of the two"]),
+    "05-one-layer-neurons.ipynb": ("one_layer_measurements", ["interpretable", "random"]),
+    "06-neurons-across-layers.ipynb": ("layers_measurements", ["§6.3.2"]),
+    "07-layernorm.ipynb": ("layernorm_measurements", ["Released SoLU-LN"]),
+}
+DEPTH = {"06-neurons-across-layers.ipynb": 2}  # the other chapters: the one-layer pair
+REPOS = {1: (SOLU_1L, GELU_1L), 2: ("NeelNanda/SoLU_2L512W_C4_Code", "NeelNanda/GELU_2L512W_C4_Code")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", sorted(RELEASED_CHAPTERS))
+def test_chapter_runs_end_to_end_on_released_models(chapter, tiny_zoo, tokenizer_file, vocab,
+                                                    text_glob, tmp_path, monkeypatch):
+    """Chapter 4 (and 5-7) with ``models=["tl:solu-1l", "tl:gelu-1l"]`` (chapter 6: the 2-layer
+    pair): stand-ins in the released layout in a local Hugging Face cache, the kernel offline
+    (``HF_HUB_OFFLINE=1``)."""
+    import nbformat
+    import papermill
+
+    depth = DEPTH.get(chapter, 1)
+    cache = tmp_path / "hub"
+    for repo, act in zip(REPOS[depth], ("solu_ln", "gelu")):
+        ht = make_hooked(act, depth, vocab, n_ctx=N_CTX, seed=3)
+        hf_cache_entry(cache, repo, save_released(ht, tmp_path / act, repo.split("/")[1],
+                                                  tokenizer_name=TOKENIZER_REPO))
+    tokenizer_entry(cache, TOKENIZER_REPO, tokenizer_file)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / chapter
+    executed = tmp_path / chapter
+    papermill.execute_notebook(
+        notebook, executed, kernel_name="python3", cwd=notebook.parent, progress_bar=False,
+        parameters=dict(scale="tiny", runs_dir=str(tiny_zoo), interactive=False, progress=False,
+                        models=[f"tl:solu-{depth}l", f"tl:gelu-{depth}l"],
+                        published_sources=[text_glob]))
+    nb = nbformat.read(executed, as_version=4)
+    function, expected = RELEASED_CHAPTERS[chapter]
+    [cell] = [c for c in nb.cells if c.cell_type == "code" and function in c.source
+              and "published" in c.source]
+    text = "\n".join(str(o.get("text", "")) + json.dumps(o.get("data", {})) for o in cell.outputs)
+    assert f"tl:solu-{depth}l" in text and f"tl:gelu-{depth}l" in text  # the sources table
+    assert "No released models named" not in text
+    for phrase in expected:
+        assert phrase in text, phrase
+    if chapter.startswith("04"):
+        figures = [o for o in cell.outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+        assert len(figures) == 1
+        names = {t.get("name") for t in figures[0]["data"]["application/vnd.plotly.v1+json"]["data"]}
+        assert {"SoLU + LN", "GELU baseline", "SoLU + LN, rotated basis",
+                "GELU baseline, untrained model"} <= names
+    assert list((tiny_zoo / "published").glob(f"solu-{depth}l-*/controls/*" if chapter.startswith(
+        "04") else f"solu-{depth}l-*/interp/*"))
+
+
+def test_the_models_parameter_is_checked(tiny_zoo, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from solu_repro.book import book_context
+    from solu_repro.book.context import ParameterError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+
+    ctx = book_context("tiny", runs_dir=tiny_zoo, progress=False)
+    assert ctx.published([]) is None
+    with pytest.raises(ParameterError, match=r"tl:<alias>"):
+        ctx.published(["solu-1l"])
+    with pytest.raises(ParameterError, match=r"models=.*solu-repro download tl:solu-2l"):
+        ctx.published(["tl:solu-2l"])
+    with pytest.raises(ParameterError, match="list"):
+        ctx.published([3])
