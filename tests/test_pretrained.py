@@ -385,3 +385,64 @@ def test_the_models_parameter_is_checked(tiny_zoo, tmp_path, monkeypatch):
         ctx.published(["tl:solu-2l"])
     with pytest.raises(ParameterError, match="list"):
         ctx.published([3])
+
+
+def test_a_blind_session_on_released_models_judges_and_unblinds(tokenizer_file, vocab,
+                                                                text_glob, tmp_path):
+    """``solu-repro blind --models tl:<dir> tl:<dir> --sources ...``: the session keeps its
+    corpus, resumes with it, and unblinds to the released models' names."""
+    import argparse
+
+    from solu_repro.interp.blind import BlindSession, add_blind_arguments, run_blind_cli
+
+    dirs = []
+    for act in ("solu_ln", "gelu"):
+        ht = make_hooked(act, 1, vocab, n_ctx=N_CTX)
+        dirs.append(save_released(ht, tmp_path / act, act, tokenizer_file=tokenizer_file))
+    parser = argparse.ArgumentParser()
+    add_blind_arguments(parser)
+    session = tmp_path / "session"
+    common = ["--session", str(session), "--runs-dir", str(tmp_path / "runs"),
+              "--data-dir", str(tmp_path / "data"), "--evaluator", "ann", "--no-color"]
+    models = [f"tl:{d}" for d in dirs]
+    answers = iter(["i", "", "n", "q"])
+
+    def script(prompt):
+        try:
+            return next(answers)
+        except StopIteration:
+            raise EOFError from None
+
+    out = []
+    args = parser.parse_args(common + ["--models", *models, "--n", "2", "--sources", text_glob])
+    assert run_blind_cli(args, script, out.append) == 0
+    s = BlindSession.open(session)
+    assert s.models == models and s.meta["sources"] == [text_glob]
+    assert [j.judgment for j in s.judgments] == ["interpretable", "not_interpretable"]
+    shown = "\n".join(map(str, out))
+    assert not any(m in shown or d.name in shown for m, d in zip(models, dirs))  # blind
+    answers = iter(["i", "", "n"])
+    assert run_blind_cli(parser.parse_args(common), script, out.append) == 0
+    assert len(BlindSession.open(session).judged("ann")) == 4
+    with pytest.raises(Exception, match="keeps its corpus"):
+        run_blind_cli(parser.parse_args(common + ["--sources", "default"]), script, out.append)
+    report = []
+    run_blind_cli(parser.parse_args(["--session", str(session), "--unblind"]), script,
+                  report.append)
+    assert all(m in report[0] for m in models)
+
+
+def test_download_offline_reuses_the_cache_or_says_what_it_needs(tokenizer_file, vocab,
+                                                                 tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from solu_repro.pretrained import download
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PretrainedError, match="needs internet access"):
+        download("tl:gelu-1l", cache_dir=tmp_path / "hub")
+    ht = make_hooked("gelu", 1, vocab, n_ctx=N_CTX)
+    src = save_released(ht, tmp_path / "src", "GELU_1L512W_C4_Code", tokenizer_file=tokenizer_file)
+    hf_cache_entry(tmp_path / "hub", GELU_1L, src)
+    released = download("tl:gelu-1l", cache_dir=tmp_path / "hub")  # already there: no download
+    assert released.name == "gelu-1l" and released.weights.name.endswith("final.pth")

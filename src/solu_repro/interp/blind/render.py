@@ -106,9 +106,11 @@ class SnippetRenderer:
 
 def load_zoo_entries(names: Sequence[str], scale: str, runs_dir: str | Path | None = None,
                      data_dir: str | Path | None = None, k: int = DEFAULT_N_EXAMPLES,
-                     progress: bool = True, seed: int = 0) -> dict[str, BlindModel]:
+                     progress: bool = True, seed: int = 0,
+                     sources: Sequence[str] | None = None) -> dict[str, BlindModel]:
     """Trained zoo models (or released ones, ``tl:<name>``) with their corpus and (cached)
-    harvest, ready to render.
+    harvest, ready to render (``sources``: the corpus released models read, in their own
+    tokenizer; default the embedded default corpus).
 
     Trains a missing model first (``zoo.ensure_trained``) and harvests it once per run and
     ``seed`` (the book's chapters harvest with their context's seed; the same seed reuses their
@@ -121,7 +123,7 @@ def load_zoo_entries(names: Sequence[str], scale: str, runs_dir: str | Path | No
     out = {}
     for name in names:
         if is_published(name):  # a released model (solu_repro.pretrained), offline
-            run = published_run(name, runs_dir)
+            run = published_run(name, runs_dir, tuple(sources) if sources else None)
         else:
             run = zoo.ensure_trained(name, scale, runs_dir, progress=progress, data_dir=data_dir)
         harvest = harvest_run(run, k=k, seed=seed, progress=progress, data_dir=data_dir)

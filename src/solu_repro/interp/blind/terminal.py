@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ...pretrained import is_published
 from ..harvest import HOOKS
 from .defaults import (
     DEFAULT_HOOK,
@@ -57,6 +58,10 @@ def add_blind_arguments(parser: argparse.ArgumentParser) -> None:
                              "tl:<directory>; read on the default corpus in their own "
                              "tokenizer) (new sessions; default: "
                              f"{' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--sources", nargs="+", default=None, metavar="SOURCE",
+                        help="released models only: the corpus, in their own tokenizer "
+                             "(new sessions; default: the embedded default corpus; or "
+                             "files:<glob>, hf:<name>)")
     parser.add_argument("--n", type=int, default=None,
                         help="neurons per model (new sessions; default "
                              f"{DEFAULT_N_PER_MODEL}, as in the paper)")
@@ -85,8 +90,6 @@ def add_blind_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_zoo_names(names: Sequence[str], scale: str) -> None:
     from ... import zoo
-
-    from ...pretrained import is_published
 
     known = zoo.zoo_configs(scale)
     unknown = [n for n in names if n not in known and not is_published(n)]
@@ -214,12 +217,17 @@ def run_blind_cli(args: argparse.Namespace, input_fn: Callable[[str], str] = inp
     if (path / MANIFEST_NAME).exists():
         session = BlindSession.open(path)
         _check_resume_options(session, args)
+        sources = session.meta.get("sources")
+        if args.sources is not None and sources is not None and list(args.sources) != sources:
+            raise BlindError(f"--sources {' '.join(args.sources)} differs from the session's "
+                             f"{' '.join(sources)}: a session keeps its corpus")
         if session.next_item(evaluator) is None:  # nothing left: no need to load models
             _print_done(session, evaluator, print_fn)
             return 0
         scale = session.meta.get("scale") or args.scale or DEFAULT_SCALE
         entries = load_entries(session.models, scale, args.runs_dir, args.data_dir,
-                               _harvest_k(session.settings["n_examples"]))
+                               _harvest_k(session.settings["n_examples"]),
+                               **({"sources": tuple(sources)} if sources else {}))
     else:
         scale = args.scale or DEFAULT_SCALE
         models = list(args.models or DEFAULT_MODELS)
@@ -228,9 +236,17 @@ def run_blind_cli(args: argparse.Namespace, input_fn: Callable[[str], str] = inp
         given = {"n_per_model": args.n, "seed": args.seed, "layers": args.layers,
                  "hook": args.hook, "n_examples": args.n_examples}
         options = {k: v for k, v in given.items() if v is not None}  # the rest: create's
+        meta: dict[str, Any] = {"scale": scale}
+        if any(is_published(m) for m in models):  # released models: the corpus they read
+            meta["sources"] = list(args.sources or ["default"])
+        elif args.sources is not None:
+            raise BlindError("--sources applies to released models (tl:...); zoo models read "
+                             "the corpus they were trained on")
         entries = load_entries(models, scale, args.runs_dir, args.data_dir,
-                               _harvest_k(options.get("n_examples", DEFAULT_N_EXAMPLES)))
+                               _harvest_k(options.get("n_examples", DEFAULT_N_EXAMPLES)),
+                               **({"sources": tuple(meta["sources"])} if "sources" in meta
+                                  else {}))
         session = BlindSession.create(path, {m: entries[m] for m in models},
-                                      meta={"scale": scale}, **options)
+                                      meta=meta, **options)
     renderer = SnippetRenderer(session, entries, color=color)
     return judge_loop(session, renderer, evaluator, input_fn, print_fn)
