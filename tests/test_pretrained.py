@@ -236,6 +236,10 @@ def test_the_old_pile_layout_is_undone_exactly(n_layers, repo, tokenizer_file, v
     assert reference.cfg.original_architecture == "neel-solu-old"
     assert_same(model, reference, vocab)
     assert_same(model, ht, vocab)
+    # The same files in a directory whose name does not say "_old": told by the "norm" keys.
+    plain, _ = load_tl_model(str(save_released(ht, tmp_path / "plain", "model",
+                                               tokenizer_file=tokenizer_file, old=True)))
+    assert_same(plain, ht, vocab)
 
 
 def test_a_final_rms_norm_is_refused_naming_the_model(tokenizer_file, vocab, tmp_path):

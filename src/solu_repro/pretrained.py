@@ -106,6 +106,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 _BUFFERS = re.compile(r"(^|\.)(mask|IGNORE|rotary_sin|rotary_cos)$")
 _OLD = "neel-solu-old"
+_OLD_NAMES = re.compile(r"(^|\.)norm\d?\.")
 
 
 class PretrainedError(ValueError):
@@ -260,8 +261,7 @@ def resolve(source: str, cache_dir: str | os.PathLike | None = None) -> Released
     return ReleasedModel(name, repo_id, directory, weights, tokenizer_file, config, architecture)
 
 
-def model_config(config: dict[str, Any], name: str = "model",
-                 architecture: str = "neel") -> tuple[ModelConfig, bool]:
+def model_config(config: dict[str, Any], name: str = "model") -> tuple[ModelConfig, bool]:
     """Our ``ModelConfig`` for a released ``config.json``, and whether its LayerNorms are
     affine-free ("LNPre").
 
@@ -393,8 +393,12 @@ def _check_state_dict(sd: dict[str, Tensor], cfg: ModelConfig, folded: bool,
     wrong = [f"{k} {tuple(sd[k].shape)} (expected {shape})" for k, shape in expected.items()
              if tuple(sd[k].shape) != shape]
     if wrong:
+        hint = ("" if released.architecture == _OLD else
+                " (an old Pile model stores its weights transposed: keep its repository's "
+                "name, NeelNanda/SoLU_*_old, in the directory's name, or add \"architecture\": "
+                f"\"{_OLD}\" to its config.json)")
         raise PretrainedError(f"{where}: shapes differ from its config.json: "
-                              f"{'; '.join(wrong[:4])}")
+                              f"{'; '.join(wrong[:4])}{hint}")
 
 
 def load_tl_model(source: str, device: str | torch.device = "cpu",
@@ -424,9 +428,12 @@ def load_tl_model(source: str, device: str | torch.device = "cpu",
 
 
 def _build(released: ReleasedModel) -> Transformer:
-    cfg, folded = model_config(released.config, released.name, released.architecture)
+    cfg, folded = model_config(released.config, released.name)
     sd = _load_state_dict(released.weights, released.name)
-    if released.architecture == _OLD:
+    old = released.architecture == _OLD or (
+        # a Pile model in a directory whose name does not say so: its LayerNorms are "norm"
+        "architecture" not in released.config and any(_OLD_NAMES.search(k) for k in sd))
+    if old:
         sd = _undo_old_layout(sd, cfg.n_layers)
     _check_state_dict(sd, cfg, folded, released)
     sd = {k: v.to(torch.float32) for k, v in sd.items()}
@@ -494,7 +501,7 @@ class PublishedRun:
                  max_chars_per_source: int | None = None) -> None:
         self.released = released
         self.name = PREFIX + released.name
-        cfg, _ = model_config(released.config, released.name, released.architecture)
+        cfg, _ = model_config(released.config, released.name)
         self.config = SimpleNamespace(model=cfg)
         try:
             self.data_spec = DataSpec.for_tokenizer(
