@@ -242,6 +242,46 @@ def test_the_old_pile_layout_is_undone_exactly(n_layers, repo, tokenizer_file, v
     assert_same(plain, ht, vocab)
 
 
+def test_an_affine_free_pile_model_with_a_square_w_pos_in_a_plain_directory(
+        tokenizer_file, vocab, tmp_path):
+    """The hardest old layout to spot: solu-8l-pile is LNPre (no "norm" keys) and its W_pos
+    is square (n_ctx = d_model = 1024), so neither a key nor a shape gives the transposition
+    away; the Pile tokenizer its config names does."""
+    ht = make_hooked("solu_ln", 8, vocab, fold_ln=True, n_ctx=N_CTX, d_model=N_CTX, d_mlp=64,
+                     n_heads=4, d_head=8)
+    assert ht.cfg.normalization_type == "LNPre"
+    src = save_released(ht, tmp_path / "solu-8l-pile", "model", tokenizer_file=tokenizer_file,
+                        tokenizer_name="EleutherAI/gpt-neox-20b", old=True)
+    raw = torch.load(next(src.glob("*final.pth")), weights_only=True)
+    assert not any("norm" in k or "ln" in k for k in raw)
+    assert raw["pos_embed.W_pos"].shape[0] == raw["pos_embed.W_pos"].shape[1]
+    model, _ = load_tl_model(str(src))
+    assert_same(model, ht, vocab)
+
+
+def test_config_values_tl_would_not_read_the_same_way_are_refused(tokenizer_file, vocab,
+                                                                 tmp_path):
+    ht = make_hooked("gelu", 1, vocab, n_ctx=N_CTX)
+    src = save_released(ht, tmp_path / "src", "GELU_1L512W_C4_Code", tokenizer_file=tokenizer_file)
+    config = json.loads((src / "config.json").read_text())
+    for change, message in (({"final_rms": "false"}, "must be true, false or null"),
+                            ({"act_fn": "gelu_ln"}, "activation is 'gelu_ln'"),
+                            ({"normalization": "RMS"}, "normalization is 'RMS'")):
+        (src / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(PretrainedError, match=message):
+            load_tl_model(str(src))
+    del config["normalization"]
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PretrainedError, match="neither 'normalization'"):
+        load_tl_model(str(src))
+    # null flags are false (TL reads them the same way); an eps TL ignores is ignored too
+    (src / "config.json").write_text(json.dumps({**config, "normalization": "LN",
+                                                 "final_rms": None, "eps": 1e-3}))
+    model, _ = load_tl_model(str(src))
+    assert model.cfg.ln_eps == 1e-5
+    assert_same(model, ht, vocab)
+
+
 def test_a_final_rms_norm_is_refused_naming_the_model(tokenizer_file, vocab, tmp_path):
     ht = make_hooked("solu_ln", 1, vocab, n_ctx=N_CTX)
     src = save_released(ht, tmp_path / "src", "SoLU_1L_v9_old", tokenizer_file=tokenizer_file,

@@ -57,7 +57,6 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from . import paths
-from .activations import ACT_FNS
 from .data import DataError, DataSpec, TokenizedCorpus, build_dataset
 from .data.tokenizer import load_tokenizer
 from .interop import from_tl_state_dict
@@ -106,6 +105,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 _BUFFERS = re.compile(r"(^|\.)(mask|IGNORE|rotary_sin|rotary_cos)$")
 _OLD = "neel-solu-old"
+PILE_TOKENIZER = "EleutherAI/gpt-neox-20b"
+"""The tokenizer of every old Pile model (the C4 models use NeelNanda/gpt-neox-tokenizer-digits)."""
+TL_ACT_FNS = ("solu_ln", "solu", "gelu")
+"""Activations of the released models that TL and this package both implement (exact GELU)."""
+TL_LN_EPS = 1e-5
 _OLD_NAMES = re.compile(r"(^|\.)norm\d?\.")
 
 
@@ -167,7 +171,8 @@ def _cached_snapshot(repo_id: str, patterns: tuple[str, ...],
         raise PretrainedError(
             f"{what} ({repo_id}) is not in the local Hugging Face cache ({where}): download it "
             f"once, with internet, by `solu-repro download {PREFIX}{default_name(repo_id)}` "
-            f"(or `hf download {repo_id}`); then it loads offline "
+            f"(or `hf download {repo_id} --include config.json \"*final.pth\"`, without the "
+            "training checkpoints); then it loads offline "
             f"({type(exc).__name__}: {exc})") from exc
 
 
@@ -239,8 +244,12 @@ def resolve(source: str, cache_dir: str | os.PathLike | None = None) -> Released
     config = _read_config(directory / "config.json", name)
     weights = _weights_file(directory, name)
     architecture = config.get("architecture")
-    if architecture is None:  # TL's rule: the old Pile repositories' names end in _old
-        architecture = _OLD if "_old" in (repo_id or name) else "neel"
+    if architecture is None:
+        # TL's rule: the old Pile repositories' names end in _old. A copy in a directory of
+        # another name still reads the Pile tokenizer (and a square W_pos would hide its
+        # transposition from the shape check, so it must not be missed).
+        old = "_old" in (repo_id or name) or config.get("tokenizer_name") == PILE_TOKENIZER
+        architecture = _OLD if old else "neel"
     if architecture not in ("neel", _OLD):
         raise PretrainedError(f"{name}: architecture {architecture!r} in {directory / 'config.json'}"
                               " is not one of Neel Nanda's SoLU/GELU formats ('neel', "
@@ -282,22 +291,30 @@ def model_config(config: dict[str, Any], name: str = "model") -> tuple[ModelConf
                                "has no such part, and an approximation would not be the "
                                "released model. Load it with TransformerLens instead")
 
-    if config.get("final_rms", False):
+    flags = {}
+    for key in ("final_rms", "attn_only", "shortformer_pos"):
+        value = config.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise PretrainedError(f"{name}: config.json {key}={value!r} must be true, false or "
+                                  "null")
+        flags[key] = bool(value)
+    if flags["final_rms"]:
         raise refuse("it ends in an RMS norm (final_rms), not a LayerNorm "
                      "(the old Pile models solu-1l/2l/4l/6l-pile do)")
-    if config.get("attn_only", False):
+    if flags["attn_only"]:
         raise refuse("it is attention-only (attn_only), with no MLP neurons to study")
-    if config.get("shortformer_pos", False):
+    if flags["shortformer_pos"]:
         raise refuse("it uses shortformer positions (shortformer_pos)")
-    norm = config.get("normalization", config.get("normalization_type", "LN"))
+    norm = config.get("normalization", config.get("normalization_type"))
+    if norm is None:
+        raise PretrainedError(f"{name}: config.json has neither 'normalization' nor "
+                              "'normalization_type' (TL's keys; 'LN' or 'LNPre')")
     if norm not in ("LN", "LNPre"):
         raise refuse(f"its normalization is {norm!r} (only LayerNorm, 'LN' or 'LNPre')")
     act = config["act_fn"]
-    if act not in ACT_FNS:
-        raise refuse(f"its activation is {act!r} (ours: {', '.join(ACT_FNS)})")
-    for key in ("final_rms", "attn_only", "shortformer_pos"):
-        if not isinstance(config.get(key, False), bool):
-            raise PretrainedError(f"{name}: config.json {key}={config[key]!r} must be true/false")
+    if act not in TL_ACT_FNS:
+        raise refuse(f"its activation is {act!r} (TransformerLens and this package share "
+                     f"{', '.join(TL_ACT_FNS)})")
     try:
         d_model = int(config["d_model"])
         cfg = ModelConfig(
@@ -305,9 +322,10 @@ def model_config(config: dict[str, Any], name: str = "model") -> tuple[ModelConf
             d_head=int(config["d_head"]), d_mlp=int(config["d_mlp"]),
             d_vocab=int(config["d_vocab"]), n_ctx=int(config["n_ctx"]), act_fn=act,
             solu_blocks=1, pos_embed="learned",
-            # TL's defaults for these models: init std 0.8/sqrt(d_model) (only the untrained
-            # control draws from it), LayerNorm eps 1e-5.
-            init_std=0.8 / math.sqrt(d_model), ln_eps=float(config.get("eps", 1e-5)), seed=0)
+            # TL's defaults for these models, which it does not read from config.json: init
+            # std 0.8/sqrt(d_model) (only the untrained control draws from it), LayerNorm
+            # eps 1e-5.
+            init_std=0.8 / math.sqrt(d_model), ln_eps=TL_LN_EPS, seed=0)
     except (TypeError, ValueError, ConfigError) as exc:
         raise PretrainedError(f"{name}: config.json does not describe a valid model: {exc}") from exc
     return cfg, norm == "LNPre"
@@ -431,7 +449,7 @@ def _build(released: ReleasedModel) -> Transformer:
     cfg, folded = model_config(released.config, released.name)
     sd = _load_state_dict(released.weights, released.name)
     old = released.architecture == _OLD or (
-        # a Pile model in a directory whose name does not say so: its LayerNorms are "norm"
+        # a Pile model that neither its name nor its tokenizer gave away: "norm" LayerNorms
         "architecture" not in released.config and any(_OLD_NAMES.search(k) for k in sd))
     if old:
         sd = _undo_old_layout(sd, cfg.n_layers)
