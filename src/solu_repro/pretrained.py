@@ -151,10 +151,6 @@ class ReleasedModel:
     architecture: str
 
 
-def _hub_cache_dir(cache_dir: str | os.PathLike | None) -> str | None:
-    return None if cache_dir is None else str(cache_dir)
-
-
 def _cached_snapshot(repo_id: str, patterns: tuple[str, ...],
                      cache_dir: str | os.PathLike | None, what: str) -> Path:
     """The snapshot directory of ``repo_id`` in the local Hugging Face cache (no network)."""
@@ -162,7 +158,7 @@ def _cached_snapshot(repo_id: str, patterns: tuple[str, ...],
 
     try:
         return Path(snapshot_download(repo_id, allow_patterns=list(patterns),
-                                      cache_dir=_hub_cache_dir(cache_dir),
+                                      cache_dir=cache_dir,
                                       local_files_only=True))
     except Exception as exc:  # LocalEntryNotFoundError, or a damaged cache entry
         from huggingface_hub import constants
@@ -484,12 +480,12 @@ def download(source: str, cache_dir: str | os.PathLike | None = None) -> Release
     repo_id = _repo_of(text)
     try:
         directory = Path(snapshot_download(repo_id, allow_patterns=list(MODEL_FILES),
-                                           cache_dir=_hub_cache_dir(cache_dir)))
+                                           cache_dir=cache_dir))
         config = _read_config(directory / "config.json", default_name(repo_id))
         tok_repo = config.get("tokenizer_name")
         if tok_repo and not (directory / "tokenizer.json").is_file():
             snapshot_download(tok_repo, allow_patterns=list(TOKENIZER_FILES),
-                              cache_dir=_hub_cache_dir(cache_dir))
+                              cache_dir=cache_dir)
     except PretrainedError:
         raise
     except Exception as exc:

@@ -202,7 +202,7 @@ class PublishedContext(BookContext):
     """Released models (``solu_repro.pretrained``) where a chapter expects the zoo.
 
     Each model appears under the zoo-style name of its depth and activation ("1L-solu_ln",
-    "4L-gelu"), one seed each; ``source(name)`` gives its real name ("tl:solu-1l"). Harvests
+    "4L-gelu"), one seed each; ``run(name).name`` is its real name ("tl:solu-1l"). Harvests
     and scores are cached under ``<runs_dir>/published/``.
     """
 
@@ -225,15 +225,11 @@ class PublishedContext(BookContext):
 
     @property
     def depths(self) -> tuple[int, ...]:
-        return tuple(sorted({self.released[n].config.model.n_layers for n in self.released}))
+        return tuple(sorted({self.model_config(n).n_layers for n in self.released}))
 
     def run(self, name: str):
         check_choice("model", name, self.all_names)
         return self.released[name]
-
-    def source(self, name: str) -> str:
-        """The released model behind a zoo-style name: "1L-solu_ln" -> "tl:solu-1l"."""
-        return self.run(name).name
 
     def sources_markdown(self) -> str:
         """Which released model each name stands for, its shape and where its files are."""
@@ -250,7 +246,7 @@ class PublishedContext(BookContext):
 def check_models(name: str, value: Any) -> list[str]:
     """The ``models`` parameter: a list of released models, each ``tl:<alias>``,
     ``tl:<hub repo id>`` or ``tl:<local directory>`` (empty: none)."""
-    from ..pretrained import PREFIX
+    from ..pretrained import PREFIX, is_published
 
     if value is None:
         return []
@@ -258,7 +254,7 @@ def check_models(name: str, value: Any) -> list[str]:
         value = [value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise _fail(name, value, 'give a list such as ["tl:solu-1l", "tl:gelu-1l"]')
-    bad = [v for v in value if not v.startswith(PREFIX)]
+    bad = [v for v in value if not is_published(v)]
     if bad:
         raise _fail(name, value, f"each released model is named {PREFIX}<alias>, {PREFIX}<hub "
                     f"repo> or {PREFIX}<directory> (e.g. {PREFIX}solu-1l); not {bad}")
