@@ -398,7 +398,9 @@ def test_identity_claims_reproduced_and_their_rules_state_the_numbers():
 
 
 def test_claims_are_recorded_and_loaded(tmp_path):
-    from solu_repro.book import claims as C
+    from solu_repro.paper import claim as C
+    from solu_repro.paper import registry as REG
+    from solu_repro.book import record
 
     class Ctx:
         scale = "tiny"
@@ -406,8 +408,8 @@ def test_claims_are_recorded_and_loaded(tmp_path):
 
     dm = D.design_measurements(d_mlp=128)
     scored = D.claims(dm)[:3] + [D.sparsity_claim(_sparsity([0.5, 0.6], [0.1, 0.1]))]
-    C.record(Ctx, "02-solu-design", scored)
-    loaded = C.load(Ctx, ["02-solu-design"])
+    record.save(Ctx, "02-solu-design", scored)
+    loaded = record.load(Ctx, ["02-solu-design"])
     assert [c.id for c in loaded] == [c.id for c in scored]
     assert loaded[3].values["difference"]["values"] == pytest.approx([0.4, 0.5])
 

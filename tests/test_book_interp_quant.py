@@ -164,12 +164,14 @@ def _seed_measurements(top, spectrum=None, gains=None, strict=None, deeper=()):
 
 
 def test_figure4_is_decided_over_seeds_and_net_of_the_rotated_nulls():
-    from solu_repro.book import claims as registry
+    from solu_repro.paper import claim as registry
+    from solu_repro.paper import registry as REG
+    from solu_repro.book import record
 
     top = {"1L-gelu": [0.30, 0.32, 0.28], "1L-solu_ln": [0.50, 0.55, 0.47]}
     gains = {"1L-gelu": [0.05, 0.04, 0.06], "1L-solu_ln": [0.20, 0.25, 0.22]}
     got = {c.id: c for c in iq.claims(_seed_measurements(top, top, gains, top))}
-    assert [c for c in got] == [c.id for c in registry.CLAIMS
+    assert [c for c in got] == [c.id for c in REG.CLAIMS
                                 if c.chapter == "04-interpretability-quantitative"]
     fig4 = got["figure4"]
     assert fig4.verdict == registry.REPRODUCED and "(3 seeds)" in fig4.ours
@@ -201,7 +203,9 @@ def test_figure4_is_decided_over_seeds_and_net_of_the_rotated_nulls():
 
 
 def test_ablation_claims_over_seeds():
-    from solu_repro.book import claims as registry
+    from solu_repro.paper import claim as registry
+    from solu_repro.paper import registry as REG
+    from solu_repro.book import record
 
     top = {"1L-gelu": [0.30, 0.32], "1L-solu_ln": [0.50, 0.52], "1L-solu": [0.45, 0.47],
            "1L-gelu_ln": [0.40, 0.42], "1L-solu_ln_b4": [0.495, 0.525]}

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from solu_repro.book import book_context, checks
-from solu_repro.book import claims as C
+from solu_repro.paper import claim as C
+from solu_repro.paper import registry as REG
+from solu_repro.book import record
 from solu_repro.book import layernorm as LN
 from solu_repro.interp.analysis import BandRow, NeuronBands
 
@@ -223,8 +225,8 @@ def test_claims_state_the_numbers_the_control_and_the_rescaling(tmp_path):
     assert claim.values["low_bands"] == LOW and "held-out" in claim.values["heldout_rule"]
     assert claim.values["rescale"]["1L-solu_ln"]["positions"] == 50
     ctx = types.SimpleNamespace(runs_dir=tmp_path, scale="tiny")
-    C.record(ctx, "07-layernorm", [claim])
-    assert C.load(ctx, ["07-layernorm"])[0].verdict == C.REPRODUCED
+    record.save(ctx, "07-layernorm", [claim])
+    assert record.load(ctx, ["07-layernorm"])[0].verdict == C.REPRODUCED
     # As large as the control, but SoLU-LN minus GELU-LN's interval reaches above 0.
     same = LN.claims(_measurements(STRONG, STRONG))[0]
     assert same.verdict == C.INCONCLUSIVE and f"({C.INCONCLUSIVE})" in same.sentence

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from solu_repro.book import book_context
-from solu_repro.book import claims as C
+from solu_repro.paper import claim as C
+from solu_repro.paper import registry as REG
+from solu_repro.book import record
 from solu_repro.book import neurons as N
 from solu_repro.interp.analysis import ROLE_ORDER, layer_roles
 from solu_repro.interp.explanations import Explanation
@@ -221,10 +223,10 @@ def test_chapter5_claims_are_the_chapters_registry_claims(tmp_path):
     m = N.OneLayerMeasurements("1L-solu_ln", SEEDS, "1L-gelu", 64, {}, {}, {},
                                [r for s in SEEDS for r in _agreement(s, 0.8, 0.6)])
     out = N.chapter5_claims(m)
-    assert [c.id for c in out] == [c.id for c in C.CLAIMS if c.chapter == "05-one-layer-neurons"]
+    assert [c.id for c in out] == [c.id for c in REG.CLAIMS if c.chapter == "05-one-layer-neurons"]
     ctx = types.SimpleNamespace(runs_dir=tmp_path, scale="tiny")
-    path = C.record(ctx, "05-one-layer-neurons", out)
-    assert [c.id for c in C.load(ctx, ["05-one-layer-neurons"])] == ["logit_agreement"]
+    path = record.save(ctx, "05-one-layer-neurons", out)
+    assert [c.id for c in record.load(ctx, ["05-one-layer-neurons"])] == ["logit_agreement"]
     assert path.is_file()
 
 
@@ -348,7 +350,7 @@ def test_layer_claims_without_a_deep_enough_model():
     assert got["late_retokenization"].verdict == C.PARTLY  # 2/3 vs 1/3, interval wide
     none = N.LayersMeasurements(None, None)
     got = N.chapter6_claims(none)
-    assert [c.id for c in got] == [c.id for c in C.CLAIMS
+    assert [c.id for c in got] == [c.id for c in REG.CLAIMS
                                    if c.chapter == "06-neurons-across-layers"]
     assert {c.verdict for c in got} == {C.NOT_TESTABLE}
 

@@ -12,7 +12,9 @@ import pytest
 
 from solu_repro.book import book_context
 from solu_repro.book import performance as perf
-from solu_repro.book import claims as registry
+from solu_repro.paper import claim as registry
+from solu_repro.paper import registry as REG
+from solu_repro.book import record
 from solu_repro.book import scorecard, style
 from solu_repro.speed import SpeedComparison
 from solu_repro.zoo import ZooRun, ensure_trained, zoo_config, zoo_configs
@@ -122,7 +124,7 @@ def test_performance_measurements_and_claims_on_the_tiny_zoo(tiny_ctx):
     assert pm.val_loss["1L-gelu"] == pytest.approx(np.mean(list(pm.per_seed["1L-gelu"].values())))
     assert pm.parity is not None and pm.parity.n_seeds == 2
     chapter = perf.claims(pm)
-    assert [c.id for c in chapter] == [c.id for c in registry.CLAIMS
+    assert [c.id for c in chapter] == [c.id for c in REG.CLAIMS
                                        if c.chapter == "03-performance"]
     speed = next(c for c in chapter if c.id == "speed")
     if pm.device == "cpu":  # eager CPU timing cannot test a claim about fused GPU kernels

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .activations import ACT_FNS
+from .hooks import block
 from .model import ModelConfig, Transformer
 
 if TYPE_CHECKING:  # only for annotations: transformer_lens is an optional dependency
@@ -277,7 +278,7 @@ def _to_tl_state_dict(model: Transformer) -> dict[str, Tensor]:
     if cfg.pos_embed == "learned":
         sd["pos_embed.W_pos"] = ours["W_pos"]
     for layer in range(cfg.n_layers):
-        p = f"blocks.{layer}"
+        p = block(layer)
         W_QKV, b_QKV = ours[f"{p}.attn.W_QKV"], ours[f"{p}.attn.b_QKV"]
         for i, name in enumerate("QKV"):
             # (d_model, n_heads, d_head) -> TL's (n_heads, d_model, d_head)
@@ -394,7 +395,7 @@ def from_tl_state_dict(cfg: ModelConfig, tl: dict[str, Tensor], folded: bool) ->
     if cfg.pos_embed == "learned":
         sd["W_pos"] = tl["pos_embed.W_pos"]
     for layer in range(cfg.n_layers):
-        p = f"blocks.{layer}"
+        p = block(layer)
         # TL's (n_heads, d_model, d_head) -> our fused (d_model, 3, n_heads, d_head)
         sd[f"{p}.attn.W_QKV"] = torch.stack(
             [tl[f"{p}.attn.W_{n}"].permute(1, 0, 2) for n in "QKV"], dim=1)

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import ACT_FNS, LN_ACT_FNS, BlockedLayerNorm, MLPActivation
+from . import hooks
+from .hooks import act_name
 from .unembed_loss import linear_cross_entropy
 
 POS_EMBEDS = ("rotary", "learned")
@@ -157,9 +159,9 @@ def _rotate_half(x: Tensor) -> Tensor:
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, prefix: str):
+    def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        self.cfg, self.prefix = cfg, prefix
+        self.cfg, self.layer = cfg, layer
         H, Dh, D = cfg.n_heads, cfg.d_head, cfg.d_model
         self.W_QKV = nn.Parameter(torch.empty(D, 3, H, Dh))
         self.b_QKV = nn.Parameter(torch.zeros(3, H, Dh))
@@ -185,12 +187,12 @@ class Attention(nn.Module):
             q, k = self._rotate(q), self._rotate(k)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, Dh)
         want_pattern = cache is not None and (
-            cache.wanted is None or f"{self.prefix}.hook_pattern" in cache.wanted)
+            cache.wanted is None or act_name("pattern", self.layer) in cache.wanted)
         if want_pattern:
             scores = q @ k.transpose(-1, -2) / math.sqrt(Dh)  # (B, H, T, T)
             causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
             pattern = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
-            cache.record(f"{self.prefix}.hook_pattern", pattern)
+            cache.record(act_name("pattern", self.layer), pattern)
             z = pattern.to(v.dtype) @ v
         else:
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, Dh)
@@ -199,9 +201,9 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig, prefix: str):
+    def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        self.prefix = prefix
+        self.layer = layer
         self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
         self.act = MLPActivation(cfg.act_fn, cfg.d_mlp, cfg.solu_blocks, cfg.ln_eps)
@@ -213,30 +215,30 @@ class MLP(nn.Module):
         mid, post = self.act(pre)
         if cache is not None:
             # hook_mid is the activation the paper interprets (before the extra LN, §4.3).
-            cache.record(f"{self.prefix}.hook_pre", pre)
-            cache.record(f"{self.prefix}.hook_mid", mid)
-            cache.record(f"{self.prefix}.hook_post", post)
+            cache.record(act_name("pre", self.layer), pre)
+            cache.record(act_name("mid", self.layer), mid)
+            cache.record(act_name("post", self.layer), post)
         return post @ self.W_out + self.b_out
 
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        self.prefix = f"blocks.{layer}"
+        self.layer = layer
         self.ln1 = BlockedLayerNorm(cfg.d_model, eps=cfg.ln_eps)
-        self.attn = Attention(cfg, f"{self.prefix}.attn")
+        self.attn = Attention(cfg, layer)
         self.ln2 = BlockedLayerNorm(cfg.d_model, eps=cfg.ln_eps)
-        self.mlp = MLP(cfg, f"{self.prefix}.mlp")
+        self.mlp = MLP(cfg, layer)
 
     def forward(self, resid: Tensor, cache: ActivationCache | None = None) -> Tensor:
         if cache is not None:
-            cache.record(f"{self.prefix}.hook_resid_pre", resid)
+            cache.record(act_name("resid_pre", self.layer), resid)
         resid = resid + self.attn(self.ln1(resid), cache)
         if cache is not None:
-            cache.record(f"{self.prefix}.hook_resid_mid", resid)
+            cache.record(act_name("resid_mid", self.layer), resid)
         resid = resid + self.mlp(self.ln2(resid), cache)
         if cache is not None:
-            cache.record(f"{self.prefix}.hook_resid_post", resid)
+            cache.record(act_name("resid_post", self.layer), resid)
         return resid
 
 
@@ -281,13 +283,7 @@ class Transformer(nn.Module):
 
     def hook_names(self) -> list[str]:
         """All activation names ``run_with_cache`` can record."""
-        names = ["hook_embed"] + (["hook_pos_embed"] if self.W_pos is not None else [])
-        for layer in range(self.cfg.n_layers):
-            p = f"blocks.{layer}"
-            names += [f"{p}.hook_resid_pre", f"{p}.attn.hook_pattern", f"{p}.hook_resid_mid",
-                      f"{p}.mlp.hook_pre", f"{p}.mlp.hook_mid", f"{p}.mlp.hook_post",
-                      f"{p}.hook_resid_post"]
-        return names + ["ln_final.hook_normalized"]
+        return hooks.hook_names(self.cfg.n_layers, learned_pos=self.W_pos is not None)
 
     def forward(self, tokens: Tensor, cache: ActivationCache | None = None,
                 stop_after_blocks: bool = False, targets: Tensor | None = None,
@@ -312,12 +308,12 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence length {T} exceeds the model's n_ctx={self.cfg.n_ctx}")
         resid = self.W_E[tokens]  # (B, T, d_model)
         if cache is not None:
-            cache.record("hook_embed", resid)
+            cache.record(act_name("embed"), resid)
         if self.W_pos is not None:
             pos = self.W_pos[:T]
             if cache is not None:
                 # (B, T, d_model) like TransformerLens's hook_pos_embed (a view, no copy).
-                cache.record("hook_pos_embed", pos.expand(resid.shape))
+                cache.record(act_name("pos_embed"), pos.expand(resid.shape))
             resid = resid + pos
         for block in self.blocks:
             resid = block(resid, cache)
@@ -328,10 +324,10 @@ class Transformer(nn.Module):
             return linear_cross_entropy(normalized, self.W_U, self.b_U, targets,
                                         reduction="none" if per_token else "mean")
         if cache is not None and (cache.wanted is None
-                                  or "ln_final.hook_normalized" in cache.wanted):
+                                  or act_name("normalized") in cache.wanted):
             # As in TransformerLens, hook_normalized is the LayerNorm output *before* its
             # affine w, b (centred, unit variance), so TL analysis code reads it correctly.
-            cache.record("ln_final.hook_normalized",
+            cache.record(act_name("normalized"),
                          F.layer_norm(resid, (self.cfg.d_model,), eps=self.cfg.ln_eps))
         return normalized @ self.W_U + self.b_U
 

@@ -60,6 +60,7 @@ from . import paths
 from .data import DataError, DataSpec, TokenizedCorpus, build_dataset
 from .data.tokenizer import load_tokenizer
 from .interop import from_tl_state_dict
+from .hooks import block
 from .model import ConfigError, ModelConfig, Transformer
 
 __all__ = ["ALIASES", "MODELS", "PREFIX", "PretrainedError", "PublishedRun", "ReleasedModel",
@@ -371,7 +372,7 @@ def _expected_shapes(cfg: ModelConfig, folded: bool) -> dict[str, tuple[int, ...
               "unembed.W_U": (cfg.d_model, cfg.d_vocab), "unembed.b_U": (cfg.d_vocab,)}
     norms = {"ln_final": cfg.d_model}
     for layer in range(cfg.n_layers):
-        p = f"blocks.{layer}"
+        p = block(layer)
         for n in "QKV":
             shapes[f"{p}.attn.W_{n}"] = (cfg.n_heads, cfg.d_model, cfg.d_head)
             shapes[f"{p}.attn.b_{n}"] = (cfg.n_heads, cfg.d_head)

@@ -155,6 +155,17 @@ def seed_of(name: str) -> int:
     return parse_name(name)[3]
 
 
+def act_of(name: str) -> str:
+    """The variant of a zoo model name without depth and seed: "2L-solu_ln" -> "solu_ln",
+    "1L-gelu-s2" -> "gelu", "1L-solu_ln_b4-s1" -> "solu_ln_b4" (blocked)."""
+    return name.split("-")[1]
+
+
+def depth_of(name: str) -> int:
+    """The depth of a zoo model name ("2L-solu_ln" -> 2)."""
+    return int(name.split("L-", 1)[0])
+
+
 def _variants(s: Scale) -> list[tuple[int, str, int, int]]:
     """(depth, act, blocks, seeds) of every model kind of a scale, in zoo order."""
     one = min(s.depths)

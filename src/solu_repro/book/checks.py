@@ -34,6 +34,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..paper.claim import IDENTITY
+from ..paper.registry import CLAIMS
+
 UNIFORM_MARGIN = 0.5
 """A trained model's validation loss is at least this far (nats) below the uniform
 distribution's ln(d_vocab). Untrained, it is at or above ln(d_vocab)."""
@@ -209,7 +212,6 @@ def band_checks(rows: Sequence[Any], n_bands: int, hooks: Sequence[str] = ("mid"
 def scorecard_checks(claims: Sequence[Any]) -> list[Check]:
     """The registry's structure (every claim has a row, by kind) and the verdicts of the
     identity claims, decided by algebra and worked examples rather than trained weights."""
-    from .claims import CLAIMS, IDENTITY
     have = {c.id for c in claims}
     out = [Check(f"{len(claims)} of {len(CLAIMS)} registry claims scored",
                  have == {c.id for c in CLAIMS},

@@ -40,8 +40,8 @@ from ..interp.stats import SeedInterval, paired_seed_difference
 from ..model import ModelConfig
 from . import style
 from .checks import Check
-from .claims import (NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Claim, directional,
-                     scored)
+from ..paper.claim import (NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED, Claim, directional)
+from ..paper.registry import scored
 
 LN_EPS = ModelConfig.ln_eps
 """The zoo models' LayerNorm epsilon (1e-5): the default ``eps`` everywhere below."""

@@ -22,8 +22,9 @@ from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
 from ..interp.score import ScoreSettings
 from ..interp.stats import (Proportion, SeedInterval, difference_interval,
                             paired_seed_difference, seed_mean_interval)
-from . import claims as registry
-from .claims import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
+from ..paper import registry
+from ..paper import claim as claim_rules
+from ..paper.claim import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim
 from . import style
 from .context import ONE_MODEL_RULE, BookContext
 
@@ -591,7 +592,7 @@ def claims(im: InterpMeasurements) -> list[Claim]:
     else:
         ours = "full-spectrum judge, neuron basis minus rotated basis: " + "; ".join(
             f"{style.label(v)} {_points(g)}" for v, g in gains.items())
-        verdict = registry.combined(*(_verdict(g) for g in gains.values()))
+        verdict = claim_rules.combined(*(_verdict(g) for g in gains.values()))
         out.append(registry.scored("privileged_basis", ours, verdict,
                                    values={v: g.to_dict() for v, g in gains.items()}))
     spec = im.seed_difference("solu_ln", "gelu", "spectrum")
@@ -622,7 +623,7 @@ def claims(im: InterpMeasurements) -> list[Claim]:
     if above is None or below is None:
         out.append(registry.scored("ln_only_halfway", "no LN-only ablation", NOT_TESTABLE))
     else:
-        verdict = registry.combined(_verdict(above), _verdict(below))
+        verdict = claim_rules.combined(_verdict(above), _verdict(below))
         out.append(registry.scored(
             "ln_only_halfway", f"GELU-LN minus GELU: {_points(above)}; SoLU-LN minus GELU-LN: "
             f"{_points(below)}", verdict,
@@ -633,7 +634,7 @@ def claims(im: InterpMeasurements) -> list[Claim]:
         out.append(registry.scored("stricter_annotator", "no matched 1-layer pair",
                                    NOT_TESTABLE))
     else:
-        verdict = registry.combined(_verdict(strict), _verdict(seed))
+        verdict = claim_rules.combined(_verdict(strict), _verdict(seed))
         out.append(registry.scored(
             "stricter_annotator", f"SoLU-LN minus GELU under the stricter judge (coverage "
             f"{STRICT['threshold']:.0%}, lift {STRICT['min_lift']:g}): {_points(strict)}; "
@@ -669,7 +670,7 @@ def claims(im: InterpMeasurements) -> list[Claim]:
 
 
 def _verdict(d: SeedInterval) -> str:
-    return registry.directional(d.estimate, d.lo, d.hi)
+    return claim_rules.directional(d.estimate, d.lo, d.hi)
 
 
 def _pct(x: float | None) -> str:
@@ -694,7 +695,7 @@ def _human_verdict(summaries) -> str:
              _oriented(s.report.differences)
              if style.act_of(a) == "solu_ln" and style.act_of(b) == "gelu"
              and style.depth_of(a) == style.depth_of(b) and style.seed_of(a) == style.seed_of(b)]
-    return registry.combined(*(registry.directional(d, lo, hi) for d, lo, hi in diffs)) \
+    return claim_rules.combined(*(claim_rules.directional(d, lo, hi) for d, lo, hi in diffs)) \
         if diffs else NOT_TESTABLE
 
 
@@ -760,7 +761,7 @@ def released_markdown(ri: ReleasedInterp) -> str:
         for view, r in by_view.items():
             cells = [f"{d:+.1%} [{lo:+.1%}, {hi:+.1%}]"
                      for d, lo, hi in (r.basis_diff, r.rotated_diff, r.diff_in_diff)]
-            verdict = registry.at_most(registry.directional(*r.diff_in_diff))
+            verdict = claim_rules.at_most(claim_rules.directional(*r.diff_in_diff))
             lines.append(f"| {depth}L | {VIEWS[view]} | " + " | ".join(cells)
                          + f" | {verdict} |")
     return "\n".join(lines) + "\n\n" + ONE_MODEL_RULE

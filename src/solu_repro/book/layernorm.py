@@ -48,9 +48,11 @@ from ..interp.analysis import (HELDOUT_RULE, BandRow, LNConsistency, NeuronBands
                                ln_consistency)
 from ..interp.explanations import VocabTables
 from . import style
-from .claims import (INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim,
-                     scored)
-from .neurons import format_table, rank_neurons, side_by_side_html, verdict_html
+from ..paper.claim import (INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, Claim)
+from ..paper.registry import scored
+from .neurons import format_table
+from ..interp.ranking import rank_neurons
+from .neuron_cards import side_by_side_html, verdict_html
 
 HOOK_LABELS = {"mid": "before the LN (hook_mid)", "post": "after the LN (hook_post)"}
 N_BANDS = 10

@@ -46,20 +46,13 @@ from ..interp.score import NeuronScore, NeuronScores
 from ..interp.stats import SeedInterval, difference_interval, seed_mean_interval
 from ..interp.view import logit_effect_html, neuron_html
 from . import style
-from .claims import NOT_TESTABLE, PARTLY, Claim, at_most, directional, scored
+from ..interp.ranking import RANKING, explanation_kind, rank_neurons, spectrum_f1, spread_over_kinds
+from .neuron_cards import ROLE_LABELS, neuron_card_html, neuron_cards_html, side_by_side_html, verdict_html
+from ..fmt import num as _fmt
+from ..paper.claim import NOT_TESTABLE, PARTLY, Claim, at_most, directional
+from ..paper.registry import scored
 
-RANKING = ("interpretable neurons only (the scorer's top-20 rule), best first by the F1 of "
-           "the explanation's held-out precision and recall, then by its coverage of the top "
-           "firings, then by its lift over the base rate; ties broken by a seeded shuffle; "
-           "one neuron of each explanation kind before a second of any kind")
 
-ROLE_LABELS = {
-    "token": "current token",
-    "detokenization": "token in context (de-tokenization)",
-    "token_class": "token class or text pattern",
-    "source": "source of the text",
-    "retokenization": "next token (re-tokenization)",
-}
 ROLE_COLUMNS = {"token": "token", "detokenization": "de-tok", "token_class": "token class",
                 "source": "source", "retokenization": "re-tok"}
 """Short headers of the layer-roles table."""
@@ -69,67 +62,19 @@ if set(ROLE_LABELS) != set(ROLE_ORDER) or set(ROLE_COLORS) != set(ROLE_ORDER):
     raise RuntimeError("every role of ROLE_ORDER needs a label and a colour")
 UNCONFIRMED_LABEL = "next token, not pushed by the neuron's logit effect"
 
-_CARD_STYLE = ("border:1px solid #ccc;border-radius:4px;padding:6px 8px;margin:10px 0;"
-               "background:#fff;color:#111")
-_VERDICT_STYLE = "font-family:sans-serif;font-size:13px;margin-bottom:4px"
 
 
 # --- choosing neurons --------------------------------------------------------------------------
-def spectrum_f1(record: NeuronScore) -> float:
-    """Harmonic mean of the explanation's held-out precision and recall (0 when undefined)."""
-    p, r = record.precision, record.recall
-    if p is None or r is None or math.isnan(p) or math.isnan(r) or p + r == 0:
-        return 0.0
-    return 2 * p * r / (p + r)
 
 
-def _tie_breaks(records: Sequence[NeuronScore], seed: int) -> dict[tuple[int, int], float]:
-    rng = np.random.default_rng(seed)
-    return {(r.layer, r.neuron): float(x) for r, x in zip(records, rng.random(len(records)))}
 
 
-def _num(x: float | None) -> float:
-    """A sortable number: None and NaN count as 0."""
-    return 0.0 if x is None or math.isnan(x) else x
 
 
-def rank_neurons(records: Iterable[NeuronScore], seed: int = 0) -> list[NeuronScore]:
-    """``records`` best first by ``RANKING`` (F1, coverage, lift; seeded tie-break).
-
-    The seeded shuffle is drawn over the records in (layer, neuron) order, so the result
-    depends only on the records and the seed, not on the order they come in.
-    """
-    records = sorted(records, key=lambda r: (r.layer, r.neuron))
-    ties = _tie_breaks(records, seed)
-
-    def key(r: NeuronScore):
-        return (-spectrum_f1(r), -r.coverage, -_num(r.lift), ties[(r.layer, r.neuron)])
-
-    return sorted(records, key=key)
 
 
-def _kind(record: NeuronScore) -> str:
-    e = record.explanation_obj()
-    return e.kind if e is not None else "none"
 
 
-def spread_over_kinds(ranked: Sequence[NeuronScore]) -> list[NeuronScore]:
-    """Round robin over explanation kinds: each kind's best, then each kind's second, ...
-
-    Kinds are visited in the order of their best neuron, so the first pick is always the
-    overall best.
-    """
-    groups: dict[str, list[NeuronScore]] = {}
-    for r in ranked:
-        groups.setdefault(_kind(r), []).append(r)
-    out: list[NeuronScore] = []
-    depth = 0
-    while len(out) < len(ranked):
-        for members in groups.values():
-            if depth < len(members):
-                out.append(members[depth])
-        depth += 1
-    return out
 
 
 def select_neurons(scores: NeuronScores, n: int, seed: int = 0, *, layer: int | None = None,
@@ -145,7 +90,7 @@ def select_neurons(scores: NeuronScores, n: int, seed: int = 0, *, layer: int | 
         spread_kinds: One neuron per explanation kind before a second of any kind.
     """
     pool = [r for r in scores.select(layer) if r.interpretable
-            and (role is None or LAYER_ROLES.get(_kind(r)) == role)]
+            and (role is None or LAYER_ROLES.get(explanation_kind(r)) == role)]
     ranked = rank_neurons(pool, seed)
     if spread_kinds:
         ranked = spread_over_kinds(ranked)
@@ -183,7 +128,7 @@ def kind_counts(scores: NeuronScores) -> dict[str, int]:
     counts = {k: 0 for k in KINDS}
     for r in scores.records:
         if r.interpretable:
-            counts[_kind(r)] += 1
+            counts[explanation_kind(r)] += 1
     return {k: v for k, v in counts.items() if v}
 
 
@@ -199,7 +144,7 @@ def picks_table(records: Sequence[NeuronScore]) -> str:
     """A plain-text table of chosen neurons and the scorer's numbers for them."""
     rows = [{"neuron": f"L{r.layer}N{r.neuron}",
              "verdict": "interpretable" if r.interpretable else "not interpretable",
-             "kind": _kind(r), "coverage": f"{r.coverage:.2f}",
+             "kind": explanation_kind(r), "coverage": f"{r.coverage:.2f}",
              "lift": _fmt(r.lift, ".0f"), "precision": _fmt(r.precision, ".2f"),
              "recall": _fmt(r.recall, ".2f"), "explanation": _clip(r.text, 60)}
             for r in records]
@@ -207,10 +152,6 @@ def picks_table(records: Sequence[NeuronScore]) -> str:
                                "recall", "explanation"])
 
 
-def _fmt(x: float | None, spec: str) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a" if x is None or math.isnan(x) else ("inf" if x > 0 else "-inf")
-    return format(x, spec)
 
 
 def _clip(text: str, width: int) -> str:
@@ -227,73 +168,12 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 # --- rendering ---------------------------------------------------------------------------------
-def verdict_html(record: NeuronScore, model_name: str) -> str:
-    """The scorer's verdict on one neuron as an escaped one-line header."""
-    verdict = ("interpretable (top-20 rule)" if record.interpretable
-               else "NOT interpretable by the scorer")
-    color = "#1a7f37" if record.interpretable else "#b35900"
-    numbers = (f"covers {record.coverage:.0%} of the top firings · "
-               f"{_fmt(record.lift, '.0f')}x its base rate · held-out precision "
-               f"{_fmt(record.precision, '.2f')}, recall {_fmt(record.recall, '.2f')}")
-    role = ROLE_LABELS.get(LAYER_ROLES.get(_kind(record), ""), "no role")
-    return (f'<div class="solu-verdict" style="{_VERDICT_STYLE}">'
-            f"<b>{html.escape(model_name)} L{record.layer}N{record.neuron}</b> · "
-            f'<span style="color:{color};font-weight:bold">{verdict}</span><br>'
-            f'scorer\'s explanation: <span class="solu-explanation" '
-            f'style="font-family:monospace;background:#f4f4f4">{html.escape(record.text)}'
-            f"</span> ({html.escape(role)})<br>"
-            f'<span style="color:#555;font-size:12px">{numbers}</span></div>')
 
 
-def neuron_card_html(model, corpus, harvest, record: NeuronScore, model_name: str, *,
-                     n_examples: int = 8, n_logits: int = 8, band: Any = "top",
-                     hook: str = "mid", logits: bool = True, seed: int = 0) -> str:
-    """One neuron's card: the scorer's verdict, Figure 3-style examples and (optionally) the
-    Figure 5-style direct logit effect.
-
-    Args:
-        model, corpus, harvest: The model, its corpus and its harvest.
-        record: The neuron's ``NeuronScore``.
-        model_name: Shown in the header (escaped).
-        n_examples: Dataset examples shown.
-        n_logits: Tokens per column of the logit effect.
-        band: ``"top"`` or a band, as ``neuron_html`` takes it.
-        hook: ``"mid"`` (interpreted) or ``"post"``.
-        logits: Add the direct logit effect.
-        seed: Seed of band samples.
-    """
-    parts = [f'<div class="solu-card" style="{_CARD_STYLE}">', verdict_html(record, model_name),
-             neuron_html(model, corpus, harvest, record.layer, record.neuron, hook=hook,
-                         band=band, n=n_examples, seed=seed, left=24, right=4)]
-    if logits:
-        parts.append(logit_effect_html(model, corpus.tokenizer, record.layer, record.neuron,
-                                       n=n_logits))
-    parts.append("</div>")
-    return "".join(parts)
 
 
-def neuron_cards_html(ctx, name: str, records: Sequence[NeuronScore], *, n_examples: int = 8,
-                      n_logits: int = 8, logits: bool = True, empty: str = "No neurons.") -> str:
-    """Cards of several neurons of the zoo model ``name`` (see ``neuron_card_html``)."""
-    if not records:
-        return (f'<p class="solu-empty" style="font-family:sans-serif;color:#555">'
-                f"{html.escape(empty)}</p>")
-    run = ctx.run(name)
-    model, corpus, harvest = run.load_model(), run.corpus(), ctx.harvest(name)
-    return "".join(neuron_card_html(model, corpus, harvest, r, name, n_examples=n_examples,
-                                    n_logits=n_logits, logits=logits, seed=ctx.seed)
-                   for r in records)
 
 
-def side_by_side_html(columns: dict[str, str]) -> str:
-    """HTML fragments in equal columns, each under its (escaped) title."""
-    cells = "".join(
-        '<div style="flex:1 1 0;min-width:280px">'
-        f'<div style="font-family:sans-serif;font-weight:bold;font-size:14px;margin:4px 0">'
-        f"{html.escape(title)}</div>{body}</div>"
-        for title, body in columns.items())
-    return ('<div class="solu-side-by-side" style="display:flex;gap:16px;flex-wrap:wrap">'
-            f"{cells}</div>")
 
 
 def contrast_html(ctx, names: Sequence[str], n: int, *, n_examples: int = 6) -> str:
@@ -660,7 +540,7 @@ def role_examples(ctx, name: str, per_role: int = 1, seed: int | None = None,
     seed = ctx.seed if seed is None else seed
     scores = ctx.scores(name)
     model = ctx.run(name).load_model() if any(
-        r.interpretable and LAYER_ROLES.get(_kind(r)) == "retokenization"
+        r.interpretable and LAYER_ROLES.get(explanation_kind(r)) == "retokenization"
         for r in scores.records) else None
     out = {}
     for role in ROLE_ORDER:

@@ -26,8 +26,9 @@ import plotly.graph_objects as go
 import torch
 
 from ..interp.stats import Equivalence, SeedInterval, equivalence_test, paired_seed_difference
-from . import claims as registry
-from .claims import (INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PAPER_LOSS_MARGIN, PAPER_MULTIPLIER_RANGE,
+from ..paper import registry
+from ..paper import claim as claim_rules
+from ..paper.claim import (INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PAPER_LOSS_MARGIN, PAPER_MULTIPLIER_RANGE,
                      PAPER_NO_LN_MULTIPLIER, PAPER_SPEED_OVERHEAD, PARTLY, REPRODUCED, Claim)
 from ..scaling import EffectiveSize, ScalingFit, ScalingFitError, effective_size_multiplier, \
     fit_scaling_law
@@ -840,8 +841,8 @@ def claims(pm: PerformanceMeasurements) -> list[Claim]:
                 + (gap.format("+.4f") + f" nats ({gap.method})" if gap is not None
                    else f"{n.gap_vs_gelu:+.4f} nats")
                 + f"; effective size {n.multiplier}")
-        verdict = (registry.directional(gap.estimate, gap.lo, gap.hi) if gap is not None
-                   else registry.directional(n.gap_vs_gelu, -math.inf, math.inf))
+        verdict = (claim_rules.directional(gap.estimate, gap.lo, gap.hi) if gap is not None
+                   else claim_rules.directional(n.gap_vs_gelu, -math.inf, math.inf))
         if verdict == REPRODUCED and not (value is not None and plo <= value <= phi):
             verdict = PARTLY
         out.append(registry.scored("no_ln_penalty", ours, verdict, values={

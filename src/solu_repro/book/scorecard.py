@@ -12,8 +12,10 @@ import html
 from collections import Counter
 from typing import Iterable, Sequence
 
-from .claims import (CLAIMS, EMPIRICAL, IDENTITY, INCONCLUSIVE, KIND_LABELS, KINDS,
-                     NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, VERDICTS, Claim, load)
+from ..paper.claim import (EMPIRICAL, IDENTITY, INCONCLUSIVE, KIND_LABELS, KINDS,
+                          NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, VERDICTS, Claim)
+from ..paper.registry import CLAIMS
+from .record import load
 
 VERDICT_COLORS = {REPRODUCED: "#2ca02c", PARTLY: "#bcbd22", INCONCLUSIVE: "#17becf",
                   NOT_REPRODUCED: "#d62728", NOT_TESTABLE: "#7f7f7f"}

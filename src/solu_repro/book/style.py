@@ -30,18 +30,7 @@ HOOK_COLORS = {"mid": "#d62728", "post": "#7f7f7f"}  # pre-LN (interpreted) vs p
 FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
 
 
-def act_of(name: str) -> str:
-    """The variant of a zoo model name without depth and seed: "2L-solu_ln" -> "solu_ln",
-    "1L-gelu-s2" -> "gelu", "1L-solu_ln_b4-s1" -> "solu_ln_b4" (blocked)."""
-    return name.split("-")[1]
-
-
-def depth_of(name: str) -> int:
-    """The depth of a zoo model name ("2L-solu_ln" -> 2)."""
-    return int(name.split("L-", 1)[0])
-
-
-from ..zoo import seed_of, variant_of  # noqa: E402,F401  (re-exported for the chapters)
+from ..zoo import act_of, depth_of, seed_of, variant_of  # noqa: E402,F401  (re-exported for the chapters)
 
 
 def color(name_or_act: str) -> str:

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ..activations import solu
+from ..hooks import act_name
 from ..model import ConfigError, ModelConfig, Transformer
 from .harvest import (FORMAT_VERSION, HOOKS, Harvest, ModelNeurons, NeuronSource, harvest,
                       weights_digest)
@@ -172,7 +173,7 @@ class SoluReadout:
         self.hooks = ("mid",)
 
     def activations(self, tokens: Tensor) -> dict[str, list[Tensor]]:
-        names = [f"blocks.{l}.mlp.hook_pre" for l in range(self.n_layers)]
+        names = [act_name("pre", l) for l in range(self.n_layers)]
         with torch.inference_mode():
             _, cache = self.model.run_with_cache(tokens, names=names, return_logits=False)
             return {"mid": [solu(cache[name].float()) for name in names]}

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import TokenSplit, get_rows, num_rows
+from ..hooks import act_name
 from ..model import ActivationCache, ConfigError, Transformer
 
 HOOKS = ("mid", "post")
@@ -155,7 +156,7 @@ class ModelNeurons:
         self.hooks = HOOKS if model.cfg.has_mlp_ln else ("mid",)
 
     def activations(self, tokens: Tensor) -> dict[str, list[Tensor]]:
-        names = [f"blocks.{l}.mlp.hook_{h}" for h in self.hooks for l in range(self.n_layers)]
+        names = [act_name(h, l) for h in self.hooks for l in range(self.n_layers)]
         cache = _StoppingCache(names)
         with torch.inference_mode():
             try:
@@ -165,7 +166,7 @@ class ModelNeurons:
         missing = sorted(set(names) - set(cache))
         if missing:
             raise RuntimeError(f"the model's forward pass did not record {missing}")
-        return {h: [cache[f"blocks.{l}.mlp.hook_{h}"].float() for l in range(self.n_layers)]
+        return {h: [cache[act_name(h, l)].float() for l in range(self.n_layers)]
                 for h in self.hooks}
 
 

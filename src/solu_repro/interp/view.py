@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..data import DataError, TokenizedCorpus, decode_tokens, get_rows
+from ..hooks import act_name
 from ..model import ConfigError, Transformer
 from .harvest import HOOKS, Example, Harvest, HarvestError
 
@@ -140,7 +141,7 @@ def neuron_snippets(model: Transformer, corpus: TokenizedCorpus, harvest: Harves
     rows = np.unique(np.array([e.row for e in examples], dtype=np.int64))
     tokens = get_rows(split, rows, n_ctx, corpus.bos_id)  # (R, n_ctx)
     device = next(model.parameters()).device
-    name = f"blocks.{layer}.mlp.hook_{hook}"
+    name = act_name(hook, layer)
     acts = []
     with torch.inference_mode():
         for start in range(0, len(rows), _BATCH_ROWS):

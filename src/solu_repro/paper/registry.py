@@ -1,0 +1,48 @@
+"""Every claim the book checks, in the paper's order, gathered from the section modules.
+
+Each ``ClaimSpec`` is declared once, beside the measurements it rests on, in its paper
+section's module; this module only lists them. A chapter notebook decides its claims with
+``decide(chapter, measurements)``, saves them (``solu_repro.book.record``) and chapter 8
+renders what was saved: it measures nothing, so a number quoted in a chapter and in the
+scorecard is the same number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import s4_design, s5_performance, s6_3_neurons, s6_4_layernorm, s6_interpretability
+from .claim import Claim, ClaimSpec
+
+SECTIONS = (s4_design, s5_performance, s6_interpretability, s6_3_neurons, s6_4_layernorm)
+"""The paper-section modules, in paper order."""
+
+CLAIMS: tuple[ClaimSpec, ...] = tuple(spec for section in SECTIONS for spec in section.CLAIMS)
+REGISTRY: dict[str, ClaimSpec] = {c.id: c for c in CLAIMS}
+if len(REGISTRY) != len(CLAIMS):
+    raise RuntimeError("two claims share an id")
+CHAPTERS: tuple[str, ...] = tuple(dict.fromkeys(c.chapter for c in CLAIMS))
+
+
+def chapter_claims(chapter: str) -> list[ClaimSpec]:
+    """The specs a chapter decides, in registry order."""
+    if chapter not in CHAPTERS:
+        raise KeyError(f"no claims are decided in chapter {chapter!r}: one of {CHAPTERS}")
+    return [c for c in CLAIMS if c.chapter == chapter]
+
+
+def decide(chapter: str, measurements: Any) -> list[Claim]:
+    """Every claim of ``chapter`` decided from its measurements, each by its own ``decide``."""
+    specs = chapter_claims(chapter)
+    undecided = [c.id for c in specs if c.decide is None]
+    if undecided:
+        raise RuntimeError(f"claims {undecided} have no decide function")
+    return [c.decide(measurements) for c in specs]
+
+
+def scored(claim_id: str, ours: str, verdict: str, sentence: str | None = None,
+           **kwargs: Any) -> Claim:
+    """Claim ``claim_id`` of the registry scored (``ClaimSpec.scored``)."""
+    if claim_id not in REGISTRY:
+        raise KeyError(f"no claim {claim_id!r} in the registry: one of {sorted(REGISTRY)}")
+    return REGISTRY[claim_id].scored(ours, verdict, sentence, **kwargs)
