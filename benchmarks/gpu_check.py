@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["train_smoke"]["tokens_per_s"] = result["tokens"] / result["train_seconds"]
         print(f"train smoke: {result['step']} steps, val loss {result['val_loss']:.3f}, "
               f"{report['train_smoke']['tokens_per_s']:,.0f} tokens/s", flush=True)
-        from solu_repro.checkpoint import load_weights
+        from solu_repro.train.checkpoint import load_weights
 
         model = load_weights(run_dir / "model.safetensors", device)
         corpus = build_dataset(smoke.data)

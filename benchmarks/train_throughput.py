@@ -3,7 +3,7 @@
 1. **Against TransformerLens** (``--tl-depths``, default the 1-layer SoLU-LN model at the
    scale's shapes): this project's training step (``solu_repro.speed.make_train_step``, the
    very ``train_step`` the zoo runs) in its default precision (``precision="auto"``: probed
-   on this machine, ``solu_repro.precision``) and in fp32; the step before the fused loss
+   on this machine, ``solu_repro.train.precision``) and in fp32; the step before the fused loss
    ("plain logits": every position's full logits, then ``next_token_loss``); and a
    TransformerLens 3.x ``HookedTransformer`` of the same architecture and weights trained the
    way its docs do, in fp32 and under bf16 autocast. All interleaved in one run. It prints
@@ -48,7 +48,7 @@ import torch
 
 # interleave and ratio_stats are also imported from here by harvest_throughput.py.
 from measure import PeakRSS, resolve_device  # benchmarks/ is on sys.path when run
-from solu_repro import precision as precision_mod
+from solu_repro.train import precision as precision_mod
 from solu_repro.model import Transformer, next_token_loss
 from solu_repro.speed import (interleave, make_activation_step, make_train_step,
                               matmul_peak_flops, ratio_stats, train_flops_per_token)
@@ -251,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="discarded steps of each model before timing")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="precision of the GELU/SoLU-LN comparison; auto (the zoo's default) "
-                        "probes this machine (solu_repro.precision)")
+                        "probes this machine (solu_repro.train.precision)")
     p.add_argument("--tl-depths", type=int, nargs="*", default=[1],
                    help="depths of the SoLU-LN model timed against TransformerLens (none: "
                         "skip; needs the interop extra)")

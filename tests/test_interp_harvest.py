@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from solu_repro.checkpoint import save_weights
+from solu_repro.train.checkpoint import save_weights
 from solu_repro.data import get_rows, num_rows
 from solu_repro.interp.harvest import (HOOKS, Harvest, HarvestError, ModelNeurons, harvest,
                                        harvest_path, harvest_run, selection_rows)

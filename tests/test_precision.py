@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
-from solu_repro import precision, speed
-from solu_repro import train as train_mod
-from solu_repro.checkpoint import list_checkpoints, load_weights
+from solu_repro import speed
+from solu_repro.train import precision
+from solu_repro.train import step as train_mod
+from solu_repro.train.checkpoint import list_checkpoints, load_weights
 from solu_repro.model import model_loss
-from solu_repro.precision import BF16_MIN_SPEEDUP, PrecisionChoice
+from solu_repro.train.precision import BF16_MIN_SPEEDUP, PrecisionChoice
 from solu_repro.speed import Samples
 from solu_repro.train import train
 
@@ -47,7 +48,7 @@ def test_probe_picks_bf16_only_when_clearly_faster(small_config, monkeypatch, fp
         times = {"fp32": fp32_s, "bf16": bf16_s}
         return {name: Samples([[times[name]]] * rounds) for name in fns}
 
-    monkeypatch.setattr(speed, "interleave", fake_interleave)
+    monkeypatch.setattr(precision, "interleave", fake_interleave)
     choice = precision.choose(small_config(precision="auto"), torch.device("cpu"))
     assert choice.precision == expected and choice.reason == "probe"
     assert choice.speedup == pytest.approx(fp32_s / bf16_s)
@@ -56,7 +57,7 @@ def test_probe_picks_bf16_only_when_clearly_faster(small_config, monkeypatch, fp
 def test_emulated_bf16_is_refused_without_timing_a_step(small_config, monkeypatch):
     monkeypatch.setattr(precision, "_PROBES", {})
     monkeypatch.setattr(precision, "matmul_speedup", lambda *a, **k: 0.03)
-    monkeypatch.setattr(speed, "interleave", lambda *a, **k: pytest.fail("timed steps"))
+    monkeypatch.setattr(precision, "interleave", lambda *a, **k: pytest.fail("timed steps"))
     choice = precision.choose(small_config(precision="auto"), torch.device("cpu"))
     assert choice.precision == "fp32" and choice.speedup is None
     assert "emulated" in str(choice)

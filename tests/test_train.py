@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from solu_repro import train as train_mod
-from solu_repro.checkpoint import CheckpointError, list_checkpoints, load_weights
+from solu_repro.train import step as train_mod
+from solu_repro.train.checkpoint import CheckpointError, list_checkpoints, load_weights
 from solu_repro.model import ConfigError
 from solu_repro.train import (TrainConfig, TrainingDivergedError, lr_multiplier, param_groups,
                               read_metrics, train)

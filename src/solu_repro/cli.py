@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from . import paths, zoo
-from .checkpoint import CheckpointError
+from .train.checkpoint import CheckpointError
 from .data import DataError, DataSpec, build_dataset, corpus_summary
 from .interp.blind import BlindError, add_blind_arguments
 from .interp.harvest import HarvestError

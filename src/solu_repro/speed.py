@@ -16,161 +16,43 @@ performance notebook (a few rounds at its scale's shapes).
 
 from __future__ import annotations
 
-import contextlib
-import random
-import statistics
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import torch
 
 from .activations import MLPActivation
-from . import precision as precision_mod
-from .model import ModelConfig, Transformer
-from .train import (Runtime, TrainConfig, make_optimizer, set_lr,
-                    train_step)
-
-Timer = Callable[[], float]
-
-
-def _sync(device: torch.device | str | None) -> None:
-    if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+from .model import ModelConfig
+from .train import TrainConfig
+from .train import precision as precision_mod
+from .train.runtime import autocast, torch_threads  # noqa: F401  (re-exported)
+from .train.step import make_step
+from .train.timing import (Samples, Timer, _check_count, _sync, interleave,  # noqa: F401
+                           quantile, ratio_stats)
 
 
-def quantile(xs: list[float], q: float) -> float:
-    """Linear-interpolation quantile (``q`` in [0, 1]) of a non-empty list."""
-    if not xs:
-        raise ValueError("quantile of an empty list")
-    if not 0 <= q <= 1:
-        raise ValueError(f"q must be in [0, 1], got {q}")
-    s = sorted(xs)
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-@dataclass
-class Samples:
-    """Per-call times (seconds) of one timed callable, grouped by round."""
-
-    rounds: list[list[float]] = field(default_factory=list)
-
-    @property
-    def all(self) -> list[float]:
-        return [t for r in self.rounds for t in r]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.all)
-
-    def iqr(self) -> tuple[float, float]:
-        xs = self.all
-        return quantile(xs, 0.25), quantile(xs, 0.75)
 
 
-def _check_count(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def interleave(fns: Mapping[str, Callable[[], None]], device: torch.device | str | None = None,
-               rounds: int = 3, steps_per_round: int = 1, warmup: int = 1,
-               timer: Timer = time.perf_counter) -> dict[str, Samples]:
-    """Time each callable in A B A B ... rounds; ``warmup`` calls of each are discarded.
-
-    Args:
-        fns: name -> a callable doing one unit of work (e.g. one training step).
-        device: a CUDA device is synchronized around each call; None or CPU is not.
-        rounds: interleaved rounds.
-        steps_per_round: timed calls of each callable per round.
-        warmup: untimed calls of each callable first (allocator, caches, lazy init).
-        timer: the clock (tests pass a fake one).
-
-    Returns:
-        name -> its samples: ``rounds`` rounds of ``steps_per_round`` times each.
-    """
-    if not fns:
-        raise ValueError("nothing to time: fns is empty")
-    for name, fn in fns.items():
-        if not callable(fn):
-            raise TypeError(f"fns[{name!r}] is not callable")
-    _check_count("rounds", rounds, 1)
-    _check_count("steps_per_round", steps_per_round, 1)
-    _check_count("warmup", warmup, 0)
-    for fn in fns.values():  # warmup, also interleaved
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    samples = {name: Samples() for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times = []
-            for _ in range(steps_per_round):
-                _sync(device)
-                t0 = timer()
-                fn()
-                _sync(device)
-                times.append(timer() - t0)
-            samples[name].rounds.append(times)
-    return samples
 
 
-def ratio_stats(a: Samples, b: Samples, n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
-    """How much slower ``b`` is than ``a``.
 
-    Returns:
-        ``ratio``: median(b) / median(a); ``round_min``/``round_max``: the extremes of the
-        per-round ratios of round medians; ``ci90_lo``/``ci90_hi``: a 90% bootstrap interval
-        of the ratio of medians (each model's times resampled with replacement, ``n_boot``
-        times, seeded).
-    """
-    if not a.rounds or not b.rounds:
-        raise ValueError("ratio_stats needs samples of both callables")
-    if len(a.rounds) != len(b.rounds):
-        raise ValueError(f"a has {len(a.rounds)} rounds but b has {len(b.rounds)}: "
-                         "compare samples of the same interleaved run")
-    _check_count("n_boot", n_boot, 1)
-    per_round = [statistics.median(rb) / statistics.median(ra)
-                 for ra, rb in zip(a.rounds, b.rounds)]
-    rng = random.Random(seed)
-    xa, xb = a.all, b.all
-    boot = [statistics.median(rng.choices(xb, k=len(xb)))
-            / statistics.median(rng.choices(xa, k=len(xa))) for _ in range(n_boot)]
-    return {"ratio": b.median / a.median, "round_min": min(per_round),
-            "round_max": max(per_round), "ci90_lo": quantile(boot, 0.05),
-            "ci90_hi": quantile(boot, 0.95)}
+
+
+
+
+def make_train_step(cfg: TrainConfig, device: torch.device | str = "cpu",
+                    seed: int = 0) -> Callable[[], None]:
+    """One full optimizer step of ``cfg``'s model on fixed random tokens (``train.make_step``)
+    in the precision a run of ``cfg`` would choose on this machine (``resolved_precision``)."""
+    return make_step(cfg, resolved_precision(cfg, device), device, seed)
 
 
 # --- what is timed -----------------------------------------------------------------------------
-def make_train_step(cfg: TrainConfig, device: torch.device | str = "cpu",
-                    seed: int = 0) -> Callable[[], None]:
-    """One full optimizer step of ``cfg``'s model on fixed random tokens: ``train``'s own
-    ``train_step`` (forward on all but the last position, fused unembedding and
-    cross-entropy, backward, gradient clipping, AdamW over ``param_groups``), at the peak
-    learning rate, in the precision a run of ``cfg`` would choose on this machine
-    (``resolved_precision``)."""
-    device = torch.device(device)
-    precision = resolved_precision(cfg, device)
-    with torch.random.fork_rng(devices=[]):  # the model's own init seed, no global side effect
-        torch.manual_seed(cfg.model.seed)
-        model = Transformer(cfg.model).to(device)
-    model.train()
-    optimizer = make_optimizer(model, cfg, device)
-    set_lr(optimizer, cfg.warmup_steps, cfg)
-    gen = torch.Generator().manual_seed(seed)
-    micro = cfg.batch_size // cfg.grad_accum
-    batches = [torch.randint(0, cfg.model.d_vocab, (micro, cfg.model.n_ctx), generator=gen)
-               .to(device) for _ in range(cfg.grad_accum)]
-    rt = Runtime(device)
-    wrapped = torch.compile(model) if cfg.compile else model  # as train() wraps it
-
-    def step() -> None:
-        train_step(wrapped, model, optimizer, batches, cfg, precision, rt)
-
-    return step
 
 
 def train_flops_per_token(m: ModelConfig) -> float:
@@ -224,7 +106,7 @@ def make_activation_step(act_fn: str, cfg: TrainConfig, device: torch.device | s
     grad = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
     def step() -> None:
-        with precision_mod.autocast(precision, device):
+        with autocast(precision, device):
             _, post = act(x)
         post.backward(grad)
         x.grad = None
@@ -280,19 +162,6 @@ class SpeedComparison:
                 f"{self.median_b_s * 1e3:.1f} ms, {self.n_samples} samples each)")
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op CPU threads (None: leave as is)."""
-    if threads is None:
-        yield
-        return
-    _check_count("threads", threads, 1)
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def compare(fns: Mapping[str, Callable[[], None]], what: str,

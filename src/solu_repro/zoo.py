@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import paths
-from .checkpoint import load_weights
+from .train.checkpoint import load_weights
 from tokenizers import Tokenizer
 
 from .data import DataError, DataSpec, TokenizedCorpus, load_tokenizer, open_dataset
 from .model import ConfigError, ModelConfig, Transformer
-from .speed import torch_threads
+from .train.runtime import torch_threads
 from .train import TrainConfig, read_result, train
 
 PILE = "hf:monology/pile-uncopyrighted:train"
@@ -62,7 +62,7 @@ class Scale:
     checkpoint_every: int
     log_every: int = 10
     precision: str = "auto"
-    """``TrainConfig.precision`` of every model (see ``solu_repro.precision``)."""
+    """``TrainConfig.precision`` of every model (see ``solu_repro.train.precision``)."""
     pair_seeds: int = 1
     """Seeds of the smallest depth's GELU/SoLU-LN pair (the Figure 4 pair)."""
     ablation_seeds: int = 1
@@ -164,6 +164,26 @@ def act_of(name: str) -> str:
 def depth_of(name: str) -> int:
     """The depth of a zoo model name ("2L-solu_ln" -> 2)."""
     return int(name.split("L-", 1)[0])
+
+
+ACT_LABELS = {
+    "gelu": "GELU baseline",
+    "solu_ln": "SoLU + LN",
+    "gelu_ln": "GELU + LN (LN-only ablation)",
+    "solu": "SoLU without LN",
+    "solu_ln_b4": "SoLU + LN, 4 blocks",
+}
+"""How the book names each variant, in legends, tables and claim sentences alike."""
+
+
+def label(name_or_act: str) -> str:
+    """A reader's name: "SoLU + LN" for an activation, "2L SoLU + LN" for a zoo model,
+    "1L GELU baseline (seed 2)" for another seed."""
+    if "-" in name_or_act:
+        seed = seed_of(name_or_act)
+        return (f"{depth_of(name_or_act)}L {ACT_LABELS.get(act_of(name_or_act), name_or_act)}"
+                + (f" (seed {seed})" if seed else ""))
+    return ACT_LABELS.get(name_or_act, name_or_act)
 
 
 def _variants(s: Scale) -> list[tuple[int, str, int, int]]:

@@ -17,20 +17,13 @@ ACT_COLORS = {
     "solu": "#ff7f0e",      # SoLU without its LN
     "solu_ln_b4": "#9467bd",  # blocked SoLU + LN (§4.4)
 }
-ACT_LABELS = {
-    "gelu": "GELU baseline",
-    "solu_ln": "SoLU + LN",
-    "gelu_ln": "GELU + LN (LN-only ablation)",
-    "solu": "SoLU without LN",
-    "solu_ln_b4": "SoLU + LN, 4 blocks",
-}
 ACT_DASH = {"gelu": "dot", "solu_ln": "solid", "gelu_ln": "dash", "solu": "dashdot",
             "solu_ln_b4": "longdash"}
 HOOK_COLORS = {"mid": "#d62728", "post": "#7f7f7f"}  # pre-LN (interpreted) vs post-LN
 FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
 
 
-from ..zoo import act_of, depth_of, seed_of, variant_of  # noqa: E402,F401  (re-exported for the chapters)
+from ..zoo import ACT_LABELS, act_of, depth_of, label, seed_of, variant_of  # noqa: E402,F401  (re-exported for the chapters)
 
 
 def color(name_or_act: str) -> str:
@@ -41,16 +34,6 @@ def color(name_or_act: str) -> str:
 def dash(name_or_act: str) -> str:
     act = act_of(name_or_act) if "-" in name_or_act else name_or_act
     return ACT_DASH.get(act, "solid")
-
-
-def label(name_or_act: str) -> str:
-    """A legend label: "SoLU + LN" for an activation, "2L SoLU + LN" for a zoo model,
-    "1L GELU baseline (seed 2)" for another seed."""
-    if "-" in name_or_act:
-        seed = seed_of(name_or_act)
-        return (f"{depth_of(name_or_act)}L {ACT_LABELS.get(act_of(name_or_act), name_or_act)}"
-                + (f" (seed {seed})" if seed else ""))
-    return ACT_LABELS.get(name_or_act, name_or_act)
 
 
 def figure(title: str, xaxis: str, yaxis: str, height: int = 420, **layout: Any) -> go.Figure:

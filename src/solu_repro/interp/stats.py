@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def _check_confidence(confidence: float, name: str = "confidence") -> float:
@@ -535,3 +538,23 @@ def hierarchical_bootstrap_difference(groups_a: Sequence[Sequence[float]],
                         f"paired hierarchical bootstrap ({k} matched seeds, then neurons; "
                         f"{n_resamples} resamples)",
                         tuple(float(statistic(x) - statistic(y)) for x, y in zip(ga, gb)))
+
+
+# --- moments ---------------------------------------------------------------------------------
+
+
+def kurtosis_from_moments(m2: Tensor, m4: Tensor, min_var: float = 0.0) -> Tensor:
+    """Excess kurtosis ``m4 / m2² - 3`` from central moments (population: divided by n).
+
+    0 for a Gaussian; large for a variable that is near its mean and rarely far from it.
+    NaN where the variance ``m2`` is not above ``min_var`` (a constant has no kurtosis).
+    """
+    k = m4 / m2.clamp(min=1e-300) ** 2 - 3
+    return k.masked_fill(~(m2 > min_var), math.nan)
+
+
+def excess_kurtosis(x: Tensor, dim: int = 0, min_var: float = 1e-24) -> Tensor:
+    """Excess kurtosis of ``x`` along ``dim`` (population moments; NaN where the variance is
+    not above ``min_var``): ``(..., n, ...) -> (..., ...)``."""
+    c = x - x.mean(dim, keepdim=True)
+    return kurtosis_from_moments((c ** 2).mean(dim), (c ** 4).mean(dim), min_var)

@@ -2,17 +2,582 @@
 
 Measurements only: pure functions from runs, scores and harvests to results and to
 scored claims. No plotting, widgets or HTML here (``solu_repro.book`` presents them).
+
+What chapter 3 measures, each from the zoo's own run files:
+
+* final validation loss per model, per seed and as seed means, and SoLU-LN minus GELU at
+  each depth (``final_losses``, ``seed_mean_losses``, ``loss_deltas``);
+* the effective model-size multiplier (Figure 1 bottom): a scaling law fitted to the GELU
+  baseline sizes (``fit_baseline``, ``solu_repro.scaling``), each other model's loss expressed
+  as the baseline size that would reach it (``size_multiplier``); at the final step and at
+  every evaluation step (``multiplier_curves``);
+* the SoLU-without-LN penalty (§4.3: "equivalent to a model 30-50% smaller",
+  ``solu_without_ln``);
+* validation loss per source (prose vs code), our stand-in for the downstream breakdown
+  (``per_source_deltas``);
+* the training-speed overhead, timed on a GPU by the book (``SpeedMeasurement``).
+
+``measure`` computes all of it once; each claim's ``decide`` reads the result.
 """
 
 from __future__ import annotations
 
-from .claim import EMPIRICAL, IDENTITY, SEED_RULE, ClaimSpec
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
 
-# --- the claims this section decides ---------------------------------------------------
+import numpy as np
+
+from ..interp.stats import Equivalence, SeedInterval, equivalence_test, paired_seed_difference
+from ..scaling import EffectiveSize, ScalingFit, ScalingFitError, effective_size_multiplier, \
+    fit_scaling_law
+from ..train import read_metrics
+from ..zoo import ZooRun, act_of, depth_of, model_name, seed_of, variant_of
+from .claim import (EMPIRICAL, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PAPER_LOSS_MARGIN,
+                    PAPER_MULTIPLIER_RANGE, PAPER_NO_LN_MULTIPLIER, PAPER_SPEED_OVERHEAD, PARTLY,
+                    REPRODUCED, Claim, ClaimSpec, directional)
+
+if TYPE_CHECKING:
+    from ..speed import SpeedComparison
+
+BASELINE = "gelu"
+SOLU_LN = "solu_ln"
+SOLU_NO_LN = "solu"
+BLOCKED = "solu_ln_b4"
+
+SPEED_IMPLAUSIBLE = 0.97
+"""A step-time ratio CI entirely below this says the timing was disturbed, not that SoLU-LN
+(which adds work) is faster."""
+
+SOURCE_LABELS = {"sotu": "prose (State of the Union)", "python-stdlib": "code (Python stdlib)"}
+
+
+def source_label(source: str) -> str:
+    return SOURCE_LABELS.get(source, source)
+
+
+def loss_sources(losses: Mapping[str, "ModelLoss"]) -> list[str]:
+    """Every source of the validation losses: the known ones first (prose, code), then others."""
+    found = {s for m in losses.values() for s in m.per_source}
+    return [s for s in SOURCE_LABELS if s in found] + sorted(found - set(SOURCE_LABELS))
+
+
+# --- final losses ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelLoss:
+    """A finished zoo model's final validation loss.
+
+    Attributes:
+        name: zoo name ("2L-solu_ln").
+        act: its activation.
+        depth: its number of layers.
+        n_params: non-embedding parameters (the N of the scaling law).
+        tokens: training tokens.
+        val_loss: final validation loss (nats/token, the whole validation split unless the
+            scale caps it).
+        per_source: the same per corpus source.
+    """
+
+    name: str
+    act: str
+    depth: int
+    n_params: int
+    tokens: int
+    val_loss: float
+    per_source: dict[str, float]
+
+
+def final_losses(runs: Mapping[str, ZooRun]) -> dict[str, ModelLoss]:
+    """The final validation losses of trained zoo runs, in zoo order."""
+    out = {}
+    for name, run in runs.items():
+        r = run.result
+        out[name] = ModelLoss(name=name, act=act_of(name), depth=depth_of(name),
+                              n_params=int(r["n_params"]), tokens=int(r["tokens"]),
+                              val_loss=float(r["val_loss"]),
+                              per_source=dict(r.get("val_loss_per_source", {})))
+    return out
+
+
+def seed_losses(losses: Mapping[str, ModelLoss]) -> dict[str, dict[int, float]]:
+    """Final validation loss of every seed of each variant: {"1L-gelu": {0: ..., 1: ...}}."""
+    out: dict[str, dict[int, float]] = {}
+    for name, m in losses.items():
+        out.setdefault(variant_of(name), {})[seed_of(name)] = m.val_loss
+    return out
+
+
+def seed_mean_losses(losses: Mapping[str, ModelLoss]) -> dict[str, ModelLoss]:
+    """One ``ModelLoss`` per variant (named without the seed), its losses the mean over its
+    seeds: what the tables, the scaling law and the multipliers use."""
+    groups: dict[str, list[ModelLoss]] = {}
+    for name, m in losses.items():
+        groups.setdefault(variant_of(name), []).append(m)
+    out = {}
+    for variant, ms in groups.items():
+        sources = sorted({s for m in ms for s in m.per_source})
+        out[variant] = ModelLoss(
+            name=variant, act=ms[0].act, depth=ms[0].depth, n_params=ms[0].n_params,
+            tokens=ms[0].tokens, val_loss=float(np.mean([m.val_loss for m in ms])),
+            per_source={s: float(np.mean([m.per_source[s] for m in ms if s in m.per_source]))
+                        for s in sources})
+    return out
+
+
+def matched_seeds(per_seed: Mapping[str, Mapping[int, float]], a: str, b: str
+                  ) -> tuple[list[float], list[float]]:
+    """The losses of variants ``a`` and ``b`` on the seeds both have (matched pairs: same init
+    and data order), in seed order."""
+    common = sorted(set(per_seed.get(a, {})) & set(per_seed.get(b, {})))
+    return [per_seed[a][i] for i in common], [per_seed[b][i] for i in common]
+
+
+@dataclass(frozen=True)
+class DepthCheck:
+    """Does depth help the baseline at this budget (GELU loss falls 1L > 2L > 4L)?"""
+
+    losses: dict[int, float]
+    monotone: bool
+
+    @property
+    def sentence(self) -> str:
+        shown = ", ".join(f"{d}L {v:.3f}" for d, v in sorted(self.losses.items()))
+        if len(self.losses) < 2:
+            return "the zoo has one baseline depth: depth is not compared"
+        return (f"GELU final validation loss by depth: {shown}; "
+                + ("each deeper model beats the shallower one at this budget"
+                   if self.monotone else "a deeper model does NOT beat a shallower one at "
+                   "this budget, so the baseline scaling law below has nothing monotone to fit"))
+
+
+def depth_check(losses: Mapping[str, ModelLoss]) -> DepthCheck:
+    """``losses``: seed means (``seed_mean_losses``)."""
+    by_depth = {m.depth: m.val_loss for m in losses.values() if m.act == BASELINE}
+    ordered = [by_depth[d] for d in sorted(by_depth)]
+    return DepthCheck(by_depth, all(b < a for a, b in zip(ordered, ordered[1:])))
+
+
+def loss_deltas(losses: Mapping[str, ModelLoss], act: str = SOLU_LN) -> dict[int, float]:
+    """``act`` minus the GELU baseline, final validation loss, at each depth that has both."""
+    out = {}
+    for m in losses.values():
+        base = losses.get(model_name(m.depth, BASELINE))
+        if m.act == act and base is not None:
+            out[m.depth] = m.val_loss - base.val_loss
+    return out
+
+
+# --- loss curves -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LossCurve:
+    """A run's logged training loss and its periodic validation losses.
+
+    The periodic evaluations use ``eval_rows`` evenly spaced validation rows; the last point
+    is the final evaluation (the whole validation split unless the scale caps it).
+    """
+
+    name: str
+    train_tokens: list[int]
+    train_loss: list[float]
+    val_steps: list[int]
+    val_tokens: list[int]
+    val_loss: list[float]
+    val_per_source: list[dict[str, float]]
+
+
+def loss_curves(runs: Mapping[str, ZooRun]) -> dict[str, LossCurve]:
+    """Read every run's ``metrics.jsonl``."""
+    out = {}
+    for name, run in runs.items():
+        train = [r for r in read_metrics(run.run_dir) if "loss" in r]
+        val = [r for r in read_metrics(run.run_dir) if "val_loss" in r]
+        out[name] = LossCurve(
+            name=name, train_tokens=[int(r["tokens"]) for r in train],
+            train_loss=[float(r["loss"]) for r in train],
+            val_steps=[int(r["step"]) for r in val], val_tokens=[int(r["tokens"]) for r in val],
+            val_loss=[float(r["val_loss"]) for r in val],
+            val_per_source=[dict(r.get("val_loss_per_source", {})) for r in val])
+    return out
+
+
+# --- the scaling law and the effective size multiplier -------------------------------------------
+@dataclass(frozen=True)
+class BaselineFit:
+    """The GELU baseline's scaling law, or why there is none.
+
+    Attributes:
+        points: baseline name -> (non-embedding params, loss).
+        fit: the fitted law, or None.
+        reason: why there is no fit (None when there is one).
+    """
+
+    points: dict[str, tuple[int, float]]
+    fit: ScalingFit | None
+    reason: str | None
+
+    def __str__(self) -> str:
+        if self.fit is None:
+            return f"no scaling law: {self.reason}"
+        notes = []
+        if self.fit.dof == 0:
+            notes.append(f"{self.fit.n_points} points, {self.fit.n_points} parameters: the "
+                         "curve passes through every point and the data cannot test it")
+        if not self.fit.c_fitted:
+            notes.append("c fixed at 0")
+        if self.fit.c_at_bound:
+            notes.append("c at the edge of [0, min loss): not identified by the data")
+        return str(self.fit) + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def fit_baseline(points: Mapping[str, tuple[int, float]]) -> BaselineFit:
+    """Fit ``L(N) = a*N^-alpha + c`` to baseline (N, loss) points; a failure is a reason."""
+    points = dict(points)
+    try:
+        fit = fit_scaling_law([n for n, _ in points.values()], [l for _, l in points.values()])
+    except ScalingFitError as exc:
+        return BaselineFit(points, None, str(exc))
+    return BaselineFit(points, fit, None)
+
+
+def baseline_fit(losses: Mapping[str, ModelLoss]) -> BaselineFit:
+    """The scaling law of the GELU baseline's final validation losses."""
+    return fit_baseline({m.name: (m.n_params, m.val_loss) for m in losses.values()
+                         if m.act == BASELINE})
+
+
+@dataclass(frozen=True)
+class SizeMultiplier:
+    """One model's effective size in baseline sizes, or why it has none.
+
+    Attributes:
+        name: zoo name.
+        n_params: its non-embedding parameters (the multiplier divides by these).
+        loss: the loss converted.
+        effective: the conversion (None when the baseline has no fit).
+        reason: why there is no multiplier, or a note on the one there is.
+    """
+
+    name: str
+    n_params: int
+    loss: float
+    effective: EffectiveSize | None
+    reason: str | None
+
+    @property
+    def status(self) -> str:
+        return "not testable" if self.effective is None else self.effective.status
+
+    @property
+    def value(self) -> float | None:
+        """The multiplier, or None when it is not testable or only a lower bound."""
+        if self.effective is None or self.effective.is_lower_bound:
+            return None
+        return self.effective.multiplier
+
+    def __str__(self) -> str:
+        return "not testable" if self.effective is None else str(self.effective)
+
+
+def size_multiplier(name: str, n_params: int, loss: float, bfit: BaselineFit) -> SizeMultiplier:
+    """``loss`` as the baseline size the law says reaches it, over ``n_params`` (paper §5)."""
+    if bfit.fit is None:
+        return SizeMultiplier(name, n_params, loss, None,
+                              f"the baseline has no scaling law: {bfit.reason}")
+    eff = effective_size_multiplier(loss, n_params, bfit.fit)
+    reason = {"interpolated": None,
+              "extrapolated": "the equivalent baseline size is outside the fitted sizes",
+              "below_asymptote": "the loss is below the fitted irreducible loss c; only a "
+                                 "lower bound (the largest baseline) is known"}[eff.status]
+    return SizeMultiplier(name, n_params, loss, eff, reason)
+
+
+def effective_sizes(losses: Mapping[str, ModelLoss], bfit: BaselineFit
+                    ) -> dict[str, SizeMultiplier]:
+    """Every non-baseline model's final loss as a multiple of the baseline size."""
+    return {m.name: size_multiplier(m.name, m.n_params, m.val_loss, bfit)
+            for m in losses.values() if m.act != BASELINE}
+
+
+@dataclass(frozen=True)
+class MultiplierCurve:
+    """Effective size multipliers at every evaluation step shared by the models.
+
+    Attributes:
+        tokens: training tokens at each evaluation.
+        fits: the baseline fit at each evaluation.
+        sizes: model name -> its multiplier at each evaluation.
+    """
+
+    tokens: list[int]
+    fits: list[BaselineFit]
+    sizes: dict[str, list[SizeMultiplier]]
+
+    @property
+    def n_testable(self) -> int:
+        return sum(f.fit is not None for f in self.fits)
+
+
+def multiplier_curves(curves: Mapping[str, LossCurve], losses: Mapping[str, ModelLoss],
+                      acts: tuple[str, ...] = (SOLU_LN,)) -> MultiplierCurve:
+    """Figure 1 (bottom): the multiplier of each ``acts`` model over training.
+
+    At each evaluation step the baseline's validation losses get their own fit; a step where
+    the baseline does not improve with size has no multiplier.
+    """
+    base = [n for n, m in losses.items() if m.act == BASELINE]
+    others = [n for n, m in losses.items() if m.act in acts]
+    if not base:
+        return MultiplierCurve([], [], {n: [] for n in others})
+    steps = sorted(set.intersection(*(set(curves[n].val_steps) for n in base + others)))
+    tokens, fits, sizes = [], [], {n: [] for n in others}
+    for step in steps:
+        at = {n: curves[n].val_steps.index(step) for n in base + others}
+        bfit = fit_baseline({n: (losses[n].n_params, curves[n].val_loss[at[n]]) for n in base})
+        tokens.append(curves[base[0]].val_tokens[at[base[0]]])
+        fits.append(bfit)
+        for n in others:
+            sizes[n].append(size_multiplier(n, losses[n].n_params, curves[n].val_loss[at[n]],
+                                            bfit))
+    return MultiplierCurve(tokens, fits, sizes)
+
+
+# --- SoLU without its LayerNorm (§4.3) ----------------------------------------------------------
+@dataclass(frozen=True)
+class NoLNPenalty:
+    """The §4.3 ablation: SoLU without its extra LayerNorm against GELU and SoLU-LN.
+
+    Attributes:
+        depth: the ablation's depth.
+        solu_loss, gelu_loss, solu_ln_loss: final validation losses (``solu_ln_loss`` None if
+            the zoo has no SoLU-LN model of that depth).
+        gap_vs_gelu: SoLU minus GELU (positive: SoLU without LN is worse).
+        gap_vs_solu_ln: SoLU minus SoLU-LN (positive: the LN helps).
+        multiplier: SoLU's effective size in baseline sizes (paper: ~0.5-0.7x).
+    """
+
+    depth: int
+    solu_loss: float
+    gelu_loss: float
+    solu_ln_loss: float | None
+    gap_vs_gelu: float
+    gap_vs_solu_ln: float | None
+    multiplier: SizeMultiplier
+    gap_over_seeds: SeedInterval | None = None
+    """SoLU minus GELU over matched seeds (paired t interval)."""
+
+
+def solu_without_ln(losses: Mapping[str, ModelLoss], bfit: BaselineFit,
+                    per_seed: Mapping[str, Mapping[int, float]] | None = None
+                    ) -> NoLNPenalty | None:
+    """The SoLU-without-LN penalty, or None if the zoo has no such model (``losses``: seed
+    means; ``per_seed``: ``seed_losses`` of every run, for the seed-level interval)."""
+    solu = next((m for m in losses.values() if m.act == SOLU_NO_LN), None)
+    if solu is None or model_name(solu.depth, BASELINE) not in losses:
+        return None
+    gelu = losses[model_name(solu.depth, BASELINE)]
+    solu_ln = losses.get(model_name(solu.depth, SOLU_LN))
+    return NoLNPenalty(
+        depth=solu.depth, solu_loss=solu.val_loss, gelu_loss=gelu.val_loss,
+        solu_ln_loss=None if solu_ln is None else solu_ln.val_loss,
+        gap_vs_gelu=solu.val_loss - gelu.val_loss,
+        gap_vs_solu_ln=None if solu_ln is None else solu.val_loss - solu_ln.val_loss,
+        multiplier=size_multiplier(solu.name, solu.n_params, solu.val_loss, bfit),
+        gap_over_seeds=None if per_seed is None else paired_seed_difference(
+            *matched_seeds(per_seed, solu.name, gelu.name)))
+
+
+# --- per-source validation loss -----------------------------------------------------------------
+def per_source_deltas(losses: Mapping[str, ModelLoss], act: str = SOLU_LN
+                      ) -> dict[int, dict[str, float]]:
+    """``act`` minus same-depth GELU validation loss, per source, at each depth."""
+    out = {}
+    for m in losses.values():
+        base = losses.get(model_name(m.depth, BASELINE))
+        if m.act == act and base is not None:
+            out[m.depth] = {s: m.per_source[s] - base.per_source[s]
+                            for s in m.per_source if s in base.per_source}
+    return out
+
+
+# --- training speed -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpeedMeasurement:
+    """SoLU-LN against GELU, timed side by side at a zoo scale's shapes (the book times it:
+    ``solu_repro.book.ch03_performance.measure_speed``).
+
+    Attributes:
+        scale, depth: which zoo models were timed (random init, random tokens).
+        device: where ("cpu" or "cuda"); in the precision the zoo's runs would choose there
+            (``solu_repro.precision``: bf16 on CUDA, measured on a CPU).
+        step: full training steps (forward, backward, clipping, AdamW).
+        activation: the MLP activation stage alone (what a fused kernel would shrink).
+        tokens_per_step: tokens in one step.
+    """
+
+    scale: str
+    depth: int
+    device: str
+    step: SpeedComparison
+    activation: SpeedComparison
+    tokens_per_step: int
+
+
+# --- the measurements, made once ------------------------------------------------------------------
+@dataclass(frozen=True)
+class PerformanceMeasurements:
+    """Everything chapter 3 measures, computed once by ``measure``; each claim's ``decide``
+    reads it.
+
+    Attributes:
+        scale: the zoo scale.
+        every: final validation loss of every run (every seed), by zoo name.
+        losses: the same per variant, the mean over its seeds (``seed_mean_losses``).
+        curves: loss curves of the seed-0 runs.
+        val_loss: final validation loss per variant (the mean over its seeds).
+        per_seed: variant -> {seed: final validation loss}.
+        loss_delta: SoLU-LN minus GELU (seed means), per depth.
+        parity: TOST of SoLU-LN vs GELU over the smallest depth's matched seeds, margin
+            ±0.01 nats (the paper's).
+        per_source_delta: SoLU-LN minus GELU per source, per depth.
+        baseline: the baseline's scaling law (``baseline.fit`` None with ``baseline.reason``).
+        sizes: every non-baseline variant's effective size multiplier.
+        multiplier: SoLU-LN effective size multiplier per depth.
+        over_training: SoLU-LN's multiplier at every evaluation of the seed-0 runs.
+        no_ln: the SoLU-without-LN ablation (None if the zoo lacks it).
+        blocked: TOST of blocked SoLU-LN vs SoLU-LN over matched seeds (None if no blocked model).
+        blocked_gap: blocked minus SoLU-LN over matched seeds.
+        depth: does depth help the baseline at this budget.
+        speed: the speed measurement (only on a GPU; None elsewhere).
+        device: where the speed would be measured ("cpu" or "cuda").
+    """
+
+    scale: str
+    every: dict[str, ModelLoss]
+    losses: dict[str, ModelLoss]
+    curves: dict[str, LossCurve]
+    val_loss: dict[str, float]
+    per_seed: dict[str, dict[int, float]]
+    loss_delta: dict[int, float]
+    parity: Equivalence | None
+    per_source_delta: dict[int, dict[str, float]]
+    baseline: BaselineFit
+    sizes: dict[str, SizeMultiplier]
+    multiplier: dict[int, SizeMultiplier]
+    over_training: MultiplierCurve
+    no_ln: NoLNPenalty | None
+    blocked: Equivalence | None
+    blocked_gap: SeedInterval | None
+    depth: DepthCheck
+    speed: SpeedMeasurement | None
+    device: str = "cpu"
+
+    @property
+    def multiplier_testable(self) -> bool:
+        return self.baseline.fit is not None
+
+    @property
+    def multipliers_in_paper_range(self) -> bool | None:
+        """Whether every SoLU-LN multiplier is within 0.95x-1.05x (None: not testable)."""
+        values = [m.value for m in self.multiplier.values()]
+        if not values or any(v is None for v in values):
+            return None
+        lo, hi = PAPER_MULTIPLIER_RANGE
+        return all(lo <= v <= hi for v in values)
+
+
+def measure(runs: Mapping[str, ZooRun], speed: SpeedMeasurement | None = None,
+            device: str = "cpu") -> PerformanceMeasurements:
+    """Chapter 3's numbers from the zoo's runs (every seed), each computed once.
+
+    Args:
+        runs: every trained zoo run of one scale, other seeds included, in zoo order.
+        speed: the speed measurement, where one was made (on a GPU); None otherwise.
+        device: where the speed would be measured ("cpu": eager CPU timing cannot test a
+            claim about fused GPU kernels, so nothing is timed there).
+    """
+    scales = {run.scale for run in runs.values()}
+    if len(scales) != 1:
+        raise ValueError(f"the runs must come from one zoo scale, got {sorted(scales)}")
+    every = final_losses(runs)
+    per_seed = seed_losses(every)
+    losses = seed_mean_losses(every)
+    curves = loss_curves({n: r for n, r in runs.items() if seed_of(n) == 0})
+    bfit = baseline_fit(losses)
+    sizes = effective_sizes(losses, bfit)
+    one = min(m.depth for m in every.values())
+    gelu, solu_ln, blocked = (model_name(one, BASELINE), model_name(one, SOLU_LN),
+                              f"{one}L-{BLOCKED}")
+    parity = (equivalence_test(*matched_seeds(per_seed, solu_ln, gelu), PAPER_LOSS_MARGIN)
+              if solu_ln in per_seed and gelu in per_seed else None)
+    has_blocked = blocked in per_seed and solu_ln in per_seed
+    pair = matched_seeds(per_seed, blocked, solu_ln) if has_blocked else None
+    return PerformanceMeasurements(
+        scale=scales.pop(), every=every, losses=losses, curves=curves,
+        val_loss={n: m.val_loss for n, m in losses.items()},
+        per_seed=per_seed, loss_delta=loss_deltas(losses), parity=parity,
+        per_source_delta=per_source_deltas(losses), baseline=bfit, sizes=sizes,
+        multiplier={losses[n].depth: s for n, s in sizes.items() if losses[n].act == SOLU_LN},
+        over_training=multiplier_curves(curves, losses),
+        no_ln=solu_without_ln(losses, bfit, per_seed),
+        blocked=equivalence_test(*pair, PAPER_LOSS_MARGIN) if pair else None,
+        blocked_gap=paired_seed_difference(*pair) if pair else None,
+        depth=depth_check(losses), speed=speed, device=device)
+
+
+# --- the verdict rules of this section ------------------------------------------------------------
+def depth_list(values: Mapping[int, str]) -> str:
+    """{1: "a", 2: "b"} as "1L (a), 2L (b)"."""
+    return ", ".join(f"{d}L ({v})" for d, v in sorted(values.items()))
+
+
+def equivalence_text(eq: Equivalence, a: str, b: str) -> str:
+    """A TOST result in words: the difference, its 90% interval and p against the margin."""
+    if not math.isfinite(eq.p_value):
+        return f"{a} minus {b}: {eq.diff:+.4f} nats ({eq.method})"
+    return (f"{a} minus {b}: {eq.diff:+.4f} nats, 90% interval [{eq.ci_lo:+.4f}, "
+            f"{eq.ci_hi:+.4f}] over {eq.n_seeds} matched seeds; TOST p = {eq.p_value:.3f} "
+            f"against ±{eq.margin:g}")
+
+
+def equivalence_verdict(eq: Equivalence | None) -> str:
+    """The verdict on "a performs like b": reproduced if the TOST finds them equivalent;
+    not reproduced if the 90% interval lies wholly outside the margin; direction only if a
+    is only non-inferior; inconclusive otherwise."""
+    if eq is None or not math.isfinite(eq.p_value):
+        return NOT_TESTABLE
+    if eq.equivalent:
+        return REPRODUCED
+    if eq.ci_lo > eq.margin or eq.ci_hi < -eq.margin:  # shown to differ by more than the margin
+        return NOT_REPRODUCED
+    return PARTLY if eq.noninferior else INCONCLUSIVE
+
+
+# --- the claims this section decides -------------------------------------------------------
 SIZE_MULTIPLIER = ClaimSpec("size_multiplier", "§5 / Figure 1", "SoLU-LN performs like a baseline of "
       "0.95x-1.05x its size", "0.95x-1.05x", EMPIRICAL, "03-performance",
       "every depth's multiplier within 0.95x-1.05x; not testable without a monotone "
       "baseline scaling law or when only bounds exist")
+
+
+@SIZE_MULTIPLIER.decided_by
+def decide_size_multiplier(m: PerformanceMeasurements) -> Claim:
+    lo, hi = PAPER_MULTIPLIER_RANGE
+    if not m.multiplier_testable:
+        ours = f"no baseline scaling law: {m.baseline.reason}"
+        verdict = NOT_TESTABLE
+    else:
+        ours = "SoLU-LN effective size " + depth_list({d: str(s) for d, s in
+                                                        m.multiplier.items()})
+        in_range = m.multipliers_in_paper_range
+        verdict = (NOT_TESTABLE if in_range is None else REPRODUCED if in_range
+                   else NOT_REPRODUCED)
+        ours += (": some are only bounds, so the range is not tested" if in_range is None else
+                 f": {'all' if in_range else 'not all'} within {lo:.2f}x-{hi:.2f}x")
+        if m.baseline.fit.dof == 0:
+            ours += " (the law has as many parameters as points: it interpolates)"
+    return SIZE_MULTIPLIER.scored(ours, verdict, values={
+        "multiplier": {d: s.value for d, s in m.multiplier.items()}})
+
 
 LOSS_PARITY = ClaimSpec("loss_parity", "§5", "SoLU-LN's loss is within about ±0.01 nats of the "
       "baseline's", "±0.01 nats", EMPIRICAL, "03-performance",
@@ -22,11 +587,37 @@ LOSS_PARITY = ClaimSpec("loss_parity", "§5", "SoLU-LN's loss is within about ±
       "not reproduced if the 90% interval lies wholly outside ±0.01; inconclusive "
       "otherwise (the interval straddles the margin)")
 
+
+@LOSS_PARITY.decided_by
+def decide_loss_parity(m: PerformanceMeasurements) -> Claim:
+    deltas = depth_list({d: f"{v:+.3f}" for d, v in m.loss_delta.items()})
+    if m.parity is None:
+        ours, verdict = "no matched GELU/SoLU-LN pair", NOT_TESTABLE
+    else:
+        ours = (equivalence_text(m.parity, "SoLU-LN", "GELU") + "; seed-mean differences by "
+                f"depth {deltas} (deeper pairs: one seed)")
+        verdict = equivalence_verdict(m.parity)
+    return LOSS_PARITY.scored(ours, verdict, values={
+        "parity": None if m.parity is None else m.parity.to_dict(),
+        "loss_delta": m.loss_delta})
+
+
 DOWNSTREAM = ClaimSpec("downstream", "§5 / Figure 2", "Similar downstream-task performance, no "
       "systematic trend", "similar on Lambada, ARC, OpenBookQA, HellaSwag, MMLU, "
       "TriviaQA, arithmetic", EMPIRICAL, "03-performance",
       "the tasks need models far larger than ours; per-source loss is shown as a "
       "proxy")
+
+
+@DOWNSTREAM.decided_by
+def decide_downstream(m: PerformanceMeasurements) -> Claim:
+    per = "; ".join(f"{d}L: " + ", ".join(f"{source_label(s)} {v:+.3f}"
+                                          for s, v in sorted(ps.items()))
+                    for d, ps in sorted(m.per_source_delta.items()))
+    return DOWNSTREAM.scored(f"proxy only, SoLU-LN minus GELU validation loss per source: "
+                             f"{per} nats/token", NOT_TESTABLE,
+                             values={"per_source_delta": m.per_source_delta})
+
 
 NO_LN_PENALTY = ClaimSpec("no_ln_penalty", "§4.3", "SoLU without LN performs like a model 30-50% smaller",
       "0.5x-0.7x", EMPIRICAL, "03-performance",
@@ -36,6 +627,27 @@ NO_LN_PENALTY = ClaimSpec("no_ln_penalty", "§4.3", "SoLU without LN performs li
       "interval is, with the size outside or not convertible); otherwise " 
       "inconclusive, or not reproduced if the whole interval is at or below 0")
 
+
+@NO_LN_PENALTY.decided_by
+def decide_no_ln_penalty(m: PerformanceMeasurements) -> Claim:
+    if m.no_ln is None:
+        return NO_LN_PENALTY.scored("no SoLU-without-LN model", NOT_TESTABLE)
+    n = m.no_ln
+    plo, phi = PAPER_NO_LN_MULTIPLIER
+    gap = n.gap_over_seeds
+    value = n.multiplier.value
+    ours = (f"{n.depth}L SoLU without LN minus GELU: "
+            + (gap.format("+.4f") + f" nats ({gap.method})" if gap is not None
+               else f"{n.gap_vs_gelu:+.4f} nats")
+            + f"; effective size {n.multiplier}")
+    verdict = (directional(gap.estimate, gap.lo, gap.hi) if gap is not None
+               else directional(n.gap_vs_gelu, -math.inf, math.inf))
+    if verdict == REPRODUCED and not (value is not None and plo <= value <= phi):
+        verdict = PARTLY
+    return NO_LN_PENALTY.scored(ours, verdict, values={
+        "gap": None if gap is None else gap.to_dict(), "multiplier": value})
+
+
 SPEED = ClaimSpec("speed", "§5", "SoLU slows training by less than 1% (with proper GPU kernels)",
       "< 1%", EMPIRICAL, "03-performance",
       "on a CPU not testable by design (eager CPU timing cannot test fused GPU "
@@ -44,6 +656,22 @@ SPEED = ClaimSpec("speed", "§5", "SoLU slows training by less than 1% (with pro
       "better); inconclusive otherwise (an unfused overhead above 1% says nothing "
       "about a fused kernel)")
 
+
+@SPEED.decided_by
+def decide_speed(m: PerformanceMeasurements) -> Claim:
+    if m.speed is None:
+        where = ("eager CPU timing cannot test a claim about fused GPU kernels"
+                 if m.device == "cpu" else "not measured in this run")
+        return SPEED.scored(f"not measured: {where}", NOT_TESTABLE)
+    r, (clo, chi) = m.speed.step.ratio, m.speed.step.ci90
+    verdict = (NOT_TESTABLE if chi < SPEED_IMPLAUSIBLE else
+               REPRODUCED if chi < 1 + PAPER_SPEED_OVERHEAD else INCONCLUSIVE)
+    return SPEED.scored(
+        f"{m.speed.depth}L step time ratio {r:.3f} (90% CI {clo:.3f}-{chi:.3f}) "
+        f"on {m.speed.device}, eager PyTorch (no fused SoLU kernel)", verdict, timed=True,
+        values={"ratio": r, "ci90": [clo, chi]})
+
+
 BLOCKED_LOSS = ClaimSpec("blocked_loss", "§4.4", "Blocking SoLU's softmax and LN (for tensor "
       "parallelism) has no substantial effect on performance", "no substantial "
       "effect", EMPIRICAL, "03-performance",
@@ -51,5 +679,15 @@ BLOCKED_LOSS = ClaimSpec("blocked_loss", "§4.4", "Blocking SoLU's softmax and L
       "TOST with margin ±0.01 nats finds them equivalent; direction only if the "
       "blocked model is non-inferior; not reproduced if the 90% interval lies wholly "
       "outside ±0.01; inconclusive otherwise")
+
+
+@BLOCKED_LOSS.decided_by
+def decide_blocked_loss(m: PerformanceMeasurements) -> Claim:
+    if m.blocked is None:
+        return BLOCKED_LOSS.scored("no blocked SoLU-LN model in this zoo", NOT_TESTABLE)
+    return BLOCKED_LOSS.scored(
+        equivalence_text(m.blocked, "blocked SoLU-LN (4 blocks)", "SoLU-LN"),
+        equivalence_verdict(m.blocked), values={"tost": m.blocked.to_dict()})
+
 
 CLAIMS: tuple[ClaimSpec, ...] = (SIZE_MULTIPLIER, LOSS_PARITY, DOWNSTREAM, NO_LN_PENALTY, SPEED, BLOCKED_LOSS,)

@@ -22,14 +22,10 @@ line), ``checkpoints/step_*`` (the newest few) and, once finished, ``model.safet
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
-import math
 import os
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,259 +35,35 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from . import atomic
+from .. import atomic
+from ..data import RowSampler, TokenizedCorpus, build_dataset, num_rows
+from ..data.batches import get_rows, get_rows_with_sources
+from ..model import ConfigError, Transformer, model_loss
+from . import precision as precision_mod
 from .checkpoint import (CheckpointError, checkpoint_name, list_checkpoints, load_checkpoint,
                          prune_checkpoints, save_checkpoint, save_weights)
-from .data import DataSpec, RowSampler, TokenizedCorpus, build_dataset, num_rows
-from .data.batches import get_rows, get_rows_with_sources
-from . import precision as precision_mod
-from .model import ConfigError, ModelConfig, Transformer, model_loss
+from .config import TrainConfig, TrainingDivergedError
 from .precision import PrecisionChoice
-
-PRECISIONS = ("auto", "fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
-# Fields that change how a run executes but not what it computes: left out of the run hash.
-OPERATIONAL_FIELDS = ("name", "device", "compile", "checkpoint_every", "keep_checkpoints",
-                      "log_every")
+from .runtime import Runtime, _all_reduce_sum, autocast, setup_runtime
+from .step import make_optimizer, set_lr, train_step
 
 
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (one source of truth, JSON-serializable).
-
-    Attributes:
-        model: the model to train.
-        data: the corpus it trains on.
-        name: a label for humans (zoo name); not part of the run hash.
-        batch_size: rows per optimizer step, summed over all processes.
-        grad_accum: micro-batches per step on each process.
-        max_steps: optimizer steps.
-        warmup_steps: linear warmup steps before cosine decay.
-        lr_hidden: lr of hidden and unembedding matrices (None: 2e-3 / (d_model / 256)).
-        lr_embed: lr of embeddings, biases and LayerNorm parameters.
-        weight_decay: AdamW decay of hidden and unembedding matrices.
-        betas: AdamW betas.
-        min_lr_frac: the cosine decays to this fraction of the peak lr.
-        grad_clip: max global gradient norm (None: no clipping).
-        data_seed: seed of the data order (matched pairs share it).
-        precision: "fp32", "bf16" (autocast, fp32 master weights) or "auto": bf16 on a
-            CUDA GPU that supports it; on a CPU the faster of the two, measured by a short
-            probe at the start of the run (``solu_repro.precision``). The choice is the
-            run's: recorded in its checkpoints and ``result.json``, kept on resume.
-        device: "auto", "cpu" or "cuda".
-        compile: wrap the model in torch.compile.
-        eval_every: steps between validation evaluations (0: only at the end).
-        eval_rows: validation rows used by the periodic evaluations.
-        final_eval_rows: validation rows of the final evaluation (None: all of them).
-        checkpoint_every: steps between checkpoints.
-        keep_checkpoints: how many of the newest checkpoints to keep.
-        log_every: steps between metrics lines.
-    """
-
-    model: ModelConfig
-    data: DataSpec = field(default_factory=DataSpec)
-    name: str = ""
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_steps: int = 1000
-    warmup_steps: int = 50
-    lr_hidden: float | None = None
-    lr_embed: float = 1e-3
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.99)
-    min_lr_frac: float = 0.1
-    grad_clip: float | None = 1.0
-    data_seed: int = 0
-    precision: str = "auto"
-    device: str = "auto"
-    compile: bool = False
-    eval_every: int = 100
-    eval_rows: int = 64
-    final_eval_rows: int | None = None
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.model, ModelConfig):
-            raise ConfigError("TrainConfig.model must be a ModelConfig")
-        if not isinstance(self.data, DataSpec):
-            raise ConfigError("TrainConfig.data must be a DataSpec")
-        if not isinstance(self.betas, (list, tuple)):
-            raise ConfigError(f"TrainConfig.betas must be a pair such as [0.9, 0.99], "
-                              f"got {self.betas!r}")
-        object.__setattr__(self, "betas", tuple(self.betas))
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"TrainConfig.compile must be true or false, got {self.compile!r}")
-        for name in ("weight_decay", "min_lr_frac"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"TrainConfig.{name} must be a number, got {value!r}")
-        if not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in self.betas):
-            raise ConfigError(f"TrainConfig.betas must be two numbers, got {self.betas!r}")
-        for name in ("batch_size", "grad_accum", "max_steps", "checkpoint_every",
-                     "keep_checkpoints", "log_every", "eval_rows"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("warmup_steps", "eval_every", "data_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"TrainConfig.{name} must be a non-negative integer, "
-                                  f"got {value!r}")
-        if self.batch_size % self.grad_accum:
-            raise ConfigError(f"TrainConfig.batch_size={self.batch_size} is not divisible by "
-                              f"grad_accum={self.grad_accum}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"TrainConfig.precision={self.precision!r}: use one of {PRECISIONS}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"TrainConfig.device={self.device!r}: use one of {DEVICES}")
-        for name in ("lr_hidden", "lr_embed", "grad_clip"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0
-                                          and math.isfinite(value)):
-                raise ConfigError(f"TrainConfig.{name} must be a positive number, got {value!r}")
-        if not 0 <= self.weight_decay < 1:
-            raise ConfigError(f"TrainConfig.weight_decay must be in [0, 1), got {self.weight_decay}")
-        if not 0 <= self.min_lr_frac <= 1:
-            raise ConfigError(f"TrainConfig.min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas}")
-        if self.final_eval_rows is not None and (
-                isinstance(self.final_eval_rows, bool) or not isinstance(self.final_eval_rows, int)
-                or self.final_eval_rows < 1):
-            raise ConfigError("TrainConfig.final_eval_rows must be positive or None")
-
-    # --- serialization -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d["model"], d["data"], d["betas"] = self.model.to_dict(), self.data.to_dict(), list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Build from a dict such as a parsed config file; unknown keys are an error."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"a training config must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s) {unknown}: valid fields are "
-                              f"{sorted(known)}")
-        if "model" not in d:
-            raise ConfigError("a training config needs a 'model' section (ModelConfig fields)")
-        d = dict(d)
-        d["model"] = ModelConfig.from_dict(d["model"])
-        if "data" in d:
-            if not isinstance(d["data"], dict):
-                raise ConfigError(f"TrainConfig.data must be a JSON object (DataSpec fields), "
-                                  f"got {d['data']!r}")
-            d["data"] = DataSpec.from_dict(d["data"])
-        try:
-            return cls(**d)
-        except TypeError as exc:  # e.g. a string where a number belongs
-            raise ConfigError(f"invalid TrainConfig: {exc}") from exc
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
-        path = Path(path)
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **changes)
-
-    def run_hash(self) -> str:
-        """Hash of everything that determines the trained weights (not operational fields)."""
-        d = self.to_dict()
-        for key in OPERATIONAL_FIELDS:
-            d.pop(key)
-        blob = json.dumps(d, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:10]
-
-    # --- derived values ------------------------------------------------------------------
-    @property
-    def peak_lr_hidden(self) -> float:
-        return self.lr_hidden if self.lr_hidden is not None else 2e-3 / (self.model.d_model / 256)
-
-    @property
-    def tokens_per_step(self) -> int:
-        return self.batch_size * self.model.n_ctx
 
 
-def lr_multiplier(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup over ``warmup_steps``, then cosine decay to ``min_lr_frac``."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(progress, 1.0)
-    return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-HIDDEN_MATRICES = ("W_QKV", "W_O", "W_in", "W_out", "W_U")
 
 
-def param_groups(model: Transformer, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Two AdamW groups: decayed hidden/unembedding matrices, and everything else."""
-    hidden, other = [], []
-    for name, p in model.named_parameters():
-        (hidden if name.rsplit(".", 1)[-1] in HIDDEN_MATRICES else other).append(p)
-    return [
-        {"params": hidden, "lr": cfg.peak_lr_hidden, "base_lr": cfg.peak_lr_hidden,
-         "weight_decay": cfg.weight_decay},
-        {"params": other, "lr": cfg.lr_embed, "base_lr": cfg.lr_embed, "weight_decay": 0.0},
-    ]
+
 
 
 # --- devices, precision and processes --------------------------------------------------------
-@dataclass
-class Runtime:
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-    distributed: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
-def setup_runtime(cfg: TrainConfig) -> Runtime:
-    """Pick the device and, under torchrun (``WORLD_SIZE`` > 1), join the process group."""
-    want_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device='cuda' was requested but torch sees no CUDA GPU: use "
-                          "device='cpu' or 'auto'")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if want_cuda:
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world_size > 1:
-        if not dist.is_initialized():
-            # NCCL for GPUs, gloo for CPU processes (as in the 2-process test).
-            dist.init_process_group(backend="nccl" if want_cuda else "gloo")
-        if cfg.batch_size % (world_size * cfg.grad_accum):
-            raise ConfigError(
-                f"batch_size={cfg.batch_size} must be divisible by world_size*grad_accum="
-                f"{world_size}*{cfg.grad_accum}")
-        return Runtime(device, rank, world_size, True)
-    return Runtime(device)
 
 
-def _all_reduce_sum(t: torch.Tensor, rt: Runtime) -> torch.Tensor:
-    if rt.distributed:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -325,7 +97,7 @@ def evaluate(model: torch.nn.Module, corpus: TokenizedCorpus, cfg: TrainConfig, 
         tokens, sources = get_rows_with_sources(split, rows[start:start + step], n_ctx,
                                                 corpus.bos_id)
         tokens, sources = tokens.to(rt.device), sources.to(rt.device)
-        with precision_mod.autocast(precision, rt.device):
+        with autocast(precision, rt.device):
             losses = model_loss(model, tokens, per_token=True).double()
         target_sources = sources[:, 1:]  # a loss belongs to the token it predicts
         loss_sum.scatter_add_(0, target_sources.reshape(-1), losses.reshape(-1))
@@ -425,67 +197,10 @@ def _check_corpus(cfg: TrainConfig, corpus: TokenizedCorpus, run_dir: Path) -> N
 
 
 # --- one optimizer step ------------------------------------------------------------------------
-def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
-    mult = lr_multiplier(step, cfg)
-    for group in optimizer.param_groups:
-        group["lr"] = group["base_lr"] * mult
 
 
-def train_step(wrapped: torch.nn.Module, model: Transformer, optimizer: torch.optim.Optimizer,
-               micro_batches: list[torch.Tensor], cfg: TrainConfig, precision: str,
-               rt: Runtime) -> tuple[float, float]:
-    """One optimizer step: the definition ``train`` runs and ``speed.make_train_step`` times.
-
-    Each micro-batch of rows is scored by ``model_loss`` (the model on all but the last
-    position, fused unembedding and cross-entropy) under the run's precision; gradients are
-    accumulated (and, under DDP, all-reduced on the last micro-batch), clipped, and AdamW
-    takes its step. The learning rate must already be set (``set_lr``).
-
-    Args:
-        wrapped: the module called (the model, or its DDP / torch.compile wrapper).
-        model: the model itself (its parameters are clipped).
-        optimizer: AdamW over ``param_groups(model, cfg)``.
-        micro_batches: ``cfg.grad_accum`` token tensors of this process' rows.
-        cfg, precision, rt: the run's config, resolved precision and runtime.
-
-    Returns:
-        ``(loss, grad_norm)``: the step's mean loss over all processes, and the gradient
-        norm before clipping.
-
-    Raises:
-        TrainingDivergedError: the loss or the gradient norm is not finite; the weights are
-            left as they were.
-    """
-    step_loss = torch.zeros((), dtype=torch.float64, device=rt.device)
-    for i, tokens in enumerate(micro_batches):
-        last = i == len(micro_batches) - 1
-        sync = nullcontext() if (last or not rt.distributed) else wrapped.no_sync()
-        with sync:
-            with precision_mod.autocast(precision, rt.device):
-                loss = model_loss(wrapped, tokens)
-            (loss / len(micro_batches)).backward()
-        step_loss += loss.detach().double() / len(micro_batches)
-    loss_value = float(_all_reduce_sum(step_loss, rt) / rt.world_size)
-    if not math.isfinite(loss_value):
-        optimizer.zero_grad(set_to_none=True)
-        raise TrainingDivergedError(f"loss became {loss_value}")
-    # The norm is computed even without clipping: a finite loss can still come with inf/NaN
-    # gradients (e.g. a bf16 overflow), which must not reach the weights.
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                     cfg.grad_clip or float("inf")))
-    if not math.isfinite(grad_norm):
-        optimizer.zero_grad(set_to_none=True)
-        raise TrainingDivergedError(f"gradient norm became {grad_norm} (loss {loss_value:.4f}); "
-                                    "the weights were not updated")
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss_value, grad_norm
 
 
-def make_optimizer(model: Transformer, cfg: TrainConfig,
-                   device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg), betas=cfg.betas, eps=1e-8,
-                             fused=device.type == "cuda")
 
 
 # --- training --------------------------------------------------------------------------------

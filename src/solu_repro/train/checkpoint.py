@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .model import ModelConfig, Transformer
+from ..model import ModelConfig, Transformer
 
 CONFIG_KEY = "solu_repro.model_config"
 
@@ -56,7 +56,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu") -> Transf
             "(or its run directory) and retrain, or resume from an earlier checkpoint") from exc
     if CONFIG_KEY not in metadata:
         raise CheckpointError(f"{path} has no {CONFIG_KEY!r} metadata: it was not written by "
-                              "solu_repro.checkpoint.save_weights")
+                              "solu_repro.train.checkpoint.save_weights")
     try:
         model = Transformer(ModelConfig.from_json(metadata[CONFIG_KEY]))
     except (ValueError, TypeError) as exc:  # ConfigError and JSONDecodeError are ValueErrors

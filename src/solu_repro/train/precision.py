@@ -18,9 +18,14 @@ with, even on a machine that would choose differently.
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import asdict, dataclass
 
 import torch
+
+from .runtime import autocast, torch_threads  # noqa: F401  (autocast: re-exported)
+from .step import make_step
+from .timing import interleave
 
 # bf16 must be at least this much faster than fp32 (median step time) to be chosen: a
 # near-tie is not worth bf16's rounding, and a margin keeps the choice from flipping between
@@ -87,13 +92,10 @@ _PROBES: dict[tuple, PrecisionChoice] = {}
 def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> PrecisionChoice:
     """Time training steps of ``cfg``'s model in fp32 and in bf16 autocast on this CPU.
 
-    The steps are ``solu_repro.speed.make_train_step``'s (the training loop's own step) on
+    The steps are ``make_step``'s (the training loop's own step) on
     ``rows`` random rows, on one thread. Results are remembered per model shape and kernel
     path for the life of the process.
     """
-    # speed imports train, which imports this module
-    from .speed import interleave, make_train_step, torch_threads
-
     rows = max(1, min(rows, cfg.batch_size // cfg.grad_accum))
     key = (cfg.model, rows, cpu_capability())
     if key in _PROBES:
@@ -111,7 +113,7 @@ def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> Precis
                                      cpu_capability=cpu_capability(), matmul_speedup=matmul)
             _PROBES[key] = choice
             return choice
-        steps = {p: make_train_step(small.replace(precision=p), "cpu")
+        steps = {p: make_step(small.replace(precision=p), p, "cpu")
                  for p in ("fp32", "bf16")}
         samples = interleave(steps, "cpu", rounds=rounds, steps_per_round=1, warmup=1)
     fp32_s = statistics.median(samples["fp32"].all)
@@ -125,8 +127,6 @@ def probe_cpu(cfg, rows: int = PROBE_ROWS, rounds: int = PROBE_ROUNDS) -> Precis
 
 def matmul_speedup(size: int = 256, calls: int = 3) -> float:
     """fp32 time over bf16 time of a small square matmul (best of ``calls``), a few ms."""
-    import time
-
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=gen)
     best = {}
@@ -151,10 +151,3 @@ def choose(cfg, device: torch.device) -> PrecisionChoice:
     return probe_cpu(cfg)
 
 
-def autocast(precision: str, device: torch.device):
-    """The autocast context of a resolved precision ("fp32": none)."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    if precision != "fp32":
-        raise ValueError(f"precision must be resolved to 'fp32' or 'bf16', got {precision!r}")
-    return torch.autocast(device_type=device.type, enabled=False)

@@ -1,0 +1,28 @@
+"""Training, one job a module, each importing only the ones above it in this list:
+
+- ``config``: ``TrainConfig`` (validated, saved with the run, hashed into its directory name);
+- ``runtime``: the device, torchrun's process group, autocast, CPU threads;
+- ``timing``: interleaved side-by-side timing (pure, used by the probe and the benchmarks);
+- ``step``: the learning-rate schedule, AdamW's groups and ``train_step``, the one
+  definition of a step (``make_step`` builds one to time);
+- ``precision``: fp32 or bf16, chosen by timing ``make_step`` on this machine;
+- ``checkpoint``: weights (safetensors) and resumable checkpoints, written atomically;
+- ``loop``: ``train``, nanoGPT-style: init or resume, step, log/evaluate/checkpoint, finish.
+
+The names a user needs are here: ``from solu_repro.train import TrainConfig, train``.
+"""
+
+from .checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_weights,
+                         save_weights)
+from .config import DEVICES, OPERATIONAL_FIELDS, PRECISIONS, TrainConfig, TrainingDivergedError
+from .loop import evaluate, read_metrics, read_result, train
+from .precision import PrecisionChoice
+from .runtime import Runtime, autocast, setup_runtime, torch_threads
+from .step import (HIDDEN_MATRICES, lr_multiplier, make_optimizer, make_step, param_groups,
+                   set_lr, train_step)
+
+__all__ = ["CheckpointError", "DEVICES", "HIDDEN_MATRICES", "OPERATIONAL_FIELDS", "PRECISIONS",
+           "PrecisionChoice", "Runtime", "TrainConfig", "TrainingDivergedError", "autocast",
+           "evaluate", "list_checkpoints", "load_checkpoint", "load_weights", "lr_multiplier",
+           "make_optimizer", "make_step", "param_groups", "read_metrics", "read_result",
+           "save_weights", "set_lr", "setup_runtime", "torch_threads", "train", "train_step"]
