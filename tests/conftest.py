@@ -34,7 +34,7 @@ def small_config():
                         warmup_steps=2, eval_every=6, eval_rows=8, final_eval_rows=32,
                         checkpoint_every=4, log_every=2,
                         # explicit: "auto" probes the CPU, and tests that compare two runs
-                        # need both in one precision (tests/test_precision.py covers "auto")
+                        # need both in one precision (tests/train/test_precision.py covers "auto")
                         precision="fp32")
         return TrainConfig(**{**defaults, **changes})
 

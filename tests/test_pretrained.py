@@ -360,9 +360,9 @@ RELEASED_CHAPTERS = {
                                                                          "untrained model",
                                                                          "SoLU readout of GELU",
                                                                          "difference of the two"]),
-    "05-one-layer-neurons.ipynb": ("one_layer_measurements", ["interpretable", "random"]),
-    "06-neurons-across-layers.ipynb": ("layers_measurements", ["§6.3.2"]),
-    "07-layernorm.ipynb": ("layernorm_measurements", ["Released SoLU-LN"]),
+    "05-one-layer-neurons.ipynb": ("measure_one_layer", ["interpretable", "random"]),
+    "06-neurons-across-layers.ipynb": ("measure_layers", ["§6.3.2"]),
+    "07-layernorm.ipynb": ("s6_4.measure", ["Released SoLU-LN"]),
 }
 DEPTH = {"06-neurons-across-layers.ipynb": 2}  # the other chapters: the one-layer pair
 REPOS = {1: (SOLU_1L, GELU_1L), 2: ("NeelNanda/SoLU_2L512W_C4_Code", "NeelNanda/GELU_2L512W_C4_Code")}

@@ -5,7 +5,7 @@ Scales:
     cpu:  the default book: 3 seeds each of 1-layer GELU and SoLU-LN (the Figure 4 pair),
           2 seeds each of the 1-layer ablations (GELU-LN, SoLU without LN, blocked SoLU-LN
           with 4 blocks), and one 2- and 4-layer GELU/SoLU-LN pair, every model on 1.4M
-          tokens; the README shows the arithmetic of what that costs on 2 CPU cores.
+          tokens; book/measured.md shows the arithmetic of what that costs on 2 CPU cores.
     gpu:  wider, deeper, many more tokens, for one H100-class GPU, on the Pile streamed from
           the Hugging Face hub (needs internet), or on any corpus via ``data=``.
 
@@ -96,7 +96,7 @@ SCALES: dict[str, Scale] = {
                   # the same tiny zoo every time.
                   precision="fp32"),
     # Every model 1.4M tokens (350 steps of 4,096), so the baseline's scaling law compares
-    # sizes at one budget; vocabulary 2,048. The README shows what that costs and buys, and
+    # sizes at one budget; vocabulary 2,048. book/measured.md shows what that costs and buys, and
     # why the 3.1M tokens per model did not fit a 45-minute build on a 2-core CPU
     # without bf16 matrix units.
     "cpu": Scale(data=DataSpec(vocab_size=2048), d_model=128, n_heads=2, d_head=64, d_mlp=512,

@@ -20,7 +20,7 @@ What the checks can and cannot catch, stated plainly:
   ceiling of 6.43). It does not fail a model that learnt only token frequencies: the tiny
   corpus's unigram cross-entropy is 6.10 nats, and 120-step tiny models end at about that
   level, so no stable margin beyond it exists at this scale. A wrong activation is caught by
-  chapter 2's pinned worked examples (and tests/test_activations.py), not here.
+  chapter 2's pinned worked examples (and tests/model/test_activations.py), not here.
 - The others are consistency checks of the pipeline that turns scores into tables: counts of
   neurons, layers and bands that the zoo's configs fix, and bookkeeping identities (per-layer
   counts add up, role shares sum to 1, bands tile the range, inconsistent <= examples). They
@@ -76,7 +76,7 @@ def _finite(x: Any) -> bool:
 def loss_checks(losses: Mapping[str, Any], d_vocab: int, margin: float = UNIFORM_MARGIN,
                 spread: float = SAME_DEPTH_SPREAD) -> list[Check]:
     """Every model learnt (finite loss, clearly below uniform), the zoo shares one token budget,
-    and matched models of a depth end close together. ``losses``: ``performance.ModelLoss``
+    and matched models of a depth end close together. ``losses``: ``s5_performance.ModelLoss``
     by name."""
     ceiling = math.log(d_vocab) - margin
     out = [Check(f"{len(losses)} models share one token budget",

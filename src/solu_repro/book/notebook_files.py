@@ -22,7 +22,7 @@ both its outputs and a count, which ``refresh`` writes.
   relies on: a title, an imports cell, right after it a ``parameters``-tagged cell of plain
   assignments of the common parameters, and right after that the ``book_context(...)``
   validation of every parameter. Exit status 1 if anything is wrong
-  (tests/test_book_notebooks_clean.py runs this).
+  (tests/book/test_notebooks_clean.py runs this).
 """
 
 from __future__ import annotations

@@ -37,15 +37,6 @@ def scale_summary() -> list[dict[str, Any]]:
     return out
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """Rows as a Markdown table (for ``IPython.display.Markdown``); ints get thousands commas."""
-    if not rows:
-        return ""
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def _precision_cell(result: dict[str, Any]) -> str:

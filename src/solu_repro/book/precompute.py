@@ -22,11 +22,13 @@ from . import style
 
 
 def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
-    """What chapter 4 scores, per model: ``("scores", settings or None)`` and
-    ``("control", name)``; every model of the zoo, every seed."""
+    """What chapter 4 scores (``ch04_interpretability.gather``), per model:
+    ``("scores", settings or None)`` and ``("control", name)``; every model of the zoo, every
+    seed."""
     from ..interp.controls import controls_for
     from ..interp.score import ScoreSettings
-    from .interp_quant import STRICT, one_layer_seeds
+    from ..paper.s6_interpretability import STRICT
+    from .ch04_interpretability import one_layer_seeds
 
     out: dict[str, list[tuple[str, Any]]] = {name: [("scores", None)] for name in ctx.all_names}
     one = min(ctx.depths)

@@ -12,7 +12,7 @@ the harvest -> score pipeline a trained model does, and its scores read on the s
   the judge would be measuring something other than alignment of features with neurons).
   Read it on the full-spectrum view: when features are sparse (one active per token), a
   rotated direction's top firings are all the one feature it weights most, so the top-20
-  rule is nearly blind to the rotation (tests/test_interp_controls.py measures both views on
+  rule is nearly blind to the rotation (tests/interp/test_controls.py measures both views on
   planted detectors).
 * ``random_init(cfg_or_run)``: the untrained model of the same config (the trained run's own
   initial weights, seeded by ``ModelConfig.seed``). Whatever it scores is what the judge

@@ -1,5 +1,6 @@
 """Which scored neurons to show first: a ranking a reader can state in one sentence
-(``RANKING``), and a round robin over explanation kinds so a short list is not all one kind."""
+(``RANKING``, applied by ``select_neurons``), a round robin over explanation kinds so a short
+list is not all one kind, and the closest misses when no neuron passes (``closest_misses``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .score import NeuronScore
+from .analysis import LAYER_ROLES
+from .score import NeuronScore, NeuronScores
 
 
 RANKING = ("interpretable neurons only (the scorer's top-20 rule), best first by the F1 of "
@@ -73,3 +75,35 @@ def spread_over_kinds(ranked: Sequence[NeuronScore]) -> list[NeuronScore]:
         depth += 1
     return out
 
+
+
+def select_neurons(scores: NeuronScores, n: int, seed: int = 0, *, layer: int | None = None,
+                   role: str | None = None, spread_kinds: bool = True) -> list[NeuronScore]:
+    """Up to ``n`` of the scorer's interpretable neurons, chosen by ``RANKING``.
+
+    Args:
+        scores: A model's ``NeuronScores``.
+        n: How many (fewer if fewer are interpretable; an empty list if none is).
+        seed: Seed of the tie-break shuffle.
+        layer: Only this layer.
+        role: Only explanations of this role (``analysis.ROLE_ORDER``).
+        spread_kinds: One neuron per explanation kind before a second of any kind.
+    """
+    pool = [r for r in scores.select(layer) if r.interpretable
+            and (role is None or LAYER_ROLES.get(explanation_kind(r)) == role)]
+    ranked = rank_neurons(pool, seed)
+    if spread_kinds:
+        ranked = spread_over_kinds(ranked)
+    return ranked[:n]
+
+
+def closest_misses(scores: NeuronScores, n: int, seed: int = 0) -> list[NeuronScore]:
+    """The ``n`` live neurons the scorer did *not* call interpretable whose best explanation
+    covered most of the top firings (then most specific): what to look at when nothing passes.
+    """
+    pool = [r for r in scores.records if not r.interpretable and not r.dead
+            and r.explanation is not None]
+    pool = sorted(pool, key=lambda r: (r.layer, r.neuron))
+    ties = _tie_breaks(pool, seed)
+    return sorted(pool, key=lambda r: (-r.coverage, -_num(r.lift),
+                                       ties[(r.layer, r.neuron)]))[:n]

@@ -408,7 +408,7 @@ class SpeedMeasurement:
     Attributes:
         scale, depth: which zoo models were timed (random init, random tokens).
         device: where ("cpu" or "cuda"); in the precision the zoo's runs would choose there
-            (``solu_repro.precision``: bf16 on CUDA, measured on a CPU).
+            (``solu_repro.train.precision``: bf16 on CUDA, measured on a CPU).
         step: full training steps (forward, backward, clipping, AdamW).
         activation: the MLP activation stage alone (what a fused kernel would shrink).
         tokens_per_step: tokens in one step.

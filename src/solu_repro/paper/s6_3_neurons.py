@@ -27,7 +27,7 @@ import torch
 
 from ..data import TokenizedCorpus
 from ..fmt import num, pct
-from ..interp.analysis import ROLE_ORDER, layer_roles
+from ..interp.analysis import layer_roles
 from ..interp.explanations import KINDS
 from ..interp.harvest import Harvest
 from ..interp.ranking import explanation_kind
@@ -35,7 +35,7 @@ from ..interp.score import NeuronScore, NeuronScores
 from ..interp.stats import SeedInterval, difference_interval, seed_mean_interval
 from ..model import Transformer
 from ..zoo import act_of, depth_of
-from .claim import EMPIRICAL, IDENTITY, NOT_TESTABLE, PARTLY, SEED_RULE, Claim, ClaimSpec, \
+from .claim import EMPIRICAL, NOT_TESTABLE, PARTLY, SEED_RULE, Claim, ClaimSpec, \
     at_most, directional
 
 

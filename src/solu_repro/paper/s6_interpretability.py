@@ -2,13 +2,353 @@
 
 Measurements only: pure functions from runs, scores and harvests to results and to
 scored claims. No plotting, widgets or HTML here (``solu_repro.book`` presents them).
+
+The inputs are the judge's ``NeuronScores`` of each model (``solu_repro.interp.score``), the
+same under a stricter judge (``STRICT``), the scores of each model's null controls
+(``solu_repro.interp.controls``) and the blinded sessions' summaries (``BlindSummary``);
+``measure`` turns them into ``InterpMeasurements`` and each claim's ``decide`` into a verdict.
+The book's ``ch04_interpretability.gather(ctx)`` fetches the inputs from the zoo.
 """
 
 from __future__ import annotations
 
-from .claim import EMPIRICAL, IDENTITY, SEED_RULE, ClaimSpec
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-# --- the claims this section decides ---------------------------------------------------
+from ..fmt import pct, points
+from ..interp.stats import (Proportion, SeedInterval, difference_interval,
+                            paired_seed_difference, seed_mean_interval)
+from ..zoo import act_of, depth_of, label, seed_of, variant_of
+from .claim import (EMPIRICAL, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED,
+                    SEED_RULE, Claim, ClaimSpec, combined, directional)
+
+if TYPE_CHECKING:
+    from ..interp.score import NeuronScores
+
+VIEWS = {"top": "top-20 view (paper §6.1 rule)", "spectrum": "full-spectrum view"}
+"""The judge's two views: the paper's rule on the top 20 firings, and the same explanation
+also predicting the neuron's firing over the full spectrum of held-out text."""
+NULL_LABELS = {"rotated": "rotated basis", "random_init": "untrained model",
+               "solu_readout": "SoLU readout of GELU"}
+STRICT = dict(threshold=0.9, min_lift=5.0)
+"""The stricter judge of §6.2's "one annotator held a higher bar": 90% of the top firings
+(not 80%) and a lift of 5 over the base rate (not 3)."""
+BLOCKED_MARGIN = 0.10
+"""§4.4 "no substantial effect" on interpretability: within ±10 points of SoLU-LN."""
+
+
+# --- one model: the fraction of its neurons judged interpretable ------------------------------
+@dataclass(frozen=True)
+class ModelInterpretability:
+    """One zoo model's automated score: both views overall and per layer."""
+
+    name: str
+    act: str
+    depth: int
+    top: Proportion
+    spectrum: Proportion
+    by_layer: list[dict[str, Any]]
+    distinct: int = 0  # different explanations among the neurons interpretable at first glance
+
+    def row(self) -> dict[str, Any]:
+        return {"model": self.name, "neurons": self.top.n,
+                "interpretable": self.top.successes, "fraction": self.top.fraction,
+                "ci_lo": self.top.lo, "ci_hi": self.top.hi,
+                "spectrum_fraction": self.spectrum.fraction,
+                "spectrum_ci_lo": self.spectrum.lo, "spectrum_ci_hi": self.spectrum.hi}
+
+
+def summarize(name: str, scores: NeuronScores, label: str | None = None
+              ) -> ModelInterpretability:
+    """A model's (or a null control's) ``NeuronScores`` as fractions in both views."""
+    return ModelInterpretability(
+        name=label or name, act=act_of(name), depth=depth_of(name),
+        top=scores.fraction_interpretable(view="top"),
+        spectrum=scores.fraction_interpretable(view="spectrum"),
+        by_layer=scores.by_layer(),
+        distinct=len({r.explanation for r in scores.records if r.interpretable}))
+
+
+def model_interpretability(scores: Mapping[str, NeuronScores],
+                           names: Sequence[str] | None = None
+                           ) -> dict[str, ModelInterpretability]:
+    """Each model's summary (``summarize``), for ``names`` (default: every model scored)."""
+    return {name: summarize(name, scores[name]) for name in names or scores}
+
+
+# --- a model against the baseline of its depth ------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """SoLU-LN (or an ablation) against the GELU baseline of the same depth, one view."""
+
+    name: str
+    baseline: str
+    view: str
+    diff: float
+    lo: float
+    hi: float
+    ratio: float
+
+    @property
+    def significant(self) -> bool:
+        """The 95% Newcombe interval of the difference excludes zero."""
+        return self.lo > 0 or self.hi < 0
+
+
+def compare(results: Mapping[str, ModelInterpretability], name: str, view: str = "top"
+            ) -> Comparison:
+    """``name`` minus the GELU baseline of its depth, with Newcombe's 95% interval."""
+    baseline = f"{depth_of(name)}L-gelu"
+    a = getattr(results[name], view)
+    b = getattr(results[baseline], view)
+    diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
+    ratio = a.fraction / b.fraction if b.successes else math.inf if a.successes else math.nan
+    return Comparison(name, baseline, view, diff, lo, hi, ratio)
+
+
+def comparisons(results: Mapping[str, ModelInterpretability], view: str = "top"
+                ) -> list[Comparison]:
+    """Every non-baseline model against its same-depth baseline."""
+    return [compare(results, name, view) for name, r in results.items()
+            if r.act != "gelu" and f"{r.depth}L-gelu" in results]
+
+
+# --- null controls: the same judge on bases that should not be special -------------------------
+@dataclass(frozen=True)
+class NullControls:
+    """One model's neuron basis beside its null controls (``interp.controls``), both views."""
+
+    name: str
+    basis: ModelInterpretability
+    nulls: dict[str, ModelInterpretability]
+
+    def gain(self, control: str, view: str = "top") -> tuple[float, float, float]:
+        """The basis' fraction minus the null's, with Newcombe's 95% interval."""
+        a, b = getattr(self.basis, view), getattr(self.nulls[control], view)
+        return difference_interval(a.successes, a.n, b.successes, b.n)
+
+
+def null_controls(scores: Mapping[str, NeuronScores],
+                  control_scores: Mapping[str, Mapping[str, NeuronScores]],
+                  names: Sequence[str] | None = None,
+                  controls: tuple[str, ...] | None = None) -> dict[str, NullControls]:
+    """Each model's neuron basis (``scores``) beside the null controls scored for it
+    (``control_scores[name][control]``); ``names``: these models (default: every model with
+    controls); ``controls``: only these (default: every one scored)."""
+    names = list(names or control_scores)
+    basis = model_interpretability(scores, names)
+    out = {}
+    for name in names:
+        nulls = {}
+        for control, cs in control_scores[name].items():
+            if controls is not None and control not in controls:
+                continue
+            nulls[control] = summarize(name, cs, f"{name} ({NULL_LABELS[control]})")
+        out[name] = NullControls(name, basis[name], nulls)
+    return out
+
+
+@dataclass(frozen=True)
+class RelativeDifference:
+    """SoLU-LN minus GELU in the neuron basis, in the rotated basis, and the difference of
+    the two (what SoLU adds that a rotation takes away), one view.
+
+    The intervals are 95%: Newcombe's for each difference; for the difference of differences
+    a normal approximation, the four proportions independent (different neurons, different
+    directions), each variance from its Wilson interval's half-width.
+    """
+
+    view: str
+    basis_diff: tuple[float, float, float]
+    rotated_diff: tuple[float, float, float]
+    diff_in_diff: tuple[float, float, float]
+
+
+def relative_difference(controls: Mapping[str, NullControls], solu: str, gelu: str,
+                        view: str = "top") -> RelativeDifference:
+    s, g = controls[solu], controls[gelu]
+    parts = [getattr(x, view) for x in (s.basis, s.nulls["rotated"], g.basis,
+                                       g.nulls["rotated"])]
+    basis = difference_interval(parts[0].successes, parts[0].n, parts[2].successes, parts[2].n)
+    rotated = difference_interval(parts[1].successes, parts[1].n, parts[3].successes,
+                                  parts[3].n)
+    did = (parts[0].fraction - parts[1].fraction) - (parts[2].fraction - parts[3].fraction)
+    se = math.sqrt(sum(((p.hi - p.lo) / (2 * 1.96)) ** 2 for p in parts))
+    return RelativeDifference(view, basis, rotated, (did, did - 1.96 * se, did + 1.96 * se))
+
+
+# --- blinded human evaluation -----------------------------------------------------------------
+@dataclass
+class BlindSummary:
+    """Aggregated blinded judgments of one session, and the scorer's agreement with them."""
+
+    path: Path
+    report: Any                     # interp.blind.BlindReport
+    agreement: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_judgments(self) -> int:
+        return sum(m.n_judged for m in self.report.models)
+
+
+# --- the measurements, with seeds ----------------------------------------------------------------
+@dataclass(frozen=True)
+class InterpMeasurements:
+    """Everything chapter 4 measures, computed once (``measure``); each claim's ``decide``
+    turns it into a verdict.
+
+    ``seed_fractions[view][variant][seed]`` is the judged-interpretable fraction of every
+    seed of each 1-layer variant; ``rotated_gains[view][variant][seed]`` its neuron basis
+    minus its rotated basis; ``strict_fractions[variant][seed]`` the top-20 fraction under the
+    stricter judge (``STRICT``). The seed-0 models' neuron-level results stay in ``results``.
+    """
+
+    results: dict[str, ModelInterpretability]
+    solu_vs_gelu: dict[int, Comparison]            # depth -> SoLU-LN minus baseline (top view)
+    solu_vs_gelu_spectrum: dict[int, Comparison]
+    ablation: Comparison | None                     # LN-only minus baseline (top view)
+    ablation_vs_solu: Comparison | None             # LN-only minus SoLU-LN at the same depth
+    blind: list[BlindSummary]
+    nulls: dict[str, NullControls] = field(default_factory=dict)  # 1-layer models' controls
+    relative: dict[str, RelativeDifference] = field(default_factory=dict)  # view -> 1L pair
+    seed_fractions: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    rotated_gains: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    strict_fractions: dict[str, dict[int, float]] = field(default_factory=dict)
+    one_layer: int = 1
+
+    def rotated_gain(self, name: str, view: str = "top") -> tuple[float, float, float]:
+        """``name``'s neuron basis minus its rotated null (Newcombe 95%)."""
+        return self.nulls[name].gain("rotated", view)
+
+    def variant(self, act: str) -> str:
+        return f"{self.one_layer}L-{act}"
+
+    def seed_difference(self, a: str, b: str, view: str = "top",
+                        table: dict[str, dict[int, float]] | None = None) -> SeedInterval | None:
+        """Variant ``a`` minus ``b`` (acts at one layer, e.g. "solu_ln", "gelu") over their
+        matched seeds: a paired t interval (None if either is missing)."""
+        table = self.seed_fractions.get(view, {}) if table is None else table
+        fa, fb = table.get(self.variant(a)), table.get(self.variant(b))
+        if not fa or not fb:
+            return None
+        common = sorted(set(fa) & set(fb))
+        return paired_seed_difference([fa[i] for i in common], [fb[i] for i in common])
+
+    def net_of_rotation(self, view: str = "top") -> SeedInterval | None:
+        """(SoLU-LN minus its rotation) minus (GELU minus its rotation), over matched seeds."""
+        return self.seed_difference("solu_ln", "gelu", view, self.rotated_gains.get(view, {}))
+
+
+def seeds_by_variant(names: Sequence[str], depth: int) -> dict[str, list[str]]:
+    """Every seed among ``names`` of each ``depth``-layer variant, seed 0 first:
+    {"1L-gelu": ["1L-gelu", "1L-gelu-s1", ...], ...}."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        if depth_of(name) == depth:
+            out.setdefault(variant_of(name), []).append(name)
+    return {v: sorted(ns, key=seed_of) for v, ns in out.items()}
+
+
+def measure(scores: Mapping[str, NeuronScores],
+            strict_scores: Mapping[str, NeuronScores],
+            control_scores: Mapping[str, Mapping[str, NeuronScores]],
+            blind: Sequence[BlindSummary] = ()) -> InterpMeasurements:
+    """Chapter 4's measurements from the judge's scores.
+
+    Args:
+        scores: the default judge's scores of every model read, in zoo order: the seed-0
+            model of every variant and depth, and every seed of the 1-layer variants.
+        strict_scores: the stricter judge's (``STRICT``) scores of every seed of the 1-layer
+            SoLU-LN / GELU pair.
+        control_scores: ``{name: {control: scores}}``: every null control of each seed-0
+            1-layer model, and the rotated basis of every other seed of the pair.
+        blind: the blinded sessions with judgments.
+    """
+    names = [n for n in scores if seed_of(n) == 0]
+    results = model_interpretability(scores, names)
+    solu = {r.depth: compare(results, r.name) for r in results.values() if r.act == "solu_ln"}
+    spec = {r.depth: compare(results, r.name, "spectrum")
+            for r in results.values() if r.act == "solu_ln"}
+    ablation = next((compare(results, r.name) for r in results.values() if r.act == "gelu_ln"),
+                    None)
+    ablation_vs_solu = None
+    if ablation is not None:
+        depth = depth_of(ablation.name)
+        a, b = results[ablation.name].top, results[f"{depth}L-solu_ln"].top
+        diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
+        ablation_vs_solu = Comparison(ablation.name, f"{depth}L-solu_ln", "top", diff, lo, hi,
+                                      a.fraction / b.fraction if b.successes else math.nan)
+    one = min(r.depth for r in results.values())
+    seeds = seeds_by_variant(list(scores), one)
+    fractions: dict[str, dict[str, dict[int, float]]] = {view: {} for view in VIEWS}
+    for variant, seed_names in seeds.items():
+        for name in seed_names:
+            r = results[name] if name in results else summarize(name, scores[name])
+            for view in VIEWS:
+                fractions[view].setdefault(variant, {})[seed_of(name)] = \
+                    getattr(r, view).fraction
+    pair = (f"{one}L-solu_ln", f"{one}L-gelu")
+    strict = {}
+    if all(v in seeds for v in pair):
+        for variant in pair:
+            strict[variant] = {seed_of(n): strict_scores[n].fraction_interpretable(view="top")
+                               .fraction for n in seeds[variant]}
+    nulls = null_controls(scores, control_scores, [n for n in names if depth_of(n) == one])
+    relative = {}
+    if all(n in nulls for n in pair):
+        relative = {view: relative_difference(nulls, *pair, view) for view in VIEWS}
+    gains: dict[str, dict[str, dict[int, float]]] = {view: {} for view in VIEWS}
+    for variant in pair:
+        for name in seeds.get(variant, []):
+            nc = nulls[name] if name in nulls else \
+                null_controls(scores, control_scores, [name], ("rotated",))[name]
+            for view in VIEWS:
+                gains[view].setdefault(variant, {})[seed_of(name)] = nc.gain("rotated", view)[0]
+    return InterpMeasurements(results, solu, spec, ablation, ablation_vs_solu, list(blind),
+                              nulls, relative, fractions, gains, strict, one)
+
+
+def interval_points(d: SeedInterval) -> str:
+    """A seed interval of fractions in percentage points: "+4.2 [-1.0, +9.4] points (3 seeds)"."""
+    seeds = "1 seed" if d.n_seeds == 1 else f"{d.n_seeds} seeds"
+    return f"{points(d.estimate)} [{points(d.lo)}, {points(d.hi)}] points ({seeds})"
+
+
+def _verdict(d: SeedInterval) -> str:
+    return directional(d.estimate, d.lo, d.hi)
+
+
+# --- released models (the ``models`` parameter) -----------------------------------------------
+@dataclass(frozen=True)
+class ReleasedInterp:
+    """Chapter 4's measurements on released models: each model's score, SoLU-LN minus GELU
+    at each depth where both were named, and every model's nulls."""
+
+    results: dict[str, ModelInterpretability]
+    comparisons: dict[tuple[int, str], Comparison]
+    nulls: dict[str, NullControls]
+    relative: dict[int, dict[str, RelativeDifference]]
+
+
+def released_measurements(scores: Mapping[str, NeuronScores],
+                          control_scores: Mapping[str, Mapping[str, NeuronScores]]
+                          ) -> ReleasedInterp:
+    """The released models' scores (under zoo-style names, "1L-solu_ln") beside all their
+    nulls (rotated basis, untrained model of the same architecture, SoLU readout of GELU)."""
+    results = model_interpretability(scores)
+    comps = {(r.depth, view): compare(results, r.name, view)
+             for r in results.values() if r.act == "solu_ln" and f"{r.depth}L-gelu" in results
+             for view in VIEWS}
+    nulls = null_controls(scores, control_scores, list(scores))
+    relative = {d: {view: relative_difference(nulls, f"{d}L-solu_ln", f"{d}L-gelu", view)
+                    for view in VIEWS}
+                for d in sorted({depth for depth, _ in comps})}
+    return ReleasedInterp(results, comps, nulls, relative)
+
+
+# --- the claims this section decides, each beside its decision ----------------------------
 FIGURE4 = ClaimSpec("figure4", "§6.2 / Figure 4", "SoLU-LN neurons are more often interpretable at "
       "first glance than baseline neurons (~60% vs ~35%, +25 points, 1.7x; 1-40 "
       "layers)", "+25 points", EMPIRICAL, "04-interpretability-quantitative",
@@ -18,6 +358,33 @@ FIGURE4 = ClaimSpec("figure4", "§6.2 / Figure 4", "SoLU-LN neurons are more oft
       "estimate is positive; direction only if the seed mean (and every deeper pair's "
       "point estimate) is positive; " + SEED_RULE)
 
+
+@FIGURE4.decided_by
+def decide_figure4(m: InterpMeasurements) -> Claim:
+    seed = m.seed_difference("solu_ln", "gelu", "top")
+    if seed is None:
+        return FIGURE4.scored("no matched 1-layer pair", NOT_TESTABLE)
+    deeper = {d: c for d, c in m.solu_vs_gelu.items() if d != m.one_layer}
+    net = m.net_of_rotation("top")
+    verdict = _verdict(seed)
+    if verdict == REPRODUCED and not (net is not None and net.lo > 0):
+        verdict = PARTLY  # not shown to be about the basis (or no null to show it)
+    if verdict == PARTLY and not all(c.diff > 0 for c in deeper.values()):
+        verdict = INCONCLUSIVE  # the 1-layer direction is not the deeper pairs'
+    if verdict == REPRODUCED and not all(c.diff > 0 for c in deeper.values()):
+        verdict = PARTLY
+    ours = f"automated judge, SoLU-LN minus GELU, 1L over seeds: {interval_points(seed)}"
+    if net is not None:
+        ours += f"; net of the rotated-basis nulls: {interval_points(net)}"
+    if deeper:
+        ours += "; " + "; ".join(
+            f"{d}L (one seed, 95% Newcombe over neurons): {points(c.diff)} "
+            f"[{points(c.lo)}, {points(c.hi)}] points" for d, c in sorted(deeper.items()))
+    return FIGURE4.scored(ours, verdict, values={
+        "seed_difference": seed.to_dict(), "net_of_rotation": None if net is None
+        else net.to_dict(), "deeper": {d: [c.diff, c.lo, c.hi] for d, c in deeper.items()}})
+
+
 PRIVILEGED_BASIS = ClaimSpec("privileged_basis", "§3.2 (privileged basis)", "A coordinate-wise nonlinearity "
       "makes the MLP's neuron basis privileged: neurons more interpretable than "
       "random directions of the same space", "plausible, not guaranteed; no number",
@@ -26,10 +393,34 @@ PRIVILEGED_BASIS = ClaimSpec("privileged_basis", "§3.2 (privileged basis)", "A 
       "reproduced if the seed interval is above 0 for both activations; direction "
       "only if every seed mean is positive; " + SEED_RULE)
 
+
+@PRIVILEGED_BASIS.decided_by
+def decide_privileged_basis(m: InterpMeasurements) -> Claim:
+    gains = {v: seed_mean_interval(list(by_seed.values()))
+             for v, by_seed in m.rotated_gains.get("spectrum", {}).items()}
+    if not gains:
+        return PRIVILEGED_BASIS.scored("no null controls scored", NOT_TESTABLE)
+    ours = "full-spectrum judge, neuron basis minus rotated basis: " + "; ".join(
+        f"{label(v)} {interval_points(g)}" for v, g in gains.items())
+    verdict = combined(*(_verdict(g) for g in gains.values()))
+    return PRIVILEGED_BASIS.scored(ours, verdict,
+                                   values={v: g.to_dict() for v, g in gains.items()})
+
+
 SPECTRUM_NOTE = ClaimSpec("spectrum_note", "§6.1 note", "Top examples may not reflect the whole "
       "activation spectrum (added after publication)", "a caution, no number",
       EMPIRICAL, "04-interpretability-quantitative",
       "reported beside the top-20 view; the paper gives no number to compare")
+
+
+@SPECTRUM_NOTE.decided_by
+def decide_spectrum_note(m: InterpMeasurements) -> Claim:
+    spec = m.seed_difference("solu_ln", "gelu", "spectrum")
+    return SPECTRUM_NOTE.scored(
+        "full-spectrum judge, SoLU-LN minus GELU, 1L over seeds: "
+        + (interval_points(spec) if spec is not None else "n/a"), NOT_TESTABLE,
+        values=None if spec is None else spec.to_dict())
+
 
 SOLU_ALONE = ClaimSpec("solu_alone", "§4.3", "SoLU alone (without the LN) makes neurons more "
       "interpretable, and adding the LN keeps most of that gain", "qualitative",
@@ -39,12 +430,45 @@ SOLU_ALONE = ClaimSpec("solu_alone", "§4.3", "SoLU alone (without the LN) makes
       "gain (point estimates); direction only if the SoLU gain's point estimate is "
       "positive; " + SEED_RULE)
 
+
+@SOLU_ALONE.decided_by
+def decide_solu_alone(m: InterpMeasurements) -> Claim:
+    alone = m.seed_difference("solu", "gelu")
+    keeps = m.seed_difference("solu_ln", "solu")
+    if alone is None or keeps is None:
+        return SOLU_ALONE.scored("no SoLU-without-LN model", NOT_TESTABLE)
+    kept = keeps.estimate >= -0.5 * alone.estimate
+    verdict = _verdict(alone)
+    if verdict == REPRODUCED and not kept:
+        verdict = PARTLY
+    note = ("" if alone.estimate <= 0 else
+            f" (adding the LN {'keeps' if kept else 'loses more than'} half of SoLU's gain, "
+            "point estimates)")
+    return SOLU_ALONE.scored(
+        f"SoLU (no LN) minus GELU: {interval_points(alone)}; SoLU-LN minus SoLU: "
+        f"{interval_points(keeps)}{note}", verdict,
+        values={"alone": alone.to_dict(), "ln_minus_solu": keeps.to_dict()})
+
+
 LN_ONLY_HALFWAY = ClaimSpec("ln_only_halfway", "§6.2", "The LN-only ablation scores about halfway between "
       "baseline and SoLU-LN (16 layers)", "halfway", EMPIRICAL,
       "04-interpretability-quantitative",
       "GELU-LN over seeds: reproduced if above GELU and below SoLU-LN with both seed "
       "intervals excluding 0; direction only if the seed means are in between; "
       + SEED_RULE + ". Our ablation has 1 layer, the paper's 16")
+
+
+@LN_ONLY_HALFWAY.decided_by
+def decide_ln_only_halfway(m: InterpMeasurements) -> Claim:
+    above = m.seed_difference("gelu_ln", "gelu")
+    below = m.seed_difference("solu_ln", "gelu_ln")
+    if above is None or below is None:
+        return LN_ONLY_HALFWAY.scored("no LN-only ablation", NOT_TESTABLE)
+    return LN_ONLY_HALFWAY.scored(
+        f"GELU-LN minus GELU: {interval_points(above)}; SoLU-LN minus GELU-LN: "
+        f"{interval_points(below)}", combined(_verdict(above), _verdict(below)),
+        values={"above_gelu": above.to_dict(), "below_solu_ln": below.to_dict()})
+
 
 STRICTER_ANNOTATOR = ClaimSpec("stricter_annotator", "§6.2", "One annotator held a higher bar; the SoLU-LN "
       "advantage holds for the stricter one too", "consistent under both", EMPIRICAL,
@@ -54,6 +478,20 @@ STRICTER_ANNOTATOR = ClaimSpec("stricter_annotator", "§6.2", "One annotator hel
       "matched 1-layer seeds: reproduced if the seed interval is above 0 under both "
       "judges; direction only if both seed means are positive; " + SEED_RULE)
 
+
+@STRICTER_ANNOTATOR.decided_by
+def decide_stricter_annotator(m: InterpMeasurements) -> Claim:
+    strict = m.seed_difference("solu_ln", "gelu", "top", m.strict_fractions)
+    default = m.seed_difference("solu_ln", "gelu", "top")
+    if strict is None or default is None:
+        return STRICTER_ANNOTATOR.scored("no matched 1-layer pair", NOT_TESTABLE)
+    return STRICTER_ANNOTATOR.scored(
+        f"SoLU-LN minus GELU under the stricter judge (coverage {pct(STRICT['threshold'], 0)}, "
+        f"lift {STRICT['min_lift']:g}): {interval_points(strict)}; under the default judge: "
+        f"{interval_points(default)}", combined(_verdict(strict), _verdict(default)),
+        values={"strict": strict.to_dict(), "default": default.to_dict()})
+
+
 BLOCKED_INTERP = ClaimSpec("blocked_interp", "§4.4", "Blocking SoLU's softmax and LN has no substantial "
       "effect on interpretability", "no substantial effect", EMPIRICAL,
       "04-interpretability-quantitative",
@@ -62,8 +500,31 @@ BLOCKED_INTERP = ClaimSpec("blocked_interp", "§4.4", "Blocking SoLU's softmax a
       "reproduced if it lies wholly outside; direction only if the point estimate lies "
       "within; inconclusive otherwise")
 
+
+@BLOCKED_INTERP.decided_by
+def decide_blocked_interp(m: InterpMeasurements) -> Claim:
+    blocked = m.seed_difference("solu_ln_b4", "solu_ln")
+    if blocked is None:
+        return BLOCKED_INTERP.scored("no blocked SoLU-LN model", NOT_TESTABLE)
+    margin = BLOCKED_MARGIN
+    verdict = (REPRODUCED if -margin < blocked.lo and blocked.hi < margin
+               and blocked.n_seeds > 1 else
+               NOT_REPRODUCED if blocked.lo > margin or blocked.hi < -margin else
+               PARTLY if abs(blocked.estimate) < margin else INCONCLUSIVE)
+    return BLOCKED_INTERP.scored(
+        f"blocked SoLU-LN (4 blocks) minus SoLU-LN: {interval_points(blocked)}", verdict,
+        values=blocked.to_dict())
+
+
 DEPTH64 = ClaimSpec("depth64", "§6.2", "At 64 layers the gain shrinks (42% vs 33%)", "42% vs 33%",
       EMPIRICAL, "04-interpretability-quantitative", "needs 64-layer models")
+
+
+@DEPTH64.decided_by
+def decide_depth64(m: InterpMeasurements) -> Claim:
+    return DEPTH64.scored(f"our deepest models have {max(m.solu_vs_gelu, default=0)} layers",
+                          NOT_TESTABLE)
+
 
 HUMAN_BLIND = ClaimSpec("human_blind", "§6.1-6.2", "Blinded human evaluators (the paper's measurement)",
       "+25 points", EMPIRICAL, "04-interpretability-quantitative",
@@ -71,4 +532,39 @@ HUMAN_BLIND = ClaimSpec("human_blind", "§6.1-6.2", "Blinded human evaluators (t
       "minus GELU interval is above 0, otherwise the weakest session's verdict by the "
       "directional rule")
 
-CLAIMS: tuple[ClaimSpec, ...] = (FIGURE4, PRIVILEGED_BASIS, SPECTRUM_NOTE, SOLU_ALONE, LN_ONLY_HALFWAY, STRICTER_ANNOTATOR, BLOCKED_INTERP, DEPTH64, HUMAN_BLIND,)
+
+def oriented(differences) -> list[tuple[str, str, float, float, float]]:
+    """Blinded differences as (a, b, a - b, lo, hi) with a SoLU-LN model first when present."""
+    out = []
+    for d in differences:
+        if act_of(d.model_b) == "solu_ln" and act_of(d.model_a) != "solu_ln":
+            out.append((d.model_b, d.model_a, -d.diff, -d.hi, -d.lo))
+        else:
+            out.append((d.model_a, d.model_b, d.diff, d.lo, d.hi))
+    return out
+
+
+@HUMAN_BLIND.decided_by
+def decide_human_blind(m: InterpMeasurements) -> Claim:
+    judged = [s for s in m.blind if s.n_judgments]
+    if not judged:
+        return HUMAN_BLIND.scored("no blinded session with judgments in this copy of the book",
+                                  NOT_TESTABLE)
+    parts = []
+    for s in judged:
+        diffs = ", ".join(f"{a} - {b}: {pct(d, signed=True)} [{pct(lo, signed=True)}, "
+                          f"{pct(hi, signed=True)}]"
+                          for a, b, d, lo, hi in oriented(s.report.differences))
+        parts.append(f"{s.path.name} ({s.n_judgments} judgments): {diffs}")
+    # matched pairs only (same depth and seed); the weakest session decides
+    diffs = [(d, lo, hi) for s in judged for a, b, d, lo, hi in oriented(s.report.differences)
+             if act_of(a) == "solu_ln" and act_of(b) == "gelu"
+             and depth_of(a) == depth_of(b) and seed_of(a) == seed_of(b)]
+    verdict = combined(*(directional(d, lo, hi) for d, lo, hi in diffs)) if diffs \
+        else NOT_TESTABLE
+    return HUMAN_BLIND.scored("; ".join(parts), verdict)
+
+
+CLAIMS: tuple[ClaimSpec, ...] = (FIGURE4, PRIVILEGED_BASIS, SPECTRUM_NOTE, SOLU_ALONE,
+                                 LN_ONLY_HALFWAY, STRICTER_ANNOTATOR, BLOCKED_INTERP, DEPTH64,
+                                 HUMAN_BLIND)

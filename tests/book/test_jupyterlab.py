@@ -36,7 +36,7 @@ import pytest
 from jupyterlab_session import (LabError, LabSession, describe, jupyter_children, missing_browser,
                                 wait_for)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DESIGN = "02-solu-design.ipynb"
 NEURONS = "05-one-layer-neurons.ipynb"
 

@@ -1,4 +1,4 @@
-"""A JupyterLab server and a Chromium driven by Selenium, for tests/test_jupyterlab.py.
+"""A JupyterLab server and a Chromium driven by Selenium, for tests/book/test_jupyterlab.py.
 
 ``LabSession(workdir, notebooks, env)`` copies the notebooks into ``workdir`` and, on
 ``start()``, runs ``python -m jupyterlab`` (this interpreter's, so this venv's JupyterLab) with

@@ -23,21 +23,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from results_snapshot import PORTABLE_ENV
 from solu_repro.book.build import find_notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 NOTEBOOKS = find_notebooks(ROOT)
-OTHER_CAPABILITY = "default"
-"""The kernel path of the second run. Where this machine's own path is already ``default``
-(no SIMD extension PyTorch uses), the second run still differs in its thread count."""
-
 
 def nbval_command(notebook: Path) -> list[str]:
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
@@ -83,21 +81,16 @@ def _val_losses(runs: Path) -> dict[str, float]:
 
 
 @pytest.fixture(scope="session")
-def other_kernels_env(tmp_path_factory, tiny_zoo):
-    """The environment of the second run, with its own tiny zoo trained under it (the corpus
-    is shared: tokenizing does not go through PyTorch's kernels). Besides ATen's portable
-    kernels, ``MKL_CBWR=COMPATIBLE`` puts MKL's matrix products (where CPUs differ most) on
-    their generic code path; the zoo trains on one thread as always (``train_threads``), the
-    notebooks read it with two."""
-    runs = tmp_path_factory.mktemp("runs-other-kernels")
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": OTHER_CAPABILITY, "MKL_CBWR": "COMPATIBLE",
-           "OMP_NUM_THREADS": "2", "PYTHONHASHSEED": "0", "SOLU_RUNS_DIR": str(runs)}
+def other_kernels_env(tmp_path_factory, tiny_zoo, portable_zoo):
+    """The environment of the second run, with its own copy of the tiny zoo trained on the
+    portable kernels (``portable_zoo``). Besides ATen's portable kernels, ``MKL_CBWR=COMPATIBLE``
+    puts MKL's matrix products (where CPUs differ most) on their generic code path; the zoo
+    trained on one thread as always (``train_threads``), the notebooks read it with two."""
+    runs = tmp_path_factory.mktemp("runs-other-kernels") / "runs"
+    shutil.copytree(portable_zoo, runs)
+    env = {**os.environ, **PORTABLE_ENV, "SOLU_RUNS_DIR": str(runs)}
     # PyTorch names the portable path "DEFAULT" (or "NO AVX" in some x86 builds)
     assert _capability(env) in {"DEFAULT", "NO AVX"}
-    proc = subprocess.run([sys.executable, "-m", "solu_repro.cli", "zoo", "--scale", "tiny",
-                           "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=800)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     native, other = _val_losses(tiny_zoo), _val_losses(runs)
     assert native.keys() == other.keys() and native
     if _capability({**os.environ}) not in {"DEFAULT", "NO AVX"}:

@@ -42,7 +42,9 @@ from solu_repro.interp.harvest import harvest
 from solu_repro.interp.stats import difference_interval, wilson_interval
 from solu_repro.model import ModelConfig, Transformer
 
-from conftest import SMALL_DATA
+from solu_repro.zoo import SCALES
+
+SMALL_DATA = SCALES["tiny"].data
 
 NAMES = ("1L-gelu", "1L-solu_ln")
 I, N, S = "interpretable", "not_interpretable", "skip"

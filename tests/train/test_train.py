@@ -21,7 +21,7 @@ from solu_repro.train import (TrainConfig, TrainingDivergedError, lr_multiplier,
                               read_metrics, train)
 from solu_repro.model import Transformer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(data_dir: Path) -> dict[str, str]:

@@ -23,7 +23,7 @@ from solu_repro.book import build
 from solu_repro.book.build import BookBuildError, build_book, find_notebooks
 from solu_repro.book.mime import PLOTLY_MIME, PlotlyMimeRenderer, figure_html
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = find_notebooks(ROOT)
 CHROMIUM = os.environ.get("SOLU_CHROMIUM", "/usr/bin/chromium")
 # The page that always shows the neuron viewer's shaded tokens (solu_repro.interp.view), even

@@ -1,21 +1,49 @@
-"""Book §6.4 (notebook 07): quantile bands, the paired per-neuron difference after vs before
-the LN, its bootstrap, the GELU-LN control in the verdict, the LN's rescaling; on constructed
-inputs and on the tiny zoo."""
+"""Paper §6.4 measurements and verdict (``solu_repro.paper.s6_4_layernorm``): quantile bands,
+the paired per-neuron difference after vs before the LN, its bootstrap, the GELU-LN control in
+the verdict, the LN's rescaling; on constructed neurons and on the tiny zoo."""
 
 from __future__ import annotations
 
+import ast
 import math
+import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from solu_repro.book import book_context, checks
+from solu_repro.book import book_context, checks, record
+from solu_repro.interp.analysis import NeuronBands, holds_out
 from solu_repro.paper import claim as C
-from solu_repro.paper import registry as REG
-from solu_repro.book import record
-from solu_repro.book import layernorm as LN
-from solu_repro.interp.analysis import BandRow, NeuronBands
+from solu_repro.paper import registry
+from solu_repro.paper import s6_4_layernorm as LN
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAPTER = "07-layernorm"
+
+
+# --- the module ----------------------------------------------------------------------------------
+def test_every_claim_of_the_chapter_is_decided_here():
+    specs = registry.chapter_claims(CHAPTER)
+    assert [c.id for c in specs] == [c.id for c in LN.CLAIMS] == ["ln_low_activation"]
+    for spec in LN.CLAIMS:
+        assert spec.decide is not None, spec.id
+        assert spec.decide.__module__ == LN.__name__
+        assert spec.decide.__name__ == f"decide_{spec.id}"
+
+
+def test_the_paper_module_imports_no_presentation():
+    tree = ast.parse((ROOT / "src/solu_repro/paper/s6_4_layernorm.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+    forbidden = ("plotly", "ipywidgets", "IPython", "myst_nb", "solu_repro.book", "..book",
+                 ".book")
+    assert not [m for m in imported if m.startswith(forbidden)], imported
 
 
 # --- constructed neurons ------------------------------------------------------------------------
@@ -49,6 +77,11 @@ def test_low_bands_and_their_text():
     assert LN.bands_text([0, 1, 2, 3, 4], 10) == ("bands 1-5 of 10, quantiles 0%-50% of each "
                                                   "hook's firings")
     assert LN.bands_text([0], 4) == "band 1 of 4, quantiles 0%-25% of each hook's firings"
+
+
+def test_points_as_the_claims_write_them():
+    assert LN.pts(0.225) == "+22.5 pts" and LN.pts(-0.01) == "-1.0 pts"
+    assert (LN.pts(-math.inf), LN.pts(math.inf)) == ("-inf", "+inf")
 
 
 def test_neuron_bands_fractions_and_difference():
@@ -91,9 +124,8 @@ def test_paired_difference_pools_seeds_and_skips_neurons_without_pairs():
     assert d.chance == pytest.approx(0.9)
     assert 0 < d.lo < d.diff < d.hi and d.above_zero
     assert len(d.values) == 8 and d.to_dict()["above_zero"]
-    assert "+22.5 pts" in d.text() and "8 neurons of 2 models" in d.text()
     none = LN.paired_difference({"x": []}, LOW, "none")
-    assert none.n_neurons == 0 and math.isnan(none.diff) and "no neuron" in none.text()
+    assert none.n_neurons == 0 and math.isnan(none.diff)
 
 
 def _case(solu_diffs, control_diffs=None):
@@ -154,28 +186,10 @@ def test_band_rows_and_differences_average_over_neurons():
     diffs = LN.band_differences(ns, 4, n_resamples=200)
     assert [d.n_neurons for d in diffs] == [2, 2, 2, 1]
     assert diffs[0].diff == pytest.approx(0.2) and diffs[1].diff == pytest.approx(0.5)
-    assert "0%-25%" in LN.band_table(rows)
-
-
-def test_figures_show_both_hooks_chance_and_the_control():
-    ns = [neuron([10, 5, 0, 0], [10, 10, 0, 0]), neuron([6, 5, 0, 0], [10, 10, 0, 2])]
-    rows = LN.band_rows(ns, 4, n_resamples=200)
-    fig = LN.ln_consistency_figure(rows, chance=0.9, low_quantile=0.5)
-    assert [t.name for t in fig.data] == [LN.HOOK_LABELS["mid"], LN.HOOK_LABELS["post"]]
-    assert list(fig.data[0].x) == pytest.approx([12.5, 37.5, 62.5, 87.5])
-    assert list(fig.data[0].y) == pytest.approx([0.8, 0.5, 0.0, 0.0])
-    assert any("chance" in (a.text or "") for a in fig.layout.annotations)
-    empty = LN.ln_consistency_figure(LN.band_rows([], 4))
-    assert not empty.data and empty.layout.annotations
-    series = {"1L-solu_ln": LN.band_differences(ns, 4, n_resamples=200),
-              "1L-gelu_ln": LN.band_differences(ns[:1], 4, n_resamples=200)}
-    fig = LN.band_difference_figure(series, 4, low_quantile=0.5)
-    assert len(fig.data) == 2 and list(fig.data[0].y)[0] == pytest.approx(0.2)
-    assert not LN.band_difference_figure({"x": []}, 4).data
 
 
 def test_rescale_summary_matches_the_design_gain():
-    from solu_repro.book.design import ln_gain
+    from solu_repro.paper.s4_design import ln_gain
 
     v = torch.randn(500, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     v = v * torch.logspace(-4, 0, 500, dtype=torch.float64)[:, None]  # weak to strong positions
@@ -195,7 +209,8 @@ def test_rescale_summary_matches_the_design_gain():
     assert LN.rescale_summary(np.zeros(0), 1e-5)["positions"] == 0
 
 
-def _measurements(solu, control, models=None):
+def measurements(solu, control, models=None):
+    """``LayerNormMeasurements`` of constructed SoLU-LN and control neurons."""
     s, c, vs = _case(solu, control)
     rescale = LN.rescale_summary(np.linspace(0.01, 1, 50), 1e-5)
     models = models or {"1L-solu_ln": {**rescale, "neurons": 128, "interpretable": 9,
@@ -208,13 +223,12 @@ def _measurements(solu, control, models=None):
                                     verdict, reason)
 
 
-def test_claims_state_the_numbers_the_control_and_the_rescaling(tmp_path):
-    import types
-
-    lm = _measurements(STRONG, [0, 1, 0, -1, 0, 1, 0, 0])
-    (claim,) = LN.claims(lm)
+def test_the_claim_states_the_numbers_the_control_and_the_rescaling(tmp_path):
+    m = measurements(STRONG, [0, 1, 0, -1, 0, 1, 0, 0])
+    (claim,) = registry.decide(CHAPTER, m)
+    assert claim == LN.decide_ln_low_activation(m)
     assert claim.id == "ln_low_activation" and claim.verdict == C.REPRODUCED
-    assert claim.chapter == "07-layernorm"
+    assert claim.chapter == CHAPTER
     assert "GELU-LN control" in claim.ours and "SoLU-LN - GELU-LN" in claim.ours
     assert "LN rescaling" in claim.ours and "x" in claim.ours
     assert "+35.0 pts" in claim.sentence and "chance" in claim.sentence
@@ -225,28 +239,21 @@ def test_claims_state_the_numbers_the_control_and_the_rescaling(tmp_path):
     assert claim.values["low_bands"] == LOW and "held-out" in claim.values["heldout_rule"]
     assert claim.values["rescale"]["1L-solu_ln"]["positions"] == 50
     ctx = types.SimpleNamespace(runs_dir=tmp_path, scale="tiny")
-    record.save(ctx, "07-layernorm", [claim])
-    assert record.load(ctx, ["07-layernorm"])[0].verdict == C.REPRODUCED
+    record.save(ctx, CHAPTER, [claim])
+    assert record.load(ctx, [CHAPTER])[0].verdict == C.REPRODUCED
     # As large as the control, but SoLU-LN minus GELU-LN's interval reaches above 0.
-    same = LN.claims(_measurements(STRONG, STRONG))[0]
+    same = LN.decide_ln_low_activation(measurements(STRONG, STRONG))
     assert same.verdict == C.INCONCLUSIVE and f"({C.INCONCLUSIVE})" in same.sentence
     # The control's difference larger on the whole interval: not reproduced.
-    larger = LN.claims(_measurements(STRONG, [4, 5, 4, 5, 4, 5, 4, 5]))[0]
+    larger = LN.decide_ln_low_activation(measurements(STRONG, [4, 5, 4, 5, 4, 5, 4, 5]))
     assert larger.values["vs_control"]["hi"] < 0 and larger.verdict == C.NOT_REPRODUCED
-    alone = LN.claims(_measurements(STRONG, None))[0]
+    alone = LN.decide_ln_low_activation(measurements(STRONG, None))
     assert alone.verdict == C.PARTLY and "no GELU-LN control neuron" in alone.ours
-    empty = _measurements(STRONG, None)
+    empty = measurements(STRONG, None)
     empty.solu = LN.paired_difference({"1L-solu_ln": []}, LOW, "solu")
     empty.verdict, empty.reason = LN.ln_verdict(empty.solu, None, None)
-    got = LN.claims(empty)[0]
+    got = LN.decide_ln_low_activation(empty)
     assert got.verdict == C.NOT_TESTABLE and "nothing to compare" in got.sentence
-
-
-def test_models_table_lists_every_model():
-    lm = _measurements(STRONG, [0, 1, 0, -1, 0, 1, 0, 0])
-    text = LN.models_table(lm)
-    assert "1L-solu_ln" in text and "1L-gelu_ln" in text and "8/128" in text
-    assert "+35.0 pts" in text
 
 
 # --- the tiny zoo -------------------------------------------------------------------------------
@@ -259,28 +266,30 @@ def ctx(data_dir, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_layernorm_measurements_on_the_tiny_zoo(ctx):
+def test_measure_on_the_tiny_zoo(ctx):
     names = ["1L-solu_ln", "1L-gelu_ln"]
-    lm = LN.layernorm_measurements(ctx, names, n_bands=5, max_neurons=6, n_resamples=200)
-    assert list(lm.models) == names and lm.low == [0, 1]
+    runs = {n: ctx.run(n) for n in names}
+    scores = {n: ctx.scores(n) for n in names}
+    m = LN.measure(runs, scores, n_bands=5, max_neurons=6, n_resamples=200, seed=ctx.seed)
+    assert list(m.models) == list(m.measured) == names and m.low == [0, 1]
     for name in names:
-        m = LN.measure_model(ctx, name, n_bands=5, max_neurons=6)
-        scores = ctx.scores(name)
-        assert lm.models[name]["hold_out"] == sum(LN.holds_out(r) for r in scores.records)
-        assert len(m.neurons) == min(6, lm.models[name]["hold_out"])
-        assert m.consistency.n_tokens == m.consistency.n_rows * (ctx.run(name).config.model.n_ctx - 1)
-        assert lm.models[name]["positions"] == m.consistency.n_tokens  # one layer, one block
-        assert lm.models[name]["gain_median"] <= 1
-        for nb in m.neurons:
+        model = m.measured[name]
+        assert m.models[name] == model.summary()
+        assert m.models[name]["hold_out"] == sum(holds_out(r) for r in scores[name].records)
+        assert len(model.neurons) == min(6, m.models[name]["hold_out"])
+        n_ctx = runs[name].config.model.n_ctx
+        assert model.consistency.n_tokens == model.consistency.n_rows * (n_ctx - 1)
+        assert m.models[name]["positions"] == model.consistency.n_tokens  # one layer, one block
+        assert m.models[name]["gain_median"] <= 1
+        for nb in model.neurons:
             assert (nb.inconsistent <= nb.examples).all()
             for h in range(2):
                 fired = nb.examples[h][nb.examples[h] > 0]
                 assert fired.size == 0 or fired.max() - fired.min() <= 1
-    assert lm.solu.models == ["1L-solu_ln"] and lm.control.models == ["1L-gelu_ln"]
-    assert not checks.failed(checks.band_checks(lm.rows, 5))
-    assert not checks.failed(checks.band_checks(lm.control_rows, 5))
-    (claim,) = LN.claims(lm)
-    assert claim.verdict == lm.verdict
-    assert LN.ln_models(ctx)[:1] == ["1L-solu_ln"] and "1L-gelu" not in LN.ln_models(ctx)
+    assert m.solu.models == ["1L-solu_ln"] and m.control.models == ["1L-gelu_ln"]
+    assert not checks.failed(checks.band_checks(m.rows, 5))
+    assert not checks.failed(checks.band_checks(m.control_rows, 5))
+    (claim,) = registry.decide(CHAPTER, m)
+    assert claim.verdict == m.verdict
     with pytest.raises(ValueError, match="no LayerNorm"):
-        LN.measure_model(ctx, "1L-gelu")
+        LN.measure_model("1L-gelu", ctx.run("1L-gelu"), ctx.scores("1L-gelu"))

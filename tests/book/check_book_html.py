@@ -1,9 +1,9 @@
-"""Check a built book as tests/test_book_build.py checks the tiny one: no plumbing, every figure
-drawn offline, nothing external.  python tests/check_book_html.py _build/html"""
+"""Check a built book as tests/book/test_build.py checks the tiny one: no plumbing, every figure
+drawn offline, nothing external.  python tests/book/check_book_html.py _build/html"""
 import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_book_build as t
+import test_build as t
 
 html = Path(sys.argv[1])
 pages = [html / "book" / "intro.html"] + sorted((html / "book" / "executed").glob("*.html"))

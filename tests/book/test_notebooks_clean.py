@@ -13,7 +13,7 @@ import pytest
 from solu_repro.book import notebook_files as nf
 from solu_repro.book.build import find_notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = find_notebooks(ROOT)
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 

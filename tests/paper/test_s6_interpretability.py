@@ -1,0 +1,301 @@
+"""Paper §6.1-6.2 (with §3.2, §4.3, §4.4), measured: per-model fractions, comparisons with
+the baseline, null controls, the seed-level measurements and every claim's verdict."""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from solu_repro.interp.score import NeuronScore, NeuronScores
+from solu_repro.interp.stats import difference_interval, proportion
+from solu_repro.paper import claim, registry
+from solu_repro.paper import s6_interpretability as s6
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAPTER = "04-interpretability-quantitative"
+
+
+def fake(name: str, hits: int, n: int, spectrum_hits: int = 0) -> s6.ModelInterpretability:
+    depth, act = int(name.split("L-")[0]), name.split("-", 1)[1]
+    return s6.ModelInterpretability(name, act, depth, proportion(hits, n),
+                                    proportion(spectrum_hits, n), [])
+
+
+def fake_scores(hits: int, n: int, spectrum_hits: int = 0, layers: int = 1) -> NeuronScores:
+    """``n`` neurons per layer: the first ``hits`` interpretable (the first ``spectrum_hits``
+    of them over the full spectrum too), each interpretable one with its own explanation."""
+    records = []
+    for layer in range(layers):
+        for i in range(n):
+            good, spec = i < hits, i < min(spectrum_hits, hits)
+            records.append(NeuronScore(
+                layer=layer, neuron=i, explanation=f"token:{i}" if good else None, text="",
+                role=None, coverage=0.9 if good else 0.1, base_rate=0.01, lift=10.0,
+                interpretable=good, dead=False, precision=0.9 if spec else 0.1,
+                recall=0.9 if spec else 0.1, correlation=0.5, n_holds=1, n_fires=20))
+    return NeuronScores({"name": "fake"}, records)
+
+
+@pytest.fixture
+def results():
+    return {r.name: r for r in [fake("1L-gelu", 35, 100, 10), fake("1L-solu_ln", 60, 100, 30),
+                                fake("2L-gelu", 30, 200), fake("2L-solu_ln", 40, 200),
+                                fake("1L-gelu_ln", 50, 100)]}
+
+
+# --- the module ----------------------------------------------------------------------------------
+def test_every_claim_of_the_chapter_is_decided_here():
+    specs = registry.chapter_claims(CHAPTER)
+    assert [c.id for c in specs] == [c.id for c in s6.CLAIMS]
+    for spec in s6.CLAIMS:
+        assert spec.decide is not None, spec.id
+        assert spec.decide.__module__ == s6.__name__
+        assert spec.decide.__name__ == f"decide_{spec.id}"
+
+
+def test_the_paper_module_imports_no_presentation():
+    tree = ast.parse((ROOT / "src/solu_repro/paper/s6_interpretability.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+    forbidden = ("plotly", "ipywidgets", "IPython", "myst_nb", "solu_repro.book", "..book",
+                 ".book")
+    assert not [m for m in imported if m.startswith(forbidden)], imported
+
+
+# --- one model, and a model against its baseline ----------------------------------------------
+def test_summarize_counts_both_views_and_distinct_explanations():
+    r = s6.summarize("2L-solu_ln", fake_scores(6, 20, 2, layers=2), "a label")
+    assert (r.name, r.act, r.depth) == ("a label", "solu_ln", 2)
+    assert (r.top.successes, r.top.n, r.spectrum.successes) == (12, 40, 4)
+    assert r.top.fraction == pytest.approx(0.3) and r.distinct == 6
+    assert [row["interpretable"] for row in r.by_layer] == [6, 6]
+
+
+def test_comparisons_use_the_same_depth_baseline_and_newcombe(results):
+    c = s6.compare(results, "1L-solu_ln")
+    assert c.baseline == "1L-gelu"
+    assert (c.diff, c.lo, c.hi) == pytest.approx(difference_interval(60, 100, 35, 100))
+    assert c.ratio == pytest.approx(60 / 35) and c.significant
+    names = [c.name for c in s6.comparisons(results)]
+    assert names == ["1L-solu_ln", "2L-solu_ln", "1L-gelu_ln"]
+    assert not s6.compare(results, "2L-solu_ln").significant or \
+        s6.compare(results, "2L-solu_ln").lo > 0
+
+
+def test_ratio_against_a_zero_baseline_is_infinite():
+    rs = {r.name: r for r in [fake("1L-gelu", 0, 50), fake("1L-solu_ln", 5, 50)]}
+    assert math.isinf(s6.compare(rs, "1L-solu_ln").ratio)
+    rs["1L-solu_ln"] = fake("1L-solu_ln", 0, 50)
+    assert math.isnan(s6.compare(rs, "1L-solu_ln").ratio)
+
+
+# --- null controls -------------------------------------------------------------------------------
+def nulls():
+    solu = s6.NullControls("1L-solu_ln", fake("1L-solu_ln", 60, 100, 30),
+                           {"rotated": fake("1L-solu_ln", 50, 100, 5),
+                            "random_init": fake("1L-solu_ln", 10, 100, 0)})
+    gelu = s6.NullControls("1L-gelu", fake("1L-gelu", 35, 100, 10),
+                           {"rotated": fake("1L-gelu", 33, 100, 4),
+                            "random_init": fake("1L-gelu", 10, 100, 0),
+                            "solu_readout": fake("1L-gelu", 40, 100, 12)})
+    return {"1L-solu_ln": solu, "1L-gelu": gelu}
+
+
+def test_null_gain_and_difference_net_of_the_rotated_nulls():
+    ns = nulls()
+    assert ns["1L-solu_ln"].gain("rotated") == pytest.approx(difference_interval(60, 100, 50, 100))
+    rel = s6.relative_difference(ns, "1L-solu_ln", "1L-gelu", "top")
+    assert rel.basis_diff == pytest.approx(difference_interval(60, 100, 35, 100))
+    assert rel.rotated_diff == pytest.approx(difference_interval(50, 100, 33, 100))
+    did, lo, hi = rel.diff_in_diff
+    assert did == pytest.approx((0.60 - 0.50) - (0.35 - 0.33))
+    assert lo < did < hi and hi - lo > 0.1  # four proportions of 100 neurons: wide
+    spec = s6.relative_difference(ns, "1L-solu_ln", "1L-gelu", "spectrum")
+    assert spec.diff_in_diff[0] == pytest.approx((0.30 - 0.05) - (0.10 - 0.04))
+
+
+def test_null_controls_from_scores_label_each_null_and_keep_only_those_asked():
+    scores = {"1L-gelu": fake_scores(35, 100)}
+    controls = {"1L-gelu": {"rotated": fake_scores(33, 100), "random_init": fake_scores(10, 100)}}
+    got = s6.null_controls(scores, controls)["1L-gelu"]
+    assert list(got.nulls) == ["rotated", "random_init"]
+    assert got.nulls["rotated"].name == "1L-gelu (rotated basis)"
+    assert got.gain("rotated")[0] == pytest.approx(0.02)
+    only = s6.null_controls(scores, controls, ["1L-gelu"], ("rotated",))["1L-gelu"]
+    assert list(only.nulls) == ["rotated"]
+
+
+# --- measure: scores in, measurements out --------------------------------------------------------
+def zoo_scores():
+    """A small zoo's inputs: 1-layer GELU / SoLU-LN with two seeds, one LN-only ablation, one
+    2-layer pair; every interpretable neuron also interpretable over the full spectrum in
+    half the cases."""
+    hits = {"1L-gelu": 30, "1L-solu_ln": 50, "2L-gelu": 20, "2L-solu_ln": 40, "1L-gelu_ln": 40,
+            "1L-gelu-s1": 34, "1L-solu_ln-s1": 58}
+    scores = {n: fake_scores(h, 100, h // 2, layers=2 if n.startswith("2L") else 1)
+              for n, h in hits.items()}
+    strict = {n: fake_scores(hits[n] // 2, 100) for n in ("1L-solu_ln", "1L-solu_ln-s1",
+                                                         "1L-gelu", "1L-gelu-s1")}
+    controls = {"1L-gelu": {"rotated": fake_scores(25, 100, 2),
+                            "random_init": fake_scores(10, 100),
+                            "solu_readout": fake_scores(35, 100, 5)},
+                "1L-solu_ln": {"rotated": fake_scores(30, 100, 3),
+                               "random_init": fake_scores(10, 100)},
+                "1L-gelu_ln": {"rotated": fake_scores(30, 100, 3),
+                               "random_init": fake_scores(10, 100)},
+                "1L-gelu-s1": {"rotated": fake_scores(30, 100, 4)},
+                "1L-solu_ln-s1": {"rotated": fake_scores(28, 100, 1)}}
+    return dict(scores=scores, strict_scores=strict, control_scores=controls)
+
+
+def test_measure_gathers_seeds_nulls_and_the_stricter_judge():
+    m = s6.measure(**zoo_scores())
+    assert list(m.results) == ["1L-gelu", "1L-solu_ln", "2L-gelu", "2L-solu_ln", "1L-gelu_ln"]
+    assert m.one_layer == 1 and sorted(m.solu_vs_gelu) == [1, 2]
+    assert m.solu_vs_gelu[1].diff == pytest.approx(0.20)
+    assert m.ablation.name == "1L-gelu_ln" and m.ablation_vs_solu.diff == pytest.approx(-0.10)
+    assert m.seed_fractions["top"]["1L-solu_ln"] == {0: 0.50, 1: 0.58}
+    assert m.seed_fractions["spectrum"]["1L-gelu"] == {0: 0.15, 1: 0.17}
+    assert m.strict_fractions == {"1L-solu_ln": {0: 0.25, 1: 0.29},
+                                  "1L-gelu": {0: 0.15, 1: 0.17}}
+    assert set(m.nulls) == {"1L-gelu", "1L-solu_ln", "1L-gelu_ln"}
+    assert list(m.nulls["1L-gelu"].nulls) == ["rotated", "random_init", "solu_readout"]
+    assert m.rotated_gains["top"]["1L-solu_ln"] == pytest.approx({0: 0.20, 1: 0.30})
+    assert m.rotated_gains["spectrum"]["1L-gelu"] == pytest.approx({0: 0.13, 1: 0.13})
+    assert m.relative["top"].diff_in_diff[0] == pytest.approx(0.20 - 0.05)
+    d = m.seed_difference("solu_ln", "gelu")
+    assert d.estimate == pytest.approx(0.22) and d.n_seeds == 2
+    assert m.net_of_rotation().estimate == pytest.approx(((0.20 - 0.05) + (0.30 - 0.04)) / 2)
+    assert m.blind == []
+    got = {c.id: c for c in registry.decide(CHAPTER, m)}
+    assert list(got) == [c.id for c in s6.CLAIMS]
+    assert got["figure4"].verdict == claim.PARTLY  # 2 seeds: the t interval reaches 0
+    assert got["solu_alone"].verdict == claim.NOT_TESTABLE  # no SoLU without LN here
+    assert got["depth64"].ours == "our deepest models have 2 layers"
+
+
+def test_seeds_by_variant_put_seed_0_first():
+    names = ["1L-gelu-s2", "2L-gelu", "1L-gelu", "1L-solu_ln", "1L-gelu-s1"]
+    assert s6.seeds_by_variant(names, 1) == {"1L-gelu": ["1L-gelu", "1L-gelu-s1", "1L-gelu-s2"],
+                                             "1L-solu_ln": ["1L-solu_ln"]}
+
+
+def test_released_measurements_compare_each_depth_net_of_rotation():
+    inputs = zoo_scores()
+    names = ("1L-gelu", "1L-solu_ln")
+    ri = s6.released_measurements({n: inputs["scores"][n] for n in names},
+                                  {n: inputs["control_scores"][n] for n in names})
+    assert set(ri.comparisons) == {(1, "top"), (1, "spectrum")}
+    assert list(ri.relative) == [1] and set(ri.relative[1]) == set(s6.VIEWS)
+    assert "solu_readout" in ri.nulls["1L-gelu"].nulls
+
+
+# --- the verdicts over seeds --------------------------------------------------------------------
+def seed_measurements(top, spectrum=None, gains=None, strict=None, deeper=(), blind=()):
+    """InterpMeasurements with only what the claims read: per-seed fractions of 1L variants
+    ({variant: [seed 0, seed 1, ...]}), rotated gains, the stricter judge, deeper pairs."""
+    as_seeds = lambda table: {v: dict(enumerate(xs)) for v, xs in (table or {}).items()}  # noqa: E731
+    comps = {d: s6.Comparison(f"{d}L-solu_ln", f"{d}L-gelu", "top", diff, diff - 0.01,
+                              diff + 0.01, 1.0) for d, diff in deeper}
+    return s6.InterpMeasurements(
+        results={}, solu_vs_gelu={1: None, **comps}, solu_vs_gelu_spectrum={}, ablation=None,
+        ablation_vs_solu=None, blind=list(blind),
+        seed_fractions={"top": as_seeds(top), "spectrum": as_seeds(spectrum)},
+        rotated_gains={"top": as_seeds(gains), "spectrum": as_seeds(gains)},
+        strict_fractions=as_seeds(strict), one_layer=1)
+
+
+def decided(m) -> dict[str, claim.Claim]:
+    return {c.id: c for c in registry.decide(CHAPTER, m)}
+
+
+def test_figure4_is_decided_over_seeds_and_net_of_the_rotated_nulls():
+    top = {"1L-gelu": [0.30, 0.32, 0.28], "1L-solu_ln": [0.50, 0.55, 0.47]}
+    gains = {"1L-gelu": [0.05, 0.04, 0.06], "1L-solu_ln": [0.20, 0.25, 0.22]}
+    got = decided(seed_measurements(top, top, gains, top))
+    assert list(got) == [c.id for c in registry.CLAIMS if c.chapter == CHAPTER]
+    fig4 = got["figure4"]
+    assert fig4.verdict == claim.REPRODUCED and "(3 seeds)" in fig4.ours
+    assert fig4.values["seed_difference"]["n_seeds"] == 3
+    assert got["privileged_basis"].verdict == claim.REPRODUCED
+    assert "1L SoLU + LN +" in got["privileged_basis"].ours
+    assert got["stricter_annotator"].verdict == claim.REPRODUCED
+    assert "coverage 90%, lift 5" in got["stricter_annotator"].ours
+    # the same seed differences, but the rotation takes as much as the basis gives
+    same = {"1L-gelu": [0.05, 0.04, 0.06], "1L-solu_ln": [0.05, 0.06, 0.04]}
+    fig4 = s6.decide_figure4(seed_measurements(top, top, same))
+    assert fig4.verdict == claim.PARTLY and "net of the rotated-basis nulls" in fig4.ours
+    # one seed disagrees: the mean is positive, the seed interval crosses 0
+    noisy = {"1L-gelu": [0.30, 0.50, 0.28], "1L-solu_ln": [0.50, 0.40, 0.47]}
+    got = decided(seed_measurements(noisy, noisy, gains, noisy))
+    assert got["figure4"].verdict == claim.PARTLY
+    assert got["stricter_annotator"].verdict == claim.PARTLY
+    # ... unless a deeper pair's point estimate is negative
+    fig4 = s6.decide_figure4(seed_measurements(noisy, noisy, gains, deeper=[(2, -0.02)]))
+    # the 1-layer direction is not the deeper pair's: inconclusive
+    assert fig4.verdict == claim.INCONCLUSIVE and "2L (one seed" in fig4.ours
+    worse = {"1L-gelu": [0.50, 0.52, 0.48], "1L-solu_ln": [0.30, 0.32, 0.28]}
+    assert s6.decide_figure4(seed_measurements(worse)).verdict == claim.NOT_REPRODUCED
+    # a rotation that beats the neuron basis for one activation
+    mixed = {"1L-gelu": [-0.05, -0.04, -0.06], "1L-solu_ln": [0.20, 0.25, 0.22]}
+    assert s6.decide_privileged_basis(seed_measurements(top, top, mixed)).verdict == \
+        claim.NOT_REPRODUCED
+    assert s6.decide_figure4(seed_measurements({})).verdict == claim.NOT_TESTABLE
+
+
+def test_ablation_claims_over_seeds():
+    top = {"1L-gelu": [0.30, 0.32], "1L-solu_ln": [0.50, 0.52], "1L-solu": [0.45, 0.47],
+           "1L-gelu_ln": [0.40, 0.42], "1L-solu_ln_b4": [0.495, 0.525]}
+    got = decided(seed_measurements(top))
+    # SoLU alone +15 points over 2 seeds, the LN keeps it
+    assert got["solu_alone"].verdict == claim.REPRODUCED and "keeps" in got["solu_alone"].ours
+    assert got["ln_only_halfway"].verdict == claim.REPRODUCED
+    assert got["blocked_interp"].verdict == claim.REPRODUCED  # within ±10 points
+    top.update({"1L-solu": [0.45, 0.20], "1L-gelu_ln": [0.25, 0.22],
+                "1L-solu_ln_b4": [0.10, 0.12]})
+    got = decided(seed_measurements(top))
+    assert got["solu_alone"].verdict == claim.PARTLY     # +1.5 points, interval crossing 0
+    # below the baseline, but with 2 seeds the interval still reaches above it
+    assert got["ln_only_halfway"].verdict == claim.INCONCLUSIVE
+    assert got["blocked_interp"].verdict == claim.NOT_REPRODUCED  # 40 points worse
+    one_seed = {"1L-gelu": [0.30], "1L-solu_ln": [0.50], "1L-solu_ln_b4": [0.52]}
+    got = decided(seed_measurements(one_seed))
+    assert got["blocked_interp"].verdict == claim.PARTLY and "(1 seed)" in \
+        got["blocked_interp"].ours
+    assert got["solu_alone"].verdict == claim.NOT_TESTABLE
+    assert got["depth64"].verdict == claim.NOT_TESTABLE
+    assert got["human_blind"].verdict == claim.NOT_TESTABLE
+
+
+def blind_summary(name: str, *differences) -> s6.BlindSummary:
+    report = SimpleNamespace(models=[SimpleNamespace(n_judged=10), SimpleNamespace(n_judged=10)],
+                             differences=[SimpleNamespace(model_a=a, model_b=b, diff=d, lo=lo,
+                                                          hi=hi)
+                                          for a, b, d, lo, hi in differences])
+    return s6.BlindSummary(Path("/sessions") / name, report)
+
+
+def test_human_blind_orients_solu_first_and_counts_matched_pairs_only():
+    ab = ("1L-gelu", "1L-solu_ln", -0.20, -0.30, -0.10)   # GELU first: turned around
+    assert s6.oriented([SimpleNamespace(model_a=ab[0], model_b=ab[1], diff=ab[2], lo=ab[3],
+                                        hi=ab[4])]) == [("1L-solu_ln", "1L-gelu", 0.20, 0.10,
+                                                         0.30)]
+    c = s6.decide_human_blind(seed_measurements({}, blind=[blind_summary("judged", ab)]))
+    assert c.verdict == claim.REPRODUCED
+    assert c.ours == "judged (20 judgments): 1L-solu_ln - 1L-gelu: +20.0% [+10.0%, +30.0%]"
+    # a second session that straddles 0 decides (the weakest); unmatched pairs do not count
+    weak = blind_summary("weak", ("1L-solu_ln", "1L-gelu", 0.05, -0.05, 0.15),
+                         ("2L-solu_ln", "1L-gelu", -0.5, -0.6, -0.4))
+    c = s6.decide_human_blind(seed_measurements({}, blind=[blind_summary("judged", ab), weak]))
+    assert c.verdict == claim.PARTLY
+    unmatched = blind_summary("other", ("2L-solu_ln", "1L-gelu", 0.3, 0.2, 0.4))
+    assert s6.decide_human_blind(seed_measurements({}, blind=[unmatched])).verdict == \
+        claim.NOT_TESTABLE
