@@ -45,7 +45,7 @@ def environment() -> dict[str, str]:
 
 
 def glued_values(executed: Path) -> dict[str, dict[str, Any]]:
-    """Every ``glue`` output of every executed chapter: {chapter: {name: text/plain}}."""
+    """Every ``glue`` output of every executed chapter: {chapter: {name: its text/plain}}."""
     out: dict[str, dict[str, Any]] = {}
     for path in sorted(executed.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
@@ -53,8 +53,9 @@ def glued_values(executed: Path) -> dict[str, dict[str, Any]]:
         for cell in nb.cells:
             for output in cell.get("outputs", []):
                 meta = output.get("metadata", {}).get("scrapbook")
-                if meta:
-                    values[meta["name"]] = output.get("data", {}).get("text/plain")
+                if meta:  # myst-nb keeps the value under its prefix: <prefix>text/plain
+                    data = output.get("data", {})
+                    values[meta["name"]] = data.get(meta.get("mime_prefix", "") + "text/plain")
         out[path.stem] = values
     return out
 

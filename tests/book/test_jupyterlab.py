@@ -11,7 +11,7 @@ every cell with JupyterLab's own ``notebook:run-all-cells`` command (what Run > 
 does), waits for every code cell to have run with the kernel idle and no error output, then
 works the notebook's widget as a reader would:
 
-* 02-solu-design: ``design.explorer``'s sliders and its plotly bar chart render; five
+* 02-solu-design: ``ch02_design.explorer``'s sliders and its plotly bar chart render; five
   ArrowRight presses on the x0 slider's handle move x0 from 4.0 to 4.5, and the chart is
   redrawn by the kernel with bar heights in the new proportions;
 * 05-one-layer-neurons: the ``NeuronBrowser`` renders neuron L0N0 of the SoLU model with its

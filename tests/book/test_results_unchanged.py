@@ -56,6 +56,8 @@ def test_differences_sees_a_changed_digit_a_verdict_and_a_missing_claim():
 @pytest.mark.slow
 def test_tiny_book_matches_its_record(record, built):
     assert structure(built) == structure(record), "claims or glued names differ"
+    assert all(v is not None for ch in built["glue"].values() for v in ch.values()), \
+        "a glued value was not read"
     identities = {k: v for k, v in record["claims"].items() if v["kind"] == "identity"}
     assert identities
     diffs = differences(identities, {k: built["claims"][k] for k in identities},

@@ -116,7 +116,7 @@ def figure4(results: Mapping[str, ModelInterpretability]) -> go.Figure:
     fig.update_layout(template="plotly_white", font=style.FONT, height=520,
                       title=dict(text="Figure 4 analogue: automated score, 95% Wilson intervals",
                                  x=0.0, xanchor="left"),
-                      legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.2,
+                      legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.24,
                                   yanchor="top"),
                       margin=dict(l=60, r=20, t=80, b=40))
     return fig

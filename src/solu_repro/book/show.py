@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import textwrap
 from typing import Any, Callable
 
 from IPython.display import Markdown
@@ -24,7 +25,7 @@ def fenced(code: str, language: str = "python") -> str:
 
 def source_markdown(*objs: Callable[..., Any] | type) -> str:
     """The source of each of ``objs`` (as the package runs it), as fenced Markdown."""
-    return "\n\n".join(fenced(inspect.getsource(obj)) for obj in objs)
+    return "\n\n".join(fenced(textwrap.dedent(inspect.getsource(obj))) for obj in objs)
 
 
 def show_source(*objs: Callable[..., Any] | type) -> Markdown:

@@ -474,7 +474,7 @@ STRICTER_ANNOTATOR = ClaimSpec("stricter_annotator", "§6.2", "One annotator hel
       "advantage holds for the stricter one too", "consistent under both", EMPIRICAL,
       "04-interpretability-quantitative",
       "the judge re-run with a higher bar (coverage 90% of the top firings instead of "
-      "80%, lift 5 instead of 3: interp_quant.STRICT), SoLU-LN minus GELU over "
+      "80%, lift 5 instead of 3: s6_interpretability.STRICT), SoLU-LN minus GELU over "
       "matched 1-layer seeds: reproduced if the seed interval is above 0 under both "
       "judges; direction only if both seed means are positive; " + SEED_RULE)
 

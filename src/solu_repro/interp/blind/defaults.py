@@ -1,7 +1,7 @@
 """The defaults of a new blind session, in one place.
 
 ``BlindSession.create``, ``solu-repro blind`` (its options and their help) and the book's
-chapter 4 (``solu_repro.book.interp_quant``) all read them from here.
+chapter 4 (``solu_repro.book.ch04_interpretability``) all read them from here.
 """
 
 from __future__ import annotations
