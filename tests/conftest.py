@@ -93,3 +93,22 @@ def tiny_zoo(_isolated_dirs):
 
     train_zoo("tiny", progress=False)
     return Path(os.environ["SOLU_RUNS_DIR"])
+
+
+@pytest.fixture(scope="session")
+def book_runs_dir(tmp_path_factory):
+    """A runs directory of the session for the chapter tests: a tiny model is trained there
+    when a test first asks for it (``ctx.run``), once per session."""
+    return tmp_path_factory.mktemp("book-runs")
+
+
+@pytest.fixture(scope="module")
+def ctx(data_dir, book_runs_dir):
+    """A book context at scale tiny on ``book_runs_dir`` and the session's corpus: where a
+    chapter's ``gather`` finds its inputs."""
+    from solu_repro.book import book_context
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOLU_DATA_DIR", str(data_dir))
+        yield book_context(scale="tiny", runs_dir=book_runs_dir, interactive=False,
+                           progress=False)

@@ -120,6 +120,7 @@ def test_every_claim_is_decided_by_a_function_of_its_section():
         module = spec.decide.__module__
         assert module.startswith("solu_repro.paper.s"), (spec.id, module)
         assert spec in getattr(__import__(module, fromlist=["CLAIMS"]), "CLAIMS"), spec.id
+        assert spec.decide.__name__ == f"decide_{spec.id}", spec.decide.__name__
 
 
 def test_hook_names_are_built_in_one_place():

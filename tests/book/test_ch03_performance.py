@@ -16,58 +16,27 @@ import pytest
 from solu_repro.book import book_context
 from solu_repro.book import ch03_performance as ch03
 from solu_repro.paper import s5_performance as s5
-from solu_repro.zoo import ZooRun, act_of, depth_of, zoo_configs
+from fakes import synthetic_runs as make_synthetic_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "03-performance.ipynb"
 
 # --- a synthetic zoo with a known scaling law (as in tests/paper/test_s5_performance.py) ----------
-A, ALPHA, C = 20.0, 0.3, 4.0
-N_GELU = {1: 12_768, 2: 25_472, 4: 50_880}
-N_LN = {1: 13_024, 2: 25_984, 4: 51_904}
 
 
-def law(n: float) -> float:
-    return A * n ** -ALPHA + C
 
 
-@pytest.fixture
-def synthetic_runs(tmp_path):
-    """Tiny-zoo names with losses chosen from the law: at the final step the baseline follows
-    it exactly; at the first evaluation the 4L baseline is worse than the 2L one."""
-    final = {
-        "1L-gelu": law(N_GELU[1]), "2L-gelu": law(N_GELU[2]), "4L-gelu": law(N_GELU[4]),
-        "1L-solu_ln": law(N_LN[1]), "2L-solu_ln": law(1.5 * N_GELU[2]),
-        "4L-solu_ln": law(N_LN[4]), "1L-solu": law(0.6 * N_GELU[1]),
-        "1L-gelu_ln": C - 0.01,  # below the asymptote: only a bound
-    }
-    final["1L-solu_ln_b4"] = final["1L-solu_ln"] + 0.5
-    final.update({"1L-gelu-s1": final["1L-gelu"] + 0.002,
-                  "1L-solu_ln-s1": final["1L-solu_ln"] + 0.001})
-    first = {n: v + 0.5 for n, v in final.items()}
-    first["4L-gelu"] = first["2L-gelu"] + 0.1
-    runs = {}
-    for name, cfg in zoo_configs("tiny").items():
-        run_dir = tmp_path / name
-        run_dir.mkdir()
-        depth, act = depth_of(name), act_of(name)
-        n_params = N_LN[depth] if act in ("solu_ln", "gelu_ln", "solu_ln_b4") else N_GELU[depth]
-        records = [{"step": s, "tokens": s * 512, "loss": 7.0 - s / 100} for s in (10, 20, 40)]
-        records.append({"step": 40, "tokens": 40 * 512, "val_loss": first[name],
-                        "val_loss_per_source": {"sotu": first[name], "python-stdlib": first[name]}})
-        per_source = {"sotu": final[name] - 0.1, "python-stdlib": final[name] + 0.2}
-        records.append({"step": 120, "tokens": 120 * 512, "val_loss": final[name],
-                        "val_loss_per_source": per_source})
-        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        result = {"val_loss": final[name], "val_loss_per_source": per_source,
-                  "n_params": n_params, "tokens": 120 * 512}
-        runs[name] = ZooRun(name, "tiny", cfg, run_dir, result)
-    return runs
 
 
 @pytest.fixture
 def measured(synthetic_runs):
     return s5.measure(synthetic_runs)
+
+
+@pytest.fixture
+def synthetic_runs(tmp_path):
+    """The synthetic zoo of ``fakes.synthetic_runs`` (losses from a known scaling law)."""
+    return make_synthetic_runs(tmp_path)
 
 
 # --- figures ---------------------------------------------------------------------------------------

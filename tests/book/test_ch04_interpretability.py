@@ -17,15 +17,12 @@ from solu_repro.interp.blind import BlindSession, ModelShape
 from solu_repro.interp.score import NeuronScore, NeuronScores
 from solu_repro.interp.stats import proportion
 from solu_repro.paper import s6_interpretability as s6
+from fakes import fake, nulls
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "04-interpretability-quantitative.ipynb"
 
 
-def fake(name: str, hits: int, n: int, spectrum_hits: int = 0) -> s6.ModelInterpretability:
-    depth, act = int(name.split("L-")[0]), name.split("-", 1)[1]
-    return s6.ModelInterpretability(name, act, depth, proportion(hits, n),
-                                    proportion(spectrum_hits, n), [])
 
 
 @pytest.fixture
@@ -35,15 +32,6 @@ def results():
                                 fake("1L-gelu_ln", 50, 100)]}
 
 
-def nulls():
-    solu = s6.NullControls("1L-solu_ln", fake("1L-solu_ln", 60, 100, 30),
-                           {"rotated": fake("1L-solu_ln", 50, 100, 5),
-                            "random_init": fake("1L-solu_ln", 10, 100, 0)})
-    gelu = s6.NullControls("1L-gelu", fake("1L-gelu", 35, 100, 10),
-                           {"rotated": fake("1L-gelu", 33, 100, 4),
-                            "random_init": fake("1L-gelu", 10, 100, 0),
-                            "solu_readout": fake("1L-gelu", 40, 100, 12)})
-    return {"1L-solu_ln": solu, "1L-gelu": gelu}
 
 
 # --- figures -------------------------------------------------------------------------------------

@@ -15,11 +15,10 @@ from solu_repro.book import book_context, record
 from solu_repro.book import ch05_neurons as ch05
 from solu_repro.book.neuron_cards import neuron_card_html, neuron_cards_html, \
     side_by_side_html, verdict_html
-from solu_repro.interp.explanations import Explanation
 from solu_repro.interp.ranking import RANKING, closest_misses, select_neurons, spectrum_f1
-from solu_repro.interp.score import NeuronScore, NeuronScores
 from solu_repro.paper import registry
 from solu_repro.paper import s6_3_neurons as S
+from fakes import neuron_record, neuron_scores
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "05-one-layer-neurons.ipynb"
@@ -27,42 +26,34 @@ SCRIPT = "<script>alert(1)</script>"
 
 
 # --- synthetic scores ----------------------------------------------------------------------------
-def _record(layer, neuron, kind="token", values=(1,), interpretable=True, coverage=0.9,
-            precision=0.5, recall=0.5, lift=10.0, dead=False, text=None):
-    e = Explanation(kind, values)
-    return NeuronScore(layer, neuron, None if dead else e.key(), text or f"{kind} {values}",
-                       None if dead else e.role, coverage, 0.01, lift, interpretable, dead,
-                       precision, recall, 0.5, 10, 10)
 
 
-def _scores(records):
-    return NeuronScores({"name": "synthetic"}, records)
 
 
 def test_select_neurons_ranks_interpretable_by_spectrum_f1_then_coverage():
     records = [
-        _record(0, 0, precision=0.9, recall=0.9),                      # f1 0.9
-        _record(0, 1, precision=1.0, recall=1.0, interpretable=False),  # best, not interpretable
-        _record(0, 2, precision=0.5, recall=0.5, coverage=1.0),         # f1 0.5, higher coverage
-        _record(0, 3, precision=0.5, recall=0.5, coverage=0.8),         # f1 0.5
-        _record(0, 4, precision=math.nan, recall=math.nan),             # f1 counts as 0
-        _record(0, 5, dead=True, interpretable=False),
+        neuron_record(0, 0, precision=0.9, recall=0.9),                      # f1 0.9
+        neuron_record(0, 1, precision=1.0, recall=1.0, interpretable=False),  # best, not interpretable
+        neuron_record(0, 2, precision=0.5, recall=0.5, coverage=1.0),         # f1 0.5, higher coverage
+        neuron_record(0, 3, precision=0.5, recall=0.5, coverage=0.8),         # f1 0.5
+        neuron_record(0, 4, precision=math.nan, recall=math.nan),             # f1 counts as 0
+        neuron_record(0, 5, dead=True, interpretable=False),
     ]
-    picked = select_neurons(_scores(records), 10, spread_kinds=False)
+    picked = select_neurons(neuron_scores(records), 10, spread_kinds=False)
     assert [r.neuron for r in picked] == [0, 2, 3, 4]
     assert all(r.interpretable for r in picked)
-    assert [r.neuron for r in select_neurons(_scores(records), 2, spread_kinds=False)] == [0, 2]
+    assert [r.neuron for r in select_neurons(neuron_scores(records), 2, spread_kinds=False)] == [0, 2]
     assert spectrum_f1(records[4]) == 0.0
     assert spectrum_f1(records[0]) == pytest.approx(0.9)
 
 
 def test_select_neurons_spreads_over_kinds_and_filters_layer_and_role():
-    records = [_record(0, 0, "token", (1,), precision=0.9, recall=0.9),
-               _record(0, 1, "token", (2,), precision=0.8, recall=0.8),
-               _record(0, 2, "token", (3,), precision=0.7, recall=0.7),
-               _record(1, 0, "bigram", ((1, 2),), precision=0.6, recall=0.6),
-               _record(1, 1, "next_token", (4,), precision=0.1, recall=0.1)]
-    scores = _scores(records)
+    records = [neuron_record(0, 0, "token", (1,), precision=0.9, recall=0.9),
+               neuron_record(0, 1, "token", (2,), precision=0.8, recall=0.8),
+               neuron_record(0, 2, "token", (3,), precision=0.7, recall=0.7),
+               neuron_record(1, 0, "bigram", ((1, 2),), precision=0.6, recall=0.6),
+               neuron_record(1, 1, "next_token", (4,), precision=0.1, recall=0.1)]
+    scores = neuron_scores(records)
     spread = select_neurons(scores, 5)
     assert [(r.layer, r.neuron) for r in spread] == [(0, 0), (1, 0), (1, 1), (0, 1), (0, 2)]
     assert [r.neuron for r in select_neurons(scores, 5, layer=1)] == [0, 1]
@@ -72,20 +63,20 @@ def test_select_neurons_spreads_over_kinds_and_filters_layer_and_role():
 
 
 def test_selection_is_deterministic_for_a_seed_and_ties_follow_the_seed():
-    tied = [_record(0, i) for i in range(12)]  # identical numbers: only the seed orders them
-    scores = _scores(tied)
+    tied = [neuron_record(0, i) for i in range(12)]  # identical numbers: only the seed orders them
+    scores = neuron_scores(tied)
     first = [r.neuron for r in select_neurons(scores, 12, seed=3)]
-    assert first == [r.neuron for r in select_neurons(_scores(list(reversed(tied))), 12,
+    assert first == [r.neuron for r in select_neurons(neuron_scores(list(reversed(tied))), 12,
                                                       seed=3)]
     orders = {tuple(r.neuron for r in select_neurons(scores, 12, seed=s)) for s in range(5)}
     assert len(orders) > 1 and sorted(first) == list(range(12))
 
 
 def test_closest_misses_when_nothing_is_interpretable():
-    records = [_record(0, 0, interpretable=False, coverage=0.7),
-               _record(0, 1, interpretable=False, coverage=0.75),
-               _record(0, 2, dead=True, interpretable=False, coverage=0.0)]
-    scores = _scores(records)
+    records = [neuron_record(0, 0, interpretable=False, coverage=0.7),
+               neuron_record(0, 1, interpretable=False, coverage=0.75),
+               neuron_record(0, 2, dead=True, interpretable=False, coverage=0.0)]
+    scores = neuron_scores(records)
     assert select_neurons(scores, 3) == []
     assert [r.neuron for r in closest_misses(scores, 3)] == [1, 0]
     assert "0/3 interpretable" in ch05.scorer_summary(scores)
@@ -96,7 +87,7 @@ def test_closest_misses_when_nothing_is_interpretable():
 
 
 def test_verdict_and_side_by_side_escape_text():
-    rec = _record(0, 7, text=f"current token is {SCRIPT}")
+    rec = neuron_record(0, 7, text=f"current token is {SCRIPT}")
     page = verdict_html(rec, f"model{SCRIPT}")
     page += side_by_side_html({SCRIPT: "<b>ok</b>"})
     assert "<script" not in page
@@ -165,14 +156,6 @@ def test_the_page_shows_each_definition_and_rule():
 
 
 # --- the tiny zoo --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ctx(data_dir, tmp_path_factory):
-    """A book context on a tiny zoo trained (only the models a test asks for) into a
-    temporary runs directory, on the session's corpus."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOLU_DATA_DIR", str(data_dir))
-        yield book_context(scale="tiny", runs_dir=tmp_path_factory.mktemp("runs"),
-                           interactive=False, progress=False)
 
 
 class _ScriptTokenizer:

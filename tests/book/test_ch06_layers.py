@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from solu_repro.book import book_context
 from solu_repro.book import ch06_layers as ch06
 from solu_repro.book.neuron_cards import ROLE_LABELS
 from solu_repro.interp.analysis import ROLE_ORDER, layer_roles
@@ -105,12 +104,6 @@ def test_the_page_shows_each_definition_and_rule():
 
 
 # --- the tiny zoo --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ctx(data_dir, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOLU_DATA_DIR", str(data_dir))
-        yield book_context(scale="tiny", runs_dir=tmp_path_factory.mktemp("runs"),
-                           interactive=False, progress=False)
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from solu_repro.book import book_context
 from solu_repro.book import ch07_layernorm as ch07
 from solu_repro.interp.analysis import HELDOUT_RULE, NeuronBands
 from solu_repro.paper import claim as C
@@ -153,12 +152,6 @@ def test_the_page_shows_the_definition_the_call_and_the_rule():
 
 
 # --- the tiny zoo -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ctx(data_dir, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOLU_DATA_DIR", str(data_dir))
-        yield book_context(scale="tiny", runs_dir=tmp_path_factory.mktemp("runs"),
-                           interactive=False, progress=False)
 
 
 @pytest.mark.slow

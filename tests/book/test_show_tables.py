@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pytest
 
 from solu_repro import fmt
 from solu_repro.book import show, tables

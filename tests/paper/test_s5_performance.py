@@ -4,8 +4,6 @@ so the multiplier path is checked with exact answers."""
 
 from __future__ import annotations
 
-import ast
-import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,34 +15,18 @@ from solu_repro.interp.stats import equivalence_test
 from solu_repro.paper import claim
 from solu_repro.paper import registry
 from solu_repro.paper import s5_performance as s5
-from solu_repro.zoo import ZooRun, act_of, depth_of, ensure_trained, seed_of, zoo_config, \
+from solu_repro.zoo import ZooRun, ensure_trained, seed_of, zoo_config, \
     zoo_configs
+from fakes import ALPHA, C, N_GELU, N_LN
+from fakes import synthetic_runs as make_synthetic_runs
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "03-performance"
 
 
 # --- the module ----------------------------------------------------------------------------------
-def test_every_claim_of_the_chapter_is_decided_here():
-    specs = registry.chapter_claims(CHAPTER)
-    assert [c.id for c in specs] == [c.id for c in s5.CLAIMS]
-    for spec in s5.CLAIMS:
-        assert spec.decide is not None, spec.id
-        assert spec.decide.__module__ == s5.__name__
-        assert spec.decide.__name__ == f"decide_{spec.id}"
 
 
-def test_the_paper_module_imports_no_presentation():
-    tree = ast.parse((ROOT / "src/solu_repro/paper/s5_performance.py").read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(("." * node.level) + (node.module or ""))
-    forbidden = ("plotly", "ipywidgets", "IPython", "myst_nb", "solu_repro.book", "..book",
-                 ".book")
-    assert not [m for m in imported if m.startswith(forbidden)], imported
 
 
 # --- the real tiny zoo ---------------------------------------------------------------------------
@@ -61,6 +43,12 @@ def tiny_runs(tmp_path_factory, data_dir):
 def tiny_losses(tiny_runs):
     """Final losses of the seed-0 runs."""
     return s5.final_losses({n: r for n, r in tiny_runs.items() if seed_of(n) == 0})
+
+
+@pytest.fixture
+def synthetic_runs(tmp_path):
+    """The synthetic zoo of ``fakes.synthetic_runs`` (losses from a known scaling law)."""
+    return make_synthetic_runs(tmp_path)
 
 
 @pytest.mark.slow
@@ -145,50 +133,10 @@ def test_measure_and_decide_on_the_tiny_zoo(tiny_runs):
 
 
 # --- a synthetic zoo with a known scaling law ---------------------------------------------------
-A, ALPHA, C = 20.0, 0.3, 4.0
-N_GELU = {1: 12_768, 2: 25_472, 4: 50_880}
-N_LN = {1: 13_024, 2: 25_984, 4: 51_904}
 
 
-def law(n: float) -> float:
-    return A * n ** -ALPHA + C
 
 
-@pytest.fixture
-def synthetic_runs(tmp_path):
-    """Tiny-zoo names with losses chosen from the law: at the final step the baseline follows
-    it exactly; at the first evaluation the 4L baseline is worse than the 2L one."""
-    final = {
-        "1L-gelu": law(N_GELU[1]), "2L-gelu": law(N_GELU[2]), "4L-gelu": law(N_GELU[4]),
-        "1L-solu_ln": law(N_LN[1]),                 # 1.0x, inside the fitted sizes
-        "2L-solu_ln": law(1.5 * N_GELU[2]),         # 38,208 / 25,984
-        "4L-solu_ln": law(N_LN[4]),                 # 1.0x, but beyond the largest baseline
-        "1L-solu": law(0.6 * N_GELU[1]),            # 0.6x, below the smallest baseline
-        "1L-gelu_ln": C - 0.01,                     # below the asymptote: only a bound
-    }
-    final["1L-solu_ln_b4"] = final["1L-solu_ln"] + 0.5  # blocked: clearly worse
-    # other seeds: matched pairs 0.001 apart, so SoLU-LN vs GELU is equivalent within ±0.01
-    final.update({"1L-gelu-s1": final["1L-gelu"] + 0.002,
-                  "1L-solu_ln-s1": final["1L-solu_ln"] + 0.001})
-    first = {n: v + 0.5 for n, v in final.items()}
-    first["4L-gelu"] = first["2L-gelu"] + 0.1
-    runs = {}
-    for name, cfg in zoo_configs("tiny").items():
-        run_dir = tmp_path / name
-        run_dir.mkdir()
-        depth, act = depth_of(name), act_of(name)
-        n_params = N_LN[depth] if act in ("solu_ln", "gelu_ln", "solu_ln_b4") else N_GELU[depth]
-        records = [{"step": s, "tokens": s * 512, "loss": 7.0 - s / 100} for s in (10, 20, 40)]
-        records.append({"step": 40, "tokens": 40 * 512, "val_loss": first[name],
-                        "val_loss_per_source": {"sotu": first[name], "python-stdlib": first[name]}})
-        per_source = {"sotu": final[name] - 0.1, "python-stdlib": final[name] + 0.2}
-        records.append({"step": 120, "tokens": 120 * 512, "val_loss": final[name],
-                        "val_loss_per_source": per_source})
-        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-        result = {"val_loss": final[name], "val_loss_per_source": per_source,
-                  "n_params": n_params, "tokens": 120 * 512}
-        runs[name] = ZooRun(name, "tiny", cfg, run_dir, result)
-    return runs
 
 
 def test_synthetic_zoo_recovers_the_law_and_multipliers(synthetic_runs):

@@ -4,76 +4,47 @@ cross-check of one-layer neurons (§6.3.1, chapter 5) and the roles of neurons b
 
 from __future__ import annotations
 
-import ast
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from solu_repro.book import book_context
 from solu_repro.interp.analysis import ROLE_ORDER, layer_roles
-from solu_repro.interp.explanations import Explanation
-from solu_repro.interp.score import NeuronScore, NeuronScores
 from solu_repro.interp.stats import difference_interval
 from solu_repro.paper import claim as C
 from solu_repro.paper import registry
 from solu_repro.paper import s6_3_neurons as S
+from fakes import neuron_record, neuron_scores
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ("05-one-layer-neurons", "06-neurons-across-layers")
 
 
 # --- the module ----------------------------------------------------------------------------------
-def test_every_claim_of_the_chapters_is_decided_here():
-    specs = [c for chapter in CHAPTERS for c in registry.chapter_claims(chapter)]
-    assert [c.id for c in specs] == [c.id for c in S.CLAIMS]
-    for spec in S.CLAIMS:
-        assert spec.decide is not None, spec.id
-        assert spec.decide.__module__ == S.__name__
-        assert spec.decide.__name__ == f"decide_{spec.id}"
 
 
-def test_the_paper_module_imports_no_presentation():
-    tree = ast.parse((ROOT / "src/solu_repro/paper/s6_3_neurons.py").read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(("." * node.level) + (node.module or ""))
-    forbidden = ("plotly", "ipywidgets", "IPython", "myst_nb", "solu_repro.book", "..book",
-                 ".book", "..interp.view", "solu_repro.interp.view")
-    assert not [m for m in imported if m.startswith(forbidden)], imported
 
 
 # --- synthetic scores ----------------------------------------------------------------------------
-def _record(layer, neuron, kind="token", values=(1,), interpretable=True, coverage=0.9,
-            precision=0.5, recall=0.5, lift=10.0, dead=False, text=None):
-    e = Explanation(kind, values)
-    return NeuronScore(layer, neuron, None if dead else e.key(), text or f"{kind} {values}",
-                       None if dead else e.role, coverage, 0.01, lift, interpretable, dead,
-                       precision, recall, 0.5, 10, 10)
 
 
-def _scores(records):
-    return NeuronScores({"name": "synthetic"}, records)
 
 
 def test_random_neurons_are_a_seeded_sample_of_live_neurons():
-    tied = [_record(0, i) for i in range(12)]
-    sample = S.random_neurons(_scores(tied + [_record(1, 0, dead=True, interpretable=False)]),
+    tied = [neuron_record(0, i) for i in range(12)]
+    sample = S.random_neurons(neuron_scores(tied + [neuron_record(1, 0, dead=True, interpretable=False)]),
                               4, seed=1)
-    assert sample == S.random_neurons(_scores(tied), 4, seed=1)
+    assert sample == S.random_neurons(neuron_scores(tied), 4, seed=1)
     assert len(sample) == 4 and all(not r.dead for r in sample)
     assert [(r.layer, r.neuron) for r in sample] == sorted((r.layer, r.neuron) for r in sample)
-    assert S.random_neurons(_scores(tied), 20) == tied  # fewer live neurons than asked: all
+    assert S.random_neurons(neuron_scores(tied), 20) == tied  # fewer live neurons than asked: all
 
 
 def test_kind_counts_count_interpretable_neurons_per_kind():
-    records = [_record(0, 0, "token"), _record(0, 1, "token"), _record(0, 2, "bigram", ((1, 2),)),
-               _record(0, 3, "class", ("digits",), interpretable=False)]
-    assert S.kind_counts(_scores(records)) == {"token": 2, "bigram": 1}
+    records = [neuron_record(0, 0, "token"), neuron_record(0, 1, "token"), neuron_record(0, 2, "bigram", ((1, 2),)),
+               neuron_record(0, 3, "class", ("digits",), interpretable=False)]
+    assert S.kind_counts(neuron_scores(records)) == {"token": 2, "bigram": 1}
 
 
 def test_role_shift_counts_and_interval():
@@ -94,8 +65,8 @@ def test_role_shift_counts_and_interval():
 def test_layer_roles_rows_label_positions():
     assert [S.layer_position(i, 4) for i in range(4)] == ["first", "middle", "middle", "last"]
     assert [S.layer_position(i, 2) for i in range(2)] == ["first", "last"]
-    records = [_record(0, 0, "bigram", ((1, 2),)), _record(1, 0, "class", ("digits",))]
-    rows = S.layer_roles_rows({"2L-solu_ln": S.ScoredModel(None, _scores(records))})
+    records = [neuron_record(0, 0, "bigram", ((1, 2),)), neuron_record(1, 0, "class", ("digits",))]
+    rows = S.layer_roles_rows({"2L-solu_ln": S.ScoredModel(None, neuron_scores(records))})
     assert [(r["model"], r["act"], r["depth"], r["position"]) for r in rows] == [
         ("2L-solu_ln", "solu_ln", 2, "first"), ("2L-solu_ln", "solu_ln", 2, "last")]
     assert [r["detokenization"] for r in rows] == [1, 0]
@@ -336,14 +307,6 @@ def test_layer_claims_without_a_deep_enough_model():
 
 
 # --- the tiny zoo --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ctx(data_dir, tmp_path_factory):
-    """A book context on a tiny zoo trained (only the models a test asks for) into a
-    temporary runs directory, on the session's corpus: where the inputs come from."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOLU_DATA_DIR", str(data_dir))
-        yield book_context(scale="tiny", runs_dir=tmp_path_factory.mktemp("runs"),
-                           interactive=False, progress=False)
 
 
 def _scored(ctx, name, text=True):

@@ -3,41 +3,23 @@ the baseline, null controls, the seed-level measurements and every claim's verdi
 
 from __future__ import annotations
 
-import ast
 import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from solu_repro.interp.score import NeuronScore, NeuronScores
-from solu_repro.interp.stats import difference_interval, proportion
+from solu_repro.interp.stats import difference_interval
 from solu_repro.paper import claim, registry
 from solu_repro.paper import s6_interpretability as s6
+from fakes import fake, fake_scores, nulls
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "04-interpretability-quantitative"
 
 
-def fake(name: str, hits: int, n: int, spectrum_hits: int = 0) -> s6.ModelInterpretability:
-    depth, act = int(name.split("L-")[0]), name.split("-", 1)[1]
-    return s6.ModelInterpretability(name, act, depth, proportion(hits, n),
-                                    proportion(spectrum_hits, n), [])
 
 
-def fake_scores(hits: int, n: int, spectrum_hits: int = 0, layers: int = 1) -> NeuronScores:
-    """``n`` neurons per layer: the first ``hits`` interpretable (the first ``spectrum_hits``
-    of them over the full spectrum too), each interpretable one with its own explanation."""
-    records = []
-    for layer in range(layers):
-        for i in range(n):
-            good, spec = i < hits, i < min(spectrum_hits, hits)
-            records.append(NeuronScore(
-                layer=layer, neuron=i, explanation=f"token:{i}" if good else None, text="",
-                role=None, coverage=0.9 if good else 0.1, base_rate=0.01, lift=10.0,
-                interpretable=good, dead=False, precision=0.9 if spec else 0.1,
-                recall=0.9 if spec else 0.1, correlation=0.5, n_holds=1, n_fires=20))
-    return NeuronScores({"name": "fake"}, records)
 
 
 @pytest.fixture
@@ -48,26 +30,8 @@ def results():
 
 
 # --- the module ----------------------------------------------------------------------------------
-def test_every_claim_of_the_chapter_is_decided_here():
-    specs = registry.chapter_claims(CHAPTER)
-    assert [c.id for c in specs] == [c.id for c in s6.CLAIMS]
-    for spec in s6.CLAIMS:
-        assert spec.decide is not None, spec.id
-        assert spec.decide.__module__ == s6.__name__
-        assert spec.decide.__name__ == f"decide_{spec.id}"
 
 
-def test_the_paper_module_imports_no_presentation():
-    tree = ast.parse((ROOT / "src/solu_repro/paper/s6_interpretability.py").read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add(("." * node.level) + (node.module or ""))
-    forbidden = ("plotly", "ipywidgets", "IPython", "myst_nb", "solu_repro.book", "..book",
-                 ".book")
-    assert not [m for m in imported if m.startswith(forbidden)], imported
 
 
 # --- one model, and a model against its baseline ----------------------------------------------
@@ -98,15 +62,6 @@ def test_ratio_against_a_zero_baseline_is_infinite():
 
 
 # --- null controls -------------------------------------------------------------------------------
-def nulls():
-    solu = s6.NullControls("1L-solu_ln", fake("1L-solu_ln", 60, 100, 30),
-                           {"rotated": fake("1L-solu_ln", 50, 100, 5),
-                            "random_init": fake("1L-solu_ln", 10, 100, 0)})
-    gelu = s6.NullControls("1L-gelu", fake("1L-gelu", 35, 100, 10),
-                           {"rotated": fake("1L-gelu", 33, 100, 4),
-                            "random_init": fake("1L-gelu", 10, 100, 0),
-                            "solu_readout": fake("1L-gelu", 40, 100, 12)})
-    return {"1L-solu_ln": solu, "1L-gelu": gelu}
 
 
 def test_null_gain_and_difference_net_of_the_rotated_nulls():

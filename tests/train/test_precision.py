@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from solu_repro import speed
 from solu_repro.train import precision
 from solu_repro.train import step as train_mod
 from solu_repro.train.checkpoint import list_checkpoints, load_weights

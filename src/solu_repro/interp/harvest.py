@@ -37,6 +37,7 @@ from torch import Tensor
 from ..atomic import atomic_path
 from ..data import TokenSplit, get_rows, num_rows
 from ..hooks import act_name
+from .stats import kurtosis_from_moments
 from ..model import ActivationCache, ConfigError, Transformer
 
 HOOKS = ("mid", "post")
@@ -405,8 +406,7 @@ class _HookAccumulator:
         mean_c = s1  # mean of centred values
         var = (s2 - mean_c ** 2).clamp(min=0)
         m4 = s4 - 4 * mean_c * s3 + 6 * mean_c ** 2 * s2 - 3 * mean_c ** 4
-        kurtosis = torch.where(var > 0, m4 / var.clamp(min=1e-300) ** 2 - 3.0,
-                               torch.full_like(var, math.nan))
+        kurtosis = kurtosis_from_moments(var, m4)
         L, N = self.max.shape
         shape = (L, N, N_BINS, self.samples)
         keys, data = self.sample_keys.numpy(), self.sample_data.numpy()
