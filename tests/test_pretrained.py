@@ -305,6 +305,7 @@ def test_shapes_that_disagree_with_config_json_are_refused(tokenizer_file, vocab
         load_tl_model(str(src))
 
 
+@pytest.mark.slow
 def test_harvest_and_score_through_the_cli_offline(tokenizer_file, vocab, text_glob, tmp_path):
     """``solu-repro harvest|score --model tl:...``, in a subprocess with only the local cache
     (``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=1``), on a corpus tokenised with the model's own
@@ -413,6 +414,7 @@ def test_chapter_runs_end_to_end_on_released_models(chapter, tiny_zoo, tokenizer
         "04") else f"solu-{depth}l-*/interp/*"))
 
 
+@pytest.mark.slow
 def test_the_models_parameter_is_checked(tiny_zoo, tmp_path, monkeypatch):
     import huggingface_hub.constants
 

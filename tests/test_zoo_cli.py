@@ -94,6 +94,7 @@ def test_run_dir_is_keyed_by_config_hash(tmp_path):
     assert a != b and a.parent == tmp_path / "tiny" and a.name.startswith("1L-gelu-")
 
 
+@pytest.mark.slow
 def test_tiny_zoo_trains_once_and_is_reused(tmp_path, data_dir):
     names = ["1L-gelu", "1L-solu_ln"]
     runs = zoo.train_zoo("tiny", tmp_path, names=names, progress=False, data_dir=data_dir)
@@ -237,6 +238,7 @@ def test_project_root_is_found_from_a_notebook_folder(tmp_path, monkeypatch):
     assert paths.data_dir() == tmp_path.resolve() / "data"
 
 
+@pytest.mark.slow
 def test_zoo_in_two_processes_trains_what_one_process_does(tmp_path, data_dir):
     """workers=2 trains each model in its own child process: the same weights as training
     them one after the other (tiny models train on one thread either way)."""

@@ -156,6 +156,7 @@ def _measured_inputs():
 
 
 # --- blinded sessions ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_blinded_sessions_are_found_unblinded_and_compared_with_the_judge(tmp_path):
     ctx = book_context("tiny", runs_dir=tmp_path, progress=False)
     root = ch04.blind_root(ctx)

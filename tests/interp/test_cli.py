@@ -18,6 +18,7 @@ def test_help(command, capsys):
     assert "usage" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_harvest_then_score_reuses_saved_results(tmp_path, data_dir, capsys):
     argv = ["--scale", "tiny", "--only", "1L-solu_ln", "--quiet", "--runs-dir", str(tmp_path),
             "--data-dir", str(data_dir)]

@@ -98,6 +98,7 @@ def test_rotation_computes_in_float32():
     torch.testing.assert_close(out.norm(dim=-1), torch.full((2, 5), 8 ** 0.5))
 
 
+@pytest.mark.slow
 def test_planted_detectors_lose_the_spectrum_view_under_rotation(corpus, tables):
     """Known answer: 48 detectors of frequent tokens are found in their own basis; after a
     random rotation each direction mixes all 48 detectors and far fewer pass the
@@ -198,6 +199,7 @@ def test_controls_for_and_bad_controls(gelu_run):
         score_control(gelu_run, "shuffled")
 
 
+@pytest.mark.slow
 def test_score_control_caches_and_keys_its_files(gelu_run, data_dir):
     kw = dict(progress=False, data_dir=data_dir)
     scores = score_control(gelu_run, "rotated", **kw)

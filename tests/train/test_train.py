@@ -196,6 +196,7 @@ def test_missing_weights_is_a_clear_error(tmp_path):
         load_weights(tmp_path / "nothing.safetensors")
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted(small_config, data_dir, tmp_path):
     """Kill a training process after its first checkpoint; resuming ends with the same loss."""
     cfg = small_config(max_steps=400, checkpoint_every=20, eval_every=0, log_every=20)
@@ -236,6 +237,7 @@ def test_resume_after_kill_matches_uninterrupted(small_config, data_dir, tmp_pat
     assert steps == sorted(set(steps)), "metrics after the checkpoint were logged twice"
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(small_config, data_dir, tmp_path):
     """2 gloo processes with the same global batch end where 1 process does."""
     cfg = small_config(max_steps=10, batch_size=8, grad_accum=2, eval_every=5)
