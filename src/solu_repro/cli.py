@@ -218,8 +218,6 @@ def cmd_blind(args: argparse.Namespace) -> int:
 
 
 def cmd_book(args: argparse.Namespace) -> int:
-    import os
-
     from .book.build import BookBuildError, build_book
 
     if args.data_dir is not None:  # notebooks' kernels inherit the environment

@@ -176,3 +176,28 @@ def test_refresh_pins_what_nbval_checks(tmp_path):
     nbformat.write(pinned, path)
     unrun = _nbval(path)
     assert unrun.returncode == 1 and "Unrun reference cell has outputs" in unrun.stdout
+
+
+@pytest.mark.parametrize("chapter", sorted({c.chapter for c in __import__(
+    "solu_repro.paper.registry", fromlist=["CLAIMS"]).CLAIMS}))
+def test_the_page_shows_every_claim_it_decides(chapter):
+    """Each claim the chapter decides is shown on its page with ``show_claim`` (its rule and
+    the source of its ``decide``), in a cell whose output the page keeps."""
+    import ast
+    import importlib
+
+    from solu_repro.paper import registry
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", as_version=4)
+    shown = set()
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code" or "remove-cell" in tags or "remove-output" in tags:
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "show_claim":
+                shown |= {a.attr for a in node.args if isinstance(a, ast.Attribute)}
+    for spec in registry.chapter_claims(chapter):
+        module = importlib.import_module(spec.decide.__module__)
+        name = next(n for n, v in vars(module).items() if v is spec)
+        assert name in shown, f"{chapter} decides {spec.id} but does not show_claim({name})"

@@ -22,6 +22,10 @@ import numpy as np
 import torch
 
 from .. import paths
+from ..interp.controls import score_control
+from ..interp.harvest import harvest_run
+from ..interp.score import ScoreSettings, score_run
+from ..pretrained import PREFIX, PretrainedError, is_published, published_run
 from ..zoo import SCALES, ZooRun, ensure_trained, seed_names, seed_of, zoo_configs
 
 HOW_TO_PASS = ("pass it with papermill (`papermill NB.ipynb OUT.ipynb -p {name} VALUE`) or edit "
@@ -143,20 +147,17 @@ class BookContext:
 
     def harvest(self, name: str):
         """The cached activation harvest of a zoo model (``solu_repro.interp.harvest_run``)."""
-        from ..interp.harvest import harvest_run
         return harvest_run(self.run(name), seed=self.seed, progress=self.progress)
 
     def scores(self, name: str, settings=None):
         """The cached automated interpretability scores of a zoo model (``score_run``), made
         from the same harvest as ``harvest(name)`` (same seed); ``settings``: a
         ``ScoreSettings`` other than the default (e.g. a stricter judge)."""
-        from ..interp.score import ScoreSettings, score_run
         return score_run(self.run(name), settings or ScoreSettings(), seed=self.seed,
                          progress=self.progress)
 
     def control_scores(self, name: str, control: str):
         """The cached scores of a null control of a zoo model (``interp.controls``)."""
-        from ..interp.controls import score_control
         return score_control(self.run(name), control, seed=self.seed, progress=self.progress)
 
     def published(self, models: Any, sources: Any = ("default",)) -> "PublishedContext | None":
@@ -176,8 +177,6 @@ class BookContext:
                 not all(isinstance(x, str) and x for x in sources):
             raise _fail("published_sources", sources, 'give a list of corpus sources, e.g. '
                         '["default"] or ["files:/path/*.txt"]')
-        from ..pretrained import PretrainedError, published_run
-
         runs: dict[str, Any] = {}
         for source in models:
             try:
@@ -246,8 +245,6 @@ class PublishedContext(BookContext):
 def check_models(name: str, value: Any) -> list[str]:
     """The ``models`` parameter: a list of released models, each ``tl:<alias>``,
     ``tl:<hub repo id>`` or ``tl:<local directory>`` (empty: none)."""
-    from ..pretrained import PREFIX, is_published
-
     if value is None:
         return []
     if isinstance(value, str):
