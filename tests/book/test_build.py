@@ -103,17 +103,9 @@ def dump_dom(path: Path, profile: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def book(tmp_path_factory, tiny_zoo):
-    """The book built at scale tiny into a temporary root (the checkout is left alone)."""
-    root = tmp_path_factory.mktemp("book")
-    # A checkout holds folders of other markdown (.venv's packages, runs, ...); the build must
-    # not read them (-W would fail on the broken reference of these decoys).
-    for folder in (".venv/lib/pkg", ".ci-runs", "runs", "notebooks", "src/solu_repro"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        (root / folder / "README.md").write_text("# Decoy\n\nSee {ref}`no-such-label`.\n")
-    report = build_book("tiny", root=root, repo=ROOT, progress=False, quiet=True, log=print)
-    assert report.html_dir == root / "_build" / "html"
-    return report
+def book(built_book):
+    """The book built at scale tiny into a temporary root (``conftest.built_book``)."""
+    return built_book.report
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +151,11 @@ def test_no_page_references_an_external_script_or_stylesheet(book):
 
 
 @pytest.mark.slow
-def test_rebuild_reuses_the_executed_notebooks(book):
-    again = build_book("tiny", root=book.root, repo=ROOT, html=False, progress=False)
+def test_rebuild_reuses_the_executed_notebooks(built_book, monkeypatch):
+    for key, value in built_book.env.items():
+        monkeypatch.setenv(key, value)
+    again = build_book("tiny", runs_dir=built_book.runs, root=built_book.report.root, repo=ROOT,
+                       html=False, progress=False)
     assert {r.status for r in again.notebooks} == {"reused"}
 
 

@@ -3,9 +3,10 @@ measurement text and values) and every glued number, to 1e-9.
 
 The record (``tests/book/data/tiny_results.json``) was made by the code before the move of
 issue 19 (measurements into ``solu_repro.paper``, presentation into ``solu_repro.book``), so
-this test shows the move changed no result. It executes the book, from a tiny zoo trained
-on PyTorch's and MKL's portable kernels (``results_snapshot.PORTABLE_ENV``), whose rounding
-does not depend on the CPU. Where the record's environment differs (another Python, whose
+this test shows the move changed no result. It reads the session's tiny book build
+(``conftest.built_book``), made from a tiny zoo trained and read on PyTorch's and MKL's
+portable kernels (``results_snapshot.PORTABLE_ENV``), whose rounding does not depend on the
+CPU. Where the record's environment differs (another Python, whose
 standard library is half the corpus, or another torch), only what holds on any machine is
 compared: which claims and which glued names, and the identity claims' verdicts and values
 (float64 algebra, no trained weights).
@@ -14,13 +15,10 @@ compared: which claims and which glued names, and the identity claims' verdicts 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
-from results_snapshot import RECORD, build_portable, differences, environment, structure
+from results_snapshot import RECORD, differences, environment, snapshot, structure
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +30,10 @@ def record():
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory, portable_zoo):
-    """The tiny book executed (no HTML) on the portable kernels from a copy of the portable
-    zoo, in subprocesses."""
-    work = tmp_path_factory.mktemp("portable-book")
-    shutil.copytree(portable_zoo, work / "runs")
-    return build_portable(work, data_dir=Path(os.environ["SOLU_DATA_DIR"]), zoo=work / "runs")
+def built(built_book):
+    """What the session's tiny book build (``conftest.built_book``: the portable zoo, the
+    portable kernels) recorded."""
+    return snapshot(built_book.report.root, built_book.runs)
 
 
 def test_differences_sees_a_changed_digit_a_verdict_and_a_missing_claim():
