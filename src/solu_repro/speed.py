@@ -32,19 +32,6 @@ from .train.timing import (Samples, Timer, _check_count, _sync, interleave,  # n
                            quantile, ratio_stats)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
 def make_train_step(cfg: TrainConfig, device: torch.device | str = "cpu",
                     seed: int = 0) -> Callable[[], None]:
     """One full optimizer step of ``cfg``'s model on fixed random tokens (``train.make_step``)
@@ -160,8 +147,6 @@ class SpeedComparison:
         return (f"{self.what}: {self.b} / {self.a} = {self.ratio:.3f}x (90% CI "
                 f"{self.ci90[0]:.3f}-{self.ci90[1]:.3f}; {self.median_a_s * 1e3:.1f} vs "
                 f"{self.median_b_s * 1e3:.1f} ms, {self.n_samples} samples each)")
-
-
 
 
 def compare(fns: Mapping[str, Callable[[], None]], what: str,

@@ -118,27 +118,26 @@ def test_glue_values(measured):
 def test_gather_gives_what_measure_takes(synthetic_runs, monkeypatch, tmp_path):
     ctx = book_context(scale="tiny", runs_dir=tmp_path, progress=False)
     monkeypatch.setattr(ctx, "runs", lambda names=None: {n: synthetic_runs[n] for n in names})
-    monkeypatch.setattr(ch03, "speed_device", lambda: "cpu")
+    monkeypatch.setattr(s5, "speed_device", lambda: "cpu")
     inputs = ch03.gather(ctx, speed_rounds=3)
     assert inputs == {"runs": synthetic_runs, "speed": None, "device": "cpu"}
     assert s5.measure(**inputs).device == "cpu"
 
 
-def test_measure_speed_rejects_bad_arguments(tmp_path):
-    ctx = book_context(scale="tiny", runs_dir=tmp_path, progress=False)
+def test_measure_speed_rejects_bad_arguments():
+    depths = (1, 2, 4)
     with pytest.raises(ValueError, match="depth 3"):
-        ch03.measure_speed(ctx, depth=3)
+        s5.measure_speed("tiny", depths, depth=3)
     with pytest.raises(ValueError, match="speed_rounds"):
-        ch03.measure_speed(ctx, rounds=0)
+        s5.measure_speed("tiny", depths, rounds=0)
     with pytest.raises(ValueError, match="device"):
-        ch03.measure_speed(ctx, device="tpu")
+        s5.measure_speed("tiny", depths, device="tpu")
 
 
 @pytest.mark.slow
-def test_measure_speed_times_both_models(tmp_path):
+def test_measure_speed_times_both_models():
     """One interleaved round at the tiny shapes (random init: nothing is trained first)."""
-    ctx = book_context(scale="tiny", runs_dir=tmp_path, progress=False)
-    speed = ch03.measure_speed(ctx, rounds=1, device="cpu")
+    speed = s5.measure_speed("tiny", (1, 2, 4), rounds=1, device="cpu")
     assert (speed.scale, speed.depth, speed.device) == ("tiny", 1, "cpu")
     assert speed.step.n_samples == 1 and speed.step.ratio > 0
     assert "| training step, 1L tiny shapes |" in ch03.speed_markdown(speed)
@@ -165,7 +164,7 @@ def test_the_page_measures_once_and_shows_each_claim(notebook):
     # the definitions behind the numbers, as the package runs them
     for shown in ("s5.measure", "s5.fit_baseline, s5.size_multiplier", "s5.matched_seeds",
                   "s5.equivalence_verdict, s5.equivalence_text", "s5.solu_without_ln",
-                  "s5.per_source_deltas", "s5.multiplier_curves", "ch03.measure_speed"):
+                  "s5.per_source_deltas", "s5.multiplier_curves", "s5.measure_speed"):
         assert any(c.startswith("show_source(") and shown in c for c in code), shown
 
 

@@ -47,10 +47,8 @@ def measurements(solu, control):
                              "measured": 8, "tokens": 1000},
               "1L-gelu_ln": {**rescale, "neurons": 128, "interpretable": 5, "hold_out": 5,
                              "measured": 5, "tokens": 1000}}
-    verdict, reason = LN.ln_verdict(s, c, vs)
     per_model = {"1L-solu_ln": s, **({"1L-gelu_ln": c} if c else {})}
-    return LN.LayerNormMeasurements(4, 0.5, LOW, models, s, c, vs, per_model, [], [], [], [],
-                                    verdict, reason)
+    return LN.LayerNormMeasurements(4, 0.5, LOW, models, s, c, vs, per_model, [], [], [], [])
 
 
 # --- the module ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from solu_repro.paper import registry as REG
 
 
 def _all_scored(verdict=C.NOT_TESTABLE):
-    return [REG.scored(spec.id, f"ours for <{spec.id}> & co", verdict) for spec in REG.CLAIMS]
+    return [spec.scored(f"ours for <{spec.id}> & co", verdict) for spec in REG.CLAIMS]
 
 
 def test_record_and_load_round_trip_and_refuse_what_is_missing_or_stale(tmp_path):
@@ -46,7 +46,7 @@ def test_record_and_load_round_trip_and_refuse_what_is_missing_or_stale(tmp_path
 
 def test_scorecard_counts_kinds_apart_and_escapes_corpus_text():
     rows = _all_scored(C.PARTLY)
-    rows[0] = REG.scored(rows[0].id, "<script>alert(1)</script>", C.REPRODUCED)
+    rows[0] = REG.REGISTRY[rows[0].id].scored("<script>alert(1)</script>", C.REPRODUCED)
     html = scorecard.scorecard_html(rows)
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert html.count("<table") == 2 and "data-kind='identity'" in html

@@ -2,8 +2,10 @@
 measurement text and values) and every glued number, to 1e-9.
 
 The record (``tests/book/data/tiny_results.json``) was made by the code before the move of
-issue 19 (measurements into ``solu_repro.paper``, presentation into ``solu_repro.book``), so
-this test shows the move changed no result. It reads the session's tiny book build
+issue 19 (measurements into ``solu_repro.paper``, presentation into ``solu_repro.book``): a
+worktree of commit 3e0c8f8 trained the portable tiny zoo and executed the book, and
+``results_snapshot.py --from-build`` recorded that build. So this test shows the move changed
+no result. It reads the session's tiny book build
 (``conftest.built_book``), made from a tiny zoo trained and read on PyTorch's and MKL's
 portable kernels (``results_snapshot.PORTABLE_ENV``), whose rounding does not depend on the
 CPU. Where the record's environment differs (another Python, whose

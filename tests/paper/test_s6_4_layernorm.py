@@ -198,10 +198,8 @@ def measurements(solu, control, models=None):
                                         "hold_out": 8, "measured": 8, "tokens": 1000},
                         "1L-gelu_ln": {**rescale, "neurons": 128, "interpretable": 5,
                                         "hold_out": 5, "measured": 5, "tokens": 1000}}
-    verdict, reason = LN.ln_verdict(s, c, vs)
     per_model = {"1L-solu_ln": s, **({"1L-gelu_ln": c} if c else {})}
-    return LN.LayerNormMeasurements(4, 0.5, LOW, models, s, c, vs, per_model, [], [], [], [],
-                                    verdict, reason)
+    return LN.LayerNormMeasurements(4, 0.5, LOW, models, s, c, vs, per_model, [], [], [], [])
 
 
 def test_the_claim_states_the_numbers_the_control_and_the_rescaling(tmp_path):
@@ -232,7 +230,7 @@ def test_the_claim_states_the_numbers_the_control_and_the_rescaling(tmp_path):
     assert alone.verdict == C.PARTLY and "no GELU-LN control neuron" in alone.ours
     empty = measurements(STRONG, None)
     empty.solu = LN.paired_difference({"1L-solu_ln": []}, LOW, "solu")
-    empty.verdict, empty.reason = LN.ln_verdict(empty.solu, None, None)
+    assert (empty.verdict, empty.reason) == LN.ln_verdict(empty.solu, None, None)
     got = LN.decide_ln_low_activation(empty)
     assert got.verdict == C.NOT_TESTABLE and "nothing to compare" in got.sentence
 

@@ -14,57 +14,19 @@ from typing import Any, Mapping
 
 import numpy as np
 import plotly.graph_objects as go
-import torch
 
+from ..paper import s5_performance as s5
 from ..paper.claim import PAPER_MULTIPLIER_RANGE
-from ..paper.s5_performance import (BASELINE, SOLU_LN, LossCurve, ModelLoss, MultiplierCurve,
+from ..paper.s5_performance import (BASELINE, LossCurve, ModelLoss, MultiplierCurve,
                                     NoLNPenalty, PerformanceMeasurements, SizeMultiplier,
                                     SpeedMeasurement, BaselineFit, loss_sources, source_label)
-from ..speed import compare_activations, compare_train_steps
-from ..zoo import model_name, zoo_config
+from ..zoo import model_name
 from . import style
-from .context import BookContext, check_int
+from .context import BookContext
 from .tables import markdown_table
 
 
 # --- the inputs -------------------------------------------------------------------------------
-def speed_device() -> str:
-    """Where the speed claim would be timed: "cuda" if a GPU is present, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def measure_speed(ctx: BookContext, depth: int | None = None, rounds: int = 3,
-                  warmup: int = 1, threads: int | None = None,
-                  device: str = "auto") -> SpeedMeasurement:
-    """Time training steps of the matched GELU and SoLU-LN models of ``depth`` (default the
-    smallest) at ``ctx.scale``'s shapes, interleaved for ``rounds`` rounds.
-
-    Args:
-        ctx: the notebook context (its scale and seed).
-        depth: a depth of the zoo (None: the smallest).
-        rounds: interleaved rounds of one step of each model.
-        warmup: discarded steps of each model first.
-        threads: torch CPU threads while timing (None: unchanged).
-        device: "auto" (CUDA if available), "cpu" or "cuda".
-    """
-    depth = min(ctx.depths) if depth is None else depth
-    if depth not in ctx.depths:
-        raise ValueError(f"depth {depth} is not in the {ctx.scale} zoo (depths {ctx.depths})")
-    check_int("speed_rounds", rounds, minimum=1, maximum=1000)
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    if device == "auto":
-        device = speed_device()
-    cfgs = [zoo_config(model_name(depth, act), ctx.scale).replace(device=device)
-            for act in (BASELINE, SOLU_LN)]
-    step = compare_train_steps(*cfgs, what=f"training step, {depth}L {ctx.scale} shapes",
-                               device=device, seed=ctx.seed, rounds=rounds, warmup=warmup,
-                               threads=threads)
-    act = compare_activations(cfgs[0], device=device, seed=ctx.seed, rounds=rounds,
-                              steps_per_round=5, warmup=max(warmup, 2), threads=threads)
-    return SpeedMeasurement(ctx.scale, depth, device, step, act, cfgs[0].tokens_per_step)
-
-
 def gather(ctx: BookContext, speed_depth: int | None = None, speed_rounds: int = 3,
            speed_threads: int | None = None) -> dict[str, Any]:
     """What ``s5_performance.measure`` takes, fetched through the book's context: every zoo
@@ -72,11 +34,11 @@ def gather(ctx: BookContext, speed_depth: int | None = None, speed_rounds: int =
     ``speed_rounds`` rounds (0: none). On a CPU nothing is timed: eager CPU timing cannot test
     a claim about fused GPU kernels."""
     runs = ctx.runs(ctx.all_names)
-    device = speed_device()
+    device = s5.speed_device()
     speed = None
     if device == "cuda" and speed_rounds:
-        speed = measure_speed(ctx, depth=speed_depth, rounds=speed_rounds,
-                              threads=speed_threads, device=device)
+        speed = s5.measure_speed(ctx.scale, ctx.depths, ctx.seed, depth=speed_depth,
+                                 rounds=speed_rounds, threads=speed_threads, device=device)
     return {"runs": runs, "speed": speed, "device": device}
 
 

@@ -26,11 +26,10 @@ from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
 from ..interp.controls import controls_for
 from ..interp.score import ScoreSettings, human_agreement
 from ..interp.stats import Proportion
-from ..paper.claim import at_most, directional
 from ..paper.s6_interpretability import (NULL_LABELS, STRICT, VIEWS, BlindSummary,
                                          InterpMeasurements, ModelInterpretability,
                                          NullControls, RelativeDifference, ReleasedInterp,
-                                         comparisons, interval_points)
+                                         comparisons, interval_points, seeds_by_variant)
 from . import style
 from .context import ONE_MODEL_RULE, BookContext
 from .tables import markdown_table
@@ -42,9 +41,8 @@ BLIND_DIR = "blind"
 
 # --- what the chapter reads from the zoo -------------------------------------------------------
 def one_layer_seeds(ctx: BookContext) -> dict[str, list[str]]:
-    """Every seed of each 1-layer variant: {"1L-gelu": ["1L-gelu", "1L-gelu-s1", ...], ...}."""
-    one = min(ctx.depths)
-    return {name: ctx.seeds(name) for name in ctx.names if style.depth_of(name) == one}
+    """Every seed of each 1-layer variant of ``ctx``'s zoo (``seeds_by_variant``)."""
+    return seeds_by_variant(ctx.all_names, min(ctx.depths))
 
 
 def gather(ctx: BookContext, with_blind: bool = True) -> dict[str, Any]:
@@ -275,9 +273,8 @@ def null_verdict(controls: Mapping[str, NullControls], view: str = "top") -> str
     for nc in controls.values():
         if "rotated" not in nc.nulls:
             continue
-        d, lo, hi = nc.gain("rotated", view)
-        (beats if lo > 0 else loses if hi < 0 else ties).append(
-            f"{nc.name} ({points(d)} points)")
+        outcome = {"beats": beats, "loses": loses, "ties": ties}[nc.against("rotated", view)]
+        outcome.append(f"{nc.name} ({points(nc.gain('rotated', view)[0])} points)")
     parts = []
     if beats:
         parts.append("the neuron basis beats its rotation for " + ", ".join(beats))
@@ -305,7 +302,7 @@ def released_markdown(ri: ReleasedInterp) -> str:
              "SoLU-LN minus GELU, neuron basis": _difference(*r.basis_diff),
              "... in a rotated basis": _difference(*r.rotated_diff),
              "difference of the two": _difference(*r.diff_in_diff),
-             "verdict on the gain net of rotation": at_most(directional(*r.diff_in_diff))}
+             "verdict on the gain net of rotation": r.verdict}
             for depth, by_view in ri.relative.items() for view, r in by_view.items()]
     return markdown_table(rows) + "\n\n" + ONE_MODEL_RULE
 

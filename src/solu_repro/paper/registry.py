@@ -40,9 +40,3 @@ def decide(chapter: str, measurements: Any) -> list[Claim]:
     return [c.decide(measurements) for c in specs]
 
 
-def scored(claim_id: str, ours: str, verdict: str, sentence: str | None = None,
-           **kwargs: Any) -> Claim:
-    """Claim ``claim_id`` of the registry scored (``ClaimSpec.scored``)."""
-    if claim_id not in REGISTRY:
-        raise KeyError(f"no claim {claim_id!r} in the registry: one of {sorted(REGISTRY)}")
-    return REGISTRY[claim_id].scored(ours, verdict, sentence, **kwargs)

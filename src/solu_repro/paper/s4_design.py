@@ -839,10 +839,11 @@ TRAINED_SPARSITY = ClaimSpec(
 
 @TRAINED_SPARSITY.decided_by
 def decide_trained_sparsity(dm: DesignMeasurements) -> Claim:
-    """Reproduced if the paired seed interval of SoLU-LN minus GELU (median top-neuron share)
-    is above 0, direction only if its mean is, not reproduced otherwise (one seed gives no
-    interval: at most direction only). The untrained models are the control, reported beside
-    it."""
+    """``directional`` on the paired seed interval of SoLU-LN minus GELU (median top-neuron
+    share): reproduced if it is above 0, direction only if its mean is, inconclusive if the
+    mean is not but the interval reaches above 0, not reproduced if the whole interval is at
+    or below 0 (one seed gives no interval: at most direction only). The untrained models are
+    the control, reported beside it."""
     sp = dm.sparsity
     if sp is None:
         return TRAINED_SPARSITY.scored(

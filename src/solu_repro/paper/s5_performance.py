@@ -26,21 +26,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 
 from ..interp.stats import Equivalence, SeedInterval, equivalence_test, paired_seed_difference
 from ..scaling import EffectiveSize, ScalingFit, ScalingFitError, effective_size_multiplier, \
     fit_scaling_law
+from ..speed import SpeedComparison, compare_activations, compare_train_steps
 from ..train import read_metrics
-from ..zoo import ZooRun, act_of, depth_of, model_name, seed_of, variant_of
+from ..zoo import ZooRun, act_of, depth_of, model_name, seed_of, variant_of, zoo_config
 from .claim import (EMPIRICAL, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PAPER_LOSS_MARGIN,
                     PAPER_MULTIPLIER_RANGE, PAPER_NO_LN_MULTIPLIER, PAPER_SPEED_OVERHEAD, PARTLY,
                     REPRODUCED, Claim, ClaimSpec, directional)
-
-if TYPE_CHECKING:
-    from ..speed import SpeedComparison
 
 BASELINE = "gelu"
 SOLU_LN = "solu_ln"
@@ -404,8 +403,7 @@ def per_source_deltas(losses: Mapping[str, ModelLoss], act: str = SOLU_LN
 # --- training speed -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SpeedMeasurement:
-    """SoLU-LN against GELU, timed side by side at a zoo scale's shapes (the book times it:
-    ``solu_repro.book.ch03_performance.measure_speed``).
+    """SoLU-LN against GELU, timed side by side at a zoo scale's shapes (``measure_speed``).
 
     Attributes:
         scale, depth: which zoo models were timed (random init, random tokens).
@@ -422,6 +420,46 @@ class SpeedMeasurement:
     step: SpeedComparison
     activation: SpeedComparison
     tokens_per_step: int
+
+
+def speed_device() -> str:
+    """Where the speed claim would be timed: "cuda" if a GPU is present, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def measure_speed(scale: str, depths: Sequence[int], seed: int = 0, depth: int | None = None,
+                  rounds: int = 3, warmup: int = 1, threads: int | None = None,
+                  device: str = "auto") -> SpeedMeasurement:
+    """Time training steps of the matched GELU and SoLU-LN models of ``depth`` (default the
+    smallest of ``depths``) at ``scale``'s shapes, interleaved for ``rounds`` rounds.
+
+    Args:
+        scale, depths: the zoo scale and its depths.
+        seed: seeds the models' random tokens.
+        depth: a depth of the zoo (None: the smallest).
+        rounds: interleaved rounds of one step of each model (1 to 1000).
+        warmup: discarded steps of each model first.
+        threads: torch CPU threads while timing (None: unchanged).
+        device: "auto" (CUDA if available), "cpu" or "cuda".
+    """
+    depth = min(depths) if depth is None else depth
+    if depth not in depths:
+        raise ValueError(f"depth {depth} is not in the {scale} zoo (depths {tuple(depths)})")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= 1000:
+        raise ValueError(f"speed_rounds={rounds!r} is invalid: it must be a whole number "
+                         "between 1 and 1000")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        device = speed_device()
+    cfgs = [zoo_config(model_name(depth, act), scale).replace(device=device)
+            for act in (BASELINE, SOLU_LN)]
+    step = compare_train_steps(*cfgs, what=f"training step, {depth}L {scale} shapes",
+                               device=device, seed=seed, rounds=rounds, warmup=warmup,
+                               threads=threads)
+    act = compare_activations(cfgs[0], device=device, seed=seed, rounds=rounds,
+                              steps_per_round=5, warmup=max(warmup, 2), threads=threads)
+    return SpeedMeasurement(scale, depth, device, step, act, cfgs[0].tokens_per_step)
 
 
 # --- the measurements, made once ------------------------------------------------------------------

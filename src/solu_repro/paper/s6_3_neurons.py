@@ -290,7 +290,8 @@ LOGIT_AGREEMENT = ClaimSpec(
     "per 1-layer SoLU-LN seed, the median over neurons of the percentile, in the "
     "neuron's direct logit effect, of the tokens that follow its 20 strongest "
     "firings, for the judge's interpretable neurons minus a seeded random sample of "
-    "64 live neurons of the same model (the control); t interval over the per-seed "
+    "live neurons of the same model (the control; the chapter's n_random, 64 by "
+    "default); t interval over the per-seed "
     "differences: reproduced if it is above 0, direction only if the seed mean is; "
     "not testable if no seed has an interpretable neuron; " + SEED_RULE)
 

@@ -328,44 +328,6 @@ def contrast(solu: PairedDifference, control: PairedDifference, *,
     return Contrast(float(solu.values.mean() - control.values.mean()), lo, hi)
 
 
-def ln_verdict(solu: PairedDifference | None, control: PairedDifference | None,
-               vs_control: Contrast | None) -> tuple[str, str]:
-    """The verdict on ``ln_low_activation`` and the reason, in words.
-
-    * not testable: no SoLU-LN neuron to compare;
-    * not reproduced: SoLU-LN's difference is not above 0, or not above the control's;
-    * reproduced: above 0 and above the control's, both 95% intervals excluding 0;
-    * direction only: otherwise (right direction, but an interval includes 0, or there is
-      no control to compare with).
-    """
-    if solu is None or solu.n_neurons == 0:
-        return NOT_TESTABLE, ("no SoLU-LN neuron whose explanation holds up on held-out rows "
-                              "fires in the low bands of both hooks")
-    if not solu.diff > 0:
-        if solu.hi > 0:
-            return INCONCLUSIVE, ("SoLU-LN's difference is not above 0, but its 95% interval "
-                                  "reaches above 0: these neurons cannot decide")
-        return NOT_REPRODUCED, ("after the LN, low-band tokens are not more often inconsistent "
-                                "than before it (SoLU-LN's difference and its 95% interval "
-                                "are not above 0)")
-    if control is None or control.n_neurons == 0 or vs_control is None:
-        return PARTLY, ("SoLU-LN's difference is above 0"
-                        + (" (95% interval above 0)" if solu.above_zero else
-                           " but its 95% interval includes 0")
-                        + ", and there is no GELU-LN control to compare it with")
-    if not vs_control.diff > 0:
-        if vs_control.hi > 0:
-            return INCONCLUSIVE, ("the GELU-LN control's difference is as large or larger, but "
-                                  "the interval of SoLU-LN minus GELU-LN reaches above 0")
-        return NOT_REPRODUCED, ("the GELU-LN control's difference is as large or larger: what "
-                                "the LN does to weak firings does not need SoLU")
-    if solu.above_zero and vs_control.above_zero:
-        return REPRODUCED, ("SoLU-LN's difference is above 0 and above GELU-LN's, both 95% "
-                            "intervals excluding 0")
-    which = [w for w, ok in (("SoLU-LN's difference", solu.above_zero),
-                             ("SoLU-LN minus GELU-LN", vs_control.above_zero)) if not ok]
-    return PARTLY, ("SoLU-LN's difference is above 0 and above GELU-LN's, but the 95% "
-                    f"interval of {' and of '.join(which)} includes 0")
 
 
 # --- bands for the figure ---------------------------------------------------------------------
@@ -433,7 +395,7 @@ class LayerNormMeasurements:
         per_model: Each measured model's own paired difference.
         rows, control_rows: ``band_rows`` of the SoLU-LN and control neurons (the figure).
         differences, control_differences: ``band_differences`` of each.
-        verdict, reason: ``ln_verdict``.
+        verdict, reason (properties): ``ln_verdict``, the claim's rule.
         measured: Each model's ``ModelLN`` (its neurons' band counts).
     """
 
@@ -449,9 +411,17 @@ class LayerNormMeasurements:
     control_rows: list[BandRow]
     differences: list[BandDifference]
     control_differences: list[BandDifference]
-    verdict: str
-    reason: str
     measured: dict[str, ModelLN] = field(default_factory=dict, repr=False)
+
+    @property
+    def verdict(self) -> str:
+        """The claim's verdict, by ``ln_verdict`` (the rule beside ``LN_LOW_ACTIVATION``)."""
+        return ln_verdict(self.solu, self.control, self.vs_control)[0]
+
+    @property
+    def reason(self) -> str:
+        """Why, in words (``ln_verdict``)."""
+        return ln_verdict(self.solu, self.control, self.vs_control)[1]
 
     def to_dict(self) -> dict[str, Any]:
         return {"n_bands": self.n_bands, "low_quantile": self.low_quantile, "low": self.low,
@@ -522,7 +492,6 @@ def measure(runs: Mapping[str, Any], scores: Mapping[str, NeuronScores], *,
             ctrl = paired_difference(control_group, low, _group_label(control, control_group),
                                      **opts)
             vs = contrast(solu, ctrl, **opts)
-    verdict, reason = ln_verdict(solu, ctrl, vs)
     solu_neurons = [nb for ns in solu_group.values() for nb in ns]
     control_neurons = [nb for ns in control_group.values() for nb in ns]
     return LayerNormMeasurements(
@@ -530,7 +499,7 @@ def measure(runs: Mapping[str, Any], scores: Mapping[str, NeuronScores], *,
         vs, {n: paired_difference({n: m.neurons}, low, n, **opts) for n, m in measured.items()},
         band_rows(solu_neurons, n_bands, **opts), band_rows(control_neurons, n_bands, **opts),
         band_differences(solu_neurons, n_bands, **opts),
-        band_differences(control_neurons, n_bands, **opts), verdict, reason, measured)
+        band_differences(control_neurons, n_bands, **opts), measured)
 
 
 def _group_label(variant: str, group: dict) -> str:
@@ -556,9 +525,52 @@ LN_LOW_ACTIVATION = ClaimSpec(
     "if it does); not testable without a SoLU-LN neuron to compare")
 
 
+def ln_verdict(solu: PairedDifference | None, control: PairedDifference | None,
+               vs_control: Contrast | None) -> tuple[str, str]:
+    """The rule of ``LN_LOW_ACTIVATION`` (its text above), and the reason in words.
+
+    * not testable: no SoLU-LN neuron to compare;
+    * not reproduced: SoLU-LN's difference is not above 0, or not above the control's, and
+      the interval of that difference does not reach above 0;
+    * inconclusive: the same point estimates, but the interval reaches above 0;
+    * reproduced: above 0 and above the control's, both 95% intervals excluding 0;
+    * direction only: otherwise (right direction, but an interval includes 0, or there is
+      no control to compare with).
+    """
+    if solu is None or solu.n_neurons == 0:
+        return NOT_TESTABLE, ("no SoLU-LN neuron whose explanation holds up on held-out rows "
+                              "fires in the low bands of both hooks")
+    if not solu.diff > 0:
+        if solu.hi > 0:
+            return INCONCLUSIVE, ("SoLU-LN's difference is not above 0, but its 95% interval "
+                                  "reaches above 0: these neurons cannot decide")
+        return NOT_REPRODUCED, ("after the LN, low-band tokens are not more often inconsistent "
+                                "than before it (SoLU-LN's difference and its 95% interval "
+                                "are not above 0)")
+    if control is None or control.n_neurons == 0 or vs_control is None:
+        return PARTLY, ("SoLU-LN's difference is above 0"
+                        + (" (95% interval above 0)" if solu.above_zero else
+                           " but its 95% interval includes 0")
+                        + ", and there is no GELU-LN control to compare it with")
+    if not vs_control.diff > 0:
+        if vs_control.hi > 0:
+            return INCONCLUSIVE, ("the GELU-LN control's difference is as large or larger, but "
+                                  "the interval of SoLU-LN minus GELU-LN reaches above 0")
+        return NOT_REPRODUCED, ("the GELU-LN control's difference is as large or larger: what "
+                                "the LN does to weak firings does not need SoLU")
+    if solu.above_zero and vs_control.above_zero:
+        return REPRODUCED, ("SoLU-LN's difference is above 0 and above GELU-LN's, both 95% "
+                            "intervals excluding 0")
+    which = [w for w, ok in (("SoLU-LN's difference", solu.above_zero),
+                             ("SoLU-LN minus GELU-LN", vs_control.above_zero)) if not ok]
+    return PARTLY, ("SoLU-LN's difference is above 0 and above GELU-LN's, but the 95% "
+                    f"interval of {' and of '.join(which)} includes 0")
+
+
 @LN_LOW_ACTIVATION.decided_by
 def decide_ln_low_activation(m: LayerNormMeasurements) -> Claim:
-    """``ln_verdict`` (computed by ``measure``), with the numbers it rests on in words."""
+    """The verdict by ``ln_verdict``, with the numbers it rests on in words."""
+    verdict, reason = ln_verdict(m.solu, m.control, m.vs_control)
     low = bands_text(m.low, m.n_bands)
     s, c, vs = m.solu, m.control, m.vs_control
     rescale = m.rescale_text(s.models, "SoLU-LN")
@@ -566,7 +578,7 @@ def decide_ln_low_activation(m: LayerNormMeasurements) -> Claim:
         rescale += "; " + m.rescale_text(c.models, "GELU-LN")
     if s.n_neurons == 0:
         ours = f"no SoLU-LN neuron to compare ({low}); LN rescaling {rescale}"
-        sentence = (f"There is nothing to compare: {m.reason} ({m.verdict}). The extra LN "
+        sentence = (f"There is nothing to compare: {reason} ({verdict}). The extra LN "
                     f"multiplies each position's centred activation vector by (median) "
                     f"{rescale}.")
     else:
@@ -588,7 +600,7 @@ def decide_ln_low_activation(m: LayerNormMeasurements) -> Claim:
                          f"{pts(c.hi)}] over {c.n_neurons} neurons")
         if vs is not None:
             sentence += f", SoLU-LN minus control {pts(vs.diff)} [{pts(vs.lo)}, {pts(vs.hi)}]"
-        sentence += (f". {m.reason[0].upper()}{m.reason[1:]} ({m.verdict}). The extra LN "
+        sentence += (f". {reason[0].upper()}{reason[1:]} ({verdict}). The extra LN "
                      f"multiplies each position's centred activation vector by (median) "
                      f"{rescale}.")
     values = {"n_bands": m.n_bands, "low_bands": m.low, "low_quantile": m.low_quantile,
@@ -596,8 +608,8 @@ def decide_ln_low_activation(m: LayerNormMeasurements) -> Claim:
               "control": c.to_dict() if c else None,
               "vs_control": vs.to_dict() if vs else None,
               "per_model": {k: v.to_dict() for k, v in m.per_model.items()},
-              "rescale": dict(m.models), "reason": m.reason}
-    return LN_LOW_ACTIVATION.scored(ours, m.verdict, sentence, values=values)
+              "rescale": dict(m.models), "reason": reason}
+    return LN_LOW_ACTIVATION.scored(ours, verdict, sentence, values=values)
 
 
 CLAIMS: tuple[ClaimSpec, ...] = (LN_LOW_ACTIVATION,)

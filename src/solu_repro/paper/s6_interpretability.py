@@ -24,7 +24,7 @@ from ..interp.stats import (Proportion, SeedInterval, difference_interval,
                             paired_seed_difference, seed_mean_interval)
 from ..zoo import act_of, depth_of, label, seed_of, variant_of
 from .claim import (EMPIRICAL, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED,
-                    SEED_RULE, Claim, ClaimSpec, combined, directional)
+                    SEED_RULE, Claim, ClaimSpec, at_most, combined, directional)
 
 if TYPE_CHECKING:
     from ..interp.score import NeuronScores
@@ -131,6 +131,12 @@ class NullControls:
         a, b = getattr(self.basis, view), getattr(self.nulls[control], view)
         return difference_interval(a.successes, a.n, b.successes, b.n)
 
+    def against(self, control: str = "rotated", view: str = "top") -> str:
+        """Whether the neuron basis beats the null: "beats" if the 95% interval of ``gain``
+        is above 0, "loses" if it is below 0, "ties" otherwise."""
+        _, lo, hi = self.gain(control, view)
+        return "beats" if lo > 0 else "loses" if hi < 0 else "ties"
+
 
 def null_controls(scores: Mapping[str, NeuronScores],
                   control_scores: Mapping[str, Mapping[str, NeuronScores]],
@@ -166,6 +172,12 @@ class RelativeDifference:
     basis_diff: tuple[float, float, float]
     rotated_diff: tuple[float, float, float]
     diff_in_diff: tuple[float, float, float]
+
+    @property
+    def verdict(self) -> str:
+        """The directional rule on the gain net of rotation (``diff_in_diff``), capped at
+        "direction only": one model per arm has no seed-level interval."""
+        return at_most(directional(*self.diff_in_diff))
 
 
 def relative_difference(controls: Mapping[str, NullControls], solu: str, gelu: str,
