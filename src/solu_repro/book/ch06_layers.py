@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import plotly.graph_objects as go
 
+from ..fmt import pct
 from ..interp.analysis import ROLE_ORDER, direct_effect_ranks
 from ..interp.ranking import select_neurons
 from ..interp.score import NeuronScore
@@ -49,7 +50,7 @@ def layer_roles_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows of ``layer_roles_rows`` as a text table: counts, and shares in brackets."""
     def cell(row, role):
         share = row[f"{role}_fraction"]
-        return f"{row[role]} ({share:.0%})" if not math.isnan(share) else f"{row[role]}"
+        return f"{row[role]} ({pct(share, 0)})" if not math.isnan(share) else f"{row[role]}"
 
     out = [{"model": r["model"], "layer": f"L{r['layer']} ({r['position']})",
             "interpretable": r["n_interpretable"],
@@ -72,7 +73,7 @@ def layer_roles_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
         fig.add_trace(go.Bar(
             x=x, y=[r[role] for r in rows], name=ROLE_LABELS[role],
             marker_color=ROLE_COLORS[role],
-            customdata=[[("n/a" if math.isnan(s) else f"{s:.0%}"), r["n_interpretable"]]
+            customdata=[[pct(s, 0), r["n_interpretable"]]
                         for s, r in zip(shares, rows)],
             hovertemplate=(f"{ROLE_LABELS[role]}: %{{y}} of %{{customdata[1]}} "
                            "(%{customdata[0]})<extra></extra>")))

@@ -136,7 +136,7 @@ def band_table(rows: Sequence[BandRow]) -> str:
         lo, hi = r.interval()
         mean = (f"{r.mean_fraction:.3f} ({lo:.3f}-{hi:.3f})"
                 if r.n_examples and not math.isnan(r.mean_fraction) else "n/a")
-        out.append({"band (quantile)": f"{r.lo:.0%}-{r.hi:.0%}", "hook": r.hook,
+        out.append({"band (quantile)": f"{pct(r.lo, 0)}-{pct(r.hi, 0)}", "hook": r.hook,
                     "neurons": r.n_neurons, "tokens": r.n_examples,
                     "inconsistent": r.n_inconsistent, "pooled": pct(r.fraction),
                     "mean over neurons (95% CI)": mean})
@@ -205,7 +205,7 @@ def ln_consistency_figure(rows: Sequence[BandRow], title: str | None = None,
     else:
         if chance is not None and math.isfinite(chance):
             fig.add_hline(y=chance, line=dict(color="#555", dash="dot", width=1),
-                          annotation_text=f"chance {chance:.0%}", annotation_position="bottom right")
+                          annotation_text=f"chance {pct(chance, 0)}", annotation_position="bottom right")
         if low_quantile is not None:
             fig.add_vrect(x0=0, x1=100 * low_quantile, fillcolor="#999", opacity=0.1,
                           line_width=0, annotation_text="low bands",
@@ -317,7 +317,7 @@ def band_pair_html(ctx, name: str, record, *, n_bands: int = N_BANDS,
                     for s, (_, ok) in zip(snippets, items)]
         bad = sum(not ok for _, ok in items)
         peak = float(harvest.stat("max", hook)[record.layer, record.neuron])
-        title = (f"{HOOK_LABELS[hook]}, the weakest {low_quantile:.0%} of its firings: "
+        title = (f"{HOOK_LABELS[hook]}, the weakest {pct(low_quantile, 0)} of its firings: "
                  f"{bad} of {len(items)} inconsistent")
         columns[title] = snippets_html(snippets, max_value=peak if peak > 0 else None)
     return verdict_html(record, name) + side_by_side_html(columns)

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..fmt import pct
 from ..paper.claim import IDENTITY
 from ..paper.registry import CLAIMS
 
@@ -144,7 +145,7 @@ def scores_checks(scores: Any, n_neurons: int, threshold: float, min_lift: float
         math.isnan(v) or -1e-9 <= v <= 1 + 1e-9 for v in (r.coverage, r.precision, r.recall))]
     return [
         Check(f"{name}: {n_neurons} neurons scored", len(recs) == n_neurons, f"{len(recs)}"),
-        Check(f"{name}: every interpretable neuron covers >= {threshold:.0%} of its top "
+        Check(f"{name}: every interpretable neuron covers >= {pct(threshold, 0)} of its top "
               f"firings with lift >= {min_lift}", not bad_rule, ", ".join(bad_rule[:5])),
         Check(f"{name}: interpretable over the full spectrum implies at first glance",
               not bad_subset, ", ".join(bad_subset[:5])),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 from typing import Any, Sequence
 
-from ..fmt import num
+from ..fmt import num, pct
 from ..interp.analysis import LAYER_ROLES
 from ..interp.ranking import explanation_kind
 from ..interp.score import NeuronScore
@@ -35,7 +35,7 @@ def verdict_html(record: NeuronScore, model_name: str) -> str:
     verdict = ("interpretable (top-20 rule)" if record.interpretable
                else "NOT interpretable by the scorer")
     color = "#1a7f37" if record.interpretable else "#b35900"
-    numbers = (f"covers {record.coverage:.0%} of the top firings · "
+    numbers = (f"covers {pct(record.coverage, 0)} of the top firings · "
                f"{num(record.lift, '.0f')}x its base rate · held-out precision "
                f"{num(record.precision, '.2f')}, recall {num(record.recall, '.2f')}")
     role = ROLE_LABELS.get(LAYER_ROLES.get(explanation_kind(record), ""), "no role")

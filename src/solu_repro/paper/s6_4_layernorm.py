@@ -90,7 +90,7 @@ def bands_text(bands: Sequence[int], n_bands: int) -> str:
     """e.g. "bands 1-5 of 10, quantiles 0%-50% of each hook's firings"."""
     lo, hi = bands[0] / n_bands, (bands[-1] + 1) / n_bands
     which = f"band {bands[0] + 1}" if len(bands) == 1 else f"bands {bands[0] + 1}-{bands[-1] + 1}"
-    return f"{which} of {n_bands}, quantiles {lo:.0%}-{hi:.0%} of each hook's firings"
+    return f"{which} of {n_bands}, quantiles {pct(lo, 0)}-{pct(hi, 0)} of each hook's firings"
 
 
 def pts(x: float) -> str:
