@@ -7,7 +7,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -45,3 +47,20 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write ``obj`` as indented, key-sorted JSON."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike, parse: Callable[[Any], T], what: str, make: str,
+              error: type[Exception] = ValueError) -> T:
+    """``parse`` of the JSON in ``path``, written by ``write_json``.
+
+    A missing file raises ``FileNotFoundError`` and one that cannot be read or parsed raises
+    ``error``; both name the file, ``what`` it holds, and how to ``make`` it again.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}: {make}")
+    try:
+        return parse(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise error(f"{what} {path} is corrupt or outdated ({exc}): delete it and {make}") \
+            from exc

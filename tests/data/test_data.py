@@ -438,3 +438,16 @@ def test_row_sampler_rejects_tiny_split(small_corpus):
     split = small_corpus.split("val")
     with pytest.raises(DataError, match="fewer than one row"):
         RowSampler(split, split.n_tokens + 2, seed=0)
+
+
+def test_read_json_names_a_missing_or_corrupt_file_and_the_fix(tmp_path):
+    from solu_repro.atomic import read_json, write_json
+
+    path = tmp_path / "result.json"
+    with pytest.raises(FileNotFoundError, match=r"no thing at .*result.json: make it"):
+        read_json(path, dict, "thing", "make it")
+    write_json(path, {"a": 1})
+    assert read_json(path, dict, "thing", "make it") == {"a": 1}
+    path.write_text("{not json")
+    with pytest.raises(RuntimeError, match="thing .* is corrupt or outdated .*delete it and make"):
+        read_json(path, dict, "thing", "make it", RuntimeError)

@@ -40,7 +40,6 @@ batch.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -52,7 +51,7 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
-from ..atomic import write_json
+from ..atomic import read_json, write_json
 from ..data import TokenSplit, get_rows, num_rows
 from ..model import ConfigError, Transformer
 from .explanations import KINDS, Explanation, PositionFeatures, VocabTables
@@ -183,15 +182,8 @@ class BasisScore:
 
     @classmethod
     def load(cls, path: str | Path) -> "BasisScore":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no basis score at {path}: compute it with basis_score "
-                                    "and save it")
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"basis score file {path} is corrupt or outdated ({exc}): "
-                              "delete it and compute it again") from exc
+        return read_json(path, cls.from_dict, "basis score",
+                         "compute it with basis_score and save it", ConfigError)
 
 
 def _json_safe(obj):

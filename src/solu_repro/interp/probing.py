@@ -54,7 +54,6 @@ not on the enriched sample, whose base rates differ.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -70,7 +69,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..atomic import write_json
+from ..atomic import read_json, write_json
 from ..data import TokenSplit, get_rows, num_rows
 from ..model import ConfigError, Transformer
 from .harvest import HOOKS, ModelNeurons, NeuronSource, selection_rows
@@ -256,14 +255,8 @@ class ProbeResult:
 
     @classmethod
     def load(cls, path: str | Path) -> "ProbeResult":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no probe result at {path}: run sparse_probe and save it")
-        try:
-            return cls.from_dict(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"probe result {path} is corrupt or outdated ({exc}): delete it "
-                              "and probe again") from exc
+        return read_json(path, cls.from_dict, "probe result",
+                         "run sparse_probe and save it", ConfigError)
 
 
 # --- F1 at the best threshold, every column at once --------------------------------------------
