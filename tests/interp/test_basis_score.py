@@ -15,6 +15,7 @@ from solu_repro.interp.basis_score import (EXPOSED, BasisScore, HeldoutCorrelati
 from solu_repro.interp.controls import rotated
 from solu_repro.interp.explanations import Explanation
 from solu_repro.interp.harvest import harvest
+from solu_repro.interp.planted import HeavyTailedDetectors, frequent_tokens
 from solu_repro.interp.score import (NeuronScores, ScoreSettings, heldout_features,
                                      score_neurons)
 from solu_repro.model import ConfigError
@@ -22,32 +23,6 @@ from solu_repro.model import ConfigError
 N_CTX = 64
 N_DETECTORS = 64
 SIGMA = 1.5  # lognormal spread of the detectors' peak activations (the issue's simulation)
-
-
-class Detectors:
-    """One-layer token detectors with heavy-tailed peaks, a ``NeuronSource``.
-
-    Direction ``i`` reads ``peaks[i] * (1 + 0.5 u(prev))`` where the token is ``tokens[i]``
-    and ``0.02 * peaks[i] * v_i(prev)`` elsewhere (``u``, ``v_i`` fixed uniform tables over the
-    previous token): the firing strength varies with context, and every call gives the same
-    activations, so the judge's held-out pass and the basis score's see one source.
-    """
-
-    def __init__(self, tokens: list[int], peaks: np.ndarray, vocab_size: int, seed: int = 0):
-        self.tokens = torch.tensor(tokens)
-        self.peaks = torch.tensor(np.asarray(peaks), dtype=torch.float32)
-        self.n_layers, self.d_mlp, self.hooks = 1, len(tokens), ("mid",)
-        g = torch.Generator().manual_seed(seed)
-        self.jitter = torch.rand(vocab_size, generator=g)
-        self.background = 0.02 * self.peaks[:, None] * torch.rand(len(tokens), vocab_size,
-                                                                  generator=g)
-
-    def activations(self, tokens: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        prev = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
-        hit = tokens[..., None] == self.tokens  # (B, T, N)
-        peak = self.peaks * (1 + 0.5 * self.jitter[prev])[..., None]  # (B, T, N)
-        background = self.background[:, prev].permute(1, 2, 0)  # (B, T, N)
-        return {"mid": [torch.where(hit, peak, background)]}
 
 
 class Silent:
@@ -67,15 +42,8 @@ def val(corpus):
 @pytest.fixture(scope="module")
 def zipf_tokens(val, corpus):
     """The corpus's most frequent tokens that occur in at least 5 selection rows and 5
-    held-out rows (so the judge has firings on both sides), most frequent first: their
-    frequencies are the corpus's own, which fall off by rank as Zipf's law says."""
-    rows = val.n_tokens // (N_CTX - 1)
-    tokens = val.window(0, rows * (N_CTX - 1)).reshape(rows, N_CTX - 1).astype(np.int64)
-    selection, held_out = tokens[::2], tokens[1::2]
-    counts = np.bincount(tokens.ravel())
-    return [int(t) for t in np.argsort(-counts, kind="stable")
-            if t != corpus.bos_id and (selection == t).any(1).sum() >= 5
-            and (held_out == t).any(1).sum() >= 5][:N_DETECTORS]
+    held-out rows (``planted.frequent_tokens``)."""
+    return frequent_tokens(val, N_CTX, corpus.bos_id, N_DETECTORS)
 
 
 def _judge(source, val, corpus, tables, **settings) -> NeuronScores:
@@ -88,7 +56,7 @@ def simulation(zipf_tokens, val, corpus, tables):
     """The issue's simulation: 64 token detectors with lognormal (sigma 1.5) peaks, and one
     random rotation of them, each judged and basis-scored over one union of features."""
     peaks = np.random.default_rng(0).lognormal(0.0, SIGMA, N_DETECTORS)
-    plain = Detectors(zipf_tokens, peaks, tables.vocab_size)
+    plain = HeavyTailedDetectors(zipf_tokens, peaks, tables.vocab_size)
     turned = rotated(plain, seed=0)
     plain_scores = _judge(plain, val, corpus, tables)
     turned_scores = _judge(turned, val, corpus, tables)
@@ -153,7 +121,7 @@ def test_a_feature_many_directions_re_expose_counts_once(zipf_tokens, val, corpu
     shared, others = zipf_tokens[0], zipf_tokens[1:5]
     tokens = [shared] * 8 + others
     peaks = np.array([1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 1.0, 1.0, 1.0, 1.0])
-    source = Detectors(tokens, peaks, tables.vocab_size)
+    source = HeavyTailedDetectors(tokens, peaks, tables.vocab_size)
     scores = _judge(source, val, corpus, tables)
     b = basis_score(scores, source, val, tables)
     key = Explanation("token", (shared,)).key()
@@ -182,7 +150,8 @@ class Negated:
 def test_features_exposed_ignores_the_sign_of_a_direction(zipf_tokens, val, corpus, tables):
     """Flipping every direction's sign leaves each feature's best r² as it was, while the
     judge finds nothing to explain (no positive firings) and the simulators explain nothing."""
-    source = Detectors(zipf_tokens[:5], np.array([1.0, 2.0, 4.0, 8.0, 16.0]), tables.vocab_size)
+    source = HeavyTailedDetectors(zipf_tokens[:5], np.array([1.0, 2.0, 4.0, 8.0, 16.0]),
+                                  tables.vocab_size)
     scores = _judge(source, val, corpus, tables)
     flipped = Negated(source)
     flipped_scores = _judge(flipped, val, corpus, tables)
@@ -270,7 +239,8 @@ def test_bad_input(simulation, zipf_tokens, val, corpus, tables):
     with pytest.raises(ConfigError, match="not of this source"):
         basis_score(turned_scores, rotated(plain, seed=1), val, tables)
     with pytest.raises(ConfigError, match="n_layers, d_mlp"):
-        basis_score(plain_scores, Detectors(zipf_tokens[:8], np.ones(8), tables.vocab_size),
+        basis_score(plain_scores,
+                    HeavyTailedDetectors(zipf_tokens[:8], np.ones(8), tables.vocab_size),
                     val, tables)
     with pytest.raises(ConfigError, match="settings and harvest metadata"):
         basis_score(NeuronScores({}, plain_scores.records), plain, val, tables)

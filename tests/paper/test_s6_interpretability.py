@@ -254,3 +254,100 @@ def test_human_blind_orients_solu_first_and_counts_matched_pairs_only():
     unmatched = blind_summary("other", ("2L-solu_ln", "1L-gelu", 0.3, 0.2, 0.4))
     assert s6.decide_human_blind(seed_measurements({}, blind=[unmatched])).verdict == \
         claim.NOT_TESTABLE
+
+
+# --- the instruments and the planted rotation test (issue 20) ---------------------------------
+from solu_repro.interp.calibration import InstrumentCheck, RotationTest  # noqa: E402
+
+
+def calibration(**ratios) -> RotationTest:
+    """A planted rotation test whose instruments keep ``ratios[instrument]`` of the basis's
+    number under rotation (default: the top-20 view keeps all, the others a tenth)."""
+    ratios = {"top": 1.0, "spectrum": 0.6, "features_exposed": 0.1, "probe_f1": 0.4, **ratios}
+    return RotationTest({i: InstrumentCheck(i, 0.9, 0.9 * r) for i, r in ratios.items()})
+
+
+def bases(value: float, rotated: float, untrained: float = 0.0, probe: float = 0.5,
+          probe_rotated: float = 0.3, strict: float | None = None):
+    def one(v, p, st):
+        return s6.BasisInstruments(top=0.5, spectrum=0.2, features_exposed=v, exposed_share=v,
+                                   strict_share=v / 2 if st is None else st, n_features=100,
+                                   explained_variance=v, distinct=10,
+                                   probe_f1={"string": p, "keyword": p},
+                                   full_probe_f1={"string": 0.9, "keyword": 0.9},
+                                   dedicated=())
+    return {"basis": one(value, probe, strict), "rotated": one(rotated, probe_rotated, None),
+            "random_init": one(untrained, 0.1, None)}
+
+
+def instruments(table: dict[str, list[tuple[float, float]]], **kw) -> dict:
+    """{variant: [(basis, rotated) per seed]} as ``ModelInstruments`` of every seed."""
+    out = {}
+    for variant, seeds in table.items():
+        for i, (v, r) in enumerate(seeds):
+            name = variant if i == 0 else f"{variant}-s{i}"
+            out[name] = s6.ModelInstruments(name, bases(v, r, **kw))
+    return out
+
+
+def test_the_claims_are_decided_on_the_first_instrument_that_passes_the_planted_test():
+    fair = {"1L-gelu": [(0.20, 0.15), (0.22, 0.16), (0.21, 0.17)],
+            "1L-solu_ln": [(0.40, 0.15), (0.45, 0.14), (0.43, 0.16)]}
+    inputs = zoo_scores()
+    m = s6.measure(**inputs, instruments=instruments(fair), calibration=calibration())
+    assert m.instrument == "features_exposed"
+    assert m.judged()["1L-solu_ln"] == pytest.approx({0: 0.40, 1: 0.45, 2: 0.43})
+    assert m.judged("gain")["1L-gelu"] == pytest.approx({0: 0.05, 1: 0.06, 2: 0.04})
+    got = decided(m)
+    # the top-20 fractions of zoo_scores (2 seeds, interval crossing 0) decide nothing now
+    assert got["figure4"].verdict == claim.REPRODUCED
+    assert got["figure4"].ours.startswith("rotation-fair judge score")
+    assert got["figure4"].values["instrument"] == "features_exposed"
+    assert "net of the rotated-basis nulls" in got["figure4"].ours
+    # the stricter bar is the share of features exposed at r² 0.8 (here half the value)
+    assert got["stricter_annotator"].verdict == claim.REPRODUCED
+    assert "r² above 0.8" in got["stricter_annotator"].ours
+    # §3.2 under both passing instruments: the probe gap is +0.2 for every seed of both
+    assert got["privileged_basis"].verdict == claim.REPRODUCED
+    assert "sparse probing" in got["privileged_basis"].ours
+
+
+def test_the_top_20_view_alone_decides_nothing_and_no_passing_instrument_means_not_testable():
+    fair = {"1L-gelu": [(0.20, 0.15), (0.22, 0.16)], "1L-solu_ln": [(0.40, 0.15), (0.45, 0.14)]}
+    inputs = zoo_scores()
+    # the fair score fails its planted test: probing decides
+    m = s6.measure(**inputs, instruments=instruments(fair),
+                   calibration=calibration(features_exposed=0.8))
+    assert m.instrument == "probe_f1"
+    assert m.judged()["1L-gelu"] == pytest.approx({0: 0.5, 1: 0.5})
+    got = decided(m)
+    assert got["figure4"].ours.startswith("sparse probing")
+    assert got["stricter_annotator"].verdict == claim.NOT_TESTABLE  # probing has no bar
+    # nothing passes: every judge-based claim is not testable, and says why
+    m = s6.measure(**inputs, instruments=instruments(fair),
+                   calibration=calibration(features_exposed=0.8, probe_f1=0.9))
+    assert m.instrument is None
+    got = decided(m)
+    for cid in ("figure4", "privileged_basis", "solu_alone", "ln_only_halfway",
+                "stricter_annotator", "blocked_interp"):
+        assert got[cid].verdict == claim.NOT_TESTABLE, cid
+        assert "no instrument passed the planted rotation test" in got[cid].ours
+        assert "top: rotation keeps 100%" in got[cid].ours
+
+
+def test_a_basis_that_its_rotation_matches_does_not_reproduce_figure4_net_of_rotation():
+    # SoLU-LN ahead of GELU, but by exactly what its rotation also shows
+    fair = {"1L-gelu": [(0.20, 0.10), (0.22, 0.12), (0.21, 0.11)],
+            "1L-solu_ln": [(0.40, 0.30), (0.45, 0.35), (0.43, 0.33)]}
+    m = s6.measure(**zoo_scores(), instruments=instruments(fair), calibration=calibration())
+    assert m.judged_difference("solu_ln", "gelu", "gain").estimate == pytest.approx(0.0)
+    assert s6.decide_figure4(m).verdict == claim.PARTLY
+
+
+def test_model_instruments_gain_and_gap():
+    mi = s6.ModelInstruments("1L-gelu", bases(0.4, 0.1, probe=0.7, probe_rotated=0.2))
+    assert mi.gain("features_exposed") == pytest.approx(0.3)
+    assert mi.gain("probe_f1") == pytest.approx(0.5)
+    assert mi.gain("features_exposed", "random_init") == pytest.approx(0.4)
+    assert mi.gap() == pytest.approx({"string": 0.5, "keyword": 0.5})
+    assert mi.bases["basis"].value("top") == 0.5

@@ -15,21 +15,29 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .. import paths
-from ..fmt import pct, points
+from ..fmt import num, pct, points
 from ..interp.blind import (MANIFEST_NAME, BlindApp, BlindSession, SnippetRenderer,
                             judgments_by_neuron, load_zoo_entries, unblind)
 from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
 from ..interp.controls import controls_for
 from ..interp.score import ScoreSettings, human_agreement
 from ..interp.stats import Proportion
-from ..paper.s6_interpretability import (NULL_LABELS, STRICT, VIEWS, BlindSummary,
-                                         InterpMeasurements, ModelInterpretability,
-                                         NullControls, RelativeDifference, ReleasedInterp,
-                                         comparisons, interval_points, seeds_by_variant)
+from ..interp.calibration import PASS_RATIO
+from ..interp.instruments import MIN_POSITIVES, NULLS, probe_labels
+from ..interp.labels import LABELS, label_report, labels_for
+from ..interp.stats import seed_mean_interval
+from ..paper.s6_interpretability import (BASES, INSTRUMENT_LABELS, NULL_LABELS, STRICT,
+                                         VIEWS, BlindSummary,
+                                         InterpMeasurements, ModelInstruments,
+                                         ModelInterpretability, NullControls,
+                                         RelativeDifference, ReleasedInterp,
+                                         basis_instruments, comparisons, interval_points,
+                                         seeds_by_variant)
 from . import style
 from .context import ONE_MODEL_RULE, BookContext
 from .tables import markdown_table
@@ -67,7 +75,29 @@ def gather(ctx: BookContext, with_blind: bool = True) -> dict[str, Any]:
             if name not in controls:
                 controls[name] = {"rotated": ctx.control_scores(name, "rotated")}
     return dict(scores=scores, strict_scores=strict, control_scores=controls,
-                blind=blind_sessions(ctx) if with_blind else [])
+                blind=blind_sessions(ctx) if with_blind else [],
+                instruments=gather_instruments(ctx), calibration=ctx.rotation_test())
+
+
+def gather_instruments(ctx: BookContext) -> dict[str, ModelInstruments]:
+    """Every 1-layer model and seed under the three instruments, each basis beside its rotated
+    and untrained nulls, with the judge's agreement with the labels; and each deeper seed-0
+    model's own basis under the rotation-fair score (its own explanations only), for the
+    deeper pairs' point estimates. All cached through ``ctx``."""
+    one = min(ctx.depths)
+    out = {}
+    for name in [n for ns in one_layer_seeds(ctx).values() for n in ns]:
+        bases = {}
+        for key, control in (("basis", None), *((c, c) for c in NULLS)):
+            judge = ctx.scores(name) if control is None else ctx.control_scores(name, control)
+            bases[key] = basis_instruments(judge, ctx.fair_score(name, control),
+                                           ctx.probe(name, control))
+        out[name] = ModelInstruments(name, bases, ctx.judge_agreement(name))
+    for name in ctx.names:
+        if style.depth_of(name) != one:
+            out[name] = ModelInstruments(name, {"basis": basis_instruments(
+                ctx.scores(name), ctx.fair_score(name, None, union=(None,)))})
+    return out
 
 
 def gather_released(ctx: BookContext) -> dict[str, Any]:
@@ -307,6 +337,176 @@ def released_markdown(ri: ReleasedInterp) -> str:
     return markdown_table(rows) + "\n\n" + ONE_MODEL_RULE
 
 
+# --- instruments a rotation cannot fool (issue 20) ---------------------------------------------
+def rotation_test_markdown(test) -> str:
+    """The planted rotation test (``interp.calibration``): each instrument on heavy-tailed
+    planted detectors and on one rotation of them, and whether it passes."""
+    return markdown_table([
+        {"instrument": INSTRUMENT_LABELS[c.instrument], "planted detectors": num(c.basis, ".2f"),
+         "their rotation": num(c.rotated, ".2f"), "rotation / detectors": num(c.ratio, ".2f"),
+         f"passes (at most {PASS_RATIO:g})": "yes" if c.passes else "no"}
+        for c in test.checks.values()])
+
+
+def label_markdown(ctx: BookContext) -> str:
+    """The ground-truth labels probed: what each means, how common it is on the held-out rows
+    and how much of it the current token alone gives away (``labels.label_report``)."""
+    run = ctx.run(ctx.names[0])
+    corpus, n_ctx = run.corpus(), run.config.model.n_ctx
+    probed = probe_labels(corpus, n_ctx)
+    stats = {st.name: st for st in label_report(labels_for(corpus, "val"), corpus.split("val"),
+                                                n_ctx)}
+    return markdown_table([
+        {"label": f"`{name}`", "half": stats[name].half, "meaning": LABELS[name],
+         "base rate (its half)": pct(stats[name].base_rate, 2),
+         "current token alone: F1": num(stats[name].token_f1, ".2f"),
+         "probed": "yes" if name in probed else f"no (< {MIN_POSITIVES} in a half)"}
+        for name in LABELS])
+
+
+def _bases_cell(mi: ModelInstruments, instrument: str) -> str:
+    return " / ".join(num(mi.bases[b].value(instrument), ".2f") if b in mi.bases else "n/a"
+                      for b in BASES)
+
+
+def instruments_markdown(m: InterpMeasurements) -> str:
+    """Every 1-layer model and seed under the three instruments, each cell "neuron basis /
+    rotated basis / untrained model"."""
+    rows = []
+    for name, mi in m.instruments.items():
+        if style.depth_of(name) != m.one_layer:
+            continue
+        row = {"model": style.label(name)}
+        for inst in ("top", "features_exposed", "probe_f1"):
+            row[INSTRUMENT_SHORT[inst]] = _bases_cell(mi, inst)
+        row["labels with a dedicated neuron"] = " / ".join(
+            str(len(mi.bases[b].dedicated)) if b in mi.bases and mi.bases[b].dedicated
+            is not None else "n/a" for b in BASES)
+        rows.append(row)
+    return markdown_table(rows)
+
+
+INSTRUMENT_SHORT = {"top": "top-20 judge: fraction", "spectrum": "full spectrum: fraction",
+                    "features_exposed": "features exposed: mean best r²",
+                    "probe_f1": "probing: mean best single F1"}
+
+
+def instrument_gains_markdown(m: InterpMeasurements) -> str:
+    """Per 1-layer variant, over seeds: each instrument's neuron basis minus its rotated null
+    (t interval over seeds), and SoLU-LN minus GELU."""
+    rows = []
+    one = m.one_layer
+    for inst in ("top", "features_exposed", "probe_f1"):
+        by_variant: dict[str, list[float]] = {}
+        for name, mi in m.instruments.items():
+            if style.depth_of(name) == one and "rotated" in mi.bases:
+                by_variant.setdefault(f"{one}L-{style.act_of(name)}", []).append(mi.gain(inst))
+        for variant, gains in by_variant.items():
+            g = seed_mean_interval(gains)
+            rows.append({"instrument": INSTRUMENT_LABELS[inst], "model": style.label(variant),
+                         "neuron basis minus rotated basis [95% seed interval]":
+                         f"{num(g.estimate, '+.3f')} [{num(g.lo, '+.3f')}, {num(g.hi, '+.3f')}]"
+                         f" ({g.n_seeds} seeds)"})
+    return markdown_table(rows)
+
+
+def gap_figure(m: InterpMeasurements) -> go.Figure:
+    """The privileged-basis gap of each label (best single-neuron F1 minus the rotated basis's
+    best single-direction F1), SoLU-LN against GELU at one layer: the mean over seeds, with
+    each seed as a dot."""
+    fig = style.figure("Privileged-basis gap per ground-truth label (1 layer, every seed)",
+                       "label", "best single-neuron F1 minus rotated (F1)", height=460)
+    for act in ("gelu", "solu_ln"):
+        gaps = [mi.gap() for name, mi in m.instruments.items()
+                if style.depth_of(name) == m.one_layer and style.act_of(name) == act
+                and "rotated" in mi.bases]
+        if not gaps:
+            continue
+        labels = [k for k in gaps[0] if all(k in g for g in gaps)]
+        fig.add_trace(go.Bar(x=labels, y=[float(np.mean([g[k] for g in gaps])) for k in labels],
+                             name=f"{style.label(act)} (mean of {len(gaps)} seeds)",
+                             marker_color=style.color(act), opacity=0.75,
+                             offsetgroup=act))
+        fig.add_trace(go.Scatter(
+            x=[k for k in labels for _ in gaps], y=[g[k] for k in labels for g in gaps],
+            mode="markers", name=f"{style.label(act)}, each seed", offsetgroup=act,
+            marker=dict(color="black", size=5, symbol="circle-open"), showlegend=act == "gelu",
+            legendgroup="seeds"))
+    fig.update_layout(barmode="group", scattermode="group",
+                      legend=dict(orientation="h", x=0.0, y=-0.35, yanchor="top"))
+    fig.add_hline(y=0, line_color="#888", line_width=1)
+    return fig
+
+
+def agreement_markdown(m: InterpMeasurements) -> str:
+    """The judge against the ground truth, per 1-layer model and seed."""
+    rows = []
+    for name, mi in m.instruments.items():
+        a = mi.agreement
+        if a is None:
+            continue
+        rows.append({"model": style.label(name), "interpretable (top-20)": a.n_interpretable,
+                     "explanation names a label": len(a.named),
+                     "... and the neuron reads it": len(a.confirmed),
+                     "precision": num(a.precision, ".2f"),
+                     "labels a single neuron reads": len(a.read),
+                     "... found by the judge": len(a.found), "recall": num(a.recall, ".2f"),
+                     "labels named": ", ".join(sorted(set(a.named.values()))) or "none"})
+    return markdown_table(rows)
+
+
+def judged_seed_markdown(m: InterpMeasurements) -> str:
+    """Every seed of each 1-layer variant under the instrument the claims are decided on."""
+    table = m.judged("value")
+    n = max((len(v) for v in table.values()), default=0)
+    return markdown_table([
+        {"model": style.label(variant),
+         **{f"seed {i}": num(by_seed[i], ".3f") if i in by_seed else "" for i in range(n)},
+         "mean": num(float(np.mean(list(by_seed.values()))), ".3f")}
+        for variant, by_seed in table.items()])
+
+
+JUDGED_COMPARISONS = (("SoLU-LN minus GELU", "solu_ln", "gelu", "value"),
+                      ("(SoLU-LN minus rotation) minus (GELU minus rotation)", "solu_ln", "gelu",
+                       "gain"),
+                      ("SoLU-LN minus GELU, stricter bar", "solu_ln", "gelu", "strict"),
+                      ("SoLU (no LN) minus GELU", "solu", "gelu", "value"),
+                      ("GELU-LN minus GELU", "gelu_ln", "gelu", "value"),
+                      ("SoLU-LN minus GELU-LN", "solu_ln", "gelu_ln", "value"),
+                      ("blocked SoLU-LN minus SoLU-LN", "solu_ln_b4", "solu_ln", "value"))
+"""The seed-level comparisons the claims use under the deciding instrument:
+(label, a, b, ``InterpMeasurements.judged`` kind)."""
+
+
+def judged_differences_markdown(m: InterpMeasurements) -> str:
+    """The seed-level comparisons the claims use, under the instrument that decides them."""
+    rows = []
+    for text, a, b, kind in JUDGED_COMPARISONS:
+        d = m.judged_difference(a, b, kind)
+        if d is not None:
+            rows.append({"comparison (1 layer)": text,
+                         "difference x 100 [95% seed interval]": interval_points(d, ""),
+                         "method": d.method})
+    return markdown_table(rows)
+
+
+def instrument_sentence(m: InterpMeasurements) -> str:
+    """What the planted test decided, and what the deciding instrument finds, in words."""
+    test = m.calibration
+    if test is None:
+        return "No planted rotation test was run: the claims are decided on the top-20 view."
+    failed = [INSTRUMENT_LABELS[i] for i, c in test.checks.items() if not c.passes]
+    passed = [INSTRUMENT_LABELS[i] for i in test.passing]
+    out = ("On planted heavy-tailed detectors, " +
+           (f"{' and '.join(failed)} {'does' if len(failed) == 1 else 'do'} not fall by half "
+            "under rotation" if failed else "every instrument falls by half under rotation") +
+           (f"; {' and '.join(passed)} {'does' if len(passed) == 1 else 'do'}." if passed
+            else "."))
+    if m.instrument is None:
+        return out + " No instrument passed, so the judge-based claims are not testable."
+    return out + f" The judge-based claims are decided on the {m.instrument_label}."
+
+
 # --- blinded human evaluation -----------------------------------------------------------------
 def blind_root(ctx: BookContext) -> Path:
     return ctx.runs_dir / ctx.scale / BLIND_DIR
@@ -377,6 +577,11 @@ def blind_markdown(ctx: BookContext, summaries: list[BlindSummary]) -> str:
     return "\n\n".join(parts)
 
 
+def _nanmean(xs) -> float:
+    xs = [x for x in xs if x == x]
+    return float(np.mean(xs)) if xs else math.nan
+
+
 # --- the chapter's glued values -------------------------------------------------------------
 def glue_values(m: InterpMeasurements) -> dict[str, Any]:
     """Every number and sentence the chapter's text quotes (besides the claims'), by glue name."""
@@ -399,6 +604,15 @@ def glue_values(m: InterpMeasurements) -> dict[str, Any]:
         out.update({f"did_{view}": did * 100, f"did_{view}_lo": did_lo * 100,
                     f"did_{view}_hi": did_hi * 100})
     out.update({f"null_verdict_{view}": null_verdict(m.nulls, view) for view in VIEWS})
+    out["decided_instrument"] = m.instrument_label
+    out["instrument_sentence"] = instrument_sentence(m)
+    if m.calibration is not None:
+        for inst, c in m.calibration.checks.items():
+            out.update({f"calib_{inst}_basis": c.basis, f"calib_{inst}_rotated": c.rotated})
+    agreements = [mi.agreement for mi in m.instruments.values() if mi.agreement is not None]
+    out.update(judge_precision=_nanmean([a.precision for a in agreements]),
+               judge_recall=_nanmean([a.recall for a in agreements]),
+               n_labels_probed=len(agreements[0].label_f1) if agreements else 0)
     out.update({"spec_solu_1l": m.results[spec.name].spectrum.fraction * 100,
                 "spec_gelu_1l": m.results[spec.baseline].spectrum.fraction * 100,
                 "spec_diff_1l": spec.diff * 100,

@@ -23,7 +23,9 @@ import torch
 
 from .. import paths
 from ..interp.controls import score_control
+from ..interp.calibration import rotation_test_for
 from ..interp.harvest import harvest_run
+from ..interp.instruments import NULLS, basis_score_run, judge_agreement_run, probe_run
 from ..interp.score import ScoreSettings, score_run
 from ..pretrained import PREFIX, PretrainedError, is_published, published_run
 from ..zoo import SCALES, ZooRun, ensure_trained, seed_names, seed_of, zoo_configs
@@ -159,6 +161,31 @@ class BookContext:
     def control_scores(self, name: str, control: str):
         """The cached scores of a null control of a zoo model (``interp.controls``)."""
         return score_control(self.run(name), control, seed=self.seed, progress=self.progress)
+
+    def probe(self, name: str, control: str | None = None):
+        """The cached sparse probing of a zoo model's neurons (or of a null control's
+        directions) against the corpus's ground-truth labels (``interp.instruments.probe_run``)."""
+        return probe_run(self.run(name), control, seed=self.seed, progress=self.progress)
+
+    def fair_score(self, name: str, control: str | None = None,
+                   union: tuple[str | None, ...] = (None, *NULLS)):
+        """The cached rotation-fair judge score of a zoo model's basis (or of a null control),
+        over the union of the explanations of the bases in ``union``
+        (``interp.instruments.basis_score_run``)."""
+        return basis_score_run(self.run(name), control, seed=self.seed, union=union,
+                               progress=self.progress)
+
+    def judge_agreement(self, name: str):
+        """The judge's explanations of a zoo model checked against the ground-truth labels
+        (``interp.instruments.judge_agreement_run``), cached."""
+        return judge_agreement_run(self.run(name), seed=self.seed, progress=self.progress)
+
+    def rotation_test(self):
+        """The planted rotation test on this zoo's corpus (``interp.calibration``), cached
+        beside the corpus."""
+        run = self.run(self.names[0])
+        return rotation_test_for(run.corpus(), run.config.model.n_ctx, seed=self.seed,
+                                 progress=self.progress)
 
     def published(self, models: Any, sources: Any = ("default",)) -> "PublishedContext | None":
         """The released models named by the ``models`` parameter (``["tl:solu-1l", ...]``) as

@@ -26,6 +26,7 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     ``("scores", settings or None)`` and ``("control", name)``; every model of the zoo, every
     seed."""
     from ..interp.controls import controls_for
+    from ..interp.instruments import NULLS
     from ..interp.score import ScoreSettings
     from ..paper.s6_interpretability import STRICT
     from .ch04_interpretability import one_layer_seeds
@@ -40,6 +41,16 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
         if style.depth_of(name) == one:
             out[name] += [("control", c) for c in controls_for(ctx.run(name))
                           if ("control", c) not in out[name]]  # (the run is trained by now)
+    # the rotation-fair instruments (ch04_interpretability.gather_instruments)
+    for names in seeds.values():
+        for name in names:
+            out[name] += [("control", c) for c in NULLS if ("control", c) not in out[name]]
+            out[name] += [("fair", c) for c in (None, *NULLS)]
+            out[name] += [("probe", c) for c in (None, *NULLS)] + [("agreement", None)]
+    for name in ctx.names:
+        if style.depth_of(name) != one:
+            out[name].append(("fair_own", None))
+    out[ctx.names[0]].append(("rotation_test", None))  # the planted test, once per corpus
     return out
 
 
@@ -56,8 +67,18 @@ def _work(scale: str, runs_dir: str, seed: int, name: str,
     for kind, arg in items:
         if kind == "scores":
             ctx.scores(name, arg)
-        else:
+        elif kind == "control":
             ctx.control_scores(name, arg)
+        elif kind == "fair":
+            ctx.fair_score(name, arg)
+        elif kind == "fair_own":
+            ctx.fair_score(name, arg, union=(None,))
+        elif kind == "probe":
+            ctx.probe(name, arg)
+        elif kind == "agreement":
+            ctx.judge_agreement(name)
+        elif kind == "rotation_test":
+            ctx.rotation_test()
     return name, time.perf_counter() - start
 
 

@@ -12,6 +12,15 @@ Modules:
 * ``planted``: neurons with known answers, to validate harvesting and scoring.
 * ``controls``: null sources (rotated basis, untrained model, post hoc SoLU readout) scored
   through the same pipeline.
+* ``labels``: ground-truth token labels computed from the source text (``tokenize``/``ast``
+  for code, exact regexes for prose), cached beside the corpus.
+* ``probing``: sparse probing against those labels (Gurnee et al. 2023), the privileged-basis
+  gap and dedicated neurons.
+* ``basis_score``: the rotation-fair judge score (features exposed, each counted once).
+* ``instruments``: the three instruments on zoo runs and their nulls, cached, and the judge
+  checked against the labels.
+* ``calibration``: the planted rotation test that says which instrument a rotation cannot
+  fool.
 * ``analysis``: pre/post-LN consistency by band (§6.4), layer roles (§6.3), sparsity.
 * ``stats``: Wilson and Newcombe intervals, agreement and Cohen's kappa.
 """

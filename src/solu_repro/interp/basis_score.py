@@ -282,7 +282,7 @@ def _explanation_keys(explanations) -> list[str]:
     if explanations is None:
         return []
     if isinstance(explanations, NeuronScores):
-        return [r.explanation for r in explanations.records if r.explanation]
+        return [r.explanation for r in explanations.records if _key_or_none(r.explanation)]
     if isinstance(explanations, (str, Explanation)):
         explanations = [explanations]
     keys = []
@@ -301,6 +301,10 @@ def _explanation_keys(explanations) -> list[str]:
             raise ConfigError(f"explanation {e!r} has unknown kind {kind!r}: kinds are {KINDS}")
         keys.append(e)
     return keys
+
+
+def _key_or_none(key) -> str | None:
+    return key if isinstance(key, str) and key else None
 
 
 def _judge_meta(scores: NeuronScores, source: NeuronSource, split: TokenSplit,
@@ -392,7 +396,8 @@ def basis_score(scores: NeuronScores, source: NeuronSource | Transformer, split:
     n_ctx, bos_id = int(harvest["n_ctx"]), int(harvest.get("bos_id", 0))
     T1 = n_ctx - 1
 
-    own = [[scores.get(l, d).explanation for d in range(D)] for l in range(L)]
+    # a dead direction has no explanation (None; NaN once its scores went through JSON)
+    own = [[_key_or_none(scores.get(l, d).explanation) for d in range(D)] for l in range(L)]
     union = sorted({k for layer in own for k in layer if k} | set(_explanation_keys(explanations)))
     if not union:
         raise ConfigError("no explanations to score: every direction of this basis (and of the "

@@ -102,3 +102,55 @@ def plant_token_detectors(model: Transformer, detectors: dict[int, int],
         block.mlp.W_in[:, neuron] = strength * u / u.norm() ** 2
         block.mlp.b_in[neuron] = -strength * cutoff
     return model
+
+
+class HeavyTailedDetectors:
+    """One-layer token detectors with heavy-tailed peaks, a ``NeuronSource``: the simulation
+    of issue 20, where a few loud detectors dominate every direction of a random rotation.
+
+    Direction ``i`` reads ``peaks[i] * (1 + 0.5 u(prev))`` where the token is ``tokens[i]``
+    and ``0.02 * peaks[i] * v_i(prev)`` elsewhere (``u``, ``v_i`` fixed uniform tables over the
+    previous token): the firing strength varies with context, and every call gives the same
+    activations, so the judge's held-out pass and any later pass see one source.
+    """
+
+    def __init__(self, tokens: list[int], peaks, vocab_size: int, seed: int = 0):
+        self.tokens = torch.tensor(list(tokens))
+        self.peaks = torch.as_tensor(peaks, dtype=torch.float32)
+        if self.peaks.shape != self.tokens.shape:
+            raise ValueError(f"one peak per detector token: {len(self.tokens)} tokens, "
+                             f"{tuple(self.peaks.shape)} peaks")
+        self.n_layers, self.d_mlp, self.hooks = 1, len(self.tokens), ("mid",)
+        g = torch.Generator().manual_seed(seed)
+        self.jitter = torch.rand(vocab_size, generator=g)
+        self.background = 0.02 * self.peaks[:, None] * torch.rand(len(self.tokens), vocab_size,
+                                                                  generator=g)
+
+    def activations(self, tokens: Tensor) -> dict[str, list[Tensor]]:
+        tokens = tokens.cpu()
+        prev = torch.cat([torch.zeros_like(tokens[:, :1]), tokens[:, :-1]], dim=1)
+        hit = tokens[..., None] == self.tokens  # (B, T, N)
+        peak = self.peaks * (1 + 0.5 * self.jitter[prev])[..., None]  # (B, T, N)
+        background = self.background[:, prev].permute(1, 2, 0)  # (B, T, N)
+        return {"mid": [torch.where(hit, peak, background)]}
+
+
+def frequent_tokens(split, n_ctx: int, bos_id: int, n: int, min_rows: int = 5) -> list[int]:
+    """The ``n`` most frequent tokens of ``split`` (most frequent first) that occur in at least
+    ``min_rows`` selection rows and ``min_rows`` held-out rows of ``n_ctx`` (so the judge has
+    firings on both sides): their frequencies are the corpus's own, falling off by rank as
+    Zipf's law says."""
+    import numpy as np
+
+    rows = split.n_tokens // (n_ctx - 1)
+    tokens = split.window(0, rows * (n_ctx - 1)).reshape(rows, n_ctx - 1).astype(np.int64)
+    selection, held_out = tokens[::2], tokens[1::2]
+    counts = np.bincount(tokens.ravel())
+    out = []
+    for t in np.argsort(-counts, kind="stable"):
+        if counts[t] == 0 or len(out) == n:
+            break
+        if t != bos_id and (selection == t).any(1).sum() >= min_rows and \
+                (held_out == t).any(1).sum() >= min_rows:
+            out.append(int(t))
+    return out

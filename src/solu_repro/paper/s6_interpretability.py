@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import numpy as np
+
 from ..fmt import pct, points
 from ..interp.stats import (Proportion, SeedInterval, difference_interval,
                             paired_seed_difference, seed_mean_interval)
@@ -193,6 +195,97 @@ def relative_difference(controls: Mapping[str, NullControls], solu: str, gelu: s
     return RelativeDifference(view, basis, rotated, (did, did - 1.96 * se, did + 1.96 * se))
 
 
+# --- three instruments, each against its nulls (issue 20) ---------------------------------------
+INSTRUMENT_LABELS = {
+    "top": "judge, top-20 view (fraction of neurons interpretable)",
+    "spectrum": "judge, full-spectrum view (fraction of neurons interpretable)",
+    "features_exposed": "rotation-fair judge score (features exposed, mean best r²)",
+    "probe_f1": "sparse probing (best single neuron's F1, mean over labels)",
+}
+PREFERRED = ("features_exposed", "probe_f1")
+"""The instruments the judge-based claims may be decided on, in order: the first that passes
+the planted rotation test (``interp.calibration``) decides. The top-20 view is the paper's
+metric and is reported beside them, but it credits a rotation of a heavy-tailed basis with
+the same feature many times over (issue 20), so it decides nothing by itself."""
+STRICT_EXPOSED = 0.8
+"""The stricter bar of the rotation-fair score (the §6.2 "annotator with a higher bar"): a
+feature counts as exposed only where a single direction reaches r² of 0.8 with it (the
+default bar is ``basis_score.EXPOSED``, 0.5)."""
+BASES = {"basis": "neuron basis", "rotated": "rotated basis", "random_init": "untrained model"}
+
+
+@dataclass(frozen=True)
+class BasisInstruments:
+    """One basis (a model's neurons, or a null control's directions) under every instrument.
+
+    ``features_exposed`` and the shares come from ``interp.basis_score`` (over the union of the
+    explanations of the basis and its nulls); the probe fields from ``interp.probing`` (None
+    where the basis was not probed): per label, the best single direction's held-out F1 and
+    the full linear probe's."""
+
+    top: float
+    spectrum: float
+    features_exposed: float
+    exposed_share: float
+    strict_share: float
+    n_features: int
+    explained_variance: float
+    distinct: int
+    probe_f1: dict[str, float] | None = None
+    full_probe_f1: dict[str, float] | None = None
+    dedicated: tuple[str, ...] | None = None
+
+    @property
+    def mean_probe_f1(self) -> float:
+        return float(np.mean(list(self.probe_f1.values()))) if self.probe_f1 else math.nan
+
+    def value(self, instrument: str) -> float:
+        """This basis's number under ``instrument`` (a key of ``INSTRUMENT_LABELS``)."""
+        if instrument == "probe_f1":
+            return self.mean_probe_f1
+        return float(getattr(self, instrument))
+
+
+def basis_instruments(scores: NeuronScores, fair, probe=None) -> BasisInstruments:
+    """A basis's judge ``scores``, its ``BasisScore`` (``fair``) and its ``ProbeResult``
+    (``probe``, optional) as one ``BasisInstruments``."""
+    from ..interp.basis_score import EXPOSED
+
+    r2 = np.asarray(fair.best_r2, dtype=float)
+    return BasisInstruments(
+        top=scores.fraction_interpretable(view="top").fraction,
+        spectrum=scores.fraction_interpretable(view="spectrum").fraction,
+        features_exposed=float(fair.features_exposed),
+        exposed_share=float((r2 > EXPOSED).mean()) if r2.size else math.nan,
+        strict_share=float((r2 > STRICT_EXPOSED).mean()) if r2.size else math.nan,
+        n_features=int(r2.size), explained_variance=float(fair.explained_variance),
+        distinct=int(fair.distinct_explanations),
+        probe_f1=None if probe is None else probe.best_f1(),
+        full_probe_f1=None if probe is None else {n: p.full_probe_f1
+                                                  for n, p in probe.labels.items()},
+        dedicated=None if probe is None else tuple(probe.dedicated()))
+
+
+@dataclass(frozen=True)
+class ModelInstruments:
+    """One model's bases (``"basis"``, ``"rotated"``, ``"random_init"``: ``BASES``) under every
+    instrument, and the judge's agreement with the ground-truth labels."""
+
+    name: str
+    bases: dict[str, BasisInstruments]
+    agreement: Any = None  # interp.instruments.JudgeAgreement
+
+    def gain(self, instrument: str, null: str = "rotated") -> float:
+        """The basis's number minus the null's under ``instrument``."""
+        return self.bases["basis"].value(instrument) - self.bases[null].value(instrument)
+
+    def gap(self, null: str = "rotated") -> dict[str, float]:
+        """Each label's privileged-basis gap: best single-neuron F1 minus the null's best
+        single-direction F1."""
+        a, b = self.bases["basis"].probe_f1 or {}, self.bases[null].probe_f1 or {}
+        return {k: a[k] - b[k] for k in a if k in b}
+
+
 # --- blinded human evaluation -----------------------------------------------------------------
 @dataclass
 class BlindSummary:
@@ -231,6 +324,56 @@ class InterpMeasurements:
     rotated_gains: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     strict_fractions: dict[str, dict[int, float]] = field(default_factory=dict)
     one_layer: int = 1
+    instruments: dict[str, "ModelInstruments"] = field(default_factory=dict)
+    calibration: Any = None  # interp.calibration.RotationTest: the planted rotation test
+    instrument: str | None = "top"  # what the judge-based claims are decided on
+
+    @property
+    def instrument_label(self) -> str:
+        return INSTRUMENT_LABELS.get(self.instrument or "", "no instrument")
+
+    def judged(self, kind: str = "value") -> dict[str, dict[int, float]]:
+        """Per 1-layer variant and seed, under the instrument the claims are decided on
+        (``instrument``): the basis's number (``kind="value"``), the basis minus its rotation
+        (``"gain"``) or the number under the stricter bar (``"strict"``; {} where the
+        instrument has none)."""
+        inst = self.instrument
+        if inst in ("top", "spectrum"):
+            return {"value": self.seed_fractions.get(inst, {}),
+                    "gain": self.rotated_gains.get(inst, {}),
+                    "strict": self.strict_fractions if inst == "top" else {}}[kind]
+        out: dict[str, dict[int, float]] = {}
+        if inst is None or (kind == "strict" and inst != "features_exposed"):
+            return out
+        for name, mi in self.instruments.items():
+            if depth_of(name) != self.one_layer or "basis" not in mi.bases:
+                continue
+            if kind == "gain" and "rotated" not in mi.bases:
+                continue
+            v = (mi.bases["basis"].value(inst) if kind == "value" else mi.gain(inst)
+                 if kind == "gain" else mi.bases["basis"].strict_share)
+            out.setdefault(variant_of(name), {})[seed_of(name)] = v
+        return out
+
+    def judged_difference(self, a: str, b: str, kind: str = "value") -> SeedInterval | None:
+        """``seed_difference`` of two 1-layer variants under ``instrument`` (``judged``)."""
+        return self.seed_difference(a, b, table=self.judged(kind))
+
+    def deeper_differences(self) -> dict[int, float]:
+        """SoLU-LN minus GELU at each depth above one layer (one seed each: point estimates),
+        under ``instrument``."""
+        if self.instrument in ("top", "spectrum"):
+            comps = self.solu_vs_gelu if self.instrument == "top" else self.solu_vs_gelu_spectrum
+            return {d: c.diff for d, c in comps.items() if d != self.one_layer}
+        out = {}
+        for name, mi in self.instruments.items():
+            d = depth_of(name)
+            other = self.instruments.get(f"{d}L-gelu")
+            if d != self.one_layer and act_of(name) == "solu_ln" and seed_of(name) == 0 \
+                    and other is not None and self.instrument is not None:
+                out[d] = mi.bases["basis"].value(self.instrument) - \
+                    other.bases["basis"].value(self.instrument)
+        return dict(sorted(out.items()))
 
     def rotated_gain(self, name: str, view: str = "top") -> tuple[float, float, float]:
         """``name``'s neuron basis minus its rotated null (Newcombe 95%)."""
@@ -268,8 +411,10 @@ def seeds_by_variant(names: Sequence[str], depth: int) -> dict[str, list[str]]:
 def measure(scores: Mapping[str, NeuronScores],
             strict_scores: Mapping[str, NeuronScores],
             control_scores: Mapping[str, Mapping[str, NeuronScores]],
-            blind: Sequence[BlindSummary] = ()) -> InterpMeasurements:
-    """Chapter 4's measurements from the judge's scores.
+            blind: Sequence[BlindSummary] = (),
+            instruments: Mapping[str, ModelInstruments] | None = None,
+            calibration: Any = None) -> InterpMeasurements:
+    """Chapter 4's measurements from the judge's scores and the rotation-fair instruments.
 
     Args:
         scores: the default judge's scores of every model read, in zoo order: the seed-0
@@ -279,6 +424,13 @@ def measure(scores: Mapping[str, NeuronScores],
         control_scores: ``{name: {control: scores}}``: every null control of each seed-0
             1-layer model, and the rotated basis of every other seed of the pair.
         blind: the blinded sessions with judgments.
+        instruments: ``{name: ModelInstruments}``: every 1-layer model and seed under the
+            three instruments, with its rotated and untrained nulls, and the deeper seed-0
+            models' bases (``basis_instruments``).
+        calibration: the planted rotation test (``interp.calibration.RotationTest``): the
+            judge-based claims are decided on the first instrument of ``PREFERRED`` that
+            passes it (none passing: those claims are not testable). ``None``: decided on the
+            top-20 view, unchecked (what a caller without instruments gets).
     """
     names = [n for n in scores if seed_of(n) == 0]
     results = model_interpretability(scores, names)
@@ -320,14 +472,19 @@ def measure(scores: Mapping[str, NeuronScores],
                 null_controls(scores, control_scores, [name], ("rotated",))[name]
             for view in VIEWS:
                 gains[view].setdefault(variant, {})[seed_of(name)] = nc.gain("rotated", view)[0]
+    instrument: str | None = "top"
+    if calibration is not None:
+        instrument = next((i for i in PREFERRED if i in calibration.checks
+                           and calibration.passes(i)), None)
     return InterpMeasurements(results, solu, spec, ablation, ablation_vs_solu, list(blind),
-                              nulls, relative, fractions, gains, strict, one)
+                              nulls, relative, fractions, gains, strict, one,
+                              dict(instruments or {}), calibration, instrument)
 
 
-def interval_points(d: SeedInterval) -> str:
+def interval_points(d: SeedInterval, unit: str = "points") -> str:
     """A seed interval of fractions in percentage points: "+4.2 [-1.0, +9.4] points (3 seeds)"."""
     seeds = "1 seed" if d.n_seeds == 1 else f"{d.n_seeds} seeds"
-    return f"{points(d.estimate)} [{points(d.lo)}, {points(d.hi)}] points ({seeds})"
+    return f"{points(d.estimate)} [{points(d.lo)}, {points(d.hi)}] {unit} ({seeds})"
 
 
 def _verdict(d: SeedInterval) -> str:
@@ -363,11 +520,31 @@ def released_measurements(scores: Mapping[str, NeuronScores],
 
 
 # --- the claims this section decides, each beside its decision ----------------------------
+INSTRUMENT_RULE = ("decided on the first instrument of s6_interpretability.PREFERRED (the "
+                   "rotation-fair judge score, else sparse probing) that passes the planted "
+                   "rotation test (interp.calibration), not testable if none passes; ")
+
+
+def _ungated(spec: ClaimSpec, m: InterpMeasurements) -> Claim | None:
+    """The claim, not testable, when no instrument passed the planted rotation test."""
+    if m.instrument is not None:
+        return None
+    failed = "; ".join(f"{i}: rotation keeps {c.ratio:.0%} of the basis's number"
+                       for i, c in (m.calibration.checks.items() if m.calibration else ()))
+    return spec.scored("no instrument passed the planted rotation test (" + failed + ")",
+                       NOT_TESTABLE)
+
+
+def _in_points(instrument: str | None) -> str:
+    return "points of r² x 100" if instrument == "features_exposed" else \
+        "points of F1 x 100" if instrument == "probe_f1" else "points"
+
+
 FIGURE4 = ClaimSpec(
     "figure4", "§6.2 / Figure 4", "SoLU-LN neurons are more often interpretable at "
     "first glance than baseline neurons (~60% vs ~35%, +25 points, 1.7x; 1-40 "
     "layers)", "+25 points", EMPIRICAL, "04-interpretability-quantitative",
-    "automated judge, top-20 view, SoLU-LN minus GELU over matched 1-layer seed "
+    INSTRUMENT_RULE + "SoLU-LN minus GELU over matched 1-layer seed "
     "pairs: reproduced if the seed interval is above 0, net of the rotated-basis "
     "nulls the gain's seed interval is above 0 too, and every deeper pair's point "
     "estimate is positive; direction only if the seed mean (and every deeper pair's "
@@ -376,28 +553,31 @@ FIGURE4 = ClaimSpec(
 
 @FIGURE4.decided_by
 def decide_figure4(m: InterpMeasurements) -> Claim:
-    seed = m.seed_difference("solu_ln", "gelu", "top")
+    if (gated := _ungated(FIGURE4, m)) is not None:
+        return gated
+    seed = m.judged_difference("solu_ln", "gelu")
     if seed is None:
         return FIGURE4.scored("no matched 1-layer pair", NOT_TESTABLE)
-    deeper = {d: c for d, c in m.solu_vs_gelu.items() if d != m.one_layer}
-    net = m.net_of_rotation("top")
+    deeper = m.deeper_differences()
+    net = m.judged_difference("solu_ln", "gelu", "gain")
     verdict = _verdict(seed)
     if verdict == REPRODUCED and not (net is not None and net.lo > 0):
         verdict = PARTLY  # not shown to be about the basis (or no null to show it)
-    if verdict == PARTLY and not all(c.diff > 0 for c in deeper.values()):
+    if verdict == PARTLY and not all(d > 0 for d in deeper.values()):
         verdict = INCONCLUSIVE  # the 1-layer direction is not the deeper pairs'
-    if verdict == REPRODUCED and not all(c.diff > 0 for c in deeper.values()):
+    if verdict == REPRODUCED and not all(d > 0 for d in deeper.values()):
         verdict = PARTLY
-    ours = f"automated judge, SoLU-LN minus GELU, 1L over seeds: {interval_points(seed)}"
+    unit = _in_points(m.instrument)
+    ours = (f"{m.instrument_label}, SoLU-LN minus GELU, 1L over seeds: "
+            f"{interval_points(seed, unit)}")
     if net is not None:
-        ours += f"; net of the rotated-basis nulls: {interval_points(net)}"
+        ours += f"; net of the rotated-basis nulls: {interval_points(net, unit)}"
     if deeper:
-        ours += "; " + "; ".join(
-            f"{d}L (one seed, 95% Newcombe over neurons): {points(c.diff)} "
-            f"[{points(c.lo)}, {points(c.hi)}] points" for d, c in sorted(deeper.items()))
+        ours += "; " + "; ".join(f"{d}L (one seed, point estimate): {points(diff)} {unit}"
+                                 for d, diff in sorted(deeper.items()))
     return FIGURE4.scored(ours, verdict, values={
-        "seed_difference": seed.to_dict(), "net_of_rotation": None if net is None
-        else net.to_dict(), "deeper": {d: [c.diff, c.lo, c.hi] for d, c in deeper.items()}})
+        "instrument": m.instrument, "seed_difference": seed.to_dict(),
+        "net_of_rotation": None if net is None else net.to_dict(), "deeper": deeper})
 
 
 PRIVILEGED_BASIS = ClaimSpec(
@@ -405,22 +585,41 @@ PRIVILEGED_BASIS = ClaimSpec(
     "makes the MLP's neuron basis privileged: neurons more interpretable than "
     "random directions of the same space", "plausible, not guaranteed; no number",
     EMPIRICAL, "04-interpretability-quantitative",
-    "full-spectrum judge, neuron basis minus rotated basis, per 1-layer seed: "
-    "reproduced if the seed interval is above 0 for both activations; direction "
-    "only if every seed mean is positive; " + SEED_RULE)
+    "neuron basis minus rotated basis, per 1-layer seed of SoLU-LN and GELU, under every "
+    "instrument of s6_interpretability.PREFERRED that passes the planted rotation test "
+    "(interp.calibration; none passing: not testable): reproduced if the seed interval is "
+    "above 0 for both activations under each; direction only if every seed mean is "
+    "positive; " + SEED_RULE)
 
 
 @PRIVILEGED_BASIS.decided_by
 def decide_privileged_basis(m: InterpMeasurements) -> Claim:
-    gains = {v: seed_mean_interval(list(by_seed.values()))
-             for v, by_seed in m.rotated_gains.get("spectrum", {}).items()}
-    if not gains:
+    if m.calibration is None:  # unchecked: the full-spectrum judge, as before the test
+        passing = ["spectrum"]
+        tables = {"spectrum": m.rotated_gains.get("spectrum", {})}
+    else:
+        if (gated := _ungated(PRIVILEGED_BASIS, m)) is not None:
+            return gated
+        passing = [i for i in PREFERRED if i in m.calibration.checks
+                   and m.calibration.passes(i)]
+        tables = {}
+        for inst in passing:
+            for name, mi in m.instruments.items():
+                if depth_of(name) == m.one_layer and act_of(name) in ("solu_ln", "gelu") \
+                        and "rotated" in mi.bases:
+                    tables.setdefault(inst, {}).setdefault(variant_of(name), {})[
+                        seed_of(name)] = mi.gain(inst)
+    gains = {inst: {v: seed_mean_interval(list(by_seed.values()))
+                    for v, by_seed in table.items()} for inst, table in tables.items()}
+    if not any(gains.values()):
         return PRIVILEGED_BASIS.scored("no null controls scored", NOT_TESTABLE)
-    ours = "full-spectrum judge, neuron basis minus rotated basis: " + "; ".join(
-        f"{label(v)} {interval_points(g)}" for v, g in gains.items())
-    verdict = combined(*(_verdict(g) for g in gains.values()))
-    return PRIVILEGED_BASIS.scored(ours, verdict,
-                                   values={v: g.to_dict() for v, g in gains.items()})
+    ours = "; ".join(
+        f"{INSTRUMENT_LABELS[inst]}, neuron basis minus rotated basis: " + ", ".join(
+            f"{label(v)} {interval_points(g, _in_points(inst))}" for v, g in by_v.items())
+        for inst, by_v in gains.items())
+    verdict = combined(*(_verdict(g) for by_v in gains.values() for g in by_v.values()))
+    return PRIVILEGED_BASIS.scored(ours, verdict, values={
+        inst: {v: g.to_dict() for v, g in by_v.items()} for inst, by_v in gains.items()})
 
 
 SPECTRUM_NOTE = ClaimSpec(
@@ -443,7 +642,7 @@ SOLU_ALONE = ClaimSpec(
     "solu_alone", "§4.3", "SoLU alone (without the LN) makes neurons more "
     "interpretable, and adding the LN keeps most of that gain", "qualitative",
     EMPIRICAL, "04-interpretability-quantitative",
-    "top-20 judge over seeds: reproduced if SoLU (no LN) minus GELU has a seed "
+    INSTRUMENT_RULE + "over seeds: reproduced if SoLU (no LN) minus GELU has a seed "
     "interval above 0 and SoLU-LN is not below SoLU by more than half of SoLU's "
     "gain (point estimates); direction only if the SoLU gain's point estimate is "
     "positive; " + SEED_RULE)
@@ -451,8 +650,10 @@ SOLU_ALONE = ClaimSpec(
 
 @SOLU_ALONE.decided_by
 def decide_solu_alone(m: InterpMeasurements) -> Claim:
-    alone = m.seed_difference("solu", "gelu")
-    keeps = m.seed_difference("solu_ln", "solu")
+    if (gated := _ungated(SOLU_ALONE, m)) is not None:
+        return gated
+    alone = m.judged_difference("solu", "gelu")
+    keeps = m.judged_difference("solu_ln", "solu")
     if alone is None or keeps is None:
         return SOLU_ALONE.scored("no SoLU-without-LN model", NOT_TESTABLE)
     kept = keeps.estimate >= -0.5 * alone.estimate
@@ -462,9 +663,10 @@ def decide_solu_alone(m: InterpMeasurements) -> Claim:
     note = ("" if alone.estimate <= 0 else
             f" (adding the LN {'keeps' if kept else 'loses more than'} half of SoLU's gain, "
             "point estimates)")
+    unit = _in_points(m.instrument)
     return SOLU_ALONE.scored(
-        f"SoLU (no LN) minus GELU: {interval_points(alone)}; SoLU-LN minus SoLU: "
-        f"{interval_points(keeps)}{note}", verdict,
+        f"{m.instrument_label}: SoLU (no LN) minus GELU: {interval_points(alone, unit)}; "
+        f"SoLU-LN minus SoLU: {interval_points(keeps, unit)}{note}", verdict,
         values={"alone": alone.to_dict(), "ln_minus_solu": keeps.to_dict()})
 
 
@@ -472,20 +674,25 @@ LN_ONLY_HALFWAY = ClaimSpec(
     "ln_only_halfway", "§6.2", "The LN-only ablation scores about halfway between "
     "baseline and SoLU-LN (16 layers)", "halfway", EMPIRICAL,
     "04-interpretability-quantitative",
-    "GELU-LN over seeds: reproduced if above GELU and below SoLU-LN with both seed "
+    INSTRUMENT_RULE + "GELU-LN over seeds: reproduced if above GELU and below SoLU-LN "
+    "with both seed "
     "intervals excluding 0; direction only if the seed means are in between; "
     + SEED_RULE + ". Our ablation has 1 layer, the paper's 16")
 
 
 @LN_ONLY_HALFWAY.decided_by
 def decide_ln_only_halfway(m: InterpMeasurements) -> Claim:
-    above = m.seed_difference("gelu_ln", "gelu")
-    below = m.seed_difference("solu_ln", "gelu_ln")
+    if (gated := _ungated(LN_ONLY_HALFWAY, m)) is not None:
+        return gated
+    above = m.judged_difference("gelu_ln", "gelu")
+    below = m.judged_difference("solu_ln", "gelu_ln")
     if above is None or below is None:
         return LN_ONLY_HALFWAY.scored("no LN-only ablation", NOT_TESTABLE)
+    unit = _in_points(m.instrument)
     return LN_ONLY_HALFWAY.scored(
-        f"GELU-LN minus GELU: {interval_points(above)}; SoLU-LN minus GELU-LN: "
-        f"{interval_points(below)}", combined(_verdict(above), _verdict(below)),
+        f"{m.instrument_label}: GELU-LN minus GELU: {interval_points(above, unit)}; SoLU-LN "
+        f"minus GELU-LN: {interval_points(below, unit)}",
+        combined(_verdict(above), _verdict(below)),
         values={"above_gelu": above.to_dict(), "below_solu_ln": below.to_dict()})
 
 
@@ -493,22 +700,31 @@ STRICTER_ANNOTATOR = ClaimSpec(
     "stricter_annotator", "§6.2", "One annotator held a higher bar; the SoLU-LN "
     "advantage holds for the stricter one too", "consistent under both", EMPIRICAL,
     "04-interpretability-quantitative",
-    "the judge re-run with a higher bar (coverage 90% of the top firings instead of "
-    "80%, lift 5 instead of 3: s6_interpretability.STRICT), SoLU-LN minus GELU over "
-    "matched 1-layer seeds: reproduced if the seed interval is above 0 under both "
+    INSTRUMENT_RULE + "the instrument with a higher bar (the rotation-fair score: the "
+    "share of features some single direction exposes with r² above 0.8 instead of 0.5, "
+    "s6_interpretability.STRICT_EXPOSED; the top-20 judge, unchecked: coverage 90% and lift "
+    "5, s6_interpretability.STRICT; sparse probing has no such bar: not testable), SoLU-LN "
+    "minus GELU over matched 1-layer seeds: reproduced if the seed interval is above 0 under both "
     "judges; direction only if both seed means are positive; " + SEED_RULE)
 
 
 @STRICTER_ANNOTATOR.decided_by
 def decide_stricter_annotator(m: InterpMeasurements) -> Claim:
-    strict = m.seed_difference("solu_ln", "gelu", "top", m.strict_fractions)
-    default = m.seed_difference("solu_ln", "gelu", "top")
+    if (gated := _ungated(STRICTER_ANNOTATOR, m)) is not None:
+        return gated
+    strict = m.judged_difference("solu_ln", "gelu", "strict")
+    default = m.judged_difference("solu_ln", "gelu")
     if strict is None or default is None:
-        return STRICTER_ANNOTATOR.scored("no matched 1-layer pair", NOT_TESTABLE)
+        why = ("no matched 1-layer pair" if default is None else
+               f"{m.instrument_label} has no stricter bar")
+        return STRICTER_ANNOTATOR.scored(why, NOT_TESTABLE)
+    unit = _in_points(m.instrument)
+    bar = (f"coverage {pct(STRICT['threshold'], 0)}, lift {STRICT['min_lift']:g}"
+           if m.instrument == "top" else f"features exposed at r² above {STRICT_EXPOSED:g}")
     return STRICTER_ANNOTATOR.scored(
-        f"SoLU-LN minus GELU under the stricter judge (coverage {pct(STRICT['threshold'], 0)}, "
-        f"lift {STRICT['min_lift']:g}): {interval_points(strict)}; under the default judge: "
-        f"{interval_points(default)}", combined(_verdict(strict), _verdict(default)),
+        f"SoLU-LN minus GELU under the stricter bar ({bar}): {interval_points(strict)}; "
+        f"{m.instrument_label}: {interval_points(default, unit)}",
+        combined(_verdict(strict), _verdict(default)),
         values={"strict": strict.to_dict(), "default": default.to_dict()})
 
 
@@ -516,7 +732,7 @@ BLOCKED_INTERP = ClaimSpec(
     "blocked_interp", "§4.4", "Blocking SoLU's softmax and LN has no substantial "
     "effect on interpretability", "no substantial effect", EMPIRICAL,
     "04-interpretability-quantitative",
-    "top-20 judge, blocked SoLU-LN minus SoLU-LN over matched seeds (paired t, 95%): "
+    INSTRUMENT_RULE + "blocked SoLU-LN minus SoLU-LN over matched seeds (paired t, 95%): "
     "reproduced if the interval lies within ±10 points (at least 2 seeds); not "
     "reproduced if it lies wholly outside; direction only if the point estimate lies "
     "within; inconclusive otherwise")
@@ -524,7 +740,9 @@ BLOCKED_INTERP = ClaimSpec(
 
 @BLOCKED_INTERP.decided_by
 def decide_blocked_interp(m: InterpMeasurements) -> Claim:
-    blocked = m.seed_difference("solu_ln_b4", "solu_ln")
+    if (gated := _ungated(BLOCKED_INTERP, m)) is not None:
+        return gated
+    blocked = m.judged_difference("solu_ln_b4", "solu_ln")
     if blocked is None:
         return BLOCKED_INTERP.scored("no blocked SoLU-LN model", NOT_TESTABLE)
     margin = BLOCKED_MARGIN
@@ -533,7 +751,8 @@ def decide_blocked_interp(m: InterpMeasurements) -> Claim:
                NOT_REPRODUCED if blocked.lo > margin or blocked.hi < -margin else
                PARTLY if abs(blocked.estimate) < margin else INCONCLUSIVE)
     return BLOCKED_INTERP.scored(
-        f"blocked SoLU-LN (4 blocks) minus SoLU-LN: {interval_points(blocked)}", verdict,
+        f"{m.instrument_label}: blocked SoLU-LN (4 blocks) minus SoLU-LN: "
+        f"{interval_points(blocked, _in_points(m.instrument))}", verdict,
         values=blocked.to_dict())
 
 

@@ -1,0 +1,311 @@
+"""The rotation-fair instruments on zoo runs and their null controls, each cached beside the run.
+
+Three instruments read a model's MLP basis (``hook_mid``, what the paper interprets):
+
+* the judge (``score.score_run`` / ``controls.score_control``): the paper's per-neuron view;
+* the rotation-fair judge score (``basis_score.basis_score``), each feature counted once:
+  ``basis_score_run``;
+* sparse probing against ground-truth labels (``probing.sparse_probe`` on
+  ``labels.labels_for``): ``probe_run``;
+
+and ``judge_agreement`` checks the judge's explanations against the labels. Each is computed
+on the run's own basis (``control=None``) or on a null control of it (``"rotated"``,
+``"random_init"``: ``controls.control_source``), and saved atomically under
+``<run_dir>/instruments/``, keyed by the run's weights and corpus, the control and its seed,
+and the instrument's settings; a cached file is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..atomic import read_json, write_json
+from ..data import num_rows
+from ..model import ConfigError
+from .basis_score import BASIS_SCORE_FORMAT, BasisScore, basis_score
+from .controls import CONTROLS_FORMAT, _control_seed, control_source, score_control
+from .harvest import ModelNeurons, weights_digest
+from .labels import LABELS, LABELS_VERSION, labels_for
+from .probing import DEFAULT_KS, PROBE_FORMAT, ProbeResult, best_threshold_f1, sparse_probe
+from .score import NeuronScores, ScoreSettings, score_run
+
+PROBE_TOKENS = 10_000
+"""Each half's token budget for the book's probes (``sparse_probe``'s ``max_tokens``): half the
+library default, so that 33 probes of the cpu zoo's 1-layer models fit the book's time
+budget (the sample is stratified, so rare labels keep their positives)."""
+
+MIN_POSITIVES = 20
+"""A label is probed only where both halves of the split hold at least this many positive
+tokens (the tiny corpus lacks f-strings and quotations, for instance)."""
+
+NULLS = ("rotated", "random_init")
+"""The null controls every instrument is run on: a random rotation of the basis, and the same
+architecture untrained."""
+
+INSTRUMENTS_FORMAT = 1
+
+
+def _digest(key: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _source(run, control: str | None, seed: int, device):
+    if control is None:
+        return ModelNeurons(run.load_model(device).eval())
+    return control_source(run, control, seed, device)
+
+
+def _run_key(run, control: str | None, seed: int) -> dict[str, Any]:
+    return {"weights": weights_digest(run), "data": run.result.get("data_hash"),
+            "control": control, "controls_format": CONTROLS_FORMAT,
+            "control_seed": None if control is None else _control_seed(run, control, seed),
+            "model": run.config.model.to_dict() if control == "random_init" else None,
+            "format": INSTRUMENTS_FORMAT}
+
+
+def _judge(run, control: str | None, settings: ScoreSettings, seed: int, progress: bool,
+           data_dir) -> NeuronScores:
+    if control is None:
+        return score_run(run, settings, seed=seed, progress=progress, data_dir=data_dir)
+    return score_control(run, control, settings, seed=seed, progress=progress,
+                         data_dir=data_dir)
+
+
+# --- ground-truth labels ----------------------------------------------------------------------
+def probe_labels(corpus, n_ctx: int, min_positives: int = MIN_POSITIVES
+                 ) -> dict[str, np.ndarray]:
+    """The validation split's ground-truth labels (``labels.labels_for``) that hold on at least
+    ``min_positives`` tokens of both halves of its rows (even: fitting, odd: scoring), in
+    ``labels.LABELS`` order."""
+    labels = labels_for(corpus, "val")
+    split = corpus.split("val")
+    n = num_rows(split, n_ctx) * (n_ctx - 1)
+    odd = (np.arange(n) // (n_ctx - 1)) % 2 == 1
+    out = {}
+    for name in LABELS:
+        y = np.asarray(labels[name][:n], dtype=bool)
+        if min(int(y[odd].sum()), int(y[~odd].sum())) >= min_positives:
+            out[name] = np.asarray(labels[name], dtype=bool)
+    return out
+
+
+# --- sparse probing ---------------------------------------------------------------------------
+def probe_path(run, control: str | None = None, *, seed: int = 0,
+               max_tokens: int = PROBE_TOKENS, ks: Sequence[int] = DEFAULT_KS,
+               labels: Sequence[str] = ()) -> Path:
+    """Where ``probe_run`` keeps a run's (or a null's) probe result."""
+    key = {**_run_key(run, control, seed), "probe_format": PROBE_FORMAT, "seed": int(seed),
+           "max_tokens": int(max_tokens), "ks": [int(k) for k in ks], "labels": list(labels),
+           "labels_version": LABELS_VERSION}
+    return Path(run.run_dir) / "instruments" / f"{control or 'basis'}-probe-{_digest(key)}.json"
+
+
+def probe_run(run, control: str | None = None, *, seed: int = 0,
+              max_tokens: int = PROBE_TOKENS, ks: Sequence[int] = DEFAULT_KS,
+              device: str | torch.device = "cpu", progress: bool = True, data_dir=None,
+              rebuild: bool = False) -> ProbeResult:
+    """Sparse probing of a run's ``hook_mid`` neurons (``control=None``) or of a null control's
+    directions against the corpus's ground-truth labels (``probe_labels``), cached.
+
+    ``seed`` is the token sample's and the rotation's (the same seed as ``score_control``'s,
+    so the rotation probed is the one the judge scored).
+    """
+    corpus = run.corpus(data_dir)
+    n_ctx = run.config.model.n_ctx
+    labels = probe_labels(corpus, n_ctx)
+    if not labels:
+        raise ConfigError(f"no ground-truth label has {MIN_POSITIVES} positive tokens in both "
+                          f"halves of {run.name}'s validation split: use a larger corpus")
+    path = probe_path(run, control, seed=seed, max_tokens=max_tokens, ks=ks, labels=list(labels))
+    if path.is_file() and not rebuild:
+        return ProbeResult.load(path)
+    result = sparse_probe(_source(run, control, seed, device), corpus.split("val"), labels, ks,
+                          hook="mid", max_tokens=max_tokens, seed=seed, n_ctx=n_ctx,
+                          bos_id=corpus.bos_id, device=device, progress=progress,
+                          meta={"name": run.name, "control": control})
+    result.save(path)
+    return result
+
+
+# --- the rotation-fair judge score ----------------------------------------------------------
+def basis_score_path(run, control: str | None = None, *, seed: int = 0,
+                     settings: ScoreSettings = ScoreSettings(),
+                     union: Sequence[str | None] = (None, *NULLS)) -> Path:
+    """Where ``basis_score_run`` keeps a run's (or a null's) rotation-fair score."""
+    key = {**_run_key(run, control, seed), "basis_score_format": BASIS_SCORE_FORMAT,
+           "seed": int(seed), "settings": asdict(settings), "union": list(union)}
+    return Path(run.run_dir) / "instruments" / f"{control or 'basis'}-fair-{_digest(key)}.json"
+
+
+def basis_score_run(run, control: str | None = None, *, seed: int = 0,
+                    settings: ScoreSettings = ScoreSettings(),
+                    union: Sequence[str | None] = (None, *NULLS),
+                    device: str | torch.device = "cpu", progress: bool = True,
+                    data_dir=None, rebuild: bool = False) -> BasisScore:
+    """The rotation-fair judge score of a run's basis (``control=None``) or of a null control,
+    cached: every basis in ``union`` (``None``: the run's own) is judged, and each is scored
+    over the union of their explanations, so the basis and its nulls are scored over one set
+    of features."""
+    if control not in union:
+        raise ConfigError(f"the union {list(union)} must include the basis scored ({control!r})")
+    path = basis_score_path(run, control, seed=seed, settings=settings, union=union)
+    if path.is_file() and not rebuild:
+        return BasisScore.load(path)
+    judged = {c: _judge(run, c, settings, seed, progress, data_dir) for c in union}
+    others = sorted({r.explanation for c, s in judged.items() if c != control
+                     for r in s.records if isinstance(r.explanation, str) and r.explanation})
+    corpus = run.corpus(data_dir)
+    from .explanations import VocabTables
+
+    result = basis_score(judged[control], _source(run, control, seed, device),
+                         corpus.split("val"), VocabTables(corpus.tokenizer),
+                         explanations=others, hook=settings.hook, seed=seed, device=device,
+                         progress=progress)
+    result.save(path)
+    return result
+
+
+# --- the judge checked against the ground truth ----------------------------------------------
+AGREE_F1 = 0.5
+"""An explanation *names* a label when its indicator matches the label with F1 at least this
+on the held-out tokens; a neuron *reads* a label when its activation, at its best threshold,
+does."""
+
+
+@dataclass(frozen=True)
+class JudgeAgreement:
+    """The judge's explanations against the ground-truth labels, for one basis.
+
+    Attributes:
+        n_interpretable: Neurons the judge calls interpretable (top-20 view).
+        named: ``{(layer, neuron): label}``: interpretable neurons whose explanation names a
+            label (its indicator matches the label with F1 >= ``AGREE_F1``).
+        confirmed: Those of ``named`` whose activation reads that label (best-threshold F1 >=
+            ``AGREE_F1`` on the held-out tokens).
+        read: Labels that some single neuron reads (the probe's best neuron, held-out F1 >=
+            ``AGREE_F1``).
+        found: Those of ``read`` whose best neuron the judge calls interpretable with an
+            explanation naming the label.
+        label_f1: ``{label: held-out F1 of the probe's best neuron}``.
+    """
+
+    n_interpretable: int
+    named: dict[tuple[int, int], str]
+    confirmed: list[tuple[int, int]]
+    read: list[str]
+    found: list[str]
+    label_f1: dict[str, float]
+
+    @property
+    def precision(self) -> float:
+        """Of the interpretable neurons whose explanation names a label, the share that read it
+        (nan when none names one)."""
+        return len(self.confirmed) / len(self.named) if self.named else float("nan")
+
+    @property
+    def recall(self) -> float:
+        """Of the labels a single neuron reads, the share the judge finds there (nan when no
+        neuron reads any)."""
+        return len(self.found) / len(self.read) if self.read else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_interpretable": self.n_interpretable,
+                "named": [[l, n, lab] for (l, n), lab in self.named.items()],
+                "confirmed": [list(x) for x in self.confirmed], "read": self.read,
+                "found": self.found, "label_f1": self.label_f1}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "JudgeAgreement":
+        return cls(int(d["n_interpretable"]),
+                   {(int(l), int(n)): str(lab) for l, n, lab in d["named"]},
+                   [(int(l), int(n)) for l, n in d["confirmed"]], list(d["read"]),
+                   list(d["found"]), {k: float(v) for k, v in d["label_f1"].items()})
+
+
+def judge_agreement(scores: NeuronScores, source, split, tables, labels: Mapping[str, np.ndarray],
+                    probe: ProbeResult, *, n_ctx: int, bos_id: int, max_rows: int = 400,
+                    seed: int = 0, batch_size: int = 16) -> JudgeAgreement:
+    """Check the judge's interpretable neurons against the labels (``JudgeAgreement``).
+
+    Read on at most ``max_rows`` of the judge's held-out (odd) rows, a seeded subset: each
+    interpretable neuron's explanation indicator is matched to every label (F1 of indicator
+    against label); where it names one, the neuron's activation is thresholded at its best
+    F1 for that label on the same tokens (one threshold per neuron, either sign: slightly
+    optimistic, the same for every basis). Recall uses ``probe`` (``sparse_probe`` of the
+    same source and labels), whose best neurons were chosen on the even rows.
+    """
+    from ..data import get_rows
+    from .explanations import Explanation
+    from .harvest import selection_rows
+    from .score import heldout_features
+
+    T1 = n_ctx - 1
+    rows = selection_rows(num_rows(split, n_ctx), "odd")
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    positions = (rows[:, None] * T1 + np.arange(T1)).ravel()
+    names = list(labels)
+    y = np.stack([np.asarray(labels[n], dtype=bool)[positions] for n in names], axis=1)
+    interpretable = [r for r in scores.records if r.interpretable and r.explanation]
+    feats = heldout_features(split, tables, rows, n_ctx)
+    named: dict[tuple[int, int], str] = {}
+    for r in interpretable:
+        holds = Explanation.from_key(r.explanation).holds(feats, tables)
+        tp = (holds[:, None] & y).sum(0)
+        f1 = 2 * tp / np.maximum(holds.sum() + y.sum(0), 1)
+        if f1.max() >= AGREE_F1:
+            named[(r.layer, r.neuron)] = names[int(f1.argmax())]
+    confirmed: list[tuple[int, int]] = []
+    if named:
+        acts = {l: [] for l in {l for l, _ in named}}
+        for start in range(0, len(rows), batch_size):
+            tokens = get_rows(split, rows[start:start + batch_size], n_ctx, bos_id)
+            out = source.activations(tokens)["mid"]
+            for l in acts:
+                acts[l].append(out[l][:, 1:].reshape(-1, out[l].shape[-1]).float().cpu().numpy())
+        cols = {l: np.concatenate(v) for l, v in acts.items()}
+        for (l, n), lab in named.items():
+            f1, _, _ = best_threshold_f1(cols[l][:, n], y[:, names.index(lab)])
+            if float(np.asarray(f1).ravel()[0]) >= AGREE_F1:
+                confirmed.append((l, n))
+    label_f1 = {n: p.best_neuron.f1 for n, p in probe.labels.items()}
+    read = [n for n in names if label_f1.get(n, 0.0) >= AGREE_F1]
+    found = [n for n in read if named.get((probe.labels[n].best_neuron.layer,
+                                           probe.labels[n].best_neuron.neuron)) == n]
+    return JudgeAgreement(len(interpretable), named, confirmed, read, found, label_f1)
+
+
+def agreement_path(run, control: str | None = None, *, seed: int = 0) -> Path:
+    key = {**_run_key(run, control, seed), "seed": int(seed), "agree_f1": AGREE_F1,
+           "probe": probe_path(run, control, seed=seed, labels=list(
+               probe_labels(run.corpus(), run.config.model.n_ctx))).name}
+    return Path(run.run_dir) / "instruments" / f"{control or 'basis'}-agree-{_digest(key)}.json"
+
+
+def judge_agreement_run(run, control: str | None = None, *, seed: int = 0,
+                        device: str | torch.device = "cpu", progress: bool = True,
+                        data_dir=None, rebuild: bool = False) -> JudgeAgreement:
+    """``judge_agreement`` of a run's basis (or a null's) with its probe, cached."""
+    path = agreement_path(run, control, seed=seed)
+    if path.is_file() and not rebuild:
+        return read_json(path, JudgeAgreement.from_dict, "judge agreement",
+                         "delete it and run again", ConfigError)
+    corpus = run.corpus(data_dir)
+    n_ctx = run.config.model.n_ctx
+    from .explanations import VocabTables
+
+    result = judge_agreement(
+        _judge(run, control, ScoreSettings(), seed, progress, data_dir),
+        _source(run, control, seed, device), corpus.split("val"),
+        VocabTables(corpus.tokenizer), probe_labels(corpus, n_ctx),
+        probe_run(run, control, seed=seed, device=device, progress=progress,
+                  data_dir=data_dir), n_ctx=n_ctx, bos_id=corpus.bos_id, seed=seed)
+    write_json(path, result.to_dict())
+    return result
