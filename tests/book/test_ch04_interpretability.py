@@ -269,3 +269,74 @@ def test_precompute_warms_every_cache_chapter_4_reads(tiny_zoo):
     m = s6.measure(**inputs)
     assert set(m.results) == set(ctx.names)
     assert precompute(ctx, workers=1) == {}  # one worker: the notebooks score as they go
+
+
+# --- the instruments a rotation cannot fool (issue 20) -------------------------------------------
+def _instrumented():
+    """Measurements with two seeds of the 1-layer pair under every instrument, and a planted
+    test the top-20 view fails."""
+    from solu_repro.interp.calibration import InstrumentCheck, RotationTest
+    from solu_repro.interp.instruments import JudgeAgreement
+
+    def basis(v, p):
+        return s6.BasisInstruments(top=0.5, spectrum=0.2, features_exposed=v, exposed_share=v,
+                                   strict_share=v / 2, n_features=100, explained_variance=v,
+                                   distinct=10, probe_f1={"string": p, "keyword": p / 2},
+                                   full_probe_f1={"string": 0.9, "keyword": 0.9},
+                                   dedicated=("string",) if p > 0.8 else ())
+    table = {"1L-gelu": [(0.20, 0.15, 0.5), (0.22, 0.16, 0.4)],
+             "1L-solu_ln": [(0.40, 0.15, 0.9), (0.45, 0.14, 0.85)]}
+    instruments = {}
+    for variant, seeds in table.items():
+        for i, (v, r, p) in enumerate(seeds):
+            name = variant if i == 0 else f"{variant}-s{i}"
+            agree = JudgeAgreement(40, {(0, 3): "numeral"}, [(0, 3)], ["numeral", "string"],
+                                   ["numeral"], {"numeral": 0.7, "string": 0.6})
+            instruments[name] = s6.ModelInstruments(
+                name, {"basis": basis(v, p), "rotated": basis(r, 0.3),
+                       "random_init": basis(0.02, 0.1)}, agree)
+    test = RotationTest({"top": InstrumentCheck("top", 0.98, 0.98),
+                         "features_exposed": InstrumentCheck("features_exposed", 0.9, 0.09),
+                         "probe_f1": InstrumentCheck("probe_f1", 1.0, 0.39)})
+    return s6.measure(**_measured_inputs(), instruments=instruments, calibration=test)
+
+
+def test_the_planted_test_and_the_instruments_are_tabled():
+    m = _instrumented()
+    assert m.instrument == "features_exposed"
+    planted = ch04.rotation_test_markdown(m.calibration)
+    assert "| judge, top-20 view (fraction of neurons interpretable) | 0.98 | 0.98 | 1.00 | no |" \
+        in planted
+    assert "| 0.90 | 0.09 | 0.10 | yes |" in planted
+    sentence = ch04.instrument_sentence(m)
+    assert "top-20 view (fraction of neurons interpretable) does not fall by half" in sentence
+    assert sentence.endswith("decided on the rotation-fair judge score (features exposed, "
+                             "mean best r²).")
+    side = ch04.instruments_markdown(m)
+    assert "| 1L SoLU + LN (seed 1) | 0.50 / 0.50 / 0.50 | 0.45 / 0.14 / 0.02 | " \
+        "0.64 / 0.22 / 0.08 | 1 / 0 / 0 |" in side
+    gains = ch04.instrument_gains_markdown(m)
+    assert "| 1L SoLU + LN | +0.280 [" in gains and "(2 seeds)" in gains
+    seeds = ch04.judged_seed_markdown(m)
+    assert "| 1L SoLU + LN | 0.400 | 0.450 | 0.425 |" in seeds
+    diffs = ch04.judged_differences_markdown(m)
+    assert "| SoLU-LN minus GELU | +21.5 [" in diffs and "stricter bar" in diffs
+    agree = ch04.agreement_markdown(m)
+    assert "| 1L GELU baseline | 40 | 1 | 1 | 1.00 | 2 | 1 | 0.50 | numeral |" in agree
+    values = ch04.glue_values(m)
+    assert values["judge_precision"] == 1.0 and values["judge_recall"] == 0.5
+    assert values["calib_top_rotated"] == 0.98 and values["n_labels_probed"] == 2
+
+
+def test_gap_figure_has_a_bar_per_activation_and_a_dot_per_seed():
+    m = _instrumented()
+    fig = ch04.gap_figure(m)
+    bars = [t for t in fig.data if t.type == "bar"]
+    dots = [t for t in fig.data if t.type == "scatter"]
+    assert [t.name for t in bars] == ["GELU baseline (mean of 2 seeds)",
+                                      "SoLU + LN (mean of 2 seeds)"]  # one per activation
+    assert len(dots) == 2
+    solu = next(t for t in bars if "SoLU" in t.name)
+    assert list(solu.x) == ["string", "keyword"]
+    assert list(solu.y) == pytest.approx([(0.6 + 0.55) / 2, (0.3 + 0.275) / 2])  # minus rotated
+    assert len(dots[1].y) == 4  # 2 labels x 2 seeds

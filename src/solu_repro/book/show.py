@@ -24,8 +24,10 @@ def fenced(code: str, language: str = "python") -> str:
 
 
 def source_markdown(*objs: Callable[..., Any] | type) -> str:
-    """The source of each of ``objs`` (as the package runs it), as fenced Markdown."""
-    return "\n\n".join(fenced(textwrap.dedent(inspect.getsource(obj))) for obj in objs)
+    """The source of each of ``objs`` (as the package runs it; a property's getter), as fenced
+    Markdown."""
+    return "\n\n".join(fenced(textwrap.dedent(inspect.getsource(
+        obj.fget if isinstance(obj, property) else obj))) for obj in objs)
 
 
 def show_source(*objs: Callable[..., Any] | type) -> Markdown:
