@@ -309,9 +309,11 @@ def test_the_planted_test_and_the_instruments_are_tabled():
         in planted
     assert "| 0.90 | 0.09 | 0.10 | yes |" in planted
     sentence = ch04.instrument_sentence(m)
-    assert "top-20 view (fraction of neurons interpretable) does not fall by half" in sentence
-    assert sentence.endswith("decided on the rotation-fair judge score (features exposed, "
-                             "mean best r²).")
+    assert sentence == ("On planted heavy-tailed detectors, a random rotation keeps too much "
+                        "of what the judge's top-20 view (100%) measures; it keeps at most half "
+                        "for the rotation-fair score (features exposed) (10%) and sparse "
+                        "probing (39%). The judge-based claims are decided on the "
+                        "rotation-fair score (features exposed).")
     side = ch04.instruments_markdown(m)
     assert "| 1L SoLU + LN (seed 1) | 0.50 / 0.50 / 0.50 | 0.45 / 0.14 / 0.02 | " \
         "0.64 / 0.22 / 0.08 | 1 / 0 / 0 |" in side

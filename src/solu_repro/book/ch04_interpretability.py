@@ -490,21 +490,33 @@ def judged_differences_markdown(m: InterpMeasurements) -> str:
     return markdown_table(rows)
 
 
+SHORT_NAMES = {"top": "the judge's top-20 view", "spectrum": "its full-spectrum view",
+               "features_exposed": "the rotation-fair score (features exposed)",
+               "probe_f1": "sparse probing"}
+
+
 def instrument_sentence(m: InterpMeasurements) -> str:
-    """What the planted test decided, and what the deciding instrument finds, in words."""
+    """What the planted test decided, and what the claims rest on, in words."""
     test = m.calibration
     if test is None:
         return "No planted rotation test was run: the claims are decided on the top-20 view."
-    failed = [INSTRUMENT_LABELS[i] for i, c in test.checks.items() if not c.passes]
-    passed = [INSTRUMENT_LABELS[i] for i in test.passing]
-    out = ("On planted heavy-tailed detectors, " +
-           (f"{' and '.join(failed)} {'does' if len(failed) == 1 else 'do'} not fall by half "
-            "under rotation" if failed else "every instrument falls by half under rotation") +
-           (f"; {' and '.join(passed)} {'does' if len(passed) == 1 else 'do'}." if passed
-            else "."))
+
+    def listed(checks) -> str:
+        parts = [f"{SHORT_NAMES.get(c.instrument, c.instrument)} ({pct(c.ratio, 0)})"
+                 for c in checks]
+        return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+    failed = [c for c in test.checks.values() if not c.passes]
+    passed = [test.checks[i] for i in test.passing]
+    out = "On planted heavy-tailed detectors, a random rotation keeps "
+    if failed:
+        out += f"too much of what {listed(failed)} measure{'s' if len(failed) == 1 else ''}"
+        out += f"; it keeps at most half for {listed(passed)}." if passed else "."
+    else:
+        out += f"at most half of what every instrument measures ({listed(passed)})."
     if m.instrument is None:
         return out + " No instrument passed, so the judge-based claims are not testable."
-    return out + f" The judge-based claims are decided on the {m.instrument_label}."
+    return out + f" The judge-based claims are decided on {SHORT_NAMES[m.instrument]}."
 
 
 # --- blinded human evaluation -----------------------------------------------------------------
