@@ -18,6 +18,13 @@ def test_show_source_is_the_functions_own_source():
     assert 'format(x, f"{' in md
 
 
+def test_show_source_of_a_property_is_its_getter():
+    from solu_repro.interp.instruments import JudgeAgreement
+
+    md = show.source_markdown(JudgeAgreement.precision)
+    assert md.startswith("```python\n@property\ndef precision(self)")
+
+
 def test_a_fence_is_longer_than_any_backtick_run_in_the_code():
     assert show.fenced("x = '```'").startswith("````python\n")
 
