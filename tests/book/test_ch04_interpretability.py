@@ -283,7 +283,8 @@ def _instrumented():
                                    strict_share=v / 2, n_features=100, explained_variance=v,
                                    distinct=10, probe_f1={"string": p, "keyword": p / 2},
                                    full_probe_f1={"string": 0.9, "keyword": 0.9},
-                                   dedicated=("string",) if p > 0.8 else ())
+                                   dedicated=("string",) if p > 0.8 else (),
+                                   sparse_f1={1: p / 2, 16: p})
     table = {"1L-gelu": [(0.20, 0.15, 0.5), (0.22, 0.16, 0.4)],
              "1L-solu_ln": [(0.40, 0.15, 0.9), (0.45, 0.14, 0.85)]}
     instruments = {}
@@ -323,6 +324,9 @@ def test_the_planted_test_and_the_instruments_are_tabled():
     assert "| 1L SoLU + LN | 0.400 | 0.450 | 0.425 |" in seeds
     diffs = ch04.judged_differences_markdown(m)
     assert "| SoLU-LN minus GELU | +21.5 [" in diffs and "stricter bar" in diffs
+    sparse = ch04.sparse_probe_markdown(m)
+    assert "| model | basis | seeds | best single | k = 1 | k = 16 | full probe |" in sparse
+    assert "| 1L SoLU + LN | rotated basis | 2 | 0.225 | 0.150 | 0.300 | 0.900 |" in sparse
     agree = ch04.agreement_markdown(m)
     assert "| 1L GELU baseline | 40 | 1 | 1 | 1.00 | 2 | 1 | 0.50 | numeral |" in agree
     values = ch04.glue_values(m)

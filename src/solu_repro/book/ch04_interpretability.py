@@ -410,6 +410,31 @@ def instrument_gains_markdown(m: InterpMeasurements) -> str:
     return markdown_table(rows)
 
 
+def sparse_probe_markdown(m: InterpMeasurements) -> str:
+    """The k-sparse probes' F1 (mean over labels, then over seeds) for each 1-layer variant's
+    neuron basis, rotated basis and untrained model, beside the best single neuron and the full
+    probe (the ceiling): how many directions a label needs in each basis."""
+    rows = []
+    by_variant: dict[str, list[ModelInstruments]] = {}
+    for name, mi in m.instruments.items():
+        if style.depth_of(name) == m.one_layer:
+            by_variant.setdefault(f"{m.one_layer}L-{style.act_of(name)}", []).append(mi)
+    for variant, mis in by_variant.items():
+        for b in BASES:
+            got = [mi.bases[b] for mi in mis if b in mi.bases and mi.bases[b].sparse_f1]
+            if not got:
+                continue
+            ks = sorted(got[0].sparse_f1)
+            row = {"model": style.label(variant), "basis": BASES[b], "seeds": len(got),
+                   "best single": num(float(np.mean([g.mean_probe_f1 for g in got])), ".3f")}
+            row.update({f"k = {k}": num(float(np.mean([g.sparse_f1[k] for g in got])), ".3f")
+                        for k in ks})
+            row["full probe"] = num(float(np.mean([np.mean(list(g.full_probe_f1.values()))
+                                                   for g in got])), ".3f")
+            rows.append(row)
+    return markdown_table(rows)
+
+
 def gap_figure(m: InterpMeasurements) -> go.Figure:
     """The privileged-basis gap of each label (best single-neuron F1 minus the rotated basis's
     best single-direction F1), SoLU-LN against GELU at one layer: the mean over seeds, with

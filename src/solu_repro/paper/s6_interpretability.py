@@ -234,6 +234,7 @@ class BasisInstruments:
     probe_f1: dict[str, float] | None = None
     full_probe_f1: dict[str, float] | None = None
     dedicated: tuple[str, ...] | None = None
+    sparse_f1: dict[int, float] | None = None  # k -> mean over labels of the k-sparse probe's F1
 
     @property
     def mean_probe_f1(self) -> float:
@@ -263,7 +264,9 @@ def basis_instruments(scores: NeuronScores, fair, probe=None) -> BasisInstrument
         probe_f1=None if probe is None else probe.best_f1(),
         full_probe_f1=None if probe is None else {n: p.full_probe_f1
                                                   for n, p in probe.labels.items()},
-        dedicated=None if probe is None else tuple(probe.dedicated()))
+        dedicated=None if probe is None else tuple(probe.dedicated()),
+        sparse_f1=None if probe is None else {
+            k: float(np.mean([p.f1[k] for p in probe.labels.values()])) for k in probe.ks})
 
 
 @dataclass(frozen=True)
