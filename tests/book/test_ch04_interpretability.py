@@ -331,6 +331,7 @@ def test_the_planted_test_and_the_instruments_are_tabled():
     assert "| 1L GELU baseline | 40 | 1 | 1 | 1.00 | 2 | 1 | 0.50 | numeral |" in agree
     values = ch04.glue_values(m)
     assert values["judge_precision"] == 1.0 and values["judge_recall"] == 0.5
+    assert (values["judge_named"], values["judge_read"], values["judge_found"]) == (4, 8, 4)
     assert values["calib_top_rotated"] == 0.98 and values["n_labels_probed"] == 2
 
 

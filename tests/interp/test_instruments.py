@@ -106,7 +106,8 @@ def test_probe_labels_keep_labels_with_positives_in_both_halves(run):
     odd = (np.arange(n) // (N_CTX - 1)) % 2 == 1
     for name in everything:
         y = everything[name][:n]
-        both = min(y[odd].sum(), y[~odd].sum()) >= I.MIN_POSITIVES
+        both = min(y[odd].sum(), y[~odd].sum(), (~y[odd]).sum(), (~y[~odd]).sum()) >= \
+            I.MIN_POSITIVES
         assert (name in kept) == both, name
     assert kept and len(kept) < len(everything)  # the tiny corpus lacks some labels
     assert I.probe_labels(corpus, N_CTX, min_positives=10**9) == {}
@@ -141,6 +142,7 @@ def test_basis_score_run_scores_the_basis_and_its_nulls_over_one_union(run):
 def test_judge_agreement_counts_named_confirmed_read_and_found(run):
     a = I.judge_agreement_run(run, progress=False)
     assert set(a.confirmed) <= set(a.named) and set(a.found) <= set(a.read)
+    assert set(a.found) <= {a.named[c] for c in a.confirmed}
     assert len(a.named) <= a.n_interpretable
     assert all(lab in a.label_f1 for lab in a.named.values())
     assert all(a.label_f1[lab] >= I.AGREE_F1 for lab in a.read)

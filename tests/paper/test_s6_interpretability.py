@@ -351,3 +351,33 @@ def test_model_instruments_gain_and_gap():
     assert mi.gain("features_exposed", "random_init") == pytest.approx(0.4)
     assert mi.gap() == pytest.approx({"string": 0.5, "keyword": 0.5})
     assert mi.bases["basis"].value("top") == 0.5
+
+
+def test_blocking_margin_stricter_bar_deeper_pairs_and_missing_instruments():
+    fair = {"1L-gelu": [(0.20, 0.15), (0.22, 0.16), (0.21, 0.17)],
+            "1L-solu_ln": [(0.40, 0.15), (0.45, 0.14), (0.43, 0.16)],
+            "1L-solu_ln_b4": [(0.41, 0.15), (0.44, 0.14), (0.44, 0.16)]}
+    inst = instruments(fair)
+    # the deeper pair is reported but decides nothing on the rotation-fair score
+    inst["2L-gelu"] = s6.ModelInstruments("2L-gelu", {"basis": bases(0.5, 0.1)["basis"]})
+    inst["2L-solu_ln"] = s6.ModelInstruments("2L-solu_ln", {"basis": bases(0.3, 0.1)["basis"]})
+    m = s6.measure(**zoo_scores(), instruments=inst, calibration=calibration())
+    assert m.deeper_differences() == pytest.approx({2: -0.2})
+    fig4 = s6.decide_figure4(m)
+    assert fig4.verdict == claim.REPRODUCED and "decide nothing" in fig4.ours
+    # blocking: the margin is half of SoLU-LN's gain over GELU (+0.2167 -> ±0.108)
+    blocked = s6.decide_blocked_interp(m)
+    assert blocked.values["margin"] == pytest.approx(0.5 * (0.20 + 0.23 + 0.22) / 3)
+    assert blocked.verdict == claim.REPRODUCED  # +0.3 [-2.6, +3.2] points, within ±10.8
+    # the stricter annotator compares the shares above 0.8 and above 0.5
+    strict = s6.decide_stricter_annotator(m)
+    assert "share of features exposed at r² above 0.8" in strict.ours
+    assert "at r² above 0.5" in strict.ours
+    # a passing instrument with no measurements says so
+    bare = s6.measure(**zoo_scores(), calibration=calibration())
+    got = s6.decide_figure4(bare)
+    assert got.verdict == claim.NOT_TESTABLE and "not measured on the models" in got.ours
+    # no gain to keep: blocking is not testable
+    flat = {v: [(0.2, 0.1)] * 2 for v in ("1L-gelu", "1L-solu_ln", "1L-solu_ln_b4")}
+    m = s6.measure(**zoo_scores(), instruments=instruments(flat), calibration=calibration())
+    assert s6.decide_blocked_interp(m).verdict == claim.NOT_TESTABLE

@@ -614,11 +614,6 @@ def blind_markdown(ctx: BookContext, summaries: list[BlindSummary]) -> str:
     return "\n\n".join(parts)
 
 
-def _nanmean(xs) -> float:
-    xs = [x for x in xs if x == x]
-    return float(np.mean(xs)) if xs else math.nan
-
-
 # --- the chapter's glued values -------------------------------------------------------------
 def glue_values(m: InterpMeasurements) -> dict[str, Any]:
     """Every number and sentence the chapter's text quotes (besides the claims'), by glue name."""
@@ -647,8 +642,15 @@ def glue_values(m: InterpMeasurements) -> dict[str, Any]:
         for inst, c in m.calibration.checks.items():
             out.update({f"calib_{inst}_basis": c.basis, f"calib_{inst}_rotated": c.rotated})
     agreements = [mi.agreement for mi in m.instruments.values() if mi.agreement is not None]
-    out.update(judge_precision=_nanmean([a.precision for a in agreements]),
-               judge_recall=_nanmean([a.recall for a in agreements]),
+    pooled = {"judge_named": sum(len(a.named) for a in agreements),
+              "judge_confirmed": sum(len(a.confirmed) for a in agreements),
+              "judge_read": sum(len(a.read) for a in agreements),
+              "judge_found": sum(len(a.found) for a in agreements)}
+    out.update(pooled, n_agreement_models=len(agreements),
+               judge_precision=pooled["judge_confirmed"] / pooled["judge_named"]
+               if pooled["judge_named"] else math.nan,
+               judge_recall=pooled["judge_found"] / pooled["judge_read"]
+               if pooled["judge_read"] else math.nan,
                n_labels_probed=len(agreements[0].label_f1) if agreements else 0)
     out.update({"spec_solu_1l": m.results[spec.name].spectrum.fraction * 100,
                 "spec_gelu_1l": m.results[spec.baseline].spectrum.fraction * 100,

@@ -188,10 +188,17 @@ def rotation_test(split, tables, n_ctx: int, bos_id: int, *, n_detectors: int = 
 
 def rotation_test_path(corpus, n_ctx: int, seed: int = 0) -> Path:
     """Where ``rotation_test_for`` keeps a corpus's test: beside the corpus, keyed by its build,
-    the row length, the seed and the test's settings."""
+    the row length, the seed, the test's settings and the instruments' settings and formats."""
+    from .basis_score import BASIS_SCORE_FORMAT, DEFAULT_MAX_TOKENS
+    from .probing import MAX_TOKENS, PROBE_FORMAT
+    from .score import SCORE_FORMAT, ScoreSettings
+
     key = {"corpus": corpus.meta.get("spec_hash", corpus.path.name),
            "build_id": corpus.meta.get("build_id"), "n_ctx": int(n_ctx), "seed": int(seed),
-           "n_detectors": N_DETECTORS, "sigma": SIGMA, "format": ROTATION_TEST_FORMAT}
+           "n_detectors": N_DETECTORS, "sigma": SIGMA, "format": ROTATION_TEST_FORMAT,
+           "score": [SCORE_FORMAT, asdict(ScoreSettings())],
+           "basis_score": [BASIS_SCORE_FORMAT, DEFAULT_MAX_TOKENS],
+           "probe": [PROBE_FORMAT, MAX_TOKENS], "pass_ratio": PASS_RATIO}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return Path(corpus.path) / "calibration" / f"rotation-test-{digest}.json"
 

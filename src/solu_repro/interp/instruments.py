@@ -84,9 +84,9 @@ def _judge(run, control: str | None, settings: ScoreSettings, seed: int, progres
 # --- ground-truth labels ----------------------------------------------------------------------
 def probe_labels(corpus, n_ctx: int, min_positives: int = MIN_POSITIVES
                  ) -> dict[str, np.ndarray]:
-    """The validation split's ground-truth labels (``labels.labels_for``) that hold on at least
-    ``min_positives`` tokens of both halves of its rows (even: fitting, odd: scoring), in
-    ``labels.LABELS`` order."""
+    """The validation split's ground-truth labels (``labels.labels_for``) that hold, and fail, on
+    at least ``min_positives`` tokens of both halves of its rows (even: fitting, odd: scoring),
+    in ``labels.LABELS`` order."""
     labels = labels_for(corpus, "val")
     split = corpus.split("val")
     n = num_rows(split, n_ctx) * (n_ctx - 1)
@@ -94,7 +94,9 @@ def probe_labels(corpus, n_ctx: int, min_positives: int = MIN_POSITIVES
     out = {}
     for name in LABELS:
         y = np.asarray(labels[name][:n], dtype=bool)
-        if min(int(y[odd].sum()), int(y[~odd].sum())) >= min_positives:
+        counts = (int(y[odd].sum()), int(y[~odd].sum()), int((~y[odd]).sum()),
+                  int((~y[~odd]).sum()))
+        if min(counts) >= min_positives:  # both classes, in both halves
             out[name] = np.asarray(labels[name], dtype=bool)
     return out
 
@@ -176,6 +178,7 @@ def basis_score_run(run, control: str | None = None, *, seed: int = 0,
 
 
 # --- the judge checked against the ground truth ----------------------------------------------
+AGREEMENT_FORMAT = 2  # 2: thresholds chosen on the even rows, firing high only
 AGREE_F1 = 0.5
 """An explanation *names* a label when its indicator matches the label with F1 at least this
 on the held-out tokens; a neuron *reads* a label when its activation, at its best threshold,
@@ -189,13 +192,13 @@ class JudgeAgreement:
     Attributes:
         n_interpretable: Neurons the judge calls interpretable (top-20 view).
         named: ``{(layer, neuron): label}``: interpretable neurons whose explanation names a
-            label (its indicator matches the label with F1 >= ``AGREE_F1``).
-        confirmed: Those of ``named`` whose activation reads that label (best-threshold F1 >=
-            ``AGREE_F1`` on the held-out tokens).
+            label (its indicator matches the label with F1 >= ``AGREE_F1`` on held-out tokens).
+        confirmed: Those of ``named`` whose activation reads that label: firing high where it
+            holds, with F1 >= ``AGREE_F1`` on held-out (odd) rows at a threshold chosen on the
+            selection (even) rows.
         read: Labels that some single neuron reads (the probe's best neuron, held-out F1 >=
             ``AGREE_F1``).
-        found: Those of ``read`` whose best neuron the judge calls interpretable with an
-            explanation naming the label.
+        found: Those of ``read`` that some confirmed neuron names.
         label_f1: ``{label: held-out F1 of the probe's best neuron}``.
     """
 
@@ -214,8 +217,8 @@ class JudgeAgreement:
 
     @property
     def recall(self) -> float:
-        """Of the labels a single neuron reads, the share the judge finds there (nan when no
-        neuron reads any)."""
+        """Of the labels a single neuron reads, the share that a neuron the judge explains
+        names and reads (nan when no neuron reads any)."""
         return len(self.found) / len(self.read) if self.read else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,30 +235,53 @@ class JudgeAgreement:
                    list(d["found"]), {k: float(v) for k, v in d["label_f1"].items()})
 
 
+def _sample_rows(split, n_ctx: int, part: str, max_rows: int, seed: int) -> np.ndarray:
+    from .harvest import selection_rows
+
+    rows = selection_rows(num_rows(split, n_ctx), part)
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    return rows
+
+
+def _activations(source, split, rows: np.ndarray, n_ctx: int, bos_id: int, layers,
+                 batch_size: int) -> dict[int, np.ndarray]:
+    from ..data import get_rows
+
+    acts: dict[int, list[np.ndarray]] = {l: [] for l in layers}
+    for start in range(0, len(rows), batch_size):
+        tokens = get_rows(split, rows[start:start + batch_size], n_ctx, bos_id)
+        out = source.activations(tokens)["mid"]
+        for l in acts:
+            acts[l].append(out[l][:, 1:].reshape(-1, out[l].shape[-1]).float().cpu().numpy())
+    return {l: np.concatenate(v) for l, v in acts.items()}
+
+
 def judge_agreement(scores: NeuronScores, source, split, tables, labels: Mapping[str, np.ndarray],
-                    probe: ProbeResult, *, n_ctx: int, bos_id: int, max_rows: int = 400,
+                    probe: ProbeResult, *, n_ctx: int, bos_id: int, max_rows: int = 300,
                     seed: int = 0, batch_size: int = 16) -> JudgeAgreement:
     """Check the judge's interpretable neurons against the labels (``JudgeAgreement``).
 
-    Read on at most ``max_rows`` of the judge's held-out (odd) rows, a seeded subset: each
-    interpretable neuron's explanation indicator is matched to every label (F1 of indicator
-    against label); where it names one, the neuron's activation is thresholded at its best
-    F1 for that label on the same tokens (one threshold per neuron, either sign: slightly
-    optimistic, the same for every basis). Recall uses ``probe`` (``sparse_probe`` of the
-    same source and labels), whose best neurons were chosen on the even rows.
+    On at most ``max_rows`` of the selection (even) rows and as many held-out (odd) rows, a
+    seeded subset of each: each interpretable neuron's explanation indicator is matched to
+    every label on the odd rows (F1 of indicator against label); where it names one, the
+    neuron's activation is thresholded where F1 is best on the even rows (firing high, as the
+    judge's top firings do) and scored on the odd rows. Recall uses ``probe`` (``sparse_probe``
+    of the same source and labels) to say which labels a single neuron reads.
     """
-    from ..data import get_rows
     from .explanations import Explanation
-    from .harvest import selection_rows
     from .score import heldout_features
 
     T1 = n_ctx - 1
-    rows = selection_rows(num_rows(split, n_ctx), "odd")
-    if len(rows) > max_rows:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
-    positions = (rows[:, None] * T1 + np.arange(T1)).ravel()
+    fit_rows = _sample_rows(split, n_ctx, "even", max_rows, seed)
+    rows = _sample_rows(split, n_ctx, "odd", max_rows, seed)
+
+    def label_matrix(rs: np.ndarray) -> np.ndarray:
+        positions = (rs[:, None] * T1 + np.arange(T1)).ravel()
+        return np.stack([np.asarray(labels[n], dtype=bool)[positions] for n in names], axis=1)
+
     names = list(labels)
-    y = np.stack([np.asarray(labels[n], dtype=bool)[positions] for n in names], axis=1)
+    y, y_fit = label_matrix(rows), label_matrix(fit_rows)
     interpretable = [r for r in scores.records if r.interpretable and r.explanation]
     feats = heldout_features(split, tables, rows, n_ctx)
     named: dict[tuple[int, int], str] = {}
@@ -267,28 +293,30 @@ def judge_agreement(scores: NeuronScores, source, split, tables, labels: Mapping
             named[(r.layer, r.neuron)] = names[int(f1.argmax())]
     confirmed: list[tuple[int, int]] = []
     if named:
-        acts = {l: [] for l in {l for l, _ in named}}
-        for start in range(0, len(rows), batch_size):
-            tokens = get_rows(split, rows[start:start + batch_size], n_ctx, bos_id)
-            out = source.activations(tokens)["mid"]
-            for l in acts:
-                acts[l].append(out[l][:, 1:].reshape(-1, out[l].shape[-1]).float().cpu().numpy())
-        cols = {l: np.concatenate(v) for l, v in acts.items()}
+        layers = sorted({l for l, _ in named})
+        x_fit = _activations(source, split, fit_rows, n_ctx, bos_id, layers, batch_size)
+        x = _activations(source, split, rows, n_ctx, bos_id, layers, batch_size)
         for (l, n), lab in named.items():
-            f1, _, _ = best_threshold_f1(cols[l][:, n], y[:, names.index(lab)])
-            if float(np.asarray(f1).ravel()[0]) >= AGREE_F1:
+            j = names.index(lab)
+            _, _, threshold = best_threshold_f1(x_fit[l][:, n], y_fit[:, j], both_signs=False)
+            predicted = x[l][:, n] > float(np.asarray(threshold).ravel()[0])
+            tp = float((predicted & y[:, j]).sum())
+            f1 = 2 * tp / max(float(predicted.sum() + y[:, j].sum()), 1.0)
+            if f1 >= AGREE_F1:
                 confirmed.append((l, n))
     label_f1 = {n: p.best_neuron.f1 for n, p in probe.labels.items()}
     read = [n for n in names if label_f1.get(n, 0.0) >= AGREE_F1]
-    found = [n for n in read if named.get((probe.labels[n].best_neuron.layer,
-                                           probe.labels[n].best_neuron.neuron)) == n]
+    confirmed_labels = {named[c] for c in confirmed}
+    found = [n for n in read if n in confirmed_labels]
     return JudgeAgreement(len(interpretable), named, confirmed, read, found, label_f1)
 
 
-def agreement_path(run, control: str | None = None, *, seed: int = 0) -> Path:
+def agreement_path(run, control: str | None = None, *, seed: int = 0, data_dir=None) -> Path:
+    """Where ``judge_agreement_run`` keeps a run's (or a null's) agreement."""
     key = {**_run_key(run, control, seed), "seed": int(seed), "agree_f1": AGREE_F1,
+           "agreement_format": AGREEMENT_FORMAT,
            "probe": probe_path(run, control, seed=seed, labels=list(
-               probe_labels(run.corpus(), run.config.model.n_ctx))).name}
+               probe_labels(run.corpus(data_dir), run.config.model.n_ctx))).name}
     return Path(run.run_dir) / "instruments" / f"{control or 'basis'}-agree-{_digest(key)}.json"
 
 
@@ -296,7 +324,7 @@ def judge_agreement_run(run, control: str | None = None, *, seed: int = 0,
                         device: str | torch.device = "cpu", progress: bool = True,
                         data_dir=None, rebuild: bool = False) -> JudgeAgreement:
     """``judge_agreement`` of a run's basis (or a null's) with its probe, cached."""
-    path = agreement_path(run, control, seed=seed)
+    path = agreement_path(run, control, seed=seed, data_dir=data_dir)
     if path.is_file() and not rebuild:
         return read_json(path, JudgeAgreement.from_dict, "judge agreement",
                          "delete it and run again", ConfigError)

@@ -40,7 +40,9 @@ STRICT = dict(threshold=0.9, min_lift=5.0)
 """The stricter judge of §6.2's "one annotator held a higher bar": 90% of the top firings
 (not 80%) and a lift of 5 over the base rate (not 3)."""
 BLOCKED_MARGIN = 0.10
-"""§4.4 "no substantial effect" on interpretability: within ±10 points of SoLU-LN."""
+"""§4.4 "no substantial effect" on interpretability, on the top-20 view's fractions: within ±10
+points of SoLU-LN. On the other instruments the margin is half of SoLU-LN's own gain over GELU
+(``decide_blocked_interp``): their scales are not fractions of neurons."""
 
 
 # --- one model: the fraction of its neurons judged interpretable ------------------------------
@@ -207,6 +209,8 @@ PREFERRED = ("features_exposed", "probe_f1")
 the planted rotation test (``interp.calibration``) decides. The top-20 view is the paper's
 metric and is reported beside them, but it credits a rotation of a heavy-tailed basis with
 the same feature many times over (issue 20), so it decides nothing by itself."""
+EXPOSED_BAR = 0.5
+"""The rotation-fair score's default bar (``interp.basis_score.EXPOSED``)."""
 STRICT_EXPOSED = 0.8
 """The stricter bar of the rotation-fair score (the §6.2 "annotator with a higher bar"): a
 feature counts as exposed only where a single direction reaches r² of 0.8 with it (the
@@ -250,14 +254,12 @@ class BasisInstruments:
 def basis_instruments(scores: NeuronScores, fair, probe=None) -> BasisInstruments:
     """A basis's judge ``scores``, its ``BasisScore`` (``fair``) and its ``ProbeResult``
     (``probe``, optional) as one ``BasisInstruments``."""
-    from ..interp.basis_score import EXPOSED
-
     r2 = np.asarray(fair.best_r2, dtype=float)
     return BasisInstruments(
         top=scores.fraction_interpretable(view="top").fraction,
         spectrum=scores.fraction_interpretable(view="spectrum").fraction,
         features_exposed=float(fair.features_exposed),
-        exposed_share=float((r2 > EXPOSED).mean()) if r2.size else math.nan,
+        exposed_share=float((r2 > EXPOSED_BAR).mean()) if r2.size else math.nan,
         strict_share=float((r2 > STRICT_EXPOSED).mean()) if r2.size else math.nan,
         n_features=int(r2.size), explained_variance=float(fair.explained_variance),
         distinct=int(fair.distinct_explanations),
@@ -338,24 +340,29 @@ class InterpMeasurements:
     def judged(self, kind: str = "value") -> dict[str, dict[int, float]]:
         """Per 1-layer variant and seed, under the instrument the claims are decided on
         (``instrument``): the basis's number (``kind="value"``), the basis minus its rotation
-        (``"gain"``) or the number under the stricter bar (``"strict"``; {} where the
-        instrument has none)."""
+        (``"gain"``), and for the stricter-annotator claim the number at the default bar
+        (``"bar"``) and at the stricter one (``"strict"``; {} where the instrument has no bar).
+        A seed whose number is missing (NaN: not measured) is left out."""
         inst = self.instrument
         if inst in ("top", "spectrum"):
-            return {"value": self.seed_fractions.get(inst, {}),
-                    "gain": self.rotated_gains.get(inst, {}),
-                    "strict": self.strict_fractions if inst == "top" else {}}[kind]
+            table = {"value": self.seed_fractions.get(inst, {}),
+                     "gain": self.rotated_gains.get(inst, {}),
+                     "bar": self.seed_fractions.get(inst, {}) if inst == "top" else {},
+                     "strict": self.strict_fractions if inst == "top" else {}}[kind]
+            return table
         out: dict[str, dict[int, float]] = {}
-        if inst is None or (kind == "strict" and inst != "features_exposed"):
+        if inst is None or (kind in ("strict", "bar") and inst != "features_exposed"):
             return out
         for name, mi in self.instruments.items():
             if depth_of(name) != self.one_layer or "basis" not in mi.bases:
                 continue
             if kind == "gain" and "rotated" not in mi.bases:
                 continue
-            v = (mi.bases["basis"].value(inst) if kind == "value" else mi.gain(inst)
-                 if kind == "gain" else mi.bases["basis"].strict_share)
-            out.setdefault(variant_of(name), {})[seed_of(name)] = v
+            basis = mi.bases["basis"]
+            v = {"value": lambda: basis.value(inst), "gain": lambda: mi.gain(inst),
+                 "bar": lambda: basis.exposed_share, "strict": lambda: basis.strict_share}[kind]()
+            if v == v:  # not NaN
+                out.setdefault(variant_of(name), {})[seed_of(name)] = v
         return out
 
     def judged_difference(self, a: str, b: str, kind: str = "value") -> SeedInterval | None:
@@ -364,7 +371,9 @@ class InterpMeasurements:
 
     def deeper_differences(self) -> dict[int, float]:
         """SoLU-LN minus GELU at each depth above one layer (one seed each: point estimates),
-        under ``instrument``."""
+        under ``instrument``. Under the rotation-fair score the deeper models are scored over
+        their own explanations only (no null of theirs is judged), a version of the score the
+        planted test does not check: reported, and deciding nothing (``decide_figure4``)."""
         if self.instrument in ("top", "spectrum"):
             comps = self.solu_vs_gelu if self.instrument == "top" else self.solu_vs_gelu_spectrum
             return {d: c.diff for d, c in comps.items() if d != self.one_layer}
@@ -374,8 +383,10 @@ class InterpMeasurements:
             other = self.instruments.get(f"{d}L-gelu")
             if d != self.one_layer and act_of(name) == "solu_ln" and seed_of(name) == 0 \
                     and other is not None and self.instrument is not None:
-                out[d] = mi.bases["basis"].value(self.instrument) - \
+                diff = mi.bases["basis"].value(self.instrument) - \
                     other.bases["basis"].value(self.instrument)
+                if diff == diff:  # a deeper model not measured on this instrument: left out
+                    out[d] = diff
         return dict(sorted(out.items()))
 
     def rotated_gain(self, name: str, view: str = "top") -> tuple[float, float, float]:
@@ -529,7 +540,11 @@ INSTRUMENT_RULE = ("decided on the first instrument of s6_interpretability.PREFE
 
 
 def _ungated(spec: ClaimSpec, m: InterpMeasurements) -> Claim | None:
-    """The claim, not testable, when no instrument passed the planted rotation test."""
+    """The claim, not testable, when no instrument passed the planted rotation test, or when
+    the one that passed was not measured on the models."""
+    if m.instrument not in (None, "top", "spectrum") and not m.instruments:
+        return spec.scored(f"the {m.instrument_label} passed the planted rotation test but was "
+                           "not measured on the models (no instruments given)", NOT_TESTABLE)
     if m.instrument is not None:
         return None
     failed = "; ".join(f"{i}: rotation keeps {c.ratio:.0%} of the basis's number"
@@ -549,9 +564,12 @@ FIGURE4 = ClaimSpec(
     "layers)", "+25 points", EMPIRICAL, "04-interpretability-quantitative",
     INSTRUMENT_RULE + "SoLU-LN minus GELU over matched 1-layer seed "
     "pairs: reproduced if the seed interval is above 0, net of the rotated-basis "
-    "nulls the gain's seed interval is above 0 too, and every deeper pair's point "
-    "estimate is positive; direction only if the seed mean (and every deeper pair's "
-    "point estimate) is positive; " + SEED_RULE)
+    "nulls the gain's seed interval is above 0 too, and (under the unchecked top-20 "
+    "view only) every deeper pair's point estimate is positive; direction only if the "
+    "seed mean (and, so, every deeper pair's point estimate) is positive; under the "
+    "rotation-fair score the deeper pairs (one seed each, scored on their own "
+    "explanations: a version the planted test does not check) are reported and decide "
+    "nothing; " + SEED_RULE)
 
 
 @FIGURE4.decided_by
@@ -562,13 +580,14 @@ def decide_figure4(m: InterpMeasurements) -> Claim:
     if seed is None:
         return FIGURE4.scored("no matched 1-layer pair", NOT_TESTABLE)
     deeper = m.deeper_differences()
+    deciding = deeper if m.instrument in ("top", "spectrum") else {}
     net = m.judged_difference("solu_ln", "gelu", "gain")
     verdict = _verdict(seed)
     if verdict == REPRODUCED and not (net is not None and net.lo > 0):
         verdict = PARTLY  # not shown to be about the basis (or no null to show it)
-    if verdict == PARTLY and not all(d > 0 for d in deeper.values()):
+    if verdict == PARTLY and not all(d > 0 for d in deciding.values()):
         verdict = INCONCLUSIVE  # the 1-layer direction is not the deeper pairs'
-    if verdict == REPRODUCED and not all(d > 0 for d in deeper.values()):
+    if verdict == REPRODUCED and not all(d > 0 for d in deciding.values()):
         verdict = PARTLY
     unit = _in_points(m.instrument)
     ours = (f"{m.instrument_label}, SoLU-LN minus GELU, 1L over seeds: "
@@ -578,6 +597,8 @@ def decide_figure4(m: InterpMeasurements) -> Claim:
     if deeper:
         ours += "; " + "; ".join(f"{d}L (one seed, point estimate): {points(diff)} {unit}"
                                  for d, diff in sorted(deeper.items()))
+        if not deciding:
+            ours += " (the deeper pairs, on their own explanations only, decide nothing)"
     return FIGURE4.scored(ours, verdict, values={
         "instrument": m.instrument, "seed_difference": seed.to_dict(),
         "net_of_rotation": None if net is None else net.to_dict(), "deeper": deeper})
@@ -608,10 +629,11 @@ def decide_privileged_basis(m: InterpMeasurements) -> Claim:
         tables = {}
         for inst in passing:
             for name, mi in m.instruments.items():
+                gain = mi.gain(inst) if "rotated" in mi.bases else math.nan
                 if depth_of(name) == m.one_layer and act_of(name) in ("solu_ln", "gelu") \
-                        and "rotated" in mi.bases:
+                        and gain == gain:  # a basis or null not measured (NaN) is left out
                     tables.setdefault(inst, {}).setdefault(variant_of(name), {})[
-                        seed_of(name)] = mi.gain(inst)
+                        seed_of(name)] = gain
     gains = {inst: {v: seed_mean_interval(list(by_seed.values()))
                     for v, by_seed in table.items()} for inst, table in tables.items()}
     if not any(gains.values()):
@@ -703,12 +725,13 @@ STRICTER_ANNOTATOR = ClaimSpec(
     "stricter_annotator", "§6.2", "One annotator held a higher bar; the SoLU-LN "
     "advantage holds for the stricter one too", "consistent under both", EMPIRICAL,
     "04-interpretability-quantitative",
-    INSTRUMENT_RULE + "the instrument with a higher bar (the rotation-fair score: the "
-    "share of features some single direction exposes with r² above 0.8 instead of 0.5, "
-    "s6_interpretability.STRICT_EXPOSED; the top-20 judge, unchecked: coverage 90% and lift "
-    "5, s6_interpretability.STRICT; sparse probing has no such bar: not testable), SoLU-LN "
-    "minus GELU over matched 1-layer seeds: reproduced if the seed interval is above 0 under both "
-    "judges; direction only if both seed means are positive; " + SEED_RULE)
+    INSTRUMENT_RULE + "the instrument at a higher bar and at its default one (the "
+    "rotation-fair score: the share of features some single direction exposes with r² "
+    "above 0.8, s6_interpretability.STRICT_EXPOSED, and above 0.5; the top-20 judge, "
+    "unchecked: coverage 90% and lift 5, s6_interpretability.STRICT, and the default "
+    "judge; sparse probing has no such bar: not testable), SoLU-LN minus GELU over "
+    "matched 1-layer seeds: reproduced if the seed interval is above 0 at both bars; "
+    "direction only if both seed means are positive; " + SEED_RULE)
 
 
 @STRICTER_ANNOTATOR.decided_by
@@ -716,17 +739,20 @@ def decide_stricter_annotator(m: InterpMeasurements) -> Claim:
     if (gated := _ungated(STRICTER_ANNOTATOR, m)) is not None:
         return gated
     strict = m.judged_difference("solu_ln", "gelu", "strict")
-    default = m.judged_difference("solu_ln", "gelu")
+    default = m.judged_difference("solu_ln", "gelu", "bar")
     if strict is None or default is None:
-        why = ("no matched 1-layer pair" if default is None else
-               f"{m.instrument_label} has no stricter bar")
+        why = ("no matched 1-layer pair" if m.judged_difference("solu_ln", "gelu") is None
+               else f"{m.instrument_label} has no stricter bar")
         return STRICTER_ANNOTATOR.scored(why, NOT_TESTABLE)
-    unit = _in_points(m.instrument)
-    bar = (f"coverage {pct(STRICT['threshold'], 0)}, lift {STRICT['min_lift']:g}"
-           if m.instrument == "top" else f"features exposed at r² above {STRICT_EXPOSED:g}")
+    if m.instrument == "top":
+        bar = f"coverage {pct(STRICT['threshold'], 0)}, lift {STRICT['min_lift']:g}"
+        default_bar = "under the default judge"
+    else:
+        bar = f"share of features exposed at r² above {STRICT_EXPOSED:g}"
+        default_bar = f"at r² above {EXPOSED_BAR:g}"
     return STRICTER_ANNOTATOR.scored(
         f"SoLU-LN minus GELU under the stricter bar ({bar}): {interval_points(strict)}; "
-        f"{m.instrument_label}: {interval_points(default, unit)}",
+        f"{default_bar}: {interval_points(default)}",
         combined(_verdict(strict), _verdict(default)),
         values={"strict": strict.to_dict(), "default": default.to_dict()})
 
@@ -735,10 +761,12 @@ BLOCKED_INTERP = ClaimSpec(
     "blocked_interp", "§4.4", "Blocking SoLU's softmax and LN has no substantial "
     "effect on interpretability", "no substantial effect", EMPIRICAL,
     "04-interpretability-quantitative",
-    INSTRUMENT_RULE + "blocked SoLU-LN minus SoLU-LN over matched seeds (paired t, 95%): "
-    "reproduced if the interval lies within ±10 points (at least 2 seeds); not "
-    "reproduced if it lies wholly outside; direction only if the point estimate lies "
-    "within; inconclusive otherwise")
+    INSTRUMENT_RULE + "blocked SoLU-LN minus SoLU-LN over matched seeds (paired t, 95%), "
+    "against a margin: half of SoLU-LN's gain over GELU (seed mean) on the same instrument "
+    "(not testable if there is no gain to keep; ±10 points on the unchecked top-20 view): "
+    "reproduced if the interval lies within the margin (at least 2 seeds); not reproduced "
+    "if it lies wholly outside; direction only if the point estimate lies within; "
+    "inconclusive otherwise")
 
 
 @BLOCKED_INTERP.decided_by
@@ -749,14 +777,21 @@ def decide_blocked_interp(m: InterpMeasurements) -> Claim:
     if blocked is None:
         return BLOCKED_INTERP.scored("no blocked SoLU-LN model", NOT_TESTABLE)
     margin = BLOCKED_MARGIN
+    if m.instrument not in ("top", "spectrum"):
+        gain = m.judged_difference("solu_ln", "gelu")
+        if gain is None or not gain.estimate > 0:
+            return BLOCKED_INTERP.scored(
+                f"{m.instrument_label}: SoLU-LN has no gain over GELU to keep, so no margin "
+                "for 'no substantial effect'", NOT_TESTABLE)
+        margin = 0.5 * gain.estimate
     verdict = (REPRODUCED if -margin < blocked.lo and blocked.hi < margin
                and blocked.n_seeds > 1 else
                NOT_REPRODUCED if blocked.lo > margin or blocked.hi < -margin else
                PARTLY if abs(blocked.estimate) < margin else INCONCLUSIVE)
     return BLOCKED_INTERP.scored(
         f"{m.instrument_label}: blocked SoLU-LN (4 blocks) minus SoLU-LN: "
-        f"{interval_points(blocked, _in_points(m.instrument))}", verdict,
-        values=blocked.to_dict())
+        f"{interval_points(blocked, _in_points(m.instrument))}, margin ±{100 * margin:.1f}",
+        verdict, values={**blocked.to_dict(), "margin": margin})
 
 
 DEPTH64 = ClaimSpec(
