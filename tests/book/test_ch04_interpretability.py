@@ -259,8 +259,10 @@ def test_precompute_warms_every_cache_chapter_4_reads(tiny_zoo):
               for n, items in todo.items() for kind, arg in items
               if kind in ("scores", "control")}
     one = [n for ns in ch04.one_layer_seeds(ctx).values() for n in ns]
-    # the instruments judge both nulls of every 1-layer seed, beyond the chapter's controls
-    assert asked | {(n, c) for n in one for c in NULLS} == listed
+    # the instruments judge the rotation of every 1-layer seed, beyond the chapter's controls
+    assert asked | {(n, "rotated") for n in one} == listed
+    # the untrained model is probed for every seed, judged for seed 0 (the chapter's controls)
+    assert all(inputs["instruments"][n].bases["random_init"].probe_f1 for n in one)
     deeper = [n for n in ctx.names if n not in one]
     assert set(inputs["instruments"]) == set(one) | set(deeper)
     assert all(set(inputs["instruments"][n].bases) == {"basis", *NULLS} for n in one)

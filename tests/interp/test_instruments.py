@@ -129,10 +129,14 @@ def test_probe_run_caches_per_control_and_reads_the_same_rotation_as_the_judge(r
 
 
 def test_basis_score_run_scores_the_basis_and_its_nulls_over_one_union(run):
-    scores = {c: I.basis_score_run(run, c, progress=False) for c in (None, *I.NULLS)}
-    assert scores[None].features == scores["rotated"].features == \
-        scores["random_init"].features
+    scores = {c: I.basis_score_run(run, c, progress=False) for c in I.UNION}
+    assert scores[None].features == scores["rotated"].features  # the planted test's version
     assert I.basis_score_path(run, None).is_file()
+    three = (None, *I.NULLS)
+    untrained = I.basis_score_run(run, "random_init", union=three, progress=False)
+    assert untrained.features == I.basis_score_run(run, None, union=three,
+                                                   progress=False).features
+    assert set(scores[None].features) <= set(untrained.features)
     own = I.basis_score_run(run, None, union=(None,), progress=False)
     assert set(own.features) <= set(scores[None].features)
     with pytest.raises(ConfigError, match="must include the basis scored"):

@@ -28,7 +28,7 @@ from ..interp.controls import controls_for
 from ..interp.score import ScoreSettings, human_agreement
 from ..interp.stats import Proportion
 from ..interp.calibration import PASS_RATIO
-from ..interp.instruments import MIN_POSITIVES, NULLS, probe_labels
+from ..interp.instruments import MIN_POSITIVES, probe_labels
 from ..interp.labels import LABELS, label_report, labels_for
 from ..interp.stats import seed_mean_interval
 from ..paper.s6_interpretability import (BASES, INSTRUMENT_LABELS, NULL_LABELS, STRICT,
@@ -38,6 +38,7 @@ from ..paper.s6_interpretability import (BASES, INSTRUMENT_LABELS, NULL_LABELS, 
                                          RelativeDifference, ReleasedInterp,
                                          basis_instruments, comparisons, interval_points,
                                          seeds_by_variant)
+from ..zoo import seed_of
 from . import style
 from .context import ONE_MODEL_RULE, BookContext
 from .tables import markdown_table
@@ -80,18 +81,28 @@ def gather(ctx: BookContext, with_blind: bool = True) -> dict[str, Any]:
 
 
 def gather_instruments(ctx: BookContext) -> dict[str, ModelInstruments]:
-    """Every 1-layer model and seed under the three instruments, each basis beside its rotated
-    and untrained nulls, with the judge's agreement with the labels; and each deeper seed-0
-    model's own basis under the rotation-fair score (its own explanations only), for the
-    deeper pairs' point estimates. All cached through ``ctx``."""
+    """Every 1-layer model and seed under the three instruments, with the judge's agreement with
+    the labels, all cached through ``ctx``:
+
+    - the neuron basis and its rotation under all three (the rotation-fair score over the union
+      of their explanations, the version the planted rotation test checks);
+    - the untrained model under sparse probing for every seed, and under the judge's top-20 view
+      for the seed-0 model of each variant (the chapter's null controls), with no rotation-fair
+      score (its features are the trained basis's and its rotation's);
+    - each deeper seed-0 model's own basis under the rotation-fair score (its own explanations
+      only), for the deeper pairs' point estimates.
+    """
     one = min(ctx.depths)
     out = {}
     for name in [n for ns in one_layer_seeds(ctx).values() for n in ns]:
-        bases = {}
-        for key, control in (("basis", None), *((c, c) for c in NULLS)):
-            judge = ctx.scores(name) if control is None else ctx.control_scores(name, control)
-            bases[key] = basis_instruments(judge, ctx.fair_score(name, control),
-                                           ctx.probe(name, control))
+        bases = {key: basis_instruments(
+            ctx.scores(name) if control is None else ctx.control_scores(name, control),
+            ctx.fair_score(name, control), ctx.probe(name, control))
+            for key, control in (("basis", None), ("rotated", "rotated"))}
+        judged = seed_of(name) == 0 and "random_init" in controls_for(ctx.run(name))
+        bases["random_init"] = basis_instruments(
+            ctx.control_scores(name, "random_init") if judged else None, None,
+            ctx.probe(name, "random_init"))
         out[name] = ModelInstruments(name, bases, ctx.judge_agreement(name))
     for name in ctx.names:
         if style.depth_of(name) != one:

@@ -25,7 +25,7 @@ from .. import paths
 from ..interp.controls import score_control
 from ..interp.calibration import rotation_test_for
 from ..interp.harvest import harvest_run
-from ..interp.instruments import NULLS, basis_score_run, judge_agreement_run, probe_run
+from ..interp.instruments import UNION, basis_score_run, judge_agreement_run, probe_run
 from ..interp.score import ScoreSettings, score_run
 from ..pretrained import PREFIX, PretrainedError, is_published, published_run
 from ..zoo import SCALES, ZooRun, ensure_trained, seed_names, seed_of, zoo_configs
@@ -168,7 +168,7 @@ class BookContext:
         return probe_run(self.run(name), control, seed=self.seed, progress=self.progress)
 
     def fair_score(self, name: str, control: str | None = None,
-                   union: tuple[str | None, ...] = (None, *NULLS)):
+                   union: tuple[str | None, ...] = UNION):
         """The cached rotation-fair judge score of a zoo model's basis (or of a null control),
         over the union of the explanations of the bases in ``union``
         (``interp.instruments.basis_score_run``)."""

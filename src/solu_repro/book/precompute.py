@@ -26,7 +26,7 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     ``("scores", settings or None)`` and ``("control", name)``; every model of the zoo, every
     seed."""
     from ..interp.controls import controls_for
-    from ..interp.instruments import NULLS
+    from ..interp.instruments import NULLS, UNION
     from ..interp.score import ScoreSettings
     from ..paper.s6_interpretability import STRICT
     from .ch04_interpretability import one_layer_seeds
@@ -44,8 +44,8 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     # the rotation-fair instruments (ch04_interpretability.gather_instruments)
     for names in seeds.values():
         for name in names:
-            out[name] += [("control", c) for c in NULLS if ("control", c) not in out[name]]
-            out[name] += [("fair", c) for c in (None, *NULLS)]
+            out[name] += [("control", c) for c in UNION if c and ("control", c) not in out[name]]
+            out[name] += [("fair", c) for c in UNION]
             out[name] += [("probe", c) for c in (None, *NULLS)] + [("agreement", None)]
     for name in ctx.names:
         if style.depth_of(name) != one:

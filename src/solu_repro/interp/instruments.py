@@ -36,10 +36,10 @@ from .labels import LABELS, LABELS_VERSION, labels_for
 from .probing import DEFAULT_KS, PROBE_FORMAT, ProbeResult, best_threshold_f1, sparse_probe
 from .score import NeuronScores, ScoreSettings, score_run
 
-PROBE_TOKENS = 6_000
+PROBE_TOKENS = 4_000
 """Each half's token budget for the book's probes (``sparse_probe``'s ``max_tokens``), under the
-library default of 20,000 so that 33 probes of the cpu zoo's 1-layer models fit the book's
-time budget. The sample is stratified (every label keeps at least 6,000 / (4 x 18) = 83
+library default of 20,000 so that 36 probes of the cpu zoo's 1-layer models fit the book's
+time budget. The sample is stratified (every label keeps at least 4,000 / (4 x 18) = 55
 tokens of each class) and weighted back to the whole half. On the cpu 1L SoLU-LN, 10,000 tokens
 gave a mean best single-neuron F1 of 0.347 and a mean full-probe F1 of 0.540 over the 18
 labels; 6,000 gave 0.340 and 0.518, in 64% of the time."""
@@ -49,8 +49,12 @@ MIN_POSITIVES = 20
 tokens (the tiny corpus lacks f-strings and quotations, for instance)."""
 
 NULLS = ("rotated", "random_init")
-"""The null controls every instrument is run on: a random rotation of the basis, and the same
-architecture untrained."""
+"""The null controls: a random rotation of the basis, and the same architecture untrained."""
+
+UNION = (None, "rotated")
+"""The bases whose explanations make the rotation-fair score's features: the run's own and its
+rotation's, the version of the score the planted rotation test checks
+(``calibration.rotation_test`` scores a basis and its rotation over their union)."""
 
 INSTRUMENTS_FORMAT = 1
 
@@ -142,7 +146,7 @@ def probe_run(run, control: str | None = None, *, seed: int = 0,
 # --- the rotation-fair judge score ----------------------------------------------------------
 def basis_score_path(run, control: str | None = None, *, seed: int = 0,
                      settings: ScoreSettings = ScoreSettings(),
-                     union: Sequence[str | None] = (None, *NULLS)) -> Path:
+                     union: Sequence[str | None] = UNION) -> Path:
     """Where ``basis_score_run`` keeps a run's (or a null's) rotation-fair score."""
     key = {**_run_key(run, control, seed), "basis_score_format": BASIS_SCORE_FORMAT,
            "seed": int(seed), "settings": asdict(settings), "union": list(union)}
@@ -151,7 +155,7 @@ def basis_score_path(run, control: str | None = None, *, seed: int = 0,
 
 def basis_score_run(run, control: str | None = None, *, seed: int = 0,
                     settings: ScoreSettings = ScoreSettings(),
-                    union: Sequence[str | None] = (None, *NULLS),
+                    union: Sequence[str | None] = UNION,
                     device: str | torch.device = "cpu", progress: bool = True,
                     data_dir=None, rebuild: bool = False) -> BasisScore:
     """The rotation-fair judge score of a run's basis (``control=None``) or of a null control,
@@ -258,7 +262,7 @@ def _activations(source, split, rows: np.ndarray, n_ctx: int, bos_id: int, layer
 
 
 def judge_agreement(scores: NeuronScores, source, split, tables, labels: Mapping[str, np.ndarray],
-                    probe: ProbeResult, *, n_ctx: int, bos_id: int, max_rows: int = 300,
+                    probe: ProbeResult, *, n_ctx: int, bos_id: int, max_rows: int = 200,
                     seed: int = 0, batch_size: int = 16) -> JudgeAgreement:
     """Check the judge's interpretable neurons against the labels (``JudgeAgreement``).
 

@@ -251,18 +251,22 @@ class BasisInstruments:
         return float(getattr(self, instrument))
 
 
-def basis_instruments(scores: NeuronScores, fair, probe=None) -> BasisInstruments:
+def basis_instruments(scores: NeuronScores | None, fair=None, probe=None) -> BasisInstruments:
     """A basis's judge ``scores``, its ``BasisScore`` (``fair``) and its ``ProbeResult``
-    (``probe``, optional) as one ``BasisInstruments``."""
-    r2 = np.asarray(fair.best_r2, dtype=float)
+    (``probe``) as one ``BasisInstruments``; an instrument not measured (None) gives NaN (and
+    None for the probe's fields)."""
+    nan = math.nan
+    r2 = np.asarray(fair.best_r2, dtype=float) if fair is not None else np.zeros(0)
     return BasisInstruments(
-        top=scores.fraction_interpretable(view="top").fraction,
-        spectrum=scores.fraction_interpretable(view="spectrum").fraction,
-        features_exposed=float(fair.features_exposed),
-        exposed_share=float((r2 > EXPOSED_BAR).mean()) if r2.size else math.nan,
-        strict_share=float((r2 > STRICT_EXPOSED).mean()) if r2.size else math.nan,
-        n_features=int(r2.size), explained_variance=float(fair.explained_variance),
-        distinct=int(fair.distinct_explanations),
+        top=scores.fraction_interpretable(view="top").fraction if scores is not None else nan,
+        spectrum=scores.fraction_interpretable(view="spectrum").fraction
+        if scores is not None else nan,
+        features_exposed=float(fair.features_exposed) if fair is not None else nan,
+        exposed_share=float((r2 > EXPOSED_BAR).mean()) if r2.size else nan,
+        strict_share=float((r2 > STRICT_EXPOSED).mean()) if r2.size else nan,
+        n_features=int(r2.size),
+        explained_variance=float(fair.explained_variance) if fair is not None else nan,
+        distinct=int(fair.distinct_explanations) if fair is not None else 0,
         probe_f1=None if probe is None else probe.best_f1(),
         full_probe_f1=None if probe is None else {n: p.full_probe_f1
                                                   for n, p in probe.labels.items()},
