@@ -23,17 +23,36 @@ examples of §4, true of the functions whatever the models learned) and *empiric
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 REPRODUCED = "reproduced"
-PARTLY = "direction only"
-NOT_REPRODUCED = "not reproduced"
+"""The interval excludes 0 on the claim's side (an equivalence claim: it lies inside the
+margin)."""
+CONTRADICTED = "contradicted"
+"""The interval excludes 0 on the other side (an equivalence claim: it lies wholly outside the
+margin)."""
 INCONCLUSIVE = "inconclusive"
-"""Testable here, but the seed-level interval straddles the rule's boundary: more seeds would
-decide it. Not the same as "not reproduced", which needs the measurement to disagree."""
+"""Neither, though the design could have detected the smallest effect of interest: more seeds
+of this size would decide it."""
 NOT_TESTABLE = "not testable here"
-VERDICTS = (REPRODUCED, PARTLY, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE)
+"""No measurement, a null the instrument does not beat, or (power first) a design whose
+smallest detectable effect exceeds the claim's smallest effect of interest: not testable at
+this scale, with the numbers."""
+VERDICTS = (REPRODUCED, INCONCLUSIVE, CONTRADICTED, NOT_TESTABLE)
+
+ALPHA = 0.05
+"""Each test's error rate: a directional claim is reproduced when the two-sided 95% interval
+excludes 0 on its side (a false "reproduced" under the null at most ALPHA / 2); an equivalence
+claim when the 90% interval lies inside the margin (TOST at ALPHA)."""
+POWER = 0.80
+"""The power at which the smallest detectable effect is stated."""
+DIRECTIONAL = "directional"
+EQUIVALENCE = "equivalence"
+TEST_KINDS = (DIRECTIONAL, EQUIVALENCE)
 
 IDENTITY = "identity"
 EMPIRICAL = "empirical"
@@ -88,26 +107,35 @@ class ClaimSpec:
         object.__setattr__(self, "decide", fn)
         return fn
 
-    def scored(self, ours: str, verdict: str, sentence: str | None = None, *,
+    def scored(self, ours: str, verdict: str | None = None, sentence: str | None = None, *,
                rule: str | None = None, timed: bool = False,
-               values: dict[str, Any] | None = None) -> "Claim":
+               values: dict[str, Any] | None = None,
+               tests: Sequence["Test"] = ()) -> "Claim":
         """This claim with our measurement ``ours`` and its verdict.
 
-        ``sentence`` is what the chapter's text says (glued as ``claim_<id>``, the verdict
-        apart as ``verdict_<id>``); by default it is ``ours``. ``rule`` overrides the rule text
-        only to fill in numbers the spec cannot know (e.g. the stated tolerance).
+        ``tests`` are the tests the verdict rests on (the first is the headline one, shown in
+        chapter 8's power table); without an explicit ``verdict`` it is ``combined`` of their
+        verdicts (every part must hold). ``sentence`` is what the chapter's text says (glued as
+        ``claim_<id>``, the verdict apart as ``verdict_<id>``); by default it is ``ours``.
+        ``rule`` overrides the rule text only to fill in numbers the spec cannot know.
         """
+        if verdict is None:
+            verdict = combined(*(t.verdict for t in tests)) if tests else NOT_TESTABLE
         return Claim(id=self.id, section=self.section, claim=self.statement, paper=self.paper,
                      kind=self.kind, chapter=self.chapter, rule=rule or self.rule, ours=ours,
                      verdict=verdict, sentence=sentence or ours, timed=timed,
-                     values=_json_safe(values) if values is not None else None)
+                     values=_json_safe(values) if values is not None else None,
+                     tests=[t.to_dict() for t in tests])
 
 
-SEED_RULE = ("intervals are over seeds (a t interval on the per-seed values, or on matched "
-             "seed pairs' differences); with one seed there is no interval and at most "
-             "'direction only'; a point estimate against the claim whose interval still "
-             "reaches the claim's side is 'inconclusive', and 'not reproduced' needs the whole "
-             "interval against it")
+SEED_RULE = ("intervals are over independent units, matched seed pairs (a t interval on the "
+             "per-seed differences, 95% two-sided; 90% for an equivalence margin, TOST at 5%); "
+             "reproduced if the interval excludes 0 on the claim's side, contradicted if it "
+             "excludes 0 on the other side; otherwise not testable at this scale if the "
+             "smallest effect detectable with 80% power exceeds the smallest effect of "
+             "interest, else inconclusive; one seed and nothing borrowed gives no interval "
+             "(not testable); seeds that do not differ at all give no variance estimate")
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -127,6 +155,13 @@ class Claim:
     """True when the verdict rests on wall-clock timing, which a busy machine can flip."""
     values: dict[str, Any] | None = None
     """The measurement's numbers (JSON-safe), for a reader or a test to re-derive the verdict."""
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    """The tests the verdict rests on (``Test.to_dict``), the headline one first."""
+
+    @property
+    def test(self) -> "Test | None":
+        """The headline test (None for a claim decided without one)."""
+        return Test.from_dict(self.tests[0]) if self.tests else None
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -157,28 +192,249 @@ def _json_safe(x: Any) -> Any:
 
 
 # --- the verdict rules shared by the chapters -------------------------------------------------------
-def directional(estimate: float, lo: float, hi: float) -> str:
-    """The verdict on a claim that an effect is positive, from its point estimate and
-    interval (over seeds; with one seed the interval is infinite): reproduced if the interval
-    is above 0; direction only if the estimate is positive but the interval reaches 0;
-    not reproduced if the whole interval is at or below 0; inconclusive if the estimate is at
-    or below 0 but the interval still reaches above it; not testable without an estimate."""
-    if estimate is None or estimate != estimate:
-        return NOT_TESTABLE
-    if lo > 0:
-        return REPRODUCED
-    if estimate > 0:
-        return PARTLY
-    return NOT_REPRODUCED if hi <= 0 else INCONCLUSIVE
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def detectable_effect(sd: float, n: int, df: int | None = None, kind: str = DIRECTIONAL,
+                      alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest effect this design detects with ``power``: ``n`` independent units (seed
+    pairs) whose values have standard deviation ``sd`` estimated on ``df`` degrees of freedom
+    (``n - 1``, or a borrowed estimate's).
+
+    Directional: the true effect at which the two-sided level-``alpha`` t test rejects with
+    probability ``power`` (noncentral t, solved with ``scipy.optimize.brentq``). Equivalence: the smallest margin at which TOST at ``alpha``
+    shows equivalence with probability ``power`` when the truth is 0, ``SE (t[1 - alpha, df] +
+    t[1 - (1 - power) / 2, df])`` (the usual normal-theory approximation, with t quantiles).
+    The directional power is ``scipy.stats.nct`` (what ``statsmodels.stats.power.ttest_power``
+    computes; its lower tail turns NaN at df = 1, so it is not called).
+    ``inf`` where there is no variance estimate (one unit and nothing borrowed, or ``sd`` not
+    above 0)."""
+    if not (_finite(sd) and sd > 0 and n >= 1):
+        return math.inf
+    df = n - 1 if df is None else df
+    if df < 1:
+        return math.inf
+    from scipy.optimize import brentq
+    from scipy.stats import t as t_dist
+
+    se = sd / math.sqrt(n)
+    if kind == EQUIVALENCE:
+        return se * float(t_dist.ppf(1 - alpha, df) + t_dist.ppf(1 - (1 - power) / 2, df))
+    from scipy.stats import nct
+
+    crit = float(t_dist.ppf(1 - alpha / 2, df))
+
+    def gap(d: float) -> float:  # power of the two-sided t test at true effect d SDs, minus target
+        nc = d * math.sqrt(n)
+        lower = float(nct.cdf(-crit, df, nc))  # NaN far out in the tail, where it is ~0
+        return float(nct.sf(crit, df, nc)) + (lower if lower == lower else 0.0) - power
+
+    hi = 1.0
+    while gap(hi) < 0:
+        hi *= 2
+        if hi > 1e6:
+            return math.inf
+    return float(brentq(gap, 1e-9, hi, xtol=1e-10)) * sd
+
+
+@dataclass(frozen=True)
+class Test:
+    """One test a verdict rests on: the effect (oriented so that the claim's side is positive),
+    its interval over independent units (seeds), the design's power and the null it beats.
+
+    Attributes:
+        kind: ``DIRECTIONAL`` (the effect is positive) or ``EQUIVALENCE`` (``|effect| <
+            interest``).
+        effect: the point estimate (mean over units).
+        lo, hi: its interval: two-sided 1 - ALPHA (directional) or 1 - 2 ALPHA (equivalence,
+            TOST); infinite without a variance estimate.
+        n: independent units (matched seed pairs; 1 for a single model).
+        sd: the SD of one unit's value (NaN if unknown).
+        df: degrees of freedom of ``sd`` (0 if unknown).
+        interest: the smallest effect of interest (directional), or the margin (equivalence).
+        detectable: the smallest effect (or margin) this design detects with POWER
+            (``detectable_effect``).
+        null: what the effect is measured against (the control it must beat).
+        unit: the unit of effect, interest and detectable, for reading.
+        scale: multiplies the numbers when shown (100 for fractions shown in points).
+        borrowed: where ``sd`` comes from when not from these units ("" if it does).
+        why: why it is not testable regardless of the numbers (a failed gate), "" if not.
+        values: the per-unit values.
+    """
+
+    kind: str
+    effect: float
+    lo: float
+    hi: float
+    n: int
+    sd: float
+    df: int
+    interest: float
+    detectable: float
+    null: str
+    unit: str = ""
+    scale: float = 1.0
+    borrowed: str = ""
+    why: str = ""
+    values: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in TEST_KINDS:
+            raise ValueError(f"test kind must be one of {TEST_KINDS}, got {self.kind!r}")
+        if not (_finite(self.interest) and self.interest > 0):
+            raise ValueError(f"the smallest effect of interest must be a number > 0, got "
+                             f"{self.interest!r}")
+
+    @property
+    def confidence(self) -> float:
+        return 1 - ALPHA if self.kind == DIRECTIONAL else 1 - 2 * ALPHA
+
+    @property
+    def powered(self) -> bool:
+        """Whether the design detects the smallest effect of interest with POWER."""
+        return _finite(self.detectable) and self.detectable <= self.interest
+
+    @property
+    def verdict(self) -> str:
+        """The symmetric rule. Directional: reproduced if the interval is above 0, contradicted
+        if below; equivalence: reproduced if it lies inside (-interest, interest), contradicted
+        if wholly outside. Otherwise (power first) not testable at this scale when the design
+        cannot detect the smallest effect of interest (``powered``), else inconclusive. A failed
+        gate (``why``), no estimate or no variance estimate is not testable."""
+        if self.why or not _finite(self.effect):
+            return NOT_TESTABLE
+        lo, hi, m = self.lo, self.hi, self.interest
+        if self.kind == DIRECTIONAL:
+            if lo > 0:
+                return REPRODUCED
+            if hi < 0:
+                return CONTRADICTED
+        else:
+            if -m < lo and hi < m:
+                return REPRODUCED
+            if lo > m or hi < -m:
+                return CONTRADICTED
+        return INCONCLUSIVE if self.powered else NOT_TESTABLE
+
+    def _num(self, x: float, sign: bool = True) -> str:
+        if not _finite(x):
+            return "∞" if x == math.inf else "-∞" if x == -math.inf else "n/a"
+        v = x * self.scale
+        digits = 1 if self.scale >= 100 or abs(v) >= 10 else 3 if abs(v) >= 0.1 else 4
+        return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+
+    @property
+    def interval_text(self) -> str:
+        units = "1 seed" if self.n == 1 else f"{self.n} seeds"
+        ci = f"{self.confidence:.0%}"
+        if not (_finite(self.lo) and _finite(self.hi)):
+            return f"{self._num(self.effect)} {self.unit} ({units}, no interval)".replace("  ", " ")
+        return (f"{self._num(self.effect)} [{self._num(self.lo)}, {self._num(self.hi)}] "
+                f"{self.unit} ({ci}, {units})").replace("  ", " ")
+
+    @property
+    def power_text(self) -> str:
+        """``"smallest detectable 3.1, of interest 5.0"`` (with the borrowed SD named)."""
+        what = "margin" if self.kind == EQUIVALENCE else "effect"
+        text = (f"smallest detectable {what} {self._num(self.detectable, False)}, of interest "
+                f"{self._num(self.interest, False)}")
+        if self.borrowed:
+            text += f" (SD borrowed from {self.borrowed})"
+        return text
+
+    @property
+    def text(self) -> str:
+        """The effect, interval, power and null in one phrase (what a row shows)."""
+        t = f"{self.interval_text}; {self.power_text}; null: {self.null}"
+        if self.why:
+            t += f"; not testable: {self.why}"
+        elif self.verdict == NOT_TESTABLE and _finite(self.effect):
+            t += "; not testable at this scale: the design cannot detect the effect of interest"
+        return t
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["values"] = list(self.values)
+        d.update(verdict=self.verdict, confidence=self.confidence, powered=self.powered)
+        return _json_safe(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Test":
+        names = {f.name for f in fields(cls)}
+
+        def num(v):
+            return math.inf if v == "inf" else -math.inf if v == "-inf" else \
+                math.nan if v is None else v
+        kw = {k: (num(v) if k in ("effect", "lo", "hi", "sd", "detectable") else v)
+              for k, v in d.items() if k in names}
+        kw["values"] = tuple(kw.get("values", ()))
+        return cls(**kw)
+
+
+def seed_test(values: Sequence[float], *, interest: float, null: str, unit: str = "",
+              scale: float = 1.0, kind: str = DIRECTIONAL,
+              borrowed: tuple[float, int, str] | None = None, why: str = "") -> Test:
+    """A ``Test`` on per-unit values (per-seed differences, oriented so that the claim's side is
+    positive; for equivalence, the differences whose size must stay under ``interest``).
+
+    The interval is the t interval of the mean (1 - ALPHA two-sided for a directional claim,
+    1 - 2 ALPHA for equivalence: TOST at ALPHA). ``borrowed = (sd, df, source)`` supplies the
+    SD of one unit when these units give none (a single model: the deeper pairs, released
+    models); the interval is then ``mean ± t[df] sd / sqrt(n)`` and ``source`` is shown. Values
+    with no spread give no variance estimate (so never "reproduced" on a zero-width interval).
+    NaN values are left out."""
+    x = np.asarray([v for v in values if v is not None and v == v], dtype=float)
+    n = int(x.size)
+    if n == 0:
+        return Test(kind, math.nan, -math.inf, math.inf, 0, math.nan, 0, interest, math.inf,
+                    null, unit, scale, "", why or "no measurement", ())
+    est = float(x.mean())
+    sd, df, source = math.nan, 0, ""
+    if n >= 2 and float(np.ptp(x)) > 0:
+        sd, df = float(x.std(ddof=1)), n - 1
+    elif borrowed is not None and _finite(borrowed[0]) and borrowed[0] > 0 and borrowed[1] >= 1:
+        sd, df, source = float(borrowed[0]), int(borrowed[1]), borrowed[2]
+    if _finite(sd):
+        from scipy.stats import t as t_dist
+
+        q = float(t_dist.ppf(1 - ALPHA / 2 if kind == DIRECTIONAL else 1 - ALPHA, df))
+        half = q * sd / math.sqrt(n)
+        lo, hi = est - half, est + half
+    else:
+        lo, hi = -math.inf, math.inf
+        if n >= 2 and not why:
+            why = "the seeds do not differ at all: no variance estimate"
+    return Test(kind, est, lo, hi, n, sd, df, interest, detectable_effect(sd, n, df, kind),
+                null, unit, scale, source, why, tuple(x.tolist()))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], **kw) -> Test:
+    """``seed_test`` on the matched differences ``a[i] - b[i]`` (seed ``i`` of both)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need one a and one b per seed: got {len(a)} a values "
+                         f"and {len(b)} b values")
+    return seed_test([x - y for x, y in zip(a, b)], **kw)
+
+
+def pooled_sd(tests: Sequence[Test]) -> tuple[float, int, str] | None:
+    """The pooled between-seed SD of several tests' units (``sqrt(sum df sd^2 / sum df)``), to
+    borrow for a single-model row; None if none has one."""
+    have = [t for t in tests if _finite(t.sd) and t.df >= 1 and not t.borrowed]
+    if not have:
+        return None
+    df = sum(t.df for t in have)
+    return math.sqrt(sum(t.df * t.sd ** 2 for t in have) / df), df, ""
+
+
+def gated(test: Test, why: str) -> Test:
+    """``test`` marked not testable because its gate failed (``why``: the null it did not
+    beat), its numbers kept for reading."""
+    return replace(test, why=why)
 
 
 def combined(*verdicts: str) -> str:
-    """A claim made of several parts that must all hold: the weakest part's verdict."""
-    order = (NOT_TESTABLE, NOT_REPRODUCED, INCONCLUSIVE, PARTLY, REPRODUCED)
+    """A claim made of several parts that must all hold: contradicted if any part is, else not
+    testable if any part is, else inconclusive if any part is, else reproduced."""
+    order = (CONTRADICTED, NOT_TESTABLE, INCONCLUSIVE, REPRODUCED)
     return min(verdicts, key=order.index) if verdicts else NOT_TESTABLE
-
-
-def at_most(verdict: str, cap: str = PARTLY) -> str:
-    """``verdict`` capped (e.g. one seed: 'reproduced' needs seeds, so at most 'direction
-    only')."""
-    return combined(verdict, cap)
