@@ -438,3 +438,18 @@ def combined(*verdicts: str) -> str:
     testable if any part is, else inconclusive if any part is, else reproduced."""
     order = (CONTRADICTED, NOT_TESTABLE, INCONCLUSIVE, REPRODUCED)
     return min(verdicts, key=order.index) if verdicts else NOT_TESTABLE
+
+
+# --- transitional (issue 21): removed once every section decides with ``Test`` -------------------
+NOT_REPRODUCED = CONTRADICTED
+PARTLY = "direction only"  # not a verdict any more: a Claim carrying it is refused
+
+
+def directional(estimate: float, lo: float, hi: float) -> str:
+    if estimate is None or estimate != estimate:
+        return NOT_TESTABLE
+    return REPRODUCED if lo > 0 else CONTRADICTED if hi < 0 else INCONCLUSIVE
+
+
+def at_most(verdict: str, cap: str = INCONCLUSIVE) -> str:
+    return combined(verdict, cap)
