@@ -50,6 +50,10 @@ excludes 0 on its side (a false "reproduced" under the null at most ALPHA / 2); 
 claim when the 90% interval lies inside the margin (TOST at ALPHA)."""
 POWER = 0.80
 """The power at which the smallest detectable effect is stated."""
+INTEREST_POINTS = 0.05
+"""The smallest effect of interest of a score on a 0-1 scale (a fraction of neurons, a share of
+features, r² or F1), shown as 5 points: a fifth of the paper's headline interpretability effect
+(Figure 4, +25 points). Smaller differences would not change what a reader concludes."""
 DIRECTIONAL = "directional"
 EQUIVALENCE = "equivalence"
 TEST_KINDS = (DIRECTIONAL, EQUIVALENCE)
