@@ -153,8 +153,16 @@ def test_seed_mean_interval_one_seed_and_no_spread():
     assert one.estimate == 0.7 and (one.lo, one.hi) == (-math.inf, math.inf)
     assert "one seed" in one.method and not one.excludes_zero
     assert str(one) == "+0.700 [-inf, +inf] (1 seed)"
+    # identical seeds (possible with k/512 fractions and 2 seeds): no variance estimate, so no
+    # interval, never a zero-width one that would decide a claim at df = 1
     flat = seed_mean_interval([0.5, 0.5, 0.5])
-    assert (flat.lo, flat.hi) == (0.5, 0.5) and flat.excludes_zero
+    assert (flat.lo, flat.hi) == (-math.inf, math.inf) and not flat.excludes_zero
+    assert "no variance estimate" in flat.method
+    same = paired_seed_difference([3 / 512, 5 / 512], [1 / 512, 3 / 512])
+    assert (same.lo, same.hi) == (-math.inf, math.inf) and not same.excludes_zero
+    assert not welch_seed_difference([1.0, 1.0], [0.0, 0.0]).excludes_zero
+    eq = equivalence_test([1.0, 2.0], [1.0, 2.0], margin=0.5)
+    assert not eq.equivalent and eq.p_value != eq.p_value
 
 
 def test_paired_seed_difference_by_hand():

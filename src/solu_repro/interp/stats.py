@@ -243,9 +243,11 @@ def _t_interval(d: np.ndarray, confidence: float, method: str, n_seeds: int,
     if d.size < 2:
         return SeedInterval(est, -math.inf, math.inf, n_seeds,
                             "one seed: no interval", tuple(values.tolist()))
-    if np.ptp(d) == 0:  # no spread: the t interval has zero width (scipy would give NaN)
-        return SeedInterval(est, est, est, n_seeds, f"{method} (no spread: zero width)",
-                            tuple(values.tolist()))
+    if np.ptp(d) == 0:  # no spread: no variance estimate, so no interval (never zero width,
+        # which would make a coincidence of k/512 fractions look certain)
+        return SeedInterval(est, -math.inf, math.inf, n_seeds,
+                            f"{method}: no interval (the seeds do not differ at all, so there "
+                            "is no variance estimate)", tuple(values.tolist()))
     from scipy.stats import ttest_1samp
 
     ci = ttest_1samp(d, 0.0).confidence_interval(confidence)
@@ -262,8 +264,8 @@ def seed_mean_interval(values: Sequence[float], confidence: float = 0.95) -> See
 
     Returns:
         A :class:`SeedInterval` with ``values`` the per-seed values. With one seed the
-        interval is ``(-inf, inf)`` and ``method`` says "one seed: no interval"; with
-        identical values it has zero width.
+        interval is ``(-inf, inf)`` and ``method`` says "one seed: no interval"; identical
+        values give no variance estimate and also ``(-inf, inf)``.
 
     Raises:
         ValueError: Empty or non-finite values, or a confidence outside (0, 1).
@@ -317,8 +319,8 @@ def welch_seed_difference(a: Sequence[float], b: Sequence[float],
     Returns:
         A :class:`SeedInterval` with ``n_seeds = len(a) + len(b)`` and ``values`` the a values
         followed by the b values. Fewer than 2 values on a side gives ``(-inf, inf)`` (that
-        side's variance is unknown) and ``method`` says so; if both sides are constant the
-        interval has zero width.
+        side's variance is unknown) and ``method`` says so; so does a pair of constant sides
+        (no variance estimate).
 
     Raises:
         ValueError: Empty or non-finite values, or a confidence outside (0, 1).
@@ -334,7 +336,8 @@ def welch_seed_difference(a: Sequence[float], b: Sequence[float],
                             f"{method}: no interval (needs at least 2 seeds per side)",
                             values)
     if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return SeedInterval(est, est, est, n, f"{method} (no spread: zero width)", values)
+        return SeedInterval(est, -math.inf, math.inf, n,
+                            f"{method}: no interval (no spread: no variance estimate)", values)
     from scipy.stats import ttest_ind
 
     ci = ttest_ind(x, y, equal_var=False).confidence_interval(confidence)
@@ -419,10 +422,9 @@ def equivalence_test(a: Sequence[float], b: Sequence[float], margin: float,
     if small:
         return Equivalence(diff, margin, math.nan, False, False, -math.inf, math.inf, n,
                            f"{method}: no test (needs at least 2 seeds per side)")
-    if no_spread:  # zero standard error: the difference is known exactly
-        inside = abs(diff) < margin
-        return Equivalence(diff, margin, 0.0 if inside else 1.0, inside, diff < margin,
-                           diff, diff, n, f"{method} (no spread: zero width)")
+    if no_spread:  # no variance estimate: no test (a zero-width interval would decide anything)
+        return Equivalence(diff, margin, math.nan, False, False, -math.inf, math.inf, n,
+                           f"{method}: no test (no spread: no variance estimate)")
     from scipy.stats import ttest_ind, ttest_rel
     from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
