@@ -395,7 +395,8 @@ def seed_test(values: Sequence[float], *, interest: float, null: str, unit: str 
                     null, unit, scale, "", why or "no measurement", ())
     est = float(x.mean())
     sd, df, source = math.nan, 0, ""
-    if n >= 2 and float(np.ptp(x)) > 0:
+    if n >= 2 and float(np.ptp(x)) > 1e-9 * max(1.0, float(np.abs(x).max())):  # rounding
+        # differences of equal fractions are not a spread
         sd, df = float(x.std(ddof=1)), n - 1
     elif borrowed is not None and _finite(borrowed[0]) and borrowed[0] > 0 and borrowed[1] >= 1:
         sd, df, source = float(borrowed[0]), int(borrowed[1]), borrowed[2]

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from ..fmt import pct, points
-from ..interp.stats import (Proportion, SeedInterval, difference_interval,
-                            paired_seed_difference, seed_mean_interval)
+from ..interp.stats import (Proportion, SeedInterval, paired_seed_difference)
 from ..zoo import act_of, depth_of, label, seed_of, variant_of
-from .claim import (EMPIRICAL, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED,
-                    SEED_RULE, Claim, ClaimSpec, at_most, combined, directional)
+from .claim import (DIRECTIONAL, EMPIRICAL, EQUIVALENCE, INTEREST_POINTS,
+                    NOT_TESTABLE, REPRODUCED, SEED_RULE, Claim, ClaimSpec, Test, combined,
+                    gated, pooled_sd, seed_test)
 
 if TYPE_CHECKING:
     from ..interp.score import NeuronScores
@@ -87,31 +87,27 @@ def model_interpretability(scores: Mapping[str, NeuronScores],
 # --- a model against the baseline of its depth ------------------------------------------------
 @dataclass(frozen=True)
 class Comparison:
-    """SoLU-LN (or an ablation) against the GELU baseline of the same depth, one view."""
+    """SoLU-LN (or an ablation) against the GELU baseline of the same depth, one view.
+
+    Every neuron of both models is scored, so the difference is a census of these two trained
+    models, given without a binomial interval: the uncertainty that matters is between trained
+    models (seeds), where the claims are decided."""
 
     name: str
     baseline: str
     view: str
     diff: float
-    lo: float
-    hi: float
     ratio: float
-
-    @property
-    def significant(self) -> bool:
-        """The 95% Newcombe interval of the difference excludes zero."""
-        return self.lo > 0 or self.hi < 0
 
 
 def compare(results: Mapping[str, ModelInterpretability], name: str, view: str = "top"
             ) -> Comparison:
-    """``name`` minus the GELU baseline of its depth, with Newcombe's 95% interval."""
+    """``name`` minus the GELU baseline of its depth (a census: no interval)."""
     baseline = f"{depth_of(name)}L-gelu"
     a = getattr(results[name], view)
     b = getattr(results[baseline], view)
-    diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
     ratio = a.fraction / b.fraction if b.successes else math.inf if a.successes else math.nan
-    return Comparison(name, baseline, view, diff, lo, hi, ratio)
+    return Comparison(name, baseline, view, a.fraction - b.fraction, ratio)
 
 
 def comparisons(results: Mapping[str, ModelInterpretability], view: str = "top"
@@ -130,16 +126,17 @@ class NullControls:
     basis: ModelInterpretability
     nulls: dict[str, ModelInterpretability]
 
-    def gain(self, control: str, view: str = "top") -> tuple[float, float, float]:
-        """The basis' fraction minus the null's, with Newcombe's 95% interval."""
-        a, b = getattr(self.basis, view), getattr(self.nulls[control], view)
-        return difference_interval(a.successes, a.n, b.successes, b.n)
+    def gain(self, control: str, view: str = "top") -> float:
+        """The basis' fraction minus the null's: a census of one model's neurons and directions
+        (the same activations read in two bases), so no interval; seeds give the interval
+        (``InterpMeasurements.rotated_gains`` and the claims)."""
+        return getattr(self.basis, view).fraction - getattr(self.nulls[control], view).fraction
 
     def against(self, control: str = "rotated", view: str = "top") -> str:
-        """Whether the neuron basis beats the null: "beats" if the 95% interval of ``gain``
-        is above 0, "loses" if it is below 0, "ties" otherwise."""
-        _, lo, hi = self.gain(control, view)
-        return "beats" if lo > 0 else "loses" if hi < 0 else "ties"
+        """Whether the neuron basis has more interpretable units than the null in this one
+        model: "beats", "loses" or "ties" (equal counts); a census, not a test."""
+        g = self.gain(control, view)
+        return "beats" if g > 0 else "loses" if g < 0 else "ties"
 
 
 def null_controls(scores: Mapping[str, NeuronScores],
@@ -165,36 +162,32 @@ def null_controls(scores: Mapping[str, NeuronScores],
 @dataclass(frozen=True)
 class RelativeDifference:
     """SoLU-LN minus GELU in the neuron basis, in the rotated basis, and the difference of
-    the two (what SoLU adds that a rotation takes away), one view.
+    the two (what SoLU adds that a rotation takes away), one view, for one model per arm.
 
-    The intervals are 95%: Newcombe's for each difference; for the difference of differences
-    a normal approximation, the four proportions independent (different neurons, different
-    directions), each variance from its Wilson interval's half-width.
-    """
+    A census of two trained models (every neuron and every rotated direction scored), so
+    numbers without intervals; the basis and the rotation read the same activations, so the
+    difference of differences is taken within each model (paired), ``(SoLU-LN basis minus its
+    rotation) minus (GELU basis minus its rotation)``. With one model per arm nothing is
+    decided from it (``ONE_MODEL``); the 1-layer seeds decide (``InterpMeasurements``)."""
 
     view: str
-    basis_diff: tuple[float, float, float]
-    rotated_diff: tuple[float, float, float]
-    diff_in_diff: tuple[float, float, float]
+    basis_diff: float
+    rotated_diff: float
+    diff_in_diff: float
 
-    @property
-    def verdict(self) -> str:
-        """The directional rule on the gain net of rotation (``diff_in_diff``), capped at
-        "direction only": one model per arm has no seed-level interval."""
-        return at_most(directional(*self.diff_in_diff))
+
+ONE_MODEL = ("one model per arm: a census of two trained models, with no between-model "
+             "interval, so not testable here")
 
 
 def relative_difference(controls: Mapping[str, NullControls], solu: str, gelu: str,
                         view: str = "top") -> RelativeDifference:
     s, g = controls[solu], controls[gelu]
-    parts = [getattr(x, view) for x in (s.basis, s.nulls["rotated"], g.basis,
-                                       g.nulls["rotated"])]
-    basis = difference_interval(parts[0].successes, parts[0].n, parts[2].successes, parts[2].n)
-    rotated = difference_interval(parts[1].successes, parts[1].n, parts[3].successes,
-                                  parts[3].n)
-    did = (parts[0].fraction - parts[1].fraction) - (parts[2].fraction - parts[3].fraction)
-    se = math.sqrt(sum(((p.hi - p.lo) / (2 * 1.96)) ** 2 for p in parts))
-    return RelativeDifference(view, basis, rotated, (did, did - 1.96 * se, did + 1.96 * se))
+    basis = getattr(s.basis, view).fraction - getattr(g.basis, view).fraction
+    rotated = getattr(s.nulls["rotated"], view).fraction - \
+        getattr(g.nulls["rotated"], view).fraction
+    return RelativeDifference(view, basis, rotated, s.gain("rotated", view) -
+                              g.gain("rotated", view))
 
 
 # --- three instruments, each against its nulls (issue 20) ---------------------------------------
@@ -344,27 +337,31 @@ class InterpMeasurements:
     def judged(self, kind: str = "value") -> dict[str, dict[int, float]]:
         """Per 1-layer variant and seed, under the instrument the claims are decided on
         (``instrument``): the basis's number (``kind="value"``), the basis minus its rotation
-        (``"gain"``), and for the stricter-annotator claim the number at the default bar
-        (``"bar"``) and at the stricter one (``"strict"``; {} where the instrument has no bar).
-        A seed whose number is missing (NaN: not measured) is left out."""
+        (``"gain"``), and for the stricter-annotator claim the number under the stricter,
+        full-spectrum criterion (``"strict"``) and the same minus its rotation
+        (``"strict_gain"``). The stricter criterion is the share of features exposed at r²
+        above ``STRICT_EXPOSED`` on the rotation-fair score, and the full-spectrum view on the
+        unchecked judge ({} for sparse probing, which has no bar). A seed whose number is
+        missing (NaN: not measured) is left out."""
         inst = self.instrument
         if inst in ("top", "spectrum"):
-            table = {"value": self.seed_fractions.get(inst, {}),
-                     "gain": self.rotated_gains.get(inst, {}),
-                     "bar": self.seed_fractions.get(inst, {}) if inst == "top" else {},
-                     "strict": self.strict_fractions if inst == "top" else {}}[kind]
-            return table
+            return {"value": self.seed_fractions.get(inst, {}),
+                    "gain": self.rotated_gains.get(inst, {}),
+                    "strict": self.seed_fractions.get("spectrum", {}),
+                    "strict_gain": self.rotated_gains.get("spectrum", {})}[kind]
         out: dict[str, dict[int, float]] = {}
-        if inst is None or (kind in ("strict", "bar") and inst != "features_exposed"):
+        if inst is None or (kind.startswith("strict") and inst != "features_exposed"):
             return out
         for name, mi in self.instruments.items():
             if depth_of(name) != self.one_layer or "basis" not in mi.bases:
                 continue
-            if kind == "gain" and "rotated" not in mi.bases:
+            if kind.endswith("gain") and "rotated" not in mi.bases:
                 continue
             basis = mi.bases["basis"]
             v = {"value": lambda: basis.value(inst), "gain": lambda: mi.gain(inst),
-                 "bar": lambda: basis.exposed_share, "strict": lambda: basis.strict_share}[kind]()
+                 "strict": lambda: basis.strict_share,
+                 "strict_gain": lambda: basis.strict_share - mi.bases["rotated"].strict_share,
+                 }[kind]()
             if v == v:  # not NaN
                 out.setdefault(variant_of(name), {})[seed_of(name)] = v
         return out
@@ -393,8 +390,21 @@ class InterpMeasurements:
                     out[d] = diff
         return dict(sorted(out.items()))
 
-    def rotated_gain(self, name: str, view: str = "top") -> tuple[float, float, float]:
-        """``name``'s neuron basis minus its rotated null (Newcombe 95%)."""
+    def deeper_gain(self, depth: int) -> float | None:
+        """The seed-0 ``depth``-layer SoLU-LN model's neuron basis minus its rotated basis under
+        ``instrument`` (None where that null is not measured)."""
+        if self.instrument in ("top", "spectrum"):
+            nc = self.nulls.get(f"{depth}L-solu_ln")
+            return None if nc is None or "rotated" not in nc.nulls else \
+                nc.gain("rotated", self.instrument)
+        mi = self.instruments.get(f"{depth}L-solu_ln")
+        if mi is None or "rotated" not in mi.bases or self.instrument is None:
+            return None
+        g = mi.gain(self.instrument)
+        return g if g == g else None
+
+    def rotated_gain(self, name: str, view: str = "top") -> float:
+        """``name``'s neuron basis minus its rotated null (a census of one model)."""
         return self.nulls[name].gain("rotated", view)
 
     def variant(self, act: str) -> str:
@@ -461,8 +471,8 @@ def measure(scores: Mapping[str, NeuronScores],
     if ablation is not None:
         depth = depth_of(ablation.name)
         a, b = results[ablation.name].top, results[f"{depth}L-solu_ln"].top
-        diff, lo, hi = difference_interval(a.successes, a.n, b.successes, b.n)
-        ablation_vs_solu = Comparison(ablation.name, f"{depth}L-solu_ln", "top", diff, lo, hi,
+        ablation_vs_solu = Comparison(ablation.name, f"{depth}L-solu_ln", "top",
+                                      a.fraction - b.fraction,
                                       a.fraction / b.fraction if b.successes else math.nan)
     one = min(r.depth for r in results.values())
     seeds = seeds_by_variant(list(scores), one)
@@ -489,7 +499,7 @@ def measure(scores: Mapping[str, NeuronScores],
             nc = nulls[name] if name in nulls else \
                 null_controls(scores, control_scores, [name], ("rotated",))[name]
             for view in VIEWS:
-                gains[view].setdefault(variant, {})[seed_of(name)] = nc.gain("rotated", view)[0]
+                gains[view].setdefault(variant, {})[seed_of(name)] = nc.gain("rotated", view)
     instrument: str | None = "top"
     if calibration is not None:
         instrument = next((i for i in PREFERRED if i in calibration.checks
@@ -503,10 +513,6 @@ def interval_points(d: SeedInterval, unit: str = "points") -> str:
     """A seed interval of fractions in percentage points: "+4.2 [-1.0, +9.4] points (3 seeds)"."""
     seeds = "1 seed" if d.n_seeds == 1 else f"{d.n_seeds} seeds"
     return f"{points(d.estimate)} [{points(d.lo)}, {points(d.hi)}] {unit} ({seeds})"
-
-
-def _verdict(d: SeedInterval) -> str:
-    return directional(d.estimate, d.lo, d.hi)
 
 
 # --- released models (the ``models`` parameter) -----------------------------------------------
@@ -540,7 +546,11 @@ def released_measurements(scores: Mapping[str, NeuronScores],
 # --- the claims this section decides, each beside its decision ----------------------------
 INSTRUMENT_RULE = ("decided on the first instrument of s6_interpretability.PREFERRED (the "
                    "rotation-fair judge score, else sparse probing) that passes the planted "
-                   "rotation test (interp.calibration), not testable if none passes; ")
+                   "rotation test (interp.calibration), not testable if none passes; gated on "
+                   "the rotated null: the claim holds only where, in the model family it "
+                   "credits, the instrument's neuron basis beats its rotation over seeds "
+                   "(reproduced by the same rule), else not testable; effects of interest "
+                   "5 points (claim.INTEREST_POINTS); ")
 
 
 def _ungated(spec: ClaimSpec, m: InterpMeasurements) -> Claim | None:
@@ -562,50 +572,133 @@ def _in_points(instrument: str | None) -> str:
         "points of F1 x 100" if instrument == "probe_f1" else "points"
 
 
+def _paired(table: Mapping[str, Mapping[int, float]], a: str, b: str) -> list[float] | None:
+    """Per matched seed, ``table[a][seed] - table[b][seed]`` (None if a variant is missing)."""
+    fa, fb = table.get(a), table.get(b)
+    if not fa or not fb:
+        return None
+    return [fa[i] - fb[i] for i in sorted(set(fa) & set(fb))]
+
+
+def judged_test(m: InterpMeasurements, a: str, b: str | None = None, kind: str = "value", *,
+                null: str, weights: Sequence[tuple[str, str, float]] = ()) -> Test | None:
+    """A directional ``Test`` on the instrument the claims are decided on (``m.judged(kind)``):
+    1-layer variant ``a`` minus ``b`` over matched seeds (``b`` None: ``a``'s own values), plus
+    ``w x (x - y)`` for each ``(x, y, w)`` of ``weights`` on the same seeds; None if a variant
+    is missing."""
+    table = m.judged(kind)
+    one = m.variant
+    if b is None:
+        base = table.get(one(a))
+        values = [base[i] for i in sorted(base)] if base else None
+        seeds = sorted(base) if base else []
+    else:
+        values = _paired(table, one(a), one(b))
+        fa, fb = table.get(one(a)) or {}, table.get(one(b)) or {}
+        seeds = sorted(set(fa) & set(fb))
+    if values is None:
+        return None
+    for x, y, w in weights:
+        fx, fy = table.get(one(x)) or {}, table.get(one(y)) or {}
+        if not all(i in fx and i in fy for i in seeds):
+            return None
+        values = [v + w * (fx[i] - fy[i]) for v, i in zip(values, seeds)]
+    return seed_test(values, interest=INTEREST_POINTS, null=null, unit=_in_points(m.instrument),
+                     scale=100)
+
+
+def rotation_gate(m: InterpMeasurements, act: str, kind: str = "gain") -> Test | None:
+    """The gate of a claim crediting ``act``'s neurons: its neuron basis minus its rotated
+    basis under the deciding instrument, over seeds (``kind="strict_gain"``: at the stricter
+    bar). None if not measured."""
+    return judged_test(m, act, None, kind, null="rotated basis of the same model")
+
+
+def _gate(test: Test, gate: Test | None, family: str) -> Test:
+    """``test``, not testable unless ``gate`` (the family's basis against its rotation) is
+    reproduced."""
+    if gate is None:
+        return gated(test, f"no rotated null of {family} measured under this instrument")
+    if gate.verdict != REPRODUCED:
+        return gated(test, f"the instrument does not beat its rotated null in {family} "
+                           f"models (basis minus rotation {gate.interval_text}: "
+                           f"{gate.verdict})")
+    return test
+
+
 FIGURE4 = ClaimSpec(
     "figure4", "§6.2 / Figure 4", "SoLU-LN neurons are more often interpretable at "
     "first glance than baseline neurons (~60% vs ~35%, +25 points, 1.7x; 1-40 "
     "layers)", "+25 points", EMPIRICAL, "04-interpretability-quantitative",
-    INSTRUMENT_RULE + "SoLU-LN minus GELU over matched 1-layer seed "
-    "pairs: reproduced if the seed interval is above 0, net of the rotated-basis "
-    "nulls the gain's seed interval is above 0 too, and (under the unchecked top-20 "
-    "view only) every deeper pair's point estimate is positive; direction only if the "
-    "seed mean (and, so, every deeper pair's point estimate) is positive; under the "
-    "rotation-fair score the deeper pairs (one seed each, scored on their own "
-    "explanations: a version the planted test does not check) are reported and decide "
-    "nothing; " + SEED_RULE)
+    INSTRUMENT_RULE + "SoLU-LN minus GELU over matched 1-layer seed pairs, and the same net "
+    "of each model's rotated basis ((SoLU-LN minus its rotation) minus (GELU minus its "
+    "rotation)): both must hold (the deeper pairs are the separate row figure4_depth); "
+    + SEED_RULE)
 
 
 @FIGURE4.decided_by
 def decide_figure4(m: InterpMeasurements) -> Claim:
-    if (gated := _ungated(FIGURE4, m)) is not None:
-        return gated
-    seed = m.judged_difference("solu_ln", "gelu")
+    if (ungated := _ungated(FIGURE4, m)) is not None:
+        return ungated
+    seed = judged_test(m, "solu_ln", "gelu", null="GELU of the same seed")
     if seed is None:
         return FIGURE4.scored("no matched 1-layer pair", NOT_TESTABLE)
-    deeper = m.deeper_differences()
-    deciding = deeper if m.instrument in ("top", "spectrum") else {}
-    net = m.judged_difference("solu_ln", "gelu", "gain")
-    verdict = _verdict(seed)
-    if verdict == REPRODUCED and not (net is not None and net.lo > 0):
-        verdict = PARTLY  # not shown to be about the basis (or no null to show it)
-    if verdict == PARTLY and not all(d > 0 for d in deciding.values()):
-        verdict = INCONCLUSIVE  # the 1-layer direction is not the deeper pairs'
-    if verdict == REPRODUCED and not all(d > 0 for d in deciding.values()):
-        verdict = PARTLY
-    unit = _in_points(m.instrument)
-    ours = (f"{m.instrument_label}, SoLU-LN minus GELU, 1L over seeds: "
-            f"{interval_points(seed, unit)}")
+    gate = rotation_gate(m, "solu_ln")
+    tests = [_gate(seed, gate, "SoLU-LN")]
+    net = judged_test(m, "solu_ln", "gelu", "gain",
+                      null="each model's rotated basis (difference of the two gains)")
+    ours = f"{m.instrument_label}, SoLU-LN minus GELU, 1L over seeds: {seed.text}"
     if net is not None:
-        ours += f"; net of the rotated-basis nulls: {interval_points(net, unit)}"
-    if deeper:
-        ours += "; " + "; ".join(f"{d}L (one seed, point estimate): {points(diff)} {unit}"
-                                 for d, diff in sorted(deeper.items()))
-        if not deciding:
-            ours += " (the deeper pairs, on their own explanations only, decide nothing)"
-    return FIGURE4.scored(ours, verdict, values={
-        "instrument": m.instrument, "seed_difference": seed.to_dict(),
-        "net_of_rotation": None if net is None else net.to_dict(), "deeper": deeper})
+        tests.append(_gate(net, gate, "SoLU-LN"))
+        ours += f"; net of the rotated-basis nulls: {net.interval_text}"
+    if gate is not None:
+        ours += f"; gate, SoLU-LN basis minus rotation: {gate.interval_text} ({gate.verdict})"
+    return FIGURE4.scored(ours, tests=tests, values={"instrument": m.instrument})
+
+
+FIGURE4_DEPTH = ClaimSpec(
+    "figure4_depth", "§6.2 / Figure 4", "The SoLU-LN advantage holds in deeper models "
+    "(the paper: 1 to 40 layers)", "SoLU-LN ahead at every depth", EMPIRICAL,
+    "04-interpretability-quantitative",
+    INSTRUMENT_RULE + "SoLU-LN minus GELU at each depth above one layer; one seed per depth, "
+    "so the interval borrows the between-seed SD of the 1-layer pair's differences (and says "
+    "so); gated on the deeper SoLU-LN model's basis beating its rotation, with the SD of the "
+    "1-layer gains borrowed; every depth must hold; " + SEED_RULE)
+
+
+@FIGURE4_DEPTH.decided_by
+def decide_figure4_depth(m: InterpMeasurements) -> Claim:
+    if (ungated := _ungated(FIGURE4_DEPTH, m)) is not None:
+        return ungated
+    deeper = m.deeper_differences()
+    if not deeper:
+        return FIGURE4_DEPTH.scored("no deeper SoLU-LN / GELU pair", NOT_TESTABLE)
+    one = judged_test(m, "solu_ln", "gelu", null="GELU of the same seed")
+    one_gate = rotation_gate(m, "solu_ln")
+    borrow = pooled_sd([one]) if one is not None else None
+    gate_borrow = pooled_sd([one_gate]) if one_gate is not None else None
+    src = f"the {m.one_layer}L SoLU-LN / GELU seed pairs"
+    tests, parts = [], []
+    for depth, diff in deeper.items():
+        t = seed_test([diff], interest=INTEREST_POINTS, null="GELU of the same depth",
+                      unit=_in_points(m.instrument), scale=100,
+                      borrowed=None if borrow is None else (borrow[0], borrow[1], src))
+        gain = m.deeper_gain(depth)
+        if gain is None:
+            t = gated(t, f"no rotated null of the {depth}L models is measured at this scale "
+                         "(one seed each; their score covers their own explanations only, a "
+                         "version the planted rotation test does not check)")
+        else:
+            g = seed_test([gain], interest=INTEREST_POINTS, null="rotated basis",
+                          unit=_in_points(m.instrument), scale=100,
+                          borrowed=None if gate_borrow is None else
+                          (gate_borrow[0], gate_borrow[1], f"the {m.one_layer}L SoLU-LN seeds"))
+            t = _gate(t, g, f"{depth}L SoLU-LN")
+        tests.append(t)
+        parts.append(f"{depth}L: {t.interval_text}")
+    return FIGURE4_DEPTH.scored(f"{m.instrument_label}, SoLU-LN minus GELU (one seed per "
+                                "depth): " + "; ".join(parts), tests=tests,
+                                values={"deeper": deeper})
 
 
 PRIVILEGED_BASIS = ClaimSpec(
@@ -615,19 +708,17 @@ PRIVILEGED_BASIS = ClaimSpec(
     EMPIRICAL, "04-interpretability-quantitative",
     "neuron basis minus rotated basis, per 1-layer seed of SoLU-LN and GELU, under every "
     "instrument of s6_interpretability.PREFERRED that passes the planted rotation test "
-    "(interp.calibration; none passing: not testable): reproduced if the seed interval is "
-    "above 0 for both activations under each; direction only if every seed mean is "
-    "positive; " + SEED_RULE)
+    "(interp.calibration; none passing: not testable), effect of interest 5 points: every "
+    "activation under every passing instrument must hold; " + SEED_RULE)
 
 
 @PRIVILEGED_BASIS.decided_by
 def decide_privileged_basis(m: InterpMeasurements) -> Claim:
     if m.calibration is None:  # unchecked: the full-spectrum judge, as before the test
-        passing = ["spectrum"]
         tables = {"spectrum": m.rotated_gains.get("spectrum", {})}
     else:
-        if (gated := _ungated(PRIVILEGED_BASIS, m)) is not None:
-            return gated
+        if (ungated := _ungated(PRIVILEGED_BASIS, m)) is not None:
+            return ungated
         passing = [i for i in PREFERRED if i in m.calibration.checks
                    and m.calibration.passes(i)]
         tables = {}
@@ -638,17 +729,20 @@ def decide_privileged_basis(m: InterpMeasurements) -> Claim:
                         and gain == gain:  # a basis or null not measured (NaN) is left out
                     tables.setdefault(inst, {}).setdefault(variant_of(name), {})[
                         seed_of(name)] = gain
-    gains = {inst: {v: seed_mean_interval(list(by_seed.values()))
+    tests = {inst: {v: seed_test([by_seed[i] for i in sorted(by_seed)],
+                                 interest=INTEREST_POINTS, null="rotated basis of the same model",
+                                 unit=_in_points(inst), scale=100)
                     for v, by_seed in table.items()} for inst, table in tables.items()}
-    if not any(gains.values()):
+    if not any(tests.values()):
         return PRIVILEGED_BASIS.scored("no null controls scored", NOT_TESTABLE)
     ours = "; ".join(
         f"{INSTRUMENT_LABELS[inst]}, neuron basis minus rotated basis: " + ", ".join(
-            f"{label(v)} {interval_points(g, _in_points(inst))}" for v, g in by_v.items())
-        for inst, by_v in gains.items())
-    verdict = combined(*(_verdict(g) for by_v in gains.values() for g in by_v.values()))
-    return PRIVILEGED_BASIS.scored(ours, verdict, values={
-        inst: {v: g.to_dict() for v, g in by_v.items()} for inst, by_v in gains.items()})
+            f"{label(v)} {t.interval_text} ({t.verdict})" for v, t in by_v.items())
+        for inst, by_v in tests.items())
+    flat = sorted((t for by_v in tests.values() for t in by_v.values()),
+                  key=lambda t: ("contradicted", "not testable here", "inconclusive",
+                                 "reproduced").index(t.verdict))
+    return PRIVILEGED_BASIS.scored(ours, tests=flat)
 
 
 SPECTRUM_NOTE = ClaimSpec(
@@ -671,114 +765,110 @@ SOLU_ALONE = ClaimSpec(
     "solu_alone", "§4.3", "SoLU alone (without the LN) makes neurons more "
     "interpretable, and adding the LN keeps most of that gain", "qualitative",
     EMPIRICAL, "04-interpretability-quantitative",
-    INSTRUMENT_RULE + "over seeds: reproduced if SoLU (no LN) minus GELU has a seed "
-    "interval above 0 and SoLU-LN is not below SoLU by more than half of SoLU's "
-    "gain (point estimates); direction only if the SoLU gain's point estimate is "
-    "positive; " + SEED_RULE)
+    INSTRUMENT_RULE + "over matched 1-layer seeds, both must hold: SoLU (no LN) minus GELU "
+    "above 0 (gated on SoLU's basis beating its rotation), and adding the LN keeps at least "
+    "half of that gain: (SoLU-LN minus SoLU) + 0.5 (SoLU minus GELU) above 0; " + SEED_RULE)
 
 
 @SOLU_ALONE.decided_by
 def decide_solu_alone(m: InterpMeasurements) -> Claim:
-    if (gated := _ungated(SOLU_ALONE, m)) is not None:
-        return gated
-    alone = m.judged_difference("solu", "gelu")
-    keeps = m.judged_difference("solu_ln", "solu")
+    if (ungated := _ungated(SOLU_ALONE, m)) is not None:
+        return ungated
+    alone = judged_test(m, "solu", "gelu", null="GELU of the same seed")
+    keeps = judged_test(m, "solu_ln", "solu", weights=(("solu", "gelu", 0.5),),
+                        null="SoLU having lost half its gain over GELU")
     if alone is None or keeps is None:
         return SOLU_ALONE.scored("no SoLU-without-LN model", NOT_TESTABLE)
-    kept = keeps.estimate >= -0.5 * alone.estimate
-    verdict = _verdict(alone)
-    if verdict == REPRODUCED and not kept:
-        verdict = PARTLY
-    note = ("" if alone.estimate <= 0 else
-            f" (adding the LN {'keeps' if kept else 'loses more than'} half of SoLU's gain, "
-            "point estimates)")
-    unit = _in_points(m.instrument)
+    gate = rotation_gate(m, "solu")
+    tests = [_gate(alone, gate, "SoLU (no LN)"), _gate(keeps, gate, "SoLU (no LN)")]
     return SOLU_ALONE.scored(
-        f"{m.instrument_label}: SoLU (no LN) minus GELU: {interval_points(alone, unit)}; "
-        f"SoLU-LN minus SoLU: {interval_points(keeps, unit)}{note}", verdict,
-        values={"alone": alone.to_dict(), "ln_minus_solu": keeps.to_dict()})
+        f"{m.instrument_label}: SoLU (no LN) minus GELU: {alone.text}; adding the LN keeps "
+        f"half of it, (SoLU-LN minus SoLU) + half the gain: {keeps.interval_text}", tests=tests)
 
 
 LN_ONLY_HALFWAY = ClaimSpec(
     "ln_only_halfway", "§6.2", "The LN-only ablation scores about halfway between "
     "baseline and SoLU-LN (16 layers)", "halfway", EMPIRICAL,
     "04-interpretability-quantitative",
-    INSTRUMENT_RULE + "GELU-LN over seeds: reproduced if above GELU and below SoLU-LN "
-    "with both seed "
-    "intervals excluding 0; direction only if the seed means are in between; "
-    + SEED_RULE + ". Our ablation has 1 layer, the paper's 16")
+    INSTRUMENT_RULE + "over matched 1-layer seeds, both must hold: GELU-LN minus GELU above 0 "
+    "(gated on GELU-LN's basis beating its rotation) and SoLU-LN minus GELU-LN above 0 (gated "
+    "on SoLU-LN's); " + SEED_RULE + ". Our ablation has 1 layer, the paper's 16")
 
 
 @LN_ONLY_HALFWAY.decided_by
 def decide_ln_only_halfway(m: InterpMeasurements) -> Claim:
-    if (gated := _ungated(LN_ONLY_HALFWAY, m)) is not None:
-        return gated
-    above = m.judged_difference("gelu_ln", "gelu")
-    below = m.judged_difference("solu_ln", "gelu_ln")
+    if (ungated := _ungated(LN_ONLY_HALFWAY, m)) is not None:
+        return ungated
+    above = judged_test(m, "gelu_ln", "gelu", null="GELU of the same seed")
+    below = judged_test(m, "solu_ln", "gelu_ln", null="GELU-LN of the same seed")
     if above is None or below is None:
         return LN_ONLY_HALFWAY.scored("no LN-only ablation", NOT_TESTABLE)
-    unit = _in_points(m.instrument)
+    tests = [_gate(above, rotation_gate(m, "gelu_ln"), "GELU-LN"),
+             _gate(below, rotation_gate(m, "solu_ln"), "SoLU-LN")]
     return LN_ONLY_HALFWAY.scored(
-        f"{m.instrument_label}: GELU-LN minus GELU: {interval_points(above, unit)}; SoLU-LN "
-        f"minus GELU-LN: {interval_points(below, unit)}",
-        combined(_verdict(above), _verdict(below)),
-        values={"above_gelu": above.to_dict(), "below_solu_ln": below.to_dict()})
+        f"{m.instrument_label}: GELU-LN minus GELU: {above.text}; SoLU-LN minus GELU-LN: "
+        f"{below.interval_text}", tests=tests)
 
 
 STRICTER_ANNOTATOR = ClaimSpec(
-    "stricter_annotator", "§6.2", "One annotator held a higher bar; the SoLU-LN "
-    "advantage holds for the stricter one too", "consistent under both", EMPIRICAL,
-    "04-interpretability-quantitative",
-    INSTRUMENT_RULE + "the instrument at a higher bar and at its default one (the "
-    "rotation-fair score: the share of features some single direction exposes with r² "
-    "above 0.8, s6_interpretability.STRICT_EXPOSED, and above 0.5; the top-20 judge, "
-    "unchecked: coverage 90% and lift 5, s6_interpretability.STRICT, and the default "
-    "judge; sparse probing has no such bar: not testable), SoLU-LN minus GELU over "
-    "matched 1-layer seeds: reproduced if the seed interval is above 0 at both bars; "
-    "direction only if both seed means are positive; " + SEED_RULE)
+    "stricter_annotator", "§6.2", "One annotator held a higher bar (\"less willing to "
+    "ignore small activations\"); the SoLU-LN advantage holds for the stricter one too",
+    "consistent under both", EMPIRICAL, "04-interpretability-quantitative",
+    INSTRUMENT_RULE + "the stricter annotator as the paper describes it, a full-spectrum "
+    "criterion: on the rotation-fair score, the share of features a single direction "
+    "explains with r² above 0.8 over every token (s6_interpretability.STRICT_EXPOSED), so "
+    "weak firings off the feature count against it; on the unchecked judge, the full-spectrum "
+    "view; sparse probing has no such bar (not testable). SoLU-LN minus GELU over matched "
+    "1-layer seeds, and the same net of each model's rotated basis at that bar, must both "
+    "hold, gated on SoLU-LN's basis beating its rotation at that bar; a sub-claim, so never "
+    "above its parent (figure4): the verdict is combined with the parent's; " + SEED_RULE)
 
 
 @STRICTER_ANNOTATOR.decided_by
 def decide_stricter_annotator(m: InterpMeasurements) -> Claim:
-    if (gated := _ungated(STRICTER_ANNOTATOR, m)) is not None:
-        return gated
-    strict = m.judged_difference("solu_ln", "gelu", "strict")
-    default = m.judged_difference("solu_ln", "gelu", "bar")
-    if strict is None or default is None:
+    if (ungated := _ungated(STRICTER_ANNOTATOR, m)) is not None:
+        return ungated
+    strict = judged_test(m, "solu_ln", "gelu", "strict", null="GELU of the same seed")
+    if strict is None:
         why = ("no matched 1-layer pair" if m.judged_difference("solu_ln", "gelu") is None
                else f"{m.instrument_label} has no stricter bar")
         return STRICTER_ANNOTATOR.scored(why, NOT_TESTABLE)
-    if m.instrument == "top":
-        bar = f"coverage {pct(STRICT['threshold'], 0)}, lift {STRICT['min_lift']:g}"
-        default_bar = "under the default judge"
-    else:
-        bar = f"share of features exposed at r² above {STRICT_EXPOSED:g}"
-        default_bar = f"at r² above {EXPOSED_BAR:g}"
-    return STRICTER_ANNOTATOR.scored(
-        f"SoLU-LN minus GELU under the stricter bar ({bar}): {interval_points(strict)}; "
-        f"{default_bar}: {interval_points(default)}",
-        combined(_verdict(strict), _verdict(default)),
-        values={"strict": strict.to_dict(), "default": default.to_dict()})
+    net = judged_test(m, "solu_ln", "gelu", "strict_gain",
+                      null="each model's rotated basis at the stricter bar")
+    gate = rotation_gate(m, "solu_ln", "strict_gain")
+    tests = [_gate(strict, gate, "SoLU-LN")]
+    if net is not None:
+        tests.append(_gate(net, gate, "SoLU-LN"))
+    parent = decide_figure4(m)
+    bar = ("full-spectrum view of the judge" if m.instrument in ("top", "spectrum") else
+           f"share of features exposed at r² above {STRICT_EXPOSED:g}")
+    ours = f"SoLU-LN minus GELU under the stricter annotator ({bar}): {strict.text}"
+    if net is not None:
+        ours += f"; net of the rotated bases: {net.interval_text}"
+    ours += f"; parent claim (figure4): {parent.verdict}"
+    verdict = combined(*(t.verdict for t in tests), parent.verdict)
+    return STRICTER_ANNOTATOR.scored(ours, verdict, tests=tests)
 
 
 BLOCKED_INTERP = ClaimSpec(
     "blocked_interp", "§4.4", "Blocking SoLU's softmax and LN has no substantial "
     "effect on interpretability", "no substantial effect", EMPIRICAL,
     "04-interpretability-quantitative",
-    INSTRUMENT_RULE + "blocked SoLU-LN minus SoLU-LN over matched seeds (paired t, 95%), "
-    "against a margin: half of SoLU-LN's gain over GELU (seed mean) on the same instrument "
-    "(not testable if there is no gain to keep; ±10 points on the unchecked top-20 view): "
-    "reproduced if the interval lies within the margin (at least 2 seeds); not reproduced "
-    "if it lies wholly outside; direction only if the point estimate lies within; "
-    "inconclusive otherwise")
+    INSTRUMENT_RULE + "an equivalence claim: blocked SoLU-LN minus SoLU-LN over matched "
+    "seeds, 90% interval (TOST at 5%), against a margin of half of SoLU-LN's gain over GELU "
+    "(seed mean) on the same instrument (not testable if there is no gain to keep; ±10 "
+    "points on the unchecked top-20 view): reproduced (equivalent) if the interval lies "
+    "inside the margin, contradicted (not equivalent) if wholly outside, else not testable "
+    "at this scale when the smallest margin the design could show exceeds the margin, else "
+    "inconclusive; gated on the blocked model's basis beating its rotation")
 
 
 @BLOCKED_INTERP.decided_by
 def decide_blocked_interp(m: InterpMeasurements) -> Claim:
-    if (gated := _ungated(BLOCKED_INTERP, m)) is not None:
-        return gated
-    blocked = m.judged_difference("solu_ln_b4", "solu_ln")
-    if blocked is None:
+    if (ungated := _ungated(BLOCKED_INTERP, m)) is not None:
+        return ungated
+    diffs = _paired(m.judged(), m.variant("solu_ln_b4"), m.variant("solu_ln"))
+    if diffs is None:
         return BLOCKED_INTERP.scored("no blocked SoLU-LN model", NOT_TESTABLE)
     margin = BLOCKED_MARGIN
     if m.instrument not in ("top", "spectrum"):
@@ -788,14 +878,14 @@ def decide_blocked_interp(m: InterpMeasurements) -> Claim:
                 f"{m.instrument_label}: SoLU-LN has no gain over GELU to keep, so no margin "
                 "for 'no substantial effect'", NOT_TESTABLE)
         margin = 0.5 * gain.estimate
-    verdict = (REPRODUCED if -margin < blocked.lo and blocked.hi < margin
-               and blocked.n_seeds > 1 else
-               NOT_REPRODUCED if blocked.lo > margin or blocked.hi < -margin else
-               PARTLY if abs(blocked.estimate) < margin else INCONCLUSIVE)
+    test = seed_test(diffs, interest=margin, null="SoLU-LN of the same seed (margin: half of "
+                     "SoLU-LN's gain over GELU)", unit=_in_points(m.instrument), scale=100,
+                     kind=EQUIVALENCE)
+    gate = rotation_gate(m, "solu_ln_b4")
+    test = _gate(test, gate, "blocked SoLU-LN")
     return BLOCKED_INTERP.scored(
-        f"{m.instrument_label}: blocked SoLU-LN (4 blocks) minus SoLU-LN: "
-        f"{interval_points(blocked, _in_points(m.instrument))}, margin ±{100 * margin:.1f}",
-        verdict, values={**blocked.to_dict(), "margin": margin})
+        f"{m.instrument_label}: blocked SoLU-LN (4 blocks) minus SoLU-LN: {test.text}",
+        tests=[test], values={"margin": margin})
 
 
 DEPTH64 = ClaimSpec(
@@ -812,9 +902,11 @@ def decide_depth64(m: InterpMeasurements) -> Claim:
 HUMAN_BLIND = ClaimSpec(
     "human_blind", "§6.1-6.2", "Blinded human evaluators (the paper's measurement)",
     "+25 points", EMPIRICAL, "04-interpretability-quantitative",
-    "matched pairs only (same depth and seed): reproduced if every session's SoLU-LN "
-    "minus GELU interval is above 0, otherwise the weakest session's verdict by the "
-    "directional rule")
+    "matched pairs only (same depth and seed), SoLU-LN minus GELU in each session: the "
+    "neurons judged are a random sample of each model's, so the 95% Newcombe interval over "
+    "them is a sampling interval; every session must hold by the symmetric rule, with the "
+    "smallest detectable effect from the interval's width (normal approximation, 80% power) "
+    "against 5 points of interest")
 
 
 def oriented(differences) -> list[tuple[str, str, float, float, float]]:
@@ -844,11 +936,16 @@ def decide_human_blind(m: InterpMeasurements) -> Claim:
     diffs = [(d, lo, hi) for s in judged for a, b, d, lo, hi in oriented(s.report.differences)
              if act_of(a) == "solu_ln" and act_of(b) == "gelu"
              and depth_of(a) == depth_of(b) and seed_of(a) == seed_of(b)]
-    verdict = combined(*(directional(d, lo, hi) for d, lo, hi in diffs)) if diffs \
-        else NOT_TESTABLE
-    return HUMAN_BLIND.scored("; ".join(parts), verdict)
+    tests = [Test(DIRECTIONAL, d, lo, hi, n, math.nan, 0, INTEREST_POINTS,
+                  (hi - lo) / (2 * 1.959964) * (1.959964 + 0.841621), "GELU of the same seed "
+                  "(neurons sampled at random, judged blind)", "points", 100.0)
+             for s in judged for a, b, d, lo, hi in oriented(s.report.differences)
+             for n in (s.n_judgments,)
+             if act_of(a) == "solu_ln" and act_of(b) == "gelu"
+             and depth_of(a) == depth_of(b) and seed_of(a) == seed_of(b)]
+    return HUMAN_BLIND.scored("; ".join(parts), None if tests else NOT_TESTABLE, tests=tests)
 
 
-CLAIMS: tuple[ClaimSpec, ...] = (FIGURE4, PRIVILEGED_BASIS, SPECTRUM_NOTE, SOLU_ALONE,
+CLAIMS: tuple[ClaimSpec, ...] = (FIGURE4, FIGURE4_DEPTH, PRIVILEGED_BASIS, SPECTRUM_NOTE, SOLU_ALONE,
                                  LN_ONLY_HALFWAY, STRICTER_ANNOTATOR, BLOCKED_INTERP, DEPTH64,
                                  HUMAN_BLIND)
