@@ -102,9 +102,11 @@ SEEDS = ["1L-solu_ln", "1L-solu_ln-s1"]
 def _measured(interp_n=10):
     rows = []
     for s in SEEDS + ["1L-gelu"]:
-        rows.append(S.Agreement(s, "interpretable", interp_n, 0.8, 0.7, 0.9, 0.5) if interp_n
-                    else S.agreement_summary(s, "interpretable", []))
-        rows.append(S.Agreement(s, "random", 64, 0.55, 0.4, 0.7, 0.1))
+        rows.append(S.Agreement(s, "interpretable", interp_n, 0.8, 0.7, 0.9, 0.5, 0.78)
+                    if interp_n else S.agreement_summary(s, "interpretable", []))
+        rows.append(S.Agreement(s, "mismatched", interp_n, 0.5, 0.4, 0.6, 0.0, 0.5)
+                    if interp_n else S.agreement_summary(s, "mismatched", []))
+        rows.append(S.Agreement(s, "random", 64, 0.55, 0.4, 0.7, 0.1, 0.56))
     return S.OneLayerMeasurements("1L-solu_ln", SEEDS, "1L-gelu", 64,
                                   {"1L-solu_ln": 3, "1L-solu_ln-s1": 0, "1L-gelu": 1},
                                   {n: 128 for n in SEEDS + ["1L-gelu"]}, {"token": 3}, rows)
@@ -113,24 +115,30 @@ def _measured(interp_n=10):
 def test_agreement_table_and_figure():
     m = _measured()
     table = ch05.agreement_table(m.agreement)
-    assert table.splitlines()[0].split() == ["model", "neurons", "n", "median", "IQR", "share",
-                                             ">", "0.75"]
-    assert "0.70-0.90" in table and table.count("random") == 3
+    assert table.splitlines()[0].split() == ["model", "neurons", "n", "mean", "median", "IQR",
+                                             "share", ">", "0.75"]
+    assert "0.70-0.90" in table and table.count("random live") == 3
+    assert table.count("others' examples") == 3 and "0.780" in table
     fig = ch05.agreement_figure(m)
     names = [t.name for t in fig.data]
-    assert names == [ch05.GROUP_STYLE["interpretable"][0], ch05.GROUP_STYLE["random"][0]]
-    assert list(fig.data[0].y) == [0.8, 0.8, 0.8] and len(fig.data[1].x) == 3
+    assert names == [ch05.GROUP_STYLE[g][0] for g in S.GROUPS]
+    assert list(fig.data[0].y) == [0.8, 0.8, 0.8] and list(fig.data[1].y) == [0.5] * 3
+    assert len(fig.data[2].x) == 3
+    seeds = ch05.seed_table(m)
+    assert "+28.0" in seeds and "+22.0" in seeds and seeds.count("1L-solu_ln") == 2
     assert all("no neuron" not in (a.text or "") for a in fig.layout.annotations)
     none = _measured(interp_n=0)
     empty = ch05.agreement_figure(none)
     assert len(empty.data[0].x) == 0 and "n/a" in ch05.agreement_table(none.agreement)
+    assert "n/a" in ch05.seed_table(none)
     assert any("no neuron" in (a.text or "") for a in empty.layout.annotations)
 
 
 def test_glue_values_are_the_numbers_the_prose_quotes():
     assert ch05.glue_values(_measured()) == {
         "n_solu_interpretable": 3, "n_gelu_interpretable": 1, "n_neurons_1l": 128,
-        "ranking": RANKING, "n_solu_seeds": 2, "n_random": 64}
+        "ranking": RANKING, "n_solu_seeds": 2, "n_random": 64,
+        "n_partners": S.MISMATCHED_PARTNERS}
 
 
 def test_decided_claims_are_saved_for_the_scorecard(tmp_path):
@@ -147,6 +155,9 @@ def test_the_page_shows_each_definition_and_rule():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert any("show_source(s6_3.direct_logit_effects" in s for s in code)
+    assert any("s6_3.mismatched_agreement" in s and "s6_3.mismatched_partners" in s
+               for s in code)
+    assert any("ch05.seed_table(measured)" in s for s in code)
     assert any("show_claim(s6_3.LOGIT_AGREEMENT)" in s for s in code)
     assert any('registry.decide("05-one-layer-neurons"' in s for s in code)
     glue_cells = [c for c in nb.cells if c.cell_type == "code" and "glue(" in c.source]

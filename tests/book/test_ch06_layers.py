@@ -69,11 +69,52 @@ def test_role_examples_pick_the_best_of_each_role():
     assert got["token"] == [] and got["retokenization"] == [] and list(got) == list(ROLE_ORDER)
 
 
-def test_glue_values_name_the_pair():
-    assert ch06.glue_values(S.LayersMeasurements("4L-solu_ln", "4L-gelu")) == {
-        "deepest": "4L-solu_ln", "baseline": "4L-gelu"}
-    assert ch06.glue_values(S.LayersMeasurements(None, None)) == {
-        "deepest": "no multi-layer SoLU-LN model", "baseline": "no GELU model of that depth"}
+def test_glue_values_name_the_pair_and_the_depth_check():
+    got = ch06.glue_values(S.LayersMeasurements("4L-solu_ln", "4L-gelu"))
+    assert (got["deepest"], got["baseline"]) == ("4L-solu_ln", "4L-gelu")
+    assert "unknown" in got["depth_note"]
+    none = ch06.glue_values(S.LayersMeasurements(None, None))
+    assert (none["deepest"], none["baseline"]) == ("no multi-layer SoLU-LN model",
+                                                   "no GELU model of that depth")
+    losses = {"2L-solu_ln": 4.3, "4L-solu_ln": 4.35, "2L-gelu": 4.3, "4L-gelu": 4.2}
+    m = S.LayersMeasurements("4L-solu_ln", "4L-gelu",
+                             depth=[S.depth_check(n, losses) for n in ("4L-solu_ln", "4L-gelu")])
+    note = ch06.glue_values(m)["depth_note"]
+    assert note.startswith("depth was not learned: 4L-solu_ln") and "4L-gelu" not in note
+    table = ch06.depth_table(m)
+    assert table.splitlines()[2].split()[-1] == "no" and table.splitlines()[3].split()[-1] == "yes"
+
+
+def test_census_table_shows_counts_without_intervals():
+    rows = [_row("4L-solu_ln", i, detokenization=d, retokenization=r, token_class=c)
+            for i, (d, r, c) in enumerate([(3, 0, 1), (0, 0, 4), (0, 0, 2), (0, 2, 0)])]
+    rows += [_row("4L-gelu", i, detokenization=1 if i == 0 else 0) for i in range(4)]
+    m = S.measure_layers(rows)
+    table = ch06.census_table(m)
+    assert "3/100 = 3.0%" in table and "1/100 = 1.0%" in table and "+2.0 points" in table
+    assert "[" not in table
+    assert "n/a" in ch06.census_table(S.LayersMeasurements(None, None))
+
+
+def _row(model, layer, n_neurons=100, **counts):
+    counts = {role: counts.get(role, 0) for role in ROLE_ORDER}
+    n = sum(counts.values())
+    return {"model": model, "act": model.split("-")[1], "depth": 4, "layer": layer,
+            "position": S.layer_position(layer, 4), "n_neurons": n_neurons,
+            "n_interpretable": n, "retokenization_unconfirmed": 0, **counts}
+
+
+def test_final_losses_and_one_layer_gathering():
+    runs = {"1L-gelu": {"val_loss": 4.5}, "2L-gelu": {"val_loss": 4.3},
+            "1L-gelu_ln": {"val_loss": 4.4}, "2L-solu_ln": {}}
+    ctx = types.SimpleNamespace(
+        names=list(runs), all_names=list(runs) + ["1L-gelu-s1"],
+        seeds=lambda name: [name, name + "-s1"],
+        run=lambda name: types.SimpleNamespace(result=runs.get(name, {}),
+                                               load_model=lambda: "weights"),
+        scores=lambda name: f"scores {name}")
+    assert ch06.final_losses(ctx) == {"1L-gelu": 4.5, "2L-gelu": 4.3}
+    assert list(ch06.gather_one_layer(ctx)) == ["1L-gelu", "1L-gelu-s1"]
 
 
 def test_gather_defaults_to_the_multi_layer_models():
@@ -94,6 +135,8 @@ def test_the_page_shows_each_definition_and_rule():
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert any("show_source(layer_roles" in s for s in code)
     assert any("show_source(s6_3.role_shift" in s for s in code)
+    assert any("s6_3.depth_check" in s and "s6_3.one_layer_detokenization" in s for s in code)
+    assert any("ch06.census_table(measured)" in s for s in code)
     assert any("show_claim(s6_3.EARLY_DETOKENIZATION, s6_3.LATE_RETOKENIZATION, "
                "s6_3.MIDDLE_ABSTRACT)" in s for s in code)
     glue_cells = [c for c in nb.cells if c.cell_type == "code" and "glue(" in c.source]

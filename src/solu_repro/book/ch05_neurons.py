@@ -10,7 +10,8 @@ Neurons are chosen by the automated scorer (``solu_repro.interp.score``), never 
 ``interp.ranking.select_neurons`` ranks the scorer's interpretable neurons by ``RANKING``;
 ``interp.ranking.closest_misses`` is what the page shows when nothing is interpretable (tiny
 scale); the uncurated contrast draws ``s6_3_neurons.random_neurons``, the same seeded
-procedure for every model (and the control of the claim).
+procedure for every model (and the random live neurons shown beside the claim, whose null is
+the mismatched pairing, ``s6_3_neurons.mismatched_agreement``).
 
 Every HTML fragment escapes corpus-derived text (``book.neuron_cards``, ``interp.view``).
 """
@@ -25,7 +26,7 @@ from ..fmt import num
 from ..interp.ranking import RANKING, explanation_kind
 from ..interp.score import NeuronScore, NeuronScores
 from ..paper.s6_3_neurons import Agreement, OneLayerMeasurements, ScoredModel, kind_counts, \
-    random_neurons
+    random_neurons, seed_differences
 from . import style
 from .neuron_cards import neuron_cards_html, side_by_side_html
 from .tables import text_table
@@ -90,30 +91,51 @@ def neuron_browser(ctx, names: Sequence[str]):
 
 
 # --- the logit cross-check ----------------------------------------------------------------------
+GROUP_ROWS = {"interpretable": "interpretable, own examples",
+              "mismatched": "interpretable, others' examples",
+              "random": "random live, own examples"}
+"""How the table names ``s6_3_neurons.GROUPS``."""
+
+
 def agreement_table(rows: Sequence[Agreement]) -> str:
-    """``logit_agreement`` rows as a text table: per model and group, the median percentile
-    of the next token, its quartiles and the share of neurons above 0.75."""
-    return text_table([{"model": a.model, "neurons": a.group, "n": a.n,
-                        "median": num(a.median, ".2f"),
+    """``logit_agreement`` rows as a text table: per model and group, the mean percentile of
+    the next token (what the claim compares), the median, its quartiles and the share of
+    neurons above 0.75."""
+    return text_table([{"model": a.model, "neurons": GROUP_ROWS.get(a.group, a.group),
+                        "n": a.n, "mean": num(a.mean, ".3f"), "median": num(a.median, ".2f"),
                         "IQR": f"{num(a.q25, '.2f')}-{num(a.q75, '.2f')}",
                         "share > 0.75": num(a.share_above_075, ".2f")} for a in rows],
-                      ["model", "neurons", "n", "median", "IQR", "share > 0.75"])
+                      ["model", "neurons", "n", "mean", "median", "IQR", "share > 0.75"])
 
 
-GROUP_STYLE = {"interpretable": ("the judge's interpretable neurons", "#d62728", "circle"),
-               "random": ("random control", "#7f7f7f", "diamond")}
+def seed_table(m: OneLayerMeasurements) -> str:
+    """Per seed of the SoLU-LN model, the claim's unit: matched minus mismatched mean
+    percentile (points), and beside it interpretable minus random live neurons."""
+    null = seed_differences(m.agreement, m.seeds, "mismatched")
+    rand = seed_differences(m.agreement, m.seeds, "random")
+    pts = (lambda x: num(None if x is None else x * 100, "+.1f"))
+    return text_table([{"seed": s, "matched - mismatched": pts(null[s]),
+                        "interpretable - random": pts(rand[s])} for s in m.seeds],
+                      ["seed", "matched - mismatched", "interpretable - random"])
+
+
+GROUP_STYLE = {"interpretable": ("interpretable neurons, own examples", "#d62728", "circle"),
+               "mismatched": ("the same neurons, others' examples (the null)", "#1f77b4",
+                              "square"),
+               "random": ("random live neurons, own examples", "#7f7f7f", "diamond")}
 
 
 def agreement_figure(m: OneLayerMeasurements) -> go.Figure:
     """Per model (every seed of the SoLU-LN model, then the baseline), the median percentile
     of the next token in the neuron's logit effect, with its interquartile range, for the
-    interpretable neurons and for the random control; 0.5 is a neuron unrelated to what
-    follows."""
+    interpretable neurons against their own examples, the same neurons against other
+    neurons' examples (the claim's null) and random live neurons; 0.5 is a neuron unrelated
+    to what follows."""
     fig = style.figure("Does the logit effect push what follows the top firings? (§6.3.1)",
                        "model", "percentile of the next token in the logit effect",
                        height=400)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0),
-                      margin=dict(b=90))
+                      margin=dict(b=90), scattermode="group")
     models = list(m.seeds) + [m.baseline]
     labels = {name: style.label(name) for name in models}
     for group, (name, color, symbol) in GROUP_STYLE.items():
@@ -125,7 +147,7 @@ def agreement_figure(m: OneLayerMeasurements) -> go.Figure:
             error_y=dict(type="data", symmetric=False,
                          array=[rows[n].q75 - rows[n].median for n in shown],
                          arrayminus=[rows[n].median - rows[n].q25 for n in shown]),
-            customdata=[[rows[n].n] for n in shown],
+            offsetgroup=group, customdata=[[rows[n].n] for n in shown],
             hovertemplate="%{x}: median %{y:.2f} over %{customdata[0]} neurons"
                           "<extra>" + name + "</extra>"))
     fig.add_hline(y=0.5, line_dash="dot", line_color="#999999",
@@ -134,7 +156,7 @@ def agreement_figure(m: OneLayerMeasurements) -> go.Figure:
     fig.update_yaxes(range=[0, 1.02])
     if not any(a.n for a in m.agreement if a.group == "interpretable"):
         fig.add_annotation(text="the judge calls no neuron of these models interpretable: "
-                                "only the control is drawn",
+                                "only the random live neurons are drawn",
                            xref="paper", yref="paper", x=0.5, y=0.95, showarrow=False)
     return fig
 
@@ -148,4 +170,5 @@ def glue_values(m: OneLayerMeasurements) -> dict[str, Any]:
             "n_neurons_1l": m.neurons[m.model],
             "ranking": RANKING,
             "n_solu_seeds": len(m.seeds),
-            "n_random": m.n_random}
+            "n_random": m.n_random,
+            "n_partners": m.n_partners}

@@ -2,8 +2,10 @@
 neurons of each role, glued numbers, and the gathering of its inputs from the book's context.
 
 The counts (``layer_roles_rows``), the comparisons (``measure_layers``: ``RoleShift``s of the
-deepest SoLU-LN model and its GELU baseline) and the verdicts (``early_detokenization``,
-``late_retokenization``, ``middle_abstract``) live in ``solu_repro.paper.s6_3_neurons``.
+deepest SoLU-LN model and its GELU baseline, a census of one model each; the depth check from
+the models' losses; the between-seed SD borrowed from the one-layer seeds) and the verdicts
+(``early_detokenization``, ``late_retokenization``, ``middle_abstract``) live in
+``solu_repro.paper.s6_3_neurons``.
 
 Layer roles are ``interp.analysis.LAYER_ROLES``, named for what the explanation says (the
 current token, the token in context, a token class or text pattern, the text's source, the
@@ -22,7 +24,9 @@ from ..fmt import pct
 from ..interp.analysis import ROLE_ORDER, direct_effect_ranks
 from ..interp.ranking import select_neurons
 from ..interp.score import NeuronScore
-from ..paper.s6_3_neurons import LayersMeasurements, ScoredModel, multi_layer_models
+from ..paper.s6_3_neurons import LayersMeasurements, ScoredModel, depth_failures, \
+    multi_layer_models
+from ..zoo import act_of
 from . import style
 from .neuron_cards import ROLE_LABELS, neuron_cards_html
 from .tables import text_table
@@ -43,6 +47,63 @@ def gather(ctx, names: Sequence[str] | None = None) -> dict[str, ScoredModel]:
     with its weights and scores: what ``s6_3_neurons.layer_roles_rows`` takes."""
     names = multi_layer_models(ctx.names) if names is None else names
     return {name: ScoredModel(ctx.run(name).load_model(), ctx.scores(name)) for name in names}
+
+
+ONE_LAYER_PAIR = ("1L-solu_ln", "1L-gelu")
+"""The one-layer models whose seeds lend ``early_detokenization`` its between-seed SD."""
+DEPTH_ACTS = ("solu_ln", "gelu")
+"""The activations whose losses ``depth_check`` compares across depths."""
+
+
+def gather_one_layer(ctx) -> dict[str, ScoredModel]:
+    """Every seed of the one-layer SoLU-LN and GELU models of ``ctx`` with weights and scores
+    (what ``layer_roles_rows`` takes for ``measure_layers(..., one_layer=...)``); the models
+    of ``ONE_LAYER_PAIR`` that ``ctx`` does not have are left out."""
+    names = [s for base in ONE_LAYER_PAIR if base in ctx.all_names for s in ctx.seeds(base)]
+    return gather(ctx, names)
+
+
+def final_losses(ctx) -> dict[str, float]:
+    """Final validation loss of each seed-0 model of ``ctx`` with an activation of
+    ``DEPTH_ACTS`` (what ``measure_layers(..., losses=...)`` takes); models whose run records
+    no loss (released models) are left out."""
+    out = {}
+    for name in ctx.names:
+        if act_of(name) not in DEPTH_ACTS:
+            continue
+        loss = (getattr(ctx.run(name), "result", None) or {}).get("val_loss")
+        if loss is not None:
+            out[name] = float(loss)
+    return out
+
+
+def depth_table(m: LayersMeasurements) -> str:
+    """``m.depth`` as a text table: each model of the pair against the next shallower one."""
+    return text_table([{"model": c.model, "val loss": f"{c.loss:.3f}",
+                        "shallower": c.shallower or "none",
+                        "its val loss": f"{c.shallower_loss:.3f}",
+                        "depth learned": {True: "yes", False: "no", None: "unknown"}[c.learned]}
+                       for c in m.depth],
+                      ["model", "val loss", "shallower", "its val loss", "depth learned"])
+
+
+def census_table(m: LayersMeasurements) -> str:
+    """The three comparisons as counts and shares (a census of one model each, no
+    intervals)."""
+    shifts = {"§6.3.2 de-tok, first layer vs GELU's": m.early_detokenization,
+              "§6.3.3 re-tok, last layer vs earlier": m.late_retokenization,
+              "§6.3.4 token class, middle vs first+last": m.middle_token_class}
+    rows = []
+    for label, sh in shifts.items():
+        if sh is None:
+            rows.append({"comparison": label, "count": "n/a", "versus": "n/a",
+                         "difference": "n/a"})
+            continue
+        rows.append({"comparison": label,
+                     "count": f"{sh.count}/{sh.n} = {pct(sh.share)}",
+                     "versus": f"{sh.other_count}/{sh.other_n} = {pct(sh.other_share)}",
+                     "difference": f"{pct(sh.diff, signed=True).rstrip('%')} points"})
+    return text_table(rows, ["comparison", "count", "versus", "difference"])
 
 
 # --- roles by layer -----------------------------------------------------------------------------
@@ -122,5 +183,11 @@ def role_examples_html(ctx, name: str, examples: dict[str, list[NeuronScore]], *
 def glue_values(m: LayersMeasurements) -> dict[str, Any]:
     """Flat name -> value pairs for ``myst_nb.glue`` beside the claims' own sentences
     (``record.glue_claims``): the models the chapter's prose names."""
+    if not m.depth:
+        depth = "the models' losses were not given, so whether depth was learned is unknown"
+    else:
+        depth = (depth_failures(m.depth)
+                 or "depth was learned: " + "; ".join(c.text for c in m.depth))
     return {"deepest": m.solu or "no multi-layer SoLU-LN model",
-            "baseline": m.gelu or "no GELU model of that depth"}
+            "baseline": m.gelu or "no GELU model of that depth",
+            "depth_note": depth}

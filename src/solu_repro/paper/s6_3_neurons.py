@@ -6,21 +6,26 @@ scored claims. No plotting, widgets or HTML here (``solu_repro.book`` presents t
 ``book.ch05_neurons`` and ``book.ch06_layers``).
 
 * §6.3.1 (chapter 5): ``measure_one_layer`` takes every seed of the one-layer SoLU-LN model
-  and its GELU baseline (``ScoredModel``: weights, corpus, harvest and the scorer's verdicts)
+  and its GELU baseline (``ScoredModel``: weights, corpus, harvest and the judge's verdicts)
   and returns ``OneLayerMeasurements``: per model, ``next_token_agreement`` of the judge's
-  interpretable neurons and of a seeded random control (``random_neurons``). Claim
-  ``logit_agreement``.
+  interpretable neurons, the same neurons' logit effects against other neurons' examples
+  (``mismatched_agreement``: the claim's null) and a seeded random sample of live neurons
+  (``random_neurons``, shown beside). Claim ``logit_agreement``: matched minus mismatched,
+  one number per seed (``claim.seed_test``).
 * §6.3.2-6.3.4 (chapter 6): ``layer_roles_rows`` counts each multi-layer model's
   interpretable neurons per layer and role (``interp.analysis.layer_roles``);
   ``measure_layers`` compares them in the deepest SoLU-LN model and its GELU baseline
-  (``RoleShift``). Claims ``early_detokenization``, ``late_retokenization``,
+  (``RoleShift``: a census of one model, counts without intervals over neurons), checks that
+  the deeper models learned from their depth (``depth_check``, from their losses) and
+  borrows, where a comparable one exists, a between-seed SD from the one-layer seeds
+  (``one_layer_detokenization``). Claims ``early_detokenization``, ``late_retokenization``,
   ``middle_abstract``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -33,11 +38,12 @@ from ..interp.explanations import KINDS
 from ..interp.harvest import Harvest
 from ..interp.ranking import explanation_kind
 from ..interp.score import NeuronScore, NeuronScores
-from ..interp.stats import SeedInterval, difference_interval, seed_mean_interval
 from ..model import Transformer
-from ..zoo import act_of, depth_of
-from .claim import EMPIRICAL, NOT_TESTABLE, PARTLY, SEED_RULE, Claim, ClaimSpec, \
-    at_most, directional
+from ..zoo import act_of, depth_of, seed_of
+from .claim import EMPIRICAL, INTEREST_POINTS, SEED_RULE, Claim, ClaimSpec, Test, seed_test
+
+Key = tuple[int, int]
+"""A neuron: (layer, neuron)."""
 
 
 @dataclass
@@ -123,91 +129,173 @@ def token_percentiles(effects: torch.Tensor, tokens: torch.Tensor) -> torch.Tens
     return (below + (upto - below - 1) / 2).double() / max(vocab - 1, 1)
 
 
-def next_token_agreement(model, corpus, harvest, records: Sequence[NeuronScore],
-                         hook: str = "post") -> dict[tuple[int, int], float]:
-    """Per neuron, how strongly its direct logit effect promotes the tokens that actually
-    follow its strongest firings (paper §6.3.1: check the dataset examples against the logit
-    effect).
 
-    For each of the neuron's top firings on ``hook`` (``hook_post`` by default: the logit
-    effect is per unit of ``hook_post``, and its top firings are where the neuron pushes
-    hardest), the percentile of the true next token among all tokens, ranked by the neuron's
-    direct logit effect (``token_percentiles``: 1 = the token it pushes most, 0 = the one it
-    suppresses most). The mean over firings is reported; a neuron unrelated to what comes next
-    scores about 0.5. NaN for a neuron with no firing followed by a token.
 
-    The logit effects of a layer's neurons are computed together, ``AGREEMENT_CHUNK`` at a
-    time, so the cost per neuron is one row of ``W_out @ W_U``, one sort of the vocabulary and
-    reading the tokens after its (at most ``k``) top firings.
-
-    Exact for one-layer models up to the final LayerNorm's scale; for deeper models it is
-    the direct path only.
-    """
+def following_tokens(corpus, harvest, records: Sequence[NeuronScore],
+                     hook: str = "post") -> dict[Key, list[int]]:
+    """Per neuron of ``records``, the tokens that actually follow its top firings on ``hook``
+    in the harvested split (its dataset examples, read for what comes next). A neuron with
+    no firing followed by a token is left out."""
     split = corpus.split(harvest.meta.get("split", "val"))
-    out: dict[tuple[int, int], float] = {}
-    following: dict[int, dict[int, list[int]]] = {}
+    out: dict[Key, list[int]] = {}
+    seen: set[Key] = set()
     for r in records:
-        if (r.layer, r.neuron) in out or r.neuron in following.get(r.layer, {}):
+        key = (r.layer, r.neuron)
+        if key in seen:
             continue
+        seen.add(key)
         positions = [e.position(harvest.n_ctx) + 1
                      for e in harvest.top_examples(r.layer, r.neuron, hook)]
         nxt = [int(split.window(p, 1)[0]) for p in positions if p < split.n_tokens]
         if nxt:
-            following.setdefault(r.layer, {})[r.neuron] = nxt
-        else:
-            out[(r.layer, r.neuron)] = math.nan
-    for layer, by_neuron in following.items():
-        neurons = list(by_neuron)
-        for start in range(0, len(neurons), AGREEMENT_CHUNK):
-            chunk = neurons[start:start + AGREEMENT_CHUNK]
-            width = max(len(by_neuron[n]) for n in chunk)
-            # Pad each neuron's next tokens to a common width; the mask drops the padding.
-            tokens = torch.tensor([by_neuron[n] + by_neuron[n][:1] * (width - len(by_neuron[n]))
-                                   for n in chunk], dtype=torch.int64)
-            mask = torch.tensor([[j < len(by_neuron[n]) for j in range(width)] for n in chunk])
-            pct = token_percentiles(direct_logit_effects(model, layer, chunk), tokens)
-            means = (pct * mask).sum(dim=1) / mask.sum(dim=1)
-            for n, v in zip(chunk, means.tolist()):
-                out[(layer, n)] = float(v)
+            out[key] = nxt
     return out
+
+
+def pair_agreement(model, following: Mapping[Key, Sequence[int]],
+                   pairs: Sequence[tuple[Key, Key]]) -> list[float]:
+    """For each pair ``(neuron, examples_of)``: the mean percentile, in ``neuron``'s direct
+    logit effect (``token_percentiles``: 1 = the token it pushes most, 0 = the one it
+    suppresses most, 0.5 for a token unrelated to it), of the tokens that follow the top
+    firings of ``examples_of`` (``following[examples_of]``).
+
+    ``(i, i)`` is a neuron against its own examples; ``(i, j)`` is neuron i's logit effect
+    against neuron j's examples (the mismatched pairing). The logit effects of a layer's
+    neurons are computed ``AGREEMENT_CHUNK`` rows at a time."""
+    out = [math.nan] * len(pairs)
+    for layer in sorted({k[0] for k, _ in pairs}):
+        rows = [i for i, (k, _) in enumerate(pairs) if k[0] == layer]
+        for start in range(0, len(rows), AGREEMENT_CHUNK):
+            chunk = rows[start:start + AGREEMENT_CHUNK]
+            lists = [list(following[pairs[i][1]]) for i in chunk]
+            width = max(len(t) for t in lists)
+            # Pad each row's tokens to a common width; the mask drops the padding.
+            tokens = torch.tensor([t + t[:1] * (width - len(t)) for t in lists],
+                                  dtype=torch.int64)
+            mask = torch.tensor([[j < len(t) for j in range(width)] for t in lists])
+            effects = direct_logit_effects(model, layer, [pairs[i][0][1] for i in chunk])
+            pct = token_percentiles(effects, tokens)
+            means = (pct * mask).sum(dim=1) / mask.sum(dim=1)
+            for i, v in zip(chunk, means.tolist()):
+                out[i] = float(v)
+    return out
+
+
+def next_token_agreement(model, corpus, harvest, records: Sequence[NeuronScore],
+                         hook: str = "post") -> dict[Key, float]:
+    """Per neuron, how strongly its direct logit effect promotes the tokens that actually
+    follow its strongest firings (paper §6.3.1: check the dataset examples against the logit
+    effect): ``pair_agreement`` of each neuron with its own examples (``following_tokens``).
+
+    ``hook_post`` by default: the logit effect is per unit of ``hook_post``, and its top
+    firings are where the neuron pushes hardest. A neuron unrelated to what comes next scores
+    about 0.5; NaN for a neuron with no firing followed by a token. Exact for one-layer
+    models up to the final LayerNorm's scale; for deeper models it is the direct path only.
+    """
+    following = following_tokens(corpus, harvest, records, hook)
+    out = {(r.layer, r.neuron): math.nan for r in records}
+    have = [k for k in out if k in following]
+    out.update(zip(have, pair_agreement(model, following, [(k, k) for k in have])))
+    return out
+
+
+MISMATCHED_PARTNERS = 16
+"""How many other neurons' examples each neuron's logit effect is scored against in the
+mismatched-pairing null (a seeded draw without replacement; all the others if fewer)."""
+
+
+def mismatched_partners(keys: Sequence[Key], n_partners: int = MISMATCHED_PARTNERS,
+                        seed: int = 0) -> dict[Key, list[Key]]:
+    """For each neuron of ``keys``, ``n_partners`` *other* neurons of ``keys``, drawn
+    uniformly without replacement by a generator seeded with ``seed``: the same draw for the
+    same neurons and seed. Never the neuron itself; none if it is alone."""
+    keys = list(keys)
+    rng = np.random.default_rng(seed)
+    take = min(n_partners, len(keys) - 1)
+    out: dict[Key, list[Key]] = {}
+    for i, key in enumerate(keys):
+        if take < 1:
+            out[key] = []
+            continue
+        draw = rng.choice(len(keys) - 1, take, replace=False)  # indices into keys without i
+        out[key] = [keys[j + (j >= i)] for j in sorted(draw.tolist())]
+    return out
+
+
+def mismatched_agreement(model, following: Mapping[Key, Sequence[int]], keys: Sequence[Key],
+                         n_partners: int = MISMATCHED_PARTNERS,
+                         seed: int = 0) -> dict[Key, float]:
+    """The null of ``next_token_agreement``: per neuron i of ``keys`` (each with its
+    ``following`` tokens), the mean over its ``mismatched_partners`` j of ``pair_agreement``
+    of (i, j), neuron i's logit effect against neuron j's examples. NaN for a neuron with no
+    partner.
+
+    Whatever makes a trained neuron's logit effect agree with *any* neuron's examples (the
+    tokens that often come next, what every neuron of the model learned to push) is in the
+    null too; only agreement specific to a neuron's own examples lifts its matched score
+    above it."""
+    keys = [k for k in keys if k in following]
+    partners = mismatched_partners(keys, n_partners, seed)
+    pairs = [(k, p) for k in keys for p in partners[k]]
+    per: dict[Key, list[float]] = {}
+    for (k, _), v in zip(pairs, pair_agreement(model, following, pairs)):
+        per.setdefault(k, []).append(v)
+    return {k: float(np.mean(per[k])) if k in per else math.nan for k in keys}
 
 
 @dataclass
 class Agreement:
-    """Summary of ``next_token_agreement`` over a group of neurons of one model."""
+    """Summary of an agreement over a group of neurons of one model."""
 
     model: str
-    group: str  # "interpretable" or "random"
+    group: str  # "interpretable" (own examples), "mismatched" (others' examples) or "random"
     n: int
     median: float
     q25: float
     q75: float
     share_above_075: float  # neurons whose next tokens sit in the top quarter of their push
+    mean: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def agreement_summary(model: str, group: str, values: Iterable[float]) -> Agreement:
-    """Median, quartiles and share above 0.75 of a group's agreements (NaNs left out)."""
+    """Mean, median, quartiles and share above 0.75 of a group's agreements (NaNs left
+    out)."""
     v = np.array([x for x in values if not math.isnan(x)], dtype=float)
     if not len(v):
         return Agreement(model, group, 0, math.nan, math.nan, math.nan, math.nan)
     q25, med, q75 = np.quantile(v, [0.25, 0.5, 0.75])
     return Agreement(model, group, len(v), float(med), float(q25), float(q75),
-                     float((v > 0.75).mean()))
+                     float((v > 0.75).mean()), float(v.mean()))
 
 
-def logit_agreement(name: str, m: ScoredModel, n_random: int = 64,
-                    seed: int = 0) -> list[Agreement]:
-    """``next_token_agreement`` of one model's interpretable neurons and of a seeded random
-    sample of ``n_random`` live neurons (``random_neurons``: the control, the same draw for
-    every model; it may include interpretable neurons): an "interpretable" and a "random"
-    ``Agreement`` row."""
+GROUPS = ("interpretable", "mismatched", "random")
+"""The groups of ``logit_agreement``, in the order it returns them."""
+
+
+def logit_agreement(name: str, m: ScoredModel, n_random: int = 64, seed: int = 0,
+                    n_partners: int = MISMATCHED_PARTNERS) -> list[Agreement]:
+    """Three ``Agreement`` rows of one model (``GROUPS``):
+
+    * "interpretable": ``next_token_agreement`` of the judge's interpretable neurons, each
+      neuron's logit effect against its own examples (matched);
+    * "mismatched": the same neurons (those with a matched value), each against the examples
+      of ``n_partners`` other interpretable neurons (``mismatched_agreement``, seeded with
+      ``seed``): the claim's null;
+    * "random": a seeded sample of ``n_random`` live neurons against their own examples
+      (``random_neurons``, the same draw for every model; shown beside the claim).
+    """
     good = [r for r in m.scores.records if r.interpretable]
     sample = random_neurons(m.scores, n_random, seed)
     values = next_token_agreement(m.model, m.corpus, m.harvest, good + sample)
-    return [agreement_summary(name, "interpretable", [values[(r.layer, r.neuron)] for r in good]),
+    matched = [(r.layer, r.neuron) for r in good if not math.isnan(values[(r.layer, r.neuron)])]
+    following = following_tokens(m.corpus, m.harvest, good)
+    null = mismatched_agreement(m.model, following, matched, n_partners, seed)
+    have = [k for k in matched if not math.isnan(null[k])]  # the same neurons in both rows
+    return [agreement_summary(name, "interpretable", [values[k] for k in have]),
+            agreement_summary(name, "mismatched", [null[k] for k in have]),
             agreement_summary(name, "random", [values[(r.layer, r.neuron)] for r in sample])]
 
 
@@ -217,15 +305,14 @@ class OneLayerMeasurements:
 
     Attributes:
         model: The one-layer model looked at (seed 0), e.g. "1L-solu_ln".
-        seeds: Every seed of it, seed 0 first (the claim's seed-level interval runs over
-            these).
+        seeds: Every seed of it, seed 0 first (the claim's interval runs over these).
         baseline: Its GELU baseline (seed 0; shown beside it, not part of the claim).
-        n_random: Size of each model's random control sample.
+        n_random: Size of each model's random sample of live neurons.
         interpretable, neurons: Per model (every seed and the baseline), the judge's
             interpretable neurons (top-20 rule) and all neurons.
         kinds: Interpretable neurons of ``model`` per explanation kind.
-        agreement: ``logit_agreement`` rows ("interpretable" and "random") of every seed and
-            of the baseline.
+        agreement: ``logit_agreement`` rows (``GROUPS``) of every seed and of the baseline.
+        n_partners: Other neurons each neuron is paired with in the mismatched null.
     """
 
     model: str
@@ -236,6 +323,7 @@ class OneLayerMeasurements:
     neurons: dict[str, int]
     kinds: dict[str, int]
     agreement: list[Agreement] = field(default_factory=list)
+    n_partners: int = MISMATCHED_PARTNERS
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -244,7 +332,8 @@ class OneLayerMeasurements:
 
 
 def measure_one_layer(models: Mapping[str, ScoredModel], seeds: Sequence[str], baseline: str,
-                      n_random: int = 64, seed: int = 0) -> OneLayerMeasurements:
+                      n_random: int = 64, seed: int = 0,
+                      n_partners: int = MISMATCHED_PARTNERS) -> OneLayerMeasurements:
     """The §6.3.1 numbers: the judge's counts and the logit agreement of every seed of the
     one-layer SoLU-LN model and of its baseline.
 
@@ -252,100 +341,116 @@ def measure_one_layer(models: Mapping[str, ScoredModel], seeds: Sequence[str], b
         models: At least ``seeds`` and ``baseline``, each with its corpus and harvest.
         seeds: Every seed of the model looked at, seed 0 first ("1L-solu_ln", ...).
         baseline: Its GELU baseline ("1L-gelu").
-        n_random: Size of each model's random control sample.
-        seed: Seed of the control's draw (the book's seed).
+        n_random: Size of each model's random sample of live neurons.
+        seed: Seed of the random sample and of the mismatched pairings (the book's seed).
+        n_partners: Other neurons each interpretable neuron is paired with in the null.
     """
     names = list(seeds) + [baseline]
     tops = {name: models[name].scores.fraction_interpretable() for name in names}
     agreement = [row for name in names
-                 for row in logit_agreement(name, models[name], n_random, seed)]
+                 for row in logit_agreement(name, models[name], n_random, seed, n_partners)]
     return OneLayerMeasurements(
         seeds[0], list(seeds), baseline, n_random, {n: p.successes for n, p in tops.items()},
-        {n: p.n for n, p in tops.items()}, kind_counts(models[seeds[0]].scores), agreement)
+        {n: p.n for n, p in tops.items()}, kind_counts(models[seeds[0]].scores), agreement,
+        n_partners)
 
 
-def seed_agreement_differences(agreement: Sequence[Agreement],
-                               seeds: Sequence[str]) -> dict[str, float | None]:
-    """Per seed, the median agreement of its interpretable neurons minus that of its random
-    control (None when either group is empty)."""
+def seed_differences(agreement: Sequence[Agreement], seeds: Sequence[str],
+                     versus: str = "mismatched") -> dict[str, float | None]:
+    """Per seed, the mean agreement of its interpretable neurons minus that of ``versus``:
+    "mismatched" (the same neurons against other neurons' examples: the claim's effect, the
+    mean over neurons of matched minus mismatched) or "random" (the random live neurons).
+    None when either group is empty."""
     groups = {(a.model, a.group): a for a in agreement}
     out: dict[str, float | None] = {}
     for s in seeds:
-        good, control = groups.get((s, "interpretable")), groups.get((s, "random"))
-        ok = good is not None and control is not None and good.n > 0 and control.n > 0
-        out[s] = good.median - control.median if ok else None
+        good, other = groups.get((s, "interpretable")), groups.get((s, versus))
+        ok = good is not None and other is not None and good.n > 0 and other.n > 0
+        out[s] = good.mean - other.mean if ok else None
     return out
 
 
-def _seed_interval_text(interval: SeedInterval, fmt: str = "+.2f") -> str:
-    if interval.n_seeds < 2:
-        return f"{num(interval.estimate, fmt)} (1 seed: no interval, so at most '{PARTLY}')"
-    return f"{interval.format(fmt)}, {interval.method}"
+AGREEMENT_INTEREST = INTEREST_POINTS
+"""The smallest effect of interest of ``logit_agreement``: 5 percentile points of the
+vocabulary (``claim.INTEREST_POINTS``), by which a neuron's own examples' next tokens must
+outrank other neurons' in its logit effect before reading one against the other tells a
+reader anything."""
+MISMATCHED_NULL = ("the same interpretable neurons' logit effects scored against the "
+                   "dataset examples of other interpretable neurons of the same model "
+                   "(mismatched pairings, a seeded draw)")
+RANDOM_NULL = "a seeded random sample of live neurons of the same model, each against its own examples"
 
 
 LOGIT_AGREEMENT = ClaimSpec(
     "logit_agreement", "§6.3.1", "In 1-layer models the neurons' direct logit "
     "effects corroborate their dataset examples", "qualitative (neuron by neuron)",
     EMPIRICAL, "05-one-layer-neurons",
-    "per 1-layer SoLU-LN seed, the median over neurons of the percentile, in the "
-    "neuron's direct logit effect, of the tokens that follow its 20 strongest "
-    "firings, for the judge's interpretable neurons minus a seeded random sample of "
-    "live neurons of the same model (the control; the chapter's n_random, 64 by "
-    "default); t interval over the per-seed "
-    "differences: reproduced if it is above 0, direction only if the seed mean is; "
-    "not testable if no seed has an interpretable neuron; " + SEED_RULE)
+    "per 1-layer SoLU-LN seed, over the judge's interpretable neurons: the mean "
+    "percentile, in a neuron's direct logit effect (W_out·W_U), of the tokens that "
+    "follow its own 20 strongest firings (matched), minus the mean percentile, in the "
+    "same neuron's logit effect, of the tokens that follow the strongest firings of "
+    f"{MISMATCHED_PARTNERS} other interpretable neurons of the same model (mismatched "
+    "pairings, a seeded draw: the null); one difference per seed, units = seeds; "
+    f"smallest effect of interest {AGREEMENT_INTEREST * 100:.0f} percentile points; not "
+    "testable if no seed has two interpretable neurons; the interpretable neurons "
+    "against a random sample of live neurons is shown beside, not part of the verdict; "
+    + SEED_RULE)
+
+
+def _per_seed(diffs: Mapping[str, float | None], seeds: Sequence[str]) -> str:
+    return ", ".join(f"{s} {num(diffs[s] * 100, '+.1f')}" for s in seeds
+                     if diffs[s] is not None)
 
 
 @LOGIT_AGREEMENT.decided_by
 def decide_logit_agreement(m: OneLayerMeasurements) -> Claim:
-    """Interpretable neurons' agreement minus the random control's, per seed of the
-    one-layer SoLU-LN model; a t interval over seeds (``directional``)."""
-    seeds, n_random = m.seeds, m.n_random
+    """Matched minus mismatched agreement of the interpretable neurons, one number per seed
+    of the one-layer SoLU-LN model, decided by ``seed_test``; the same neurons against the
+    random live neurons is a second ``seed_test`` kept in ``values`` (shown, not decided)."""
+    seeds = m.seeds
     groups = {(a.model, a.group): a for a in m.agreement}
-    diffs = seed_agreement_differences(m.agreement, seeds)
+    diffs = seed_differences(m.agreement, seeds, "mismatched")
+    versus_random = seed_differences(m.agreement, seeds, "random")
     usable = [s for s in seeds if diffs[s] is not None]
-    control = (f"the control, a seeded random sample of {n_random} live neurons of the same "
-               "model (interpretable or not) drawn the same way for every seed")
+    null = (f"{MISMATCHED_NULL}, {m.n_partners} partners per neuron")
+    why = "" if usable else (f"the judge calls fewer than two neurons interpretable in each "
+                             f"of the {len(seeds)} seeds: nothing to pair")
+    test = seed_test([diffs[s] for s in usable], interest=AGREEMENT_INTEREST, null=null,
+                     unit="percentile points", scale=100, why=why)
+    control = seed_test([versus_random[s] for s in seeds if versus_random[s] is not None],
+                        interest=AGREEMENT_INTEREST,
+                        null=f"{RANDOM_NULL} ({m.n_random} per seed)",
+                        unit="percentile points", scale=100)
     values: dict[str, Any] = {
-        "n_random": n_random,
-        "seeds": {s: {"interpretable": groups[(s, "interpretable")].to_dict()
-                      if (s, "interpretable") in groups else None,
-                      "random": groups[(s, "random")].to_dict()
-                      if (s, "random") in groups else None,
-                      "difference": diffs[s]} for s in seeds}}
+        "n_random": m.n_random, "n_partners": m.n_partners,
+        "seeds": {s: {g: groups[(s, g)].to_dict() if (s, g) in groups else None
+                      for g in GROUPS} | {"difference": diffs[s],
+                                          "versus_random": versus_random[s]}
+                  for s in seeds},
+        "versus_random": control.to_dict()}
     if not usable:
         return LOGIT_AGREEMENT.scored(
-            f"no interpretable neuron in any of {len(seeds)} seeds", NOT_TESTABLE,
-            f"Not testable in this build: the judge calls no neuron of the one-layer "
-            f"SoLU-LN model interpretable in any of its {len(seeds)} seeds, so there "
-            f"is nothing to set against {control}.", values=values)
-    interval = seed_mean_interval([diffs[s] for s in usable])
-    values["interval"] = interval.to_dict()
-    good = float(np.mean([groups[(s, "interpretable")].median for s in usable]))
-    rand = float(np.mean([groups[(s, "random")].median for s in usable]))
-    verdict = directional(interval.estimate, interval.lo, interval.hi)
+            f"fewer than two interpretable neurons in every one of {len(seeds)} seeds",
+            sentence=f"Not testable in this build: {why}.", values=values, tests=[test])
+    matched = float(np.mean([groups[(s, "interpretable")].mean for s in usable]))
+    mismatched = float(np.mean([groups[(s, "mismatched")].mean for s in usable]))
     skipped = [s for s in seeds if diffs[s] is None]
-    note = (f" ({', '.join(skipped)} left out: no interpretable neuron)" if skipped else "")
-    per_seed = ", ".join(num(diffs[s], "+.2f") for s in usable)
-    ours = (f"interpretable minus random control {_seed_interval_text(interval)}; median "
-            f"percentile {good:.2f} vs {rand:.2f}")
-    if len(usable) == 1:
-        average = f"the median over {usable[0]}'s neurons"
-        result = (f"Interpretable minus control: {interval.estimate:+.2f} from one seed (no "
-                  f"interval, so at most '{PARTLY}')")
-    else:
-        average = f"the mean over {len(usable)} seeds of each seed's median"
-        result = (f"Interpretable minus control, one difference per seed ({per_seed}): mean "
-                  f"{interval.format('+.2f')}, {interval.method}")
+    note = (f" ({', '.join(skipped)} left out: fewer than two interpretable neurons)"
+            if skipped else "")
+    ours = (f"matched minus mismatched {test.interval_text}; mean percentile "
+            f"{matched:.2f} vs {mismatched:.2f}")
     sentence = (
-        f"At each neuron's strongest firings, the token that actually comes next sits at a "
-        f"median percentile of {good:.2f} of the neuron's direct logit effect for the judge's "
-        f"interpretable neurons of the one-layer SoLU-LN model, against {rand:.2f} for "
-        f"{control} (0.5: the logit effect unrelated to what follows; {average}). "
-        f"{result}{note}.")
-    return LOGIT_AGREEMENT.scored(ours, verdict, sentence, values=values)
-
-
+        f"At the strongest firings of the judge's interpretable neurons of the one-layer "
+        f"SoLU-LN model, the token that actually comes next sits at a mean percentile of "
+        f"{matched:.2f} of the neuron's own direct logit effect, against {mismatched:.2f} "
+        f"for the tokens that follow other interpretable neurons' firings, read through the "
+        f"same neuron's logit effect (the null: {m.n_partners} mismatched partners per "
+        f"neuron; 0.5: unrelated; means over neurons, then over the {len(usable)} "
+        f"seed(s)). Matched minus mismatched, one number per seed ({_per_seed(diffs, usable)}"
+        f" points): {test.interval_text}; {test.power_text}{note}. Beside it, not part of "
+        f"the verdict: the interpretable neurons against {RANDOM_NULL} ({m.n_random} per "
+        f"seed), {control.interval_text}.")
+    return LOGIT_AGREEMENT.scored(ours, sentence=sentence, values=values, tests=[test])
 # --- §6.3.2-6.3.4: roles of neurons by layer ------------------------------------------------------
 def multi_layer_models(names: Iterable[str]) -> list[str]:
     """The models of ``names`` with more than one layer, in the order given."""
@@ -390,15 +495,17 @@ def layer_roles_rows(models: Mapping[str, ScoredModel]) -> list[dict[str, Any]]:
     return rows
 
 
+
+
 @dataclass
 class RoleShift:
-    """Is a role's share higher in one group of neurons than in another?
+    """A role's share in one group of neurons against another, in one trained model.
 
     ``count / n`` of the group (``layers`` of a model) against ``other_count / other_n`` of
     ``versus``; ``of`` says what ``n`` counts ("interpretable neurons" for a comparison within
-    a model, "neurons" for one between models of the same size). ``diff`` is the first share
-    minus the second with Newcombe's 95% interval over neurons; NaN and (-1, 1) when either
-    group is empty.
+    a model, "neurons" for one between models of the same size). Every neuron is scored, so
+    these are a census, reported as counts and shares with no interval over neurons: the
+    uncertainty that matters is between trained models, which one model does not show.
     """
 
     role: str
@@ -407,9 +514,6 @@ class RoleShift:
     n: int
     other_count: int
     other_n: int
-    diff: float
-    lo: float
-    hi: float
     versus: str = "the other layers"
     of: str = "interpretable neurons"
 
@@ -422,6 +526,11 @@ class RoleShift:
         return self.other_count / self.other_n if self.other_n else math.nan
 
     @property
+    def diff(self) -> float:
+        """The share minus the other share (NaN when either group is empty)."""
+        return self.share - self.other_share if self.measurable else math.nan
+
+    @property
     def measurable(self) -> bool:
         return self.n > 0 and self.other_n > 0
 
@@ -430,14 +539,9 @@ class RoleShift:
         """The share is higher where the paper says (None when not measurable)."""
         return None if math.isnan(self.diff) else self.diff > 0
 
-    @property
-    def significant(self) -> bool:
-        """The 95% interval of the difference excludes 0 on the paper's side."""
-        return bool(self.lo > 0)
-
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "share": self.share, "other_share": self.other_share,
-                "direction_agrees": self.direction_agrees, "significant": self.significant}
+                "diff": self.diff, "direction_agrees": self.direction_agrees}
 
 
 def role_shift(rows: Sequence[dict[str, Any]], role: str, layers: str) -> RoleShift:
@@ -447,10 +551,9 @@ def role_shift(rows: Sequence[dict[str, Any]], role: str, layers: str) -> RoleSh
     outside = [r for r in rows if r["position"] != layers]
     c, n = sum(r[role] for r in inside), sum(r["n_interpretable"] for r in inside)
     oc, on = sum(r[role] for r in outside), sum(r["n_interpretable"] for r in outside)
-    diff, lo, hi = difference_interval(c, n, oc, on)
     versus = {"first": "the later layers", "last": "the earlier layers",
               "middle": "the first and last layers"}[layers]
-    return RoleShift(role, layers, c, n, oc, on, diff, lo, hi, versus=versus)
+    return RoleShift(role, layers, c, n, oc, on, versus=versus)
 
 
 def first_layer_comparison(rows: Sequence[dict[str, Any]], other_rows: Sequence[dict[str, Any]],
@@ -462,11 +565,84 @@ def first_layer_comparison(rows: Sequence[dict[str, Any]], other_rows: Sequence[
     them."""
     first = next(r for r in rows if r["layer"] == 0)
     other = next(r for r in other_rows if r["layer"] == 0)
-    diff, lo, hi = difference_interval(first[role], first["n_neurons"], other[role],
-                                       other["n_neurons"])
     return RoleShift(role, "first", first[role], first["n_neurons"], other[role],
-                     other["n_neurons"], diff, lo, hi,
+                     other["n_neurons"],
                      versus=f"{other.get('model', 'the baseline')}'s first layer", of="neurons")
+
+
+# --- did the deeper models learn anything from their depth? ---------------------------------------
+@dataclass
+class DepthCheck:
+    """A model's validation loss against the next shallower model of the same activation
+    (seed 0 of each): a deeper model that is not better has not learned to use its layers,
+    and the roles of its layers mean little."""
+
+    model: str
+    loss: float
+    shallower: str | None
+    shallower_loss: float
+
+    @property
+    def learned(self) -> bool | None:
+        """The loss is below the shallower model's (None: a loss or the model is missing)."""
+        if self.shallower is None or not (math.isfinite(self.loss)
+                                          and math.isfinite(self.shallower_loss)):
+            return None
+        return self.loss < self.shallower_loss
+
+    @property
+    def text(self) -> str:
+        if self.learned is None:
+            return (f"no loss to compare {self.model} with a shallower model of its "
+                    "activation")
+        side = "below" if self.learned else "not below"
+        return (f"{self.model}'s validation loss {self.loss:.3f} nats is {side} "
+                f"{self.shallower}'s {self.shallower_loss:.3f}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "learned": self.learned, "text": self.text}
+
+
+def depth_check(name: str, losses: Mapping[str, float]) -> DepthCheck:
+    """``DepthCheck`` of model ``name`` against the deepest model of the same activation that
+    is shallower than it among ``losses`` (seed-0 names -> final validation loss)."""
+    nan = math.nan
+    loss = losses.get(name)
+    shallower = [n for n in losses if seed_of(n) == 0 and act_of(n) == act_of(name)
+                 and depth_of(n) < depth_of(name)]
+    other = max(shallower, key=depth_of) if shallower else None
+    return DepthCheck(name, float(loss) if loss is not None else nan, other,
+                      float(losses[other]) if other is not None and losses[other] is not None
+                      else nan)
+
+
+def depth_failures(checks: Sequence[DepthCheck]) -> str:
+    """The checks that show depth was not learned, as one phrase ("" if none)."""
+    bad = [c.text for c in checks if c.learned is False]
+    return ("depth was not learned: " + "; ".join(bad)) if bad else ""
+
+
+# --- a between-seed SD to borrow ------------------------------------------------------------------
+def one_layer_detokenization(rows: Sequence[dict[str, Any]]) -> dict[int, float]:
+    """Per seed, the de-tokenization share of all neurons of the one-layer SoLU-LN model
+    minus that of the one-layer GELU model of the same seed (``rows``: their
+    ``layer_roles_rows``). The same measurement as ``early_detokenization``'s, on the first
+    (and only) layer of models the zoo trains several seeds of: its spread between seeds is
+    the SD that row borrows."""
+    share = {(act_of(r["model"]), seed_of(r["model"])): r["detokenization"] / r["n_neurons"]
+             for r in rows if r["depth"] == 1 and r["layer"] == 0 and r["n_neurons"]}
+    seeds = sorted({s for a, s in share if a == "solu_ln"} & {s for a, s in share
+                                                              if a == "gelu"})
+    return {s: share[("solu_ln", s)] - share[("gelu", s)] for s in seeds}
+
+
+def borrowed_sd(per_seed: Mapping[int, float], what: str) -> tuple[float, int, str] | None:
+    """``(sd, df, source)`` of per-seed values, to lend a single-model row; None with fewer
+    than two seeds or no spread."""
+    t = seed_test(list(per_seed.values()), interest=1.0, null="")
+    if not (t.n >= 2 and math.isfinite(t.sd) and t.sd > 0):
+        return None
+    return t.sd, t.df, f"{what} over {t.n} seed pairs (SD {t.sd * 100:.2f} points, df {t.df})"
 
 
 @dataclass
@@ -484,6 +660,9 @@ class LayersMeasurements:
         middle_token_class: Token-class share of its interpretable neurons, middle layers vs
             first and last (§6.3.4 as far as the explanation family reaches; None below 3
             layers).
+        depth: ``depth_check`` of the pair's two models (empty without losses).
+        one_layer: ``layer_roles_rows`` of the one-layer SoLU-LN and GELU seeds.
+        detokenization_seeds: ``one_layer_detokenization`` of them.
     """
 
     solu: str | None
@@ -492,67 +671,109 @@ class LayersMeasurements:
     early_detokenization: RoleShift | None = None
     late_retokenization: RoleShift | None = None
     middle_token_class: RoleShift | None = None
+    depth: list[DepthCheck] = field(default_factory=list)
+    one_layer: list[dict[str, Any]] = field(default_factory=list)
+    detokenization_seeds: dict[int, float] = field(default_factory=dict)
 
     def model_rows(self, name: str | None) -> list[dict[str, Any]]:
         return [r for r in self.roles if r["model"] == name]
 
+    def depth_of_model(self, name: str | None) -> list[DepthCheck]:
+        return [c for c in self.depth if c.model == name]
+
     @property
-    def depth(self) -> int:
+    def n_layers(self) -> int:
         return depth_of(self.solu) if self.solu else 0
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"solu": self.solu, "gelu": self.gelu, "roles": self.roles}
+        d = {"solu": self.solu, "gelu": self.gelu, "roles": self.roles,
+             "depth": [c.to_dict() for c in self.depth], "one_layer": self.one_layer,
+             "detokenization_seeds": self.detokenization_seeds}
         for k in ("early_detokenization", "late_retokenization", "middle_token_class"):
             v = getattr(self, k)
             d[k] = v.to_dict() if v is not None else None
         return d
 
 
-def measure_layers(rows: Sequence[dict[str, Any]],
-                   pair: tuple[str, str] | None = None) -> LayersMeasurements:
+def measure_layers(rows: Sequence[dict[str, Any]], pair: tuple[str, str] | None = None, *,
+                   losses: Mapping[str, float] | None = None,
+                   one_layer: Sequence[dict[str, Any]] = ()) -> LayersMeasurements:
     """The §6.3.2-6.3.4 comparisons of a SoLU-LN model and its GELU baseline.
 
     Args:
         rows: ``layer_roles_rows`` of (at least) both models.
         pair: (SoLU-LN model, GELU model of the same depth); by default the deepest pair
             among the models of ``rows`` (``deepest_pair``).
+        losses: Final validation loss of the seed-0 models (for ``depth_check``; None: not
+            checked).
+        one_layer: ``layer_roles_rows`` of the one-layer SoLU-LN and GELU seeds (for the SD
+            ``early_detokenization`` borrows; empty: none to borrow).
     """
     names = list(dict.fromkeys(r["model"] for r in rows))
     pair = pair if pair is not None else deepest_pair(names)
+    one_layer = [dict(r) for r in one_layer]
     if pair is None:
-        return LayersMeasurements(None, None)
+        return LayersMeasurements(None, None, one_layer=one_layer,
+                                  detokenization_seeds=one_layer_detokenization(one_layer))
     missing = [n for n in pair if n not in names]
     if missing:
         raise ValueError(f"measure_layers: no layer_roles_rows of {missing}; the rows are of "
                          f"{names}")
     solu, gelu = pair
-    m = LayersMeasurements(solu, gelu, [dict(r) for r in rows if r["model"] in pair])
+    m = LayersMeasurements(solu, gelu, [dict(r) for r in rows if r["model"] in pair],
+                           one_layer=one_layer,
+                           detokenization_seeds=one_layer_detokenization(one_layer))
     solu_rows = m.model_rows(solu)
     m.early_detokenization = first_layer_comparison(solu_rows, m.model_rows(gelu))
     m.late_retokenization = role_shift(solu_rows, "retokenization", "last")
     if depth_of(solu) >= 3:
         m.middle_token_class = role_shift(solu_rows, "token_class", "middle")
+    if losses:
+        m.depth = [depth_check(n, losses) for n in pair]
     return m
 
 
-def shift_verdict(shift: RoleShift | None) -> str:
-    """The directional rule on the 95% interval over neurons, capped at direction only: the
-    deeper models have one seed, and 'reproduced' needs seeds (``claim.SEED_RULE``); not
-    testable when a group is empty or missing."""
+ROLE_SHARE_INTEREST = INTEREST_POINTS
+"""The smallest effect of interest of a role's share (``claim.INTEREST_POINTS``): 5 points of
+a layer's neurons, a difference a reader would notice in the roles-by-layer figure; the paper
+describes differences between near-none and many."""
+NO_SD = ("one trained model, and no comparable between-seed SD to borrow (a one-layer model "
+         "has no {what} contrast, and the zoo trains one seed of each multi-layer model)")
+
+
+NO_BORROWED = ("one trained model of each, and the one-layer SoLU-LN and GELU seeds give no "
+               "between-seed SD of this difference to borrow (fewer than two seed pairs, or "
+               "no spread)")
+
+
+def shift_test(shift: RoleShift | None, null: str, *, borrowed=None, why: str = "") -> Test:
+    """The ``Test`` of a single-model ``RoleShift``: its difference as the one unit, with the
+    SD ``borrowed`` (``borrowed_sd``) if any; not testable (``why``) without one or when a
+    group is empty."""
     if shift is None or not shift.measurable:
-        return NOT_TESTABLE
-    return at_most(directional(shift.diff, shift.lo, shift.hi))
+        return seed_test([], interest=ROLE_SHARE_INTEREST, null=null, unit="points",
+                         scale=100, why=why or "a group has no neuron to count")
+    return seed_test([shift.diff], interest=ROLE_SHARE_INTEREST, null=null, unit="points",
+                     scale=100, borrowed=borrowed, why=why)
 
 
-def _shift_numbers(shift: RoleShift) -> str:
+def _census(shift: RoleShift) -> str:
     return (f"{shift.count}/{shift.n} = {pct(shift.share)} against {shift.other_count}/"
-            f"{shift.other_n} = {pct(shift.other_share)} in {shift.versus}; difference "
-            f"{pct(shift.diff, signed=True)} [{pct(shift.lo, signed=True)}, "
-            f"{pct(shift.hi, signed=True)}]")
+            f"{shift.other_n} = {pct(shift.other_share)} in {shift.versus}, "
+            f"{pct(shift.diff, signed=True).rstrip('%')} points (a census of one model)")
 
 
-ONE_SEED = ("95% Newcombe interval over neurons; the zoo has one seed of each multi-layer "
-            "model, so it does not cover seed-to-seed variation")
+def _reasons(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _depth_sentence(checks: Sequence[DepthCheck]) -> str:
+    if not checks:
+        return " The losses of the models were not given, so depth was not checked."
+    failed = depth_failures(checks)
+    if failed:
+        return f" Besides, {failed}: the roles of such a model's layers mean little."
+    return " " + "; ".join(c.text for c in checks) + ": the extra layers lowered the loss."
 
 
 EARLY_DETOKENIZATION = ClaimSpec(
@@ -561,42 +782,62 @@ EARLY_DETOKENIZATION = ClaimSpec(
     EMPIRICAL, "06-neurons-across-layers",
     "share of the first layer's neurons (all of them) that the judge calls "
     "interpretable with a de-tokenization explanation (previous token or bigram), "
-    "SoLU-LN minus GELU of the same depth (the deepest pair; 95% Newcombe interval "
-    "over neurons, one seed each): one seed, so at most direction only: direction "
-    "only if the point estimate is above 0, not reproduced if the whole interval is "
-    "at or below 0, inconclusive otherwise; not testable if neither first layer has "
-    "an interpretable neuron")
+    "SoLU-LN minus GELU of the same depth (the deepest pair, one trained model each: a "
+    "census, counts with no interval over neurons); the one unit's SD is borrowed from "
+    "the same difference on the one-layer SoLU-LN and GELU seeds (the zoo's only depth "
+    "with seeds; the chapter says so) when they give one, else not testable; not "
+    "testable when either model of the pair has a validation loss not below the next "
+    "shallower model of its activation (depth not learned), or when neither first "
+    f"layer has an interpretable neuron; smallest effect of interest "
+    f"{ROLE_SHARE_INTEREST * 100:.0f} points; " + SEED_RULE)
 
 
 @EARLY_DETOKENIZATION.decided_by
 def decide_early_detokenization(m: LayersMeasurements) -> Claim:
     """The SoLU-LN model's first layer holds more de-tokenization neurons than the GELU
-    model's of the same depth (``shift_verdict`` of ``m.early_detokenization``)."""
+    model's of the same depth: ``shift_test`` of ``m.early_detokenization`` with the SD of
+    ``one_layer_detokenization`` borrowed, gated on ``depth_check``."""
     shift = m.early_detokenization
+    null = "the GELU model's first layer, same depth (one model each)"
+    per_seed = m.detokenization_seeds
+    borrowed = borrowed_sd(per_seed, "the one-layer SoLU-LN minus GELU de-tokenization share")
     values = {"solu": m.solu, "gelu": m.gelu,
-              "shift": shift.to_dict() if shift is not None else None}
+              "shift": shift.to_dict() if shift is not None else None,
+              "depth": [c.to_dict() for c in m.depth],
+              "one_layer_seeds": {str(k): v for k, v in per_seed.items()},
+              "borrowed": list(borrowed) if borrowed else None}
     if shift is None:
+        why = "the zoo has no multi-layer SoLU-LN model with a GELU model of the same depth"
         return EARLY_DETOKENIZATION.scored(
-            "no multi-layer SoLU-LN/GELU pair", NOT_TESTABLE, "Not testable: the zoo has no "
-            "multi-layer SoLU-LN model with a GELU model of the same depth.", values=values)
+            "no multi-layer SoLU-LN/GELU pair", sentence=f"Not testable: {why}.",
+            values=values, tests=[shift_test(None, null, why=why)])
     firsts = [r for r in m.roles if r["layer"] == 0]
     interpretable = {r["model"]: r["n_interpretable"] for r in firsts}
     values["first_layer_interpretable"] = interpretable
-    if not shift.measurable or not any(interpretable.values()):
+    if not any(interpretable.values()):
+        why = (f"the judge calls no first-layer neuron of {m.solu} or {m.gelu} "
+               "interpretable, so neither can show de-tokenization neurons")
         return EARLY_DETOKENIZATION.scored(
-            f"no interpretable first-layer neuron in {m.solu} or {m.gelu}", NOT_TESTABLE,
-            f"Not testable in this build: the judge calls no first-layer neuron of "
-            f"{m.solu} or {m.gelu} interpretable, so neither can show "
-            "de-tokenization neurons.", values=values)
-    ours = f"{m.solu} minus {m.gelu}, first layer: {_shift_numbers(shift)} (one seed)"
+            f"no interpretable first-layer neuron in {m.solu} or {m.gelu}",
+            sentence=f"Not testable in this build: {why}.", values=values,
+            tests=[shift_test(shift, null, why=why)])
+    why = _reasons(depth_failures(m.depth), "" if borrowed else NO_BORROWED)
+    test = shift_test(shift, null, borrowed=borrowed, why=why)
+    seeds_text = ", ".join(f"{num(v * 100, '+.1f')}" for v in per_seed.values())
+    source = (f"its SD borrowed from the same difference on the one-layer seeds, "
+              f"{seeds_text} points, assuming a first layer's spread between seeds does not "
+              "grow with the layers above it" if borrowed else "no SD to borrow")
+    ours = f"{m.solu} minus {m.gelu}, first layer: {_census(shift)}; {test.interval_text}"
     sentence = (
         f"De-tokenization neurons (an interpretable previous-token or bigram explanation) "
         f"make up {shift.count}/{shift.n} = {pct(shift.share)} of the first-layer neurons "
         f"of {m.solu}, against {shift.other_count}/{shift.other_n} = "
-        f"{pct(shift.other_share)} of those of {m.gelu}, the GELU model of the same depth; "
-        f"SoLU-LN minus GELU {pct(shift.diff, signed=True)} [{pct(shift.lo, signed=True)}, "
-        f"{pct(shift.hi, signed=True)}] ({ONE_SEED}).")
-    return EARLY_DETOKENIZATION.scored(ours, shift_verdict(shift), sentence, values=values)
+        f"{pct(shift.other_share)} of those of {m.gelu}, the GELU model of the same depth: "
+        f"a census of one trained model each, so no interval over neurons. As a test with "
+        f"one unit ({source}): {test.interval_text}; {test.power_text}."
+        + (f" Not testable: {why}." if why else "")
+        + ("" if depth_failures(m.depth) else _depth_sentence(m.depth)))
+    return EARLY_DETOKENIZATION.scored(ours, sentence=sentence, values=values, tests=[test])
 
 
 LATE_RETOKENIZATION = ClaimSpec(
@@ -604,39 +845,55 @@ LATE_RETOKENIZATION = ClaimSpec(
     "qualitative", EMPIRICAL, "06-neurons-across-layers",
     "share of re-tokenization neurons (a next-token explanation confirmed by the "
     "neuron's own direct logit effect) among the interpretable neurons of the "
-    "deepest SoLU-LN model, last layer minus its other layers (95% Newcombe interval "
-    "over neurons, one seed, so at most direction only): direction only if the point "
-    "estimate is above 0, not reproduced if the whole interval is at or below 0, "
-    "inconclusive otherwise; not testable if either group has no interpretable "
-    "neuron")
+    "deepest SoLU-LN model, last layer minus its other layers: a census of one trained "
+    "model, shown as counts and shares; not testable: a one-layer model has no "
+    "last-versus-earlier contrast, so there is no comparable between-seed SD to borrow, "
+    "and the zoo trains one seed of each multi-layer model (the row also says when the "
+    "model's loss shows depth was not learned)")
+
+
+def _within_model_claim(spec: ClaimSpec, m: LayersMeasurements, shift: RoleShift | None,
+                        what: str, contrast: str, describe: str) -> Claim:
+    """A within-model layer contrast of the SoLU-LN model: the census, and a test that is
+    not testable (``NO_SD``), with the depth check in the text."""
+    null = f"the same model's {shift.versus if shift else 'other layers'} (one model)"
+    checks = m.depth_of_model(m.solu)
+    values = {"model": m.solu, "role": shift.role if shift else None,
+              "shift": shift.to_dict() if shift is not None else None,
+              "depth": [c.to_dict() for c in checks]}
+    if shift is None:
+        why = ("the zoo has no multi-layer SoLU-LN model" if m.solu is None else
+               f"{m.solu} has {m.n_layers} layers, so no {what}")
+        return spec.scored(f"no {what} ({why})", sentence=f"Not testable: {why}.",
+                           values=values, tests=[shift_test(None, null, why=why)])
+    if not shift.measurable:
+        why = (f"the judge finds {shift.n} interpretable neurons in the {what} of {m.solu} "
+               f"and {shift.other_n} in {shift.versus}, and a share needs some in both")
+        return spec.scored(f"{m.solu}: {shift.n} interpretable neurons in the {what}, "
+                           f"{shift.other_n} in {shift.versus}",
+                           sentence=f"Not testable in this build: {why}.", values=values,
+                           tests=[shift_test(shift, null, why=why)])
+    why = _reasons(NO_SD.format(what=contrast), depth_failures(checks))
+    test = shift_test(shift, null, why=why)
+    ours = f"{m.solu}, {what}: {_census(shift)}; not testable: one model, no SD to borrow"
+    sentence = (
+        f"{describe} are {shift.count}/{shift.n} = {pct(shift.share)} of the interpretable "
+        f"neurons in the {what} of {m.solu}, against {shift.other_count}/{shift.other_n} = "
+        f"{pct(shift.other_share)} in {shift.versus}, "
+        f"{pct(shift.diff, signed=True).rstrip('%')} points: a census of one trained "
+        f"model, with no interval over neurons. Not testable: {NO_SD.format(what=contrast)}."
+        + _depth_sentence(checks))
+    return spec.scored(ours, sentence=sentence, values=values, tests=[test])
 
 
 @LATE_RETOKENIZATION.decided_by
 def decide_late_retokenization(m: LayersMeasurements) -> Claim:
-    """The last layer of the SoLU-LN model holds a larger share of re-tokenization neurons
-    than its other layers (``shift_verdict`` of ``m.late_retokenization``)."""
-    shift = m.late_retokenization
-    values = {"model": m.solu, "shift": shift.to_dict() if shift is not None else None}
-    if shift is None:
-        return LATE_RETOKENIZATION.scored(
-            "no multi-layer SoLU-LN model", NOT_TESTABLE,
-            "Not testable: the zoo has no multi-layer SoLU-LN model.", values=values)
-    if not shift.measurable:
-        return LATE_RETOKENIZATION.scored(
-            f"{m.solu}: {shift.n} interpretable neurons in the last layer, {shift.other_n} in "
-            "the others", NOT_TESTABLE,
-            f"Not testable in this build: the judge finds {shift.n} interpretable "
-            f"neurons in the last layer of {m.solu} and {shift.other_n} in its "
-            "other layers, and a share needs some in both.", values=values)
-    ours = f"{m.solu}, last layer: {_shift_numbers(shift)} (one seed)"
-    sentence = (
-        f"Re-tokenization neurons (a next-token explanation that the neuron's own direct "
-        f"logit effect confirms) are {shift.count}/{shift.n} = {pct(shift.share)} of the "
-        f"interpretable neurons in the last layer of {m.solu}, against "
-        f"{shift.other_count}/{shift.other_n} = {pct(shift.other_share)} in its earlier "
-        f"layers; difference {pct(shift.diff, signed=True)} [{pct(shift.lo, signed=True)}, "
-        f"{pct(shift.hi, signed=True)}] ({ONE_SEED}).")
-    return LATE_RETOKENIZATION.scored(ours, shift_verdict(shift), sentence, values=values)
+    """The last layer of the SoLU-LN model against its other layers
+    (``m.late_retokenization``): the census, not testable (``_within_model_claim``)."""
+    return _within_model_claim(
+        LATE_RETOKENIZATION, m, m.late_retokenization, "last layer", "last-versus-earlier",
+        "Re-tokenization neurons (a next-token explanation that the neuron's own direct "
+        "logit effect confirms)")
 
 
 MIDDLE_ABSTRACT = ClaimSpec(
@@ -647,48 +904,34 @@ MIDDLE_ABSTRACT = ClaimSpec(
     "share of neurons whose explanation is a token class or text pattern (digits, "
     "numbers, capitalized or ALL-CAPS words, punctuation, whitespace, line breaks, a "
     "year, a URL, hexadecimal, base64, indentation) among the interpretable neurons "
-    "of the deepest SoLU-LN model, middle layers minus its first and last layers "
-    "(95% Newcombe interval over neurons, one seed, so at most direction only): "
-    "direction only if the point estimate is above 0, not reproduced if the whole "
-    "interval is at or below 0, inconclusive otherwise; not testable below 3 layers "
-    "or if either group has no interpretable neuron")
+    "of the deepest SoLU-LN model, middle layers minus its first and last layers: a "
+    "census of one trained model, shown as counts and shares; not testable: a one-layer "
+    "model has no middle layer, so there is no comparable between-seed SD to borrow, and "
+    "the zoo trains one seed of each multi-layer model; none below 3 layers (the row also "
+    "says when the model's loss shows depth was not learned)")
 
 
 @MIDDLE_ABSTRACT.decided_by
 def decide_middle_abstract(m: LayersMeasurements) -> Claim:
-    """The middle layers of the SoLU-LN model hold a larger share of token-class neurons
-    than its first and last layers (``shift_verdict`` of ``m.middle_token_class``). What is
-    measured is the token-class role (a class of tokens or a text pattern), the nearest the
-    explanation family comes to the paper's abstract features."""
+    """The middle layers of the SoLU-LN model against its first and last
+    (``m.middle_token_class``): the census, not testable (``_within_model_claim``). What is
+    measured is the token-class role, the nearest the explanation family comes to the
+    paper's abstract features."""
     shift = m.middle_token_class
-    values = {"model": m.solu, "role": "token_class",
-              "shift": shift.to_dict() if shift is not None else None}
-    if shift is None:
-        why = ("the zoo has no multi-layer SoLU-LN model" if m.solu is None else
-               f"{m.solu} has {m.depth} layers, so no middle layer")
-        return MIDDLE_ABSTRACT.scored(f"no middle layer ({why})", NOT_TESTABLE,
-                                      f"Not testable: {why}.", values=values)
-    if not shift.measurable:
-        return MIDDLE_ABSTRACT.scored(
-            f"{m.solu}: {shift.n} interpretable neurons in the middle layers, {shift.other_n} "
-            "in the first and last", NOT_TESTABLE,
-            f"Not testable in this build: the judge finds {shift.n} interpretable "
-            f"neurons in the middle layers of {m.solu} and {shift.other_n} in its "
-            "first and last layers, and a share needs some in both.", values=values)
     middle = ", ".join(f"L{r['layer']}" for r in m.model_rows(m.solu)
                        if r["position"] == "middle")
-    ours = f"{m.solu}, middle layers ({middle}), token class: {_shift_numbers(shift)} (one seed)"
-    sentence = (
-        f"Token-class neurons (an interpretable explanation that is a class of tokens or a "
-        f"text pattern: digits, numbers, capitalized words, punctuation, a year, "
-        f"indentation, ...) are {shift.count}/{shift.n} = {pct(shift.share)} of the "
-        f"interpretable neurons in the middle layers ({middle}) of {m.solu}, against "
-        f"{shift.other_count}/{shift.other_n} = {pct(shift.other_share)} in its first and "
-        f"last layers; difference {pct(shift.diff, signed=True)} [{pct(shift.lo, signed=True)}, "
-        f"{pct(shift.hi, signed=True)}] ({ONE_SEED}). This measures token classes, not the "
-        f"paper's abstract features (numbers of people, clauses about music), which the "
-        f"explanation family cannot express.")
-    return MIDDLE_ABSTRACT.scored(ours, shift_verdict(shift), sentence, values=values)
+    claim = _within_model_claim(
+        MIDDLE_ABSTRACT, m, shift, f"middle layers ({middle})" if middle else "middle layer",
+        "middle-versus-outer",
+        "Token-class neurons (an interpretable explanation that is a class of tokens or a "
+        "text pattern: digits, numbers, capitalized words, punctuation, a year, "
+        "indentation, ...)")
+    if shift is None or not shift.measurable:
+        return claim
+    return replace(claim, sentence=claim.sentence + (
+        " This measures token classes, not the paper's abstract features (numbers of "
+        "people, clauses about music), which the explanation family cannot express."))
 
 
-CLAIMS: tuple[ClaimSpec, ...] = (LOGIT_AGREEMENT, EARLY_DETOKENIZATION, LATE_RETOKENIZATION, MIDDLE_ABSTRACT,)
+CLAIMS: tuple[ClaimSpec, ...] = (LOGIT_AGREEMENT, EARLY_DETOKENIZATION, LATE_RETOKENIZATION,
+                                 MIDDLE_ABSTRACT)
