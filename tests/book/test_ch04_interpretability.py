@@ -35,15 +35,15 @@ def results():
 
 
 # --- figures -------------------------------------------------------------------------------------
-def test_figure4_has_one_trace_per_activation_and_view_with_wilson_bars(results):
+def test_figure4_has_one_trace_per_activation_and_view_without_census_bars(results):
     fig = ch04.figure4(results)
     assert len(fig.data) == 2 * 3  # gelu, solu_ln, gelu_ln in both panels
     solu = [t for t in fig.data if t.legendgroup == "solu_ln"][0]
     assert list(solu.x) == [1, 2]
     p = results["1L-solu_ln"].top
     assert solu.y[0] == pytest.approx(p.fraction)
-    assert solu.error_y.array[0] == pytest.approx(p.hi - p.fraction)
-    assert solu.error_y.arrayminus[0] == pytest.approx(p.fraction - p.lo)
+    # every neuron is scored: a census, so no binomial error bars
+    assert solu.error_y.array is None
 
 
 def test_figure4_has_one_legend_below_the_panels(results):
@@ -78,9 +78,10 @@ def test_layer_figure_draws_the_multi_layer_models():
 # --- tables and sentences --------------------------------------------------------------------
 def test_per_model_and_comparison_tables(results):
     table = ch04.results_markdown(results)
-    assert "| 1L-solu_ln | 100 | 60.0% [" in table and table.count("\n") == 1 + len(results)
+    assert "| 1L-solu_ln | 100 | 60.0% (60/100) |" in table
+    assert table.count("\n") == 1 + len(results) and "CI" not in table
     comp = ch04.comparison_markdown(results)
-    assert "| 1L-solu_ln | 1L-gelu | +25.0% [" in comp and "| 1.71x |" in comp
+    assert "| 1L-solu_ln | 1L-gelu | +25.0% |" in comp and "| 1.71x |" in comp
     zero = {r.name: r for r in [fake("1L-gelu", 0, 50), fake("1L-solu_ln", 5, 50)]}
     assert "| n/a |" in ch04.comparison_markdown(zero)
 
@@ -88,7 +89,7 @@ def test_per_model_and_comparison_tables(results):
 def test_null_tables(results):
     ns = nulls()
     top = ch04.nulls_markdown(ns, "top")
-    assert "| 1L-solu_ln | 60.0% [" in top and "| n/a |" in top  # no SoLU readout of SoLU
+    assert "| 1L-solu_ln | 60.0% (60/100) |" in top and "| n/a |" in top  # no readout of SoLU
     assert "SoLU readout of GELU" in top and "+10.0%" in top
     rel = {v: s6.relative_difference(ns, "1L-solu_ln", "1L-gelu", v) for v in s6.VIEWS}
     assert ch04.relative_markdown(rel).count("\n") == 3
@@ -325,7 +326,7 @@ def test_the_planted_test_and_the_instruments_are_tabled():
     seeds = ch04.judged_seed_markdown(m)
     assert "| 1L SoLU + LN | 0.400 | 0.450 | 0.425 |" in seeds
     diffs = ch04.judged_differences_markdown(m)
-    assert "| SoLU-LN minus GELU | +21.5 [" in diffs and "stricter bar" in diffs
+    assert "| SoLU-LN minus GELU | +21.5 [" in diffs and "stricter (full-spectrum) bar" in diffs
     sparse = ch04.sparse_probe_markdown(m)
     assert "| model | basis | seeds | best single | k = 1 | k = 16 | full probe |" in sparse
     assert "| 1L SoLU + LN | rotated basis | 2 | 0.225 | 0.150 | 0.300 | 0.900 |" in sparse

@@ -27,6 +27,7 @@ from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
 from ..interp.controls import controls_for
 from ..interp.score import ScoreSettings, human_agreement
 from ..interp.stats import Proportion
+from ..paper.claim import NOT_TESTABLE
 from ..interp.calibration import PASS_RATIO
 from ..interp.instruments import MIN_POSITIVES, probe_labels
 from ..interp.labels import LABELS, label_report, labels_for
@@ -37,6 +38,7 @@ from ..paper.s6_interpretability import (BASES, INSTRUMENT_LABELS, NULL_LABELS, 
                                          ModelInterpretability, NullControls,
                                          RelativeDifference, ReleasedInterp,
                                          basis_instruments, comparisons, interval_points,
+                                         judged_test,
                                          seeds_by_variant)
 from ..zoo import seed_of
 from . import style
@@ -122,7 +124,8 @@ def gather_released(ctx: BookContext) -> dict[str, Any]:
 
 # --- figures -----------------------------------------------------------------------------------
 def figure4(results: Mapping[str, ModelInterpretability]) -> go.Figure:
-    """Fraction interpretable vs depth, per activation, with 95% Wilson intervals.
+    """Fraction interpretable vs depth, per activation (a census of each model's neurons: no
+    error bars; the seeds' spread is in the seed table and the claims).
 
     Left: the top-20 view (the paper's Figure 4 rule); right: the full-spectrum view. Lines
     join the GELU baseline and SoLU-LN sizes; ablations are single points at their depth. One
@@ -141,9 +144,6 @@ def figure4(results: Mapping[str, ModelInterpretability]) -> go.Figure:
                 name=style.label(act), legendgroup=act, showlegend=col == 1,
                 line=dict(color=style.color(act), dash=style.dash(act)),
                 marker=dict(size=9),
-                error_y=dict(type="data", symmetric=False,
-                             array=[p.hi - p.fraction for p in ps],
-                             arrayminus=[p.fraction - p.lo for p in ps]),
                 customdata=[[p.successes, p.n] for p in ps],
                 hovertemplate="%{y:.1%} (%{customdata[0]}/%{customdata[1]})<extra></extra>"),
                 row=1, col=col)
@@ -153,7 +153,8 @@ def figure4(results: Mapping[str, ModelInterpretability]) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_yaxes(title_text="fraction of neurons interpretable", row=1, col=1)
     fig.update_layout(template="plotly_white", font=style.FONT, height=520,
-                      title=dict(text="Figure 4 analogue: automated score, 95% Wilson intervals",
+                      title=dict(text="Figure 4 analogue: automated score, seed 0 (every "
+                                 "neuron scored)",
                                  x=0.0, xanchor="left"),
                       legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.24,
                                   yanchor="top"),
@@ -176,8 +177,6 @@ def add_nulls(fig: go.Figure, controls: Mapping[str, NullControls],
                 legendgroup=f"{nc.basis.act}-{control}", showlegend=col == 1,
                 marker=dict(size=9, symbol="circle-open", color=style.color(nc.basis.act),
                             line=dict(width=2)),
-                error_y=dict(type="data", symmetric=False, array=[p.hi - p.fraction],
-                             arrayminus=[p.fraction - p.lo]),
                 customdata=[[p.successes, p.n]],
                 hovertemplate=("%{y:.1%} (%{customdata[0]}/%{customdata[1]}), "
                                + NULL_LABELS[control] + "<extra></extra>")),
@@ -203,21 +202,21 @@ def layer_figure(results: Mapping[str, ModelInterpretability], view: str = "top"
 
 
 # --- tables ------------------------------------------------------------------------------------
-def _interval(p: Proportion, digits: int = 1) -> str:
-    """A fraction with its Wilson interval: "60.0% [50.2%, 69.1%]"."""
-    return f"{pct(p.fraction)} [{pct(p.lo, digits)}, {pct(p.hi, digits)}]"
+def _count(p: Proportion) -> str:
+    """A census count as a fraction: "60.0% (307/512)" (every unit scored: no interval)."""
+    return f"{pct(p.fraction)} ({p.successes}/{p.n})"
 
 
-def _difference(d: float, lo: float, hi: float) -> str:
-    """A difference of fractions with its interval: "+25.0% [+11.4%, +37.6%]"."""
-    return f"{pct(d, signed=True)} [{pct(lo, signed=True)}, {pct(hi, signed=True)}]"
+def _difference(d: float) -> str:
+    """A difference of census fractions, in points: "+25.0%"."""
+    return pct(d, signed=True)
 
 
 def results_markdown(results: Mapping[str, ModelInterpretability]) -> str:
-    """Each model's judged-interpretable fraction in both views, with Wilson intervals."""
+    """Each model's judged-interpretable fraction in both views (a census of its neurons)."""
     return markdown_table([{"model": r.name, "neurons": r.top.n,
-                            "top-20 view [95% CI]": _interval(r.top),
-                            "full spectrum [95% CI]": _interval(r.spectrum)}
+                            "top-20 view": _count(r.top),
+                            "full spectrum": _count(r.spectrum)}
                            for r in results.values()])
 
 
@@ -225,9 +224,9 @@ def comparison_markdown(results: Mapping[str, ModelInterpretability]) -> str:
     """Each non-baseline model minus its same-depth baseline, both views, as a Markdown table."""
     return markdown_table([
         {"model": top.name, "baseline": top.baseline,
-         "top-20 view: difference [95% CI]": _difference(top.diff, top.lo, top.hi),
+         "top-20 view: difference": _difference(top.diff),
          "ratio": f"{top.ratio:.2f}x" if math.isfinite(top.ratio) else "n/a",
-         "full spectrum: difference [95% CI]": _difference(spec.diff, spec.lo, spec.hi)}
+         "full spectrum: difference": _difference(spec.diff)}
         for top, spec in zip(comparisons(results, "top"), comparisons(results, "spectrum"))])
 
 
@@ -275,14 +274,14 @@ def _null_columns(controls: Mapping[str, NullControls]) -> list[str]:
 
 
 def nulls_markdown(controls: Mapping[str, NullControls], view: str = "top") -> str:
-    """Each 1-layer model's neuron basis beside its nulls, one view, with Wilson intervals."""
+    """Each 1-layer model's neuron basis beside its nulls, one view (counts of one model)."""
     cols = _null_columns(controls)
     rows = []
     for nc in controls.values():
-        row = {"model": nc.name, "neuron basis": _interval(getattr(nc.basis, view), 0)}
-        row.update({NULL_LABELS[c]: _interval(getattr(nc.nulls[c], view), 0)
+        row = {"model": nc.name, "neuron basis": _count(getattr(nc.basis, view))}
+        row.update({NULL_LABELS[c]: _count(getattr(nc.nulls[c], view))
                     if c in nc.nulls else "n/a" for c in cols})
-        row["basis minus rotated [95% CI]"] = _difference(*nc.gain("rotated", view))
+        row["basis minus rotated"] = _difference(nc.gain("rotated", view))
         rows.append(row)
     return markdown_table(rows)
 
@@ -302,9 +301,9 @@ def distinct_markdown(controls: Mapping[str, NullControls]) -> str:
 def relative_markdown(rel: Mapping[str, RelativeDifference]) -> str:
     """SoLU-LN minus GELU in the neuron basis, in a rotated basis, and the difference."""
     return markdown_table([
-        {"view": VIEWS[view], "SoLU-LN minus GELU, neuron basis": _difference(*r.basis_diff),
-         "... in a rotated basis": _difference(*r.rotated_diff),
-         "difference of the two": _difference(*r.diff_in_diff)}
+        {"view": VIEWS[view], "SoLU-LN minus GELU, neuron basis": _difference(r.basis_diff),
+         "... in a rotated basis": _difference(r.rotated_diff),
+         "difference of the two (paired within each model)": _difference(r.diff_in_diff)}
         for view, r in rel.items()])
 
 
@@ -315,7 +314,7 @@ def null_verdict(controls: Mapping[str, NullControls], view: str = "top") -> str
         if "rotated" not in nc.nulls:
             continue
         outcome = {"beats": beats, "loses": loses, "ties": ties}[nc.against("rotated", view)]
-        outcome.append(f"{nc.name} ({points(nc.gain('rotated', view)[0])} points)")
+        outcome.append(f"{nc.name} ({points(nc.gain('rotated', view))} points)")
     parts = []
     if beats:
         parts.append("the neuron basis beats its rotation for " + ", ".join(beats))
@@ -324,7 +323,8 @@ def null_verdict(controls: Mapping[str, NullControls], view: str = "top") -> str
                      "for " + ", ".join(loses))
     if ties:
         parts.append("the two are not told apart for " + ", ".join(ties))
-    sentence = "In the " + VIEWS[view] + ", " + "; ".join(parts) + "."
+    sentence = ("In the " + VIEWS[view] + " (seed 0, counts of each model), " + "; ".join(parts)
+                + ".")
     if loses:
         sentence += (" Where a rotation wins, this view does not single out the neuron basis, "
                      "so a difference it measures between models cannot be credited to their "
@@ -334,16 +334,15 @@ def null_verdict(controls: Mapping[str, NullControls], view: str = "top") -> str
 
 def released_markdown(ri: ReleasedInterp) -> str:
     """SoLU-LN minus GELU at each depth, in the neuron basis, in the rotated basis and the
-    difference of the two, each with its verdict (one model per arm: at most direction
-    only)."""
+    difference of the two (census numbers: one model per arm, so not testable)."""
     if not ri.relative:
         return ("No depth has both a SoLU-LN and a GELU released model among those named, so "
                 "no SoLU-minus-GELU comparison is made. " + ONE_MODEL_RULE)
     rows = [{"depth": f"{depth}L", "view": VIEWS[view],
-             "SoLU-LN minus GELU, neuron basis": _difference(*r.basis_diff),
-             "... in a rotated basis": _difference(*r.rotated_diff),
-             "difference of the two": _difference(*r.diff_in_diff),
-             "verdict on the gain net of rotation": r.verdict}
+             "SoLU-LN minus GELU, neuron basis": _difference(r.basis_diff),
+             "... in a rotated basis": _difference(r.rotated_diff),
+             "difference of the two": _difference(r.diff_in_diff),
+             "verdict on the gain net of rotation": NOT_TESTABLE}
             for depth, by_view in ri.relative.items() for view, r in by_view.items()]
     return markdown_table(rows) + "\n\n" + ONE_MODEL_RULE
 
@@ -505,7 +504,9 @@ def judged_seed_markdown(m: InterpMeasurements) -> str:
 JUDGED_COMPARISONS = (("SoLU-LN minus GELU", "solu_ln", "gelu", "value"),
                       ("(SoLU-LN minus rotation) minus (GELU minus rotation)", "solu_ln", "gelu",
                        "gain"),
-                      ("SoLU-LN minus GELU, stricter bar", "solu_ln", "gelu", "strict"),
+                      ("SoLU-LN minus GELU, stricter (full-spectrum) bar", "solu_ln", "gelu",
+                       "strict"),
+                      ("... the same net of rotation", "solu_ln", "gelu", "strict_gain"),
                       ("SoLU (no LN) minus GELU", "solu", "gelu", "value"),
                       ("GELU-LN minus GELU", "gelu_ln", "gelu", "value"),
                       ("SoLU-LN minus GELU-LN", "solu_ln", "gelu_ln", "value"),
@@ -515,14 +516,18 @@ JUDGED_COMPARISONS = (("SoLU-LN minus GELU", "solu_ln", "gelu", "value"),
 
 
 def judged_differences_markdown(m: InterpMeasurements) -> str:
-    """The seed-level comparisons the claims use, under the instrument that decides them."""
+    """The seed-level comparisons the claims use, under the instrument that decides them: each
+    a ``claim.Test`` (``s6_interpretability.judged_test``) with its 95% seed interval, the
+    smallest effect 80% power detects with these seeds, and its verdict by the symmetric rule
+    before any gate."""
     rows = []
     for text, a, b, kind in JUDGED_COMPARISONS:
-        d = m.judged_difference(a, b, kind)
-        if d is not None:
+        t = judged_test(m, a, b, kind, null=b)
+        if t is not None:
             rows.append({"comparison (1 layer)": text,
-                         "difference x 100 [95% seed interval]": interval_points(d, ""),
-                         "method": d.method})
+                         "difference [95% seed interval]": t.interval_text,
+                         "smallest detectable (80% power)": t._num(t.detectable, False),
+                         "by itself": t.verdict})
     return markdown_table(rows)
 
 
@@ -633,19 +638,15 @@ def glue_values(m: InterpMeasurements) -> dict[str, Any]:
     out: dict[str, Any] = {
         "solu_1l": m.results[top.name].top.fraction * 100,
         "gelu_1l": m.results[top.baseline].top.fraction * 100,
-        "diff_1l": top.diff * 100, "diff_1l_lo": top.lo * 100, "diff_1l_hi": top.hi * 100,
-        "n_depths_solu_better": sum(c.significant and c.diff > 0
+        "diff_1l": top.diff * 100,
+        "n_depths_solu_better": sum(c.diff > 0
                                     for c in m.solu_vs_gelu.values()),
         "n_depths": len(m.solu_vs_gelu),
     }
     for view in VIEWS:
         for name in (f"{one}L-solu_ln", f"{one}L-gelu"):
-            d, lo, _ = m.rotated_gain(name, view)
-            out[f"rot_{view}_{style.act_of(name)}"] = d * 100
-            out[f"rot_{view}_{style.act_of(name)}_lo"] = lo * 100
-        did, did_lo, did_hi = m.relative[view].diff_in_diff
-        out.update({f"did_{view}": did * 100, f"did_{view}_lo": did_lo * 100,
-                    f"did_{view}_hi": did_hi * 100})
+            out[f"rot_{view}_{style.act_of(name)}"] = m.rotated_gain(name, view) * 100
+        out[f"did_{view}"] = m.relative[view].diff_in_diff * 100
     out.update({f"null_verdict_{view}": null_verdict(m.nulls, view) for view in VIEWS})
     out["decided_instrument"] = m.instrument_label
     out["instrument_sentence"] = instrument_sentence(m)

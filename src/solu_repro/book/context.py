@@ -40,9 +40,11 @@ NO_RELEASED = ("No released models named (parameter models=[]): this section run
                "'Released models').")
 """What the released-models section of a chapter prints in the default book."""
 
-ONE_MODEL_RULE = ("Each released model is one training run, so these intervals are over "
-                  "neurons only: seed-to-seed noise cannot be measured on them, and by the "
-                  "book's seed rule a verdict here is at most 'direction only'.")
+ONE_MODEL_RULE = ("Each released model is one training run, and every neuron of it is scored: "
+                  "these numbers are a census of one model per arm, with no interval. "
+                  "Seed-to-seed noise cannot be measured on them, so by the book's rule a "
+                  "comparison here is not testable unless a between-seed SD is borrowed "
+                  "from the zoo's seeds (and then the table says so).")
 
 
 class ParameterError(ValueError):
