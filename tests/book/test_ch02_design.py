@@ -25,16 +25,19 @@ def m() -> s4.DesignMeasurements:
     return s4.measure(d_mlp=128, eps_d_mlps=(64, 256))
 
 
-def _row(act: str, seed: int, share: float, trained: bool = True) -> s4.SparsityRow:
+def _row(act: str, seed: int, share: float, trained: bool = True,
+         readout: bool = False) -> s4.SparsityRow:
     return s4.SparsityRow(model=f"1L-{act}" + (f"-s{seed}" if seed else ""), act_fn=act,
                           seed=seed, trained=trained, positions=100, top_share_median=share,
-                          kurtosis_median=1.0, top_neurons_effective=10.0)
+                          kurtosis_median=1.0, top_neurons_effective=10.0, readout=readout)
 
 
 def sparsity(solu_ln: list[float], gelu: list[float]) -> s4.TrainedSparsity:
+    """Matched seeds; GELU's readout at 0.3 (between GELU's own share and SoLU-LN's)."""
     rows = [r for seed, (s, g) in enumerate(zip(solu_ln, gelu))
             for r in (_row("solu_ln", seed, s), _row("gelu", seed, g),
-                      _row("solu_ln", seed, 0.05, False), _row("gelu", seed, 0.05, False))]
+                      _row("solu_ln", seed, 0.05, False), _row("gelu", seed, 0.05, False),
+                      _row("gelu", seed, 0.3, readout=True))]
     return s4.trained_sparsity(rows, d_mlp=128, n_rows=16)
 
 
@@ -93,6 +96,12 @@ def test_top_share_figure_draws_every_model_and_the_even_spread():
     st = s4.mid_stats_from_model(Transformer(cfg), tokens, name="1L-solu_ln")
     assert len(ch02.top_share_figure([st]).data) == 2
     assert len(ch02.ln_eps_figure([], [st]).data) == 1
+    gelu = Transformer(cfg.replace(act_fn="gelu") if hasattr(cfg, "replace") else
+                       ModelConfig(**{**cfg.to_dict(), "act_fn": "gelu"}))
+    readout = s4.readout_stats_from_model(gelu, tokens, name="1L-gelu")
+    fig = ch02.top_share_figure([st, readout])
+    assert len(fig.data) == 3 and "x·softmax(x)" in fig.data[1].name
+    assert fig.data[1].line.dash == "dashdot"
 
 
 def test_explorer_updates_when_a_slider_moves():
@@ -155,6 +164,9 @@ def test_glue_values(m):
     measured = ch02.glue_values(
         dataclasses.replace(m, sparsity=sparsity([0.5, 0.6], [0.1, 0.1])), "cpu")
     assert measured["kurtosis_difference"].startswith("+0.0 [") and measured["sparsity_d_mlp"] == 128
+    assert measured["top_share_readout"] == pytest.approx(0.3)
+    assert measured["sparsity_test"].startswith("+0.") and "2 seeds" in measured["sparsity_test"]
+    assert measured["sparsity_interest"] == pytest.approx(np.log(1.25))
 
 
 def test_claims_are_recorded_and_loaded(tmp_path, m):
@@ -168,6 +180,8 @@ def test_claims_are_recorded_and_loaded(tmp_path, m):
     loaded = record.load(Ctx, ["02-solu-design"])
     assert [c.id for c in loaded] == [c.id for c in scored]
     assert loaded[3].values["difference"]["values"] == pytest.approx([0.4, 0.5])
+    assert loaded[3].test.values == pytest.approx(np.log([0.5 / 0.3, 0.6 / 0.3]))
+    assert loaded[3].test.null == s4.SPARSITY_NULL
 
 
 # --- the page --------------------------------------------------------------------------------

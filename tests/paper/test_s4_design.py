@@ -271,67 +271,137 @@ def test_untrained_model_is_the_training_init_and_keeps_the_rng():
 
 # --- trained sparsity (§4.1-4.2) --------------------------------------------------------------
 
-def _row(act: str, seed: int, share: float, trained: bool = True, kurt: float = 1.0):
+def _row(act: str, seed: int, share: float, trained: bool = True, kurt: float = 1.0,
+         readout: bool = False):
     return S.SparsityRow(model=f"1L-{act}" + (f"-s{seed}" if seed else ""), act_fn=act,
                          seed=seed, trained=trained, positions=100, top_share_median=share,
-                         kurtosis_median=kurt, top_neurons_effective=10.0)
+                         kurtosis_median=kurt, top_neurons_effective=10.0, readout=readout)
 
 
-def sparsity(solu_ln: list[float], gelu: list[float], untrained: float = 0.05,
-             d_mlp: int = 128) -> S.TrainedSparsity:
+def sparsity(solu_ln: list[float], gelu: list[float], readout: list[float] | None = None,
+             untrained: float = 0.05, d_mlp: int = 128) -> S.TrainedSparsity:
+    """Rows of matched seeds; GELU's readout defaults to GELU's own share."""
     rows = []
-    for seed, (s, g) in enumerate(zip(solu_ln, gelu)):
+    readout = gelu if readout is None else readout
+    for seed, (s, g, r) in enumerate(zip(solu_ln, gelu, readout)):
         rows += [_row("solu_ln", seed, s), _row("gelu", seed, g),
                  _row("solu_ln", seed, untrained, trained=False),
-                 _row("gelu", seed, untrained, trained=False)]
+                 _row("gelu", seed, untrained, trained=False),
+                 _row("gelu", seed, r, readout=True)]
     return S.trained_sparsity(rows, d_mlp=d_mlp, n_rows=16)
 
 
 def test_trained_sparsity_pairs_by_seed():
-    sp = sparsity([0.5, 0.6, 0.7], [0.1, 0.1, 0.2])
+    sp = sparsity([0.5, 0.6, 0.7], [0.1, 0.1, 0.2], readout=[0.25, 0.3, 0.35])
     assert sp.seeds == (0, 1, 2)
     np.testing.assert_allclose(sp.difference.values, [0.4, 0.5, 0.5])
+    # the claim's test: ln(SoLU-LN / readout of GELU) per seed
+    np.testing.assert_allclose(sp.test.values, np.log([2.0, 2.0, 0.7 / 0.35]))
+    assert sp.test.null == S.SPARSITY_NULL and sp.test.interest == S.SPARSITY_INTEREST
     assert sp.untrained_difference.estimate == pytest.approx(0.0)
     assert sp.mean("solu_ln") == pytest.approx(0.6)
-    # a seed missing one of its four models is not paired
+    assert sp.mean("gelu") == pytest.approx(0.4 / 3)
+    assert sp.mean("gelu", readout=True) == pytest.approx(0.3)
+    # a seed missing one of its five models is not paired
     rows = [r for r in sp.rows if not (r.seed == 2 and r.act_fn == "gelu" and not r.trained)]
     assert S.trained_sparsity(rows, 128, 16).seeds == (0, 1)
+    rows = [r for r in sp.rows if not (r.seed == 1 and r.readout)]
+    assert S.trained_sparsity(rows, 128, 16).seeds == (0, 2)
     with pytest.raises(ValueError, match="no seed"):
         S.trained_sparsity([r for r in sp.rows if r.act_fn == "gelu"], 128, 16)
+    json.dumps(sp.to_dict())
+
+
+def test_sparsity_interest_is_ln_1_25():
+    assert S.SPARSITY_INTEREST == pytest.approx(math.log(1.25))
 
 
 def _decided(dm, sp):
     return S.decide_trained_sparsity(dataclasses.replace(dm, sparsity=sp))
 
 
-def test_sparsity_claim_reproduced_when_the_seed_interval_is_above_zero(dm):
-    c = _decided(dm, sparsity([0.50, 0.55, 0.52], [0.10, 0.12, 0.11]))
+def test_sparsity_claim_reproduced_when_it_beats_the_readout_of_gelu(dm):
+    c = _decided(dm, sparsity([0.50, 0.55, 0.52], [0.10, 0.12, 0.11],
+                              readout=[0.25, 0.26, 0.27]))
     assert c.id == "trained_sparsity" and c.kind == "empirical"
     assert c.verdict == "reproduced"
-    assert c.values["difference"]["lo"] > 0
+    assert c.test.lo > 0 and c.test.null == S.SPARSITY_NULL
+    assert c.tests[0]["verdict"] == "reproduced" and len(c.tests) == 1
     assert "0.52 of its" in c.sentence and "3 seeds" in c.sentence
+    assert "x·softmax(x)" in c.sentence
 
 
-def test_sparsity_claim_direction_only_when_the_interval_includes_zero(dm):
-    c = _decided(dm, sparsity([0.50, 0.10, 0.30], [0.10, 0.12, 0.11]))
-    assert c.values["difference"]["lo"] < 0 < c.values["difference"]["estimate"]
-    assert c.verdict == "direction only"
+def test_sparsity_claim_is_decided_against_the_readout_not_gelu(dm):
+    # far above GELU's own activations, but no more than GELU's pre-activations through the
+    # same readout: the concentration is the readout's, not training's
+    sp = sparsity([0.50, 0.55, 0.52], [0.10, 0.12, 0.11], readout=[0.51, 0.56, 0.53])
+    assert sp.difference.lo > 0
+    c = _decided(dm, sp)
+    assert c.verdict == "contradicted" and c.test.hi < 0
 
 
-def test_sparsity_claim_one_seed_is_at_most_direction_only(dm):
-    c = _decided(dm, sparsity([0.9], [0.1]))
-    assert c.verdict == "direction only" and "1 seed" in c.sentence
+def test_sparsity_claim_inconclusive_or_not_testable_when_the_interval_spans_zero(dm):
+    # a powered design (the seeds agree closely) whose interval still spans 0
+    sp = sparsity([0.30, 0.31, 0.29, 0.30, 0.31, 0.30], [0.1] * 6,
+                  readout=[0.30, 0.30, 0.30, 0.31, 0.29, 0.30])
+    assert sp.test.lo < 0 < sp.test.hi and sp.test.powered
+    assert _decided(dm, sp).verdict == "inconclusive"
+    # the same sign of noise, spread too wide to detect ln 1.25: not testable at this scale
+    sp = sparsity([0.50, 0.10, 0.30], [0.1] * 3, readout=[0.2, 0.2, 0.2])
+    assert sp.test.lo < 0 < sp.test.hi and not sp.test.powered
+    c = _decided(dm, sp)
+    assert c.verdict == "not testable here"
+    assert "not testable at this scale" in c.ours
 
 
-def test_sparsity_claim_not_reproduced_when_gelu_is_as_concentrated(dm):
-    assert _decided(dm, sparsity([0.10, 0.11, 0.09], [0.12, 0.13, 0.12])).verdict \
-        == "not reproduced"
-    assert _decided(dm, sparsity([0.1, 0.1], [0.1, 0.1])).verdict == "not reproduced"
+def test_sparsity_claim_one_seed_is_not_testable(dm):
+    c = _decided(dm, sparsity([0.9], [0.1], readout=[0.2]))
+    assert c.verdict == "not testable here" and "1 seed" in c.sentence
+
+
+def test_sparsity_claim_contradicted_when_the_readout_is_more_concentrated(dm):
+    assert _decided(dm, sparsity([0.10, 0.11, 0.09], [0.05] * 3,
+                                 readout=[0.12, 0.13, 0.12])).verdict == "contradicted"
+    # seeds that do not differ at all give no variance estimate: never a verdict
+    assert _decided(dm, sparsity([0.1, 0.1], [0.1, 0.1])).verdict == "not testable here"
+
+
+def test_sparsity_claim_under_pure_noise_is_rarely_reproduced(dm):
+    rng = np.random.default_rng(0)
+    verdicts = []
+    for _ in range(400):
+        share = rng.uniform(0.05, 0.1, 3)  # each seed's level, shared by both sides
+        sp = sparsity(list(share * np.exp(rng.normal(0, 0.1, 3))), [0.02] * 3,
+                      readout=list(share * np.exp(rng.normal(0, 0.1, 3))))
+        verdicts.append(sp.test.verdict)
+    # a false "reproduced" at most ALPHA / 2 = 2.5% (binomial slack for 400 draws)
+    assert verdicts.count("reproduced") / len(verdicts) < 0.05
+    assert verdicts.count("contradicted") / len(verdicts) < 0.05
 
 
 def test_sparsity_claim_not_testable_without_a_measurement(dm):
     c = _decided(dm, None)
     assert c.verdict == "not testable here" and "trained_rows = 0" in c.sentence
+
+
+def test_readout_stats_are_solu_of_the_gelu_pre_activations():
+    tokens = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(2))
+    model = _model("gelu")
+    st = S.readout_stats_from_model(model, tokens, name="2L-gelu")
+    assert st.readout and st.trained and st.act_fn == "gelu"
+    assert "SoLU readout" in st.label
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names=["blocks.0.mlp.hook_pre",
+                                                       "blocks.1.mlp.hook_pre"],
+                                        return_logits=False)
+    pre = torch.stack([cache[f"blocks.{l}.mlp.hook_pre"][:, 1:].double() for l in (0, 1)])
+    np.testing.assert_allclose(st.top_share, S.top_neuron_share(solu(pre)).flatten().numpy(),
+                               rtol=1e-5)
+    # the readout is a control: it never replaces GELU's own row in the summary
+    own = S.mid_stats_from_model(model, tokens, name="2L-gelu")
+    assert S.mid_summary_by_act([own, st])["gelu"]["model"] == "2L-gelu"
+    with pytest.raises(Exception, match="GELU"):
+        S.readout_stats_from_model(_model("solu_ln"), tokens)
 
 
 # --- the chapter's measurements and claims -----------------------------------------------------
@@ -380,14 +450,14 @@ def test_identity_claims_reproduced_and_their_rules_state_the_numbers(dm):
     # each identity claim can fail
     bad = dataclasses.replace(dm, worked_examples_reproduced=False,
                               worked_example_deviations=(0.1, 0.3, 0.0))
-    assert S.decide_worked_examples(bad).verdict == "not reproduced"
+    assert S.decide_worked_examples(bad).verdict == "contradicted"
     assert "SoLU(4,0,0,0)" in S.decide_worked_examples(bad).sentence
     assert S.decide_gelu_sigmoid(dataclasses.replace(
-        dm, gelu_sigmoid_max_deviation=0.06)).verdict == "not reproduced"
+        dm, gelu_sigmoid_max_deviation=0.06)).verdict == "contradicted"
     assert S.decide_ln_identities(dataclasses.replace(
-        dm, ln_solu_identity_max_diff=1e-6)).verdict == "not reproduced"
+        dm, ln_solu_identity_max_diff=1e-6)).verdict == "contradicted"
     assert S.decide_ln_identities(dataclasses.replace(
-        dm, ln_scale_invariance_max_diff=1e-6)).verdict == "not reproduced"
+        dm, ln_scale_invariance_max_diff=1e-6)).verdict == "contradicted"
 
 
 # --- measuring runs -----------------------------------------------------------------------------
@@ -422,15 +492,16 @@ def test_measure_with_runs(monkeypatch):
                    eps_d_mlps=())
     sp = dm.sparsity
     assert sp.seeds == (0, 1) and sp.d_mlp == 32 and sp.n_rows == 2
-    assert [(r.model, r.trained) for r in sp.rows] == [
-        (n, t) for n in ("1L-solu_ln", "1L-solu_ln-s1", "1L-gelu", "1L-gelu-s1")
-        for t in (True, False)]
-    assert [(s.name, s.trained) for s in dm.mid_stats] == [
-        ("1L-gelu", True), ("1L-solu_ln", True), ("1L-solu", True),
-        ("1L-gelu", False), ("1L-solu_ln", False)]
+    assert [(r.model, r.trained, r.readout) for r in sp.rows] == [
+        (n, t, False) for n in ("1L-solu_ln", "1L-solu_ln-s1", "1L-gelu", "1L-gelu-s1")
+        for t in (True, False)] + [("1L-gelu", True, True), ("1L-gelu-s1", True, True)]
+    assert [(s.name, s.trained, s.readout) for s in dm.mid_stats] == [
+        ("1L-gelu", True, False), ("1L-solu_ln", True, False), ("1L-solu", True, False),
+        ("1L-gelu", False, False), ("1L-solu_ln", False, False), ("1L-gelu", True, True)]
     assert all(r.positions == 2 * 11 for r in sp.rows)
     c = registry.decide(CHAPTER, dm)[-1]
-    assert c.verdict in ("reproduced", "direction only", "not reproduced")
+    assert c.verdict in ("reproduced", "contradicted", "inconclusive", "not testable here")
+    assert c.test is not None and c.test.n == 2
     json.dumps(dm.to_dict())
     assert "mid_stats" not in dm.to_dict()
     summary = S.mid_summary_by_act(dm.mid_stats)

@@ -242,7 +242,7 @@ def blocked_inhibition_figure(n_per_block: int = 4, blocks: int = 2, others: flo
 def top_share_figure(stats: Sequence[MidStats]) -> go.Figure:
     """Per-position share of ``hook_mid``'s positive activation in its top neuron: one
     cumulative distribution per model (further right = more concentrated on one neuron);
-    untrained controls drawn thin and faded."""
+    controls faded: the untrained models thin, the SoLU readout of GELU dash-dotted."""
     fig = style.figure("How much of each position's MLP activation sits in its top neuron",
                        "max a⁺ / Σ a⁺ over a position's neurons (hook_mid, before the LN)",
                        "fraction of positions at or below")
@@ -250,9 +250,12 @@ def top_share_figure(stats: Sequence[MidStats]) -> go.Figure:
         x = np.sort(st.top_share)
         y = np.arange(1, len(x) + 1) / max(len(x), 1)
         key = st.name or st.act_fn
-        name = style.label(key) + ("" if st.trained else " (untrained)")
-        fig.add_scatter(x=x, y=y, name=name, mode="lines", opacity=1.0 if st.trained else 0.45,
-                        line=dict(color=style.color(key), dash=style.dash(key),
+        name = style.label(key) + ("" if st.trained else " (untrained)") + (
+            ": its pre-activations through x·softmax(x)" if st.readout else "")
+        control = st.readout or not st.trained
+        fig.add_scatter(x=x, y=y, name=name, mode="lines", opacity=0.45 if control else 1.0,
+                        line=dict(color=style.color(key),
+                                  dash="dashdot" if st.readout else style.dash(key),
                                   width=2 if st.trained else 1))
     for d in sorted({st.d_mlp for st in stats}):
         fig.add_scatter(x=[1 / d, 1 / d], y=[0, 1], mode="lines", name=f"evenly spread (1/{d})",
@@ -345,7 +348,8 @@ def sparsity_checks(sp: TrainedSparsity | None, expected_seeds: int) -> list[Che
         return [Check("trained sparsity measured", False, "trained_rows = 0")]
     lo = 1 / sp.d_mlp - 1e-9
     bad = [r.model for r in sp.rows if not lo <= r.top_share_median <= 1 + 1e-9]
-    return [Check(f"{expected_seeds} matched GELU/SoLU-LN seed pairs, trained and untrained",
+    return [Check(f"{expected_seeds} matched GELU/SoLU-LN seed pairs, trained, untrained and "
+                  "GELU's readout",
                   len(sp.seeds) == expected_seeds, f"seeds {list(sp.seeds)}"),
             Check(f"every model's median top-neuron share within [1/{sp.d_mlp}, 1]", not bad,
                   f"outside: {bad}")]
@@ -394,4 +398,12 @@ def glue_values(m: DesignMeasurements, scale: str) -> dict[str, Any]:
         out[f"top_neurons_{act}"] = sp.mean(act, "top_neurons_effective") if sp else float("nan")
     out["kurtosis_difference"] = (sp.kurtosis_difference.format("+.1f") if sp
                                   else "not measured")
+    nan = float("nan")
+    out["top_share_readout"] = sp.mean("gelu", readout=True) if sp else nan
+    out["top_share_solu_ln_mean"] = sp.mean("solu_ln") if sp else nan
+    out["top_share_gelu_mean"] = sp.mean("gelu") if sp else nan
+    out["sparsity_difference"] = sp.difference.format("+.3f") if sp else "not measured"
+    out["sparsity_test"] = sp.test.interval_text if sp else "not measured"
+    out["sparsity_detectable"] = sp.test.detectable if sp else nan
+    out["sparsity_interest"] = s4.SPARSITY_INTEREST
     return out
