@@ -45,7 +45,7 @@ def test_record_and_load_round_trip_and_refuse_what_is_missing_or_stale(tmp_path
 
 
 def test_scorecard_counts_kinds_apart_and_escapes_corpus_text():
-    rows = _all_scored(C.PARTLY)
+    rows = _all_scored(C.INCONCLUSIVE)
     rows[0] = REG.REGISTRY[rows[0].id].scored("<script>alert(1)</script>", C.REPRODUCED)
     html = scorecard.scorecard_html(rows)
     assert "<script>" not in html and "&lt;script&gt;" in html
@@ -58,3 +58,22 @@ def test_scorecard_counts_kinds_apart_and_escapes_corpus_text():
     assert set(scorecard.VERDICT_COLORS) == set(C.VERDICTS)
     assert not checks.failed(checks.scorecard_checks(rows))
     assert checks.failed(checks.scorecard_checks(rows[1:]))  # a registry claim unscored
+
+
+def test_power_table_and_null_registry_show_every_empirical_claim_escaped():
+    from solu_repro.paper import multiplicity
+
+    rows = _all_scored(C.INCONCLUSIVE)
+    t = C.seed_test([0.10, -0.12, 0.08], interest=0.05, null="<b>rotated</b>", unit="points",
+                    scale=100)
+    rows[-1] = REG.REGISTRY[rows[-1].id].scored("x", tests=[t])
+    html = scorecard.power_html(rows)
+    assert "<b>rotated" not in html and "&lt;b&gt;rotated" in html
+    assert html.count("<tr>") == 1 + sum(c.kind == C.EMPIRICAL for c in rows)
+    got = {r["claim"]: r for r in scorecard.power_rows(rows)}[rows[-1].id]
+    assert got["smallest detectable"] == t._num(t.detectable, False)
+    assert int(got["seeds for 80% power"].replace(",", "")) == multiplicity.seeds_needed(t)
+    sim = multiplicity.simulate_null(rows, n=200)
+    table = scorecard.null_registry_markdown(sim, rows)
+    assert "| not testable here |" in table and "under the null" in table
+    assert "at least one in" in scorecard.multiplicity_sentence(sim)

@@ -38,21 +38,124 @@ def test_scored_claims_carry_the_registry_text_and_reject_bad_verdicts():
         REG.REGISTRY["loss_parity"].scored("x", "sort of")
 
 
-def test_the_directional_rule_and_its_combinations():
-    inf = float("inf")
-    assert C.directional(0.2, 0.05, 0.3) == C.REPRODUCED
-    assert C.directional(0.2, -0.1, 0.5) == C.PARTLY
-    assert C.directional(0.2, -inf, inf) == C.PARTLY            # one seed: at most this
-    assert C.directional(-0.2, -0.5, 0.1) == C.INCONCLUSIVE     # against, but not shown
-    assert C.directional(-0.2, -inf, inf) == C.INCONCLUSIVE
-    assert C.directional(-0.2, -0.5, -0.01) == C.NOT_REPRODUCED  # the whole interval against
-    assert C.directional(0.0, -0.1, 0.0) == C.NOT_REPRODUCED
-    assert C.directional(float("nan"), 0, 1) == C.NOT_TESTABLE
-    assert C.combined(C.REPRODUCED, C.PARTLY) == C.PARTLY
-    assert C.combined(C.PARTLY, C.INCONCLUSIVE, C.REPRODUCED) == C.INCONCLUSIVE
-    assert C.combined(C.INCONCLUSIVE, C.NOT_REPRODUCED) == C.NOT_REPRODUCED
-    assert C.combined(C.REPRODUCED, C.NOT_TESTABLE) == C.NOT_TESTABLE
-    assert C.at_most(C.REPRODUCED) == C.PARTLY and C.at_most(C.NOT_REPRODUCED) == C.NOT_REPRODUCED
+def _t(values, interest=0.05, **kw):
+    return C.seed_test(values, interest=interest, null="a null", **kw)
+
+
+def test_the_symmetric_directional_rule_branch_by_branch():
+    # reproduced: the 95% interval excludes 0 on the claim's side
+    t = _t([0.10, 0.12, 0.08])
+    assert t.verdict == C.REPRODUCED and t.lo > 0 and t.n == 3 and t.df == 2
+    # contradicted: the mirror image (no more "direction only" on one side only)
+    assert _t([-0.10, -0.12, -0.08]).verdict == C.CONTRADICTED
+    # neither, and 3 seeds this consistent could detect 5 points: inconclusive
+    t = _t([0.004, -0.002, 0.001])
+    assert t.powered and t.verdict == C.INCONCLUSIVE
+    # neither, and the design cannot detect 5 points: not testable at this scale
+    t = _t([0.10, -0.12, 0.08])
+    assert not t.powered and t.verdict == C.NOT_TESTABLE
+    assert "not testable at this scale" in t.text
+    # the same numbers mirrored give the mirrored verdicts (symmetry)
+    for vals in ([0.10, 0.12, 0.08], [0.10, -0.12, 0.08], [0.004, -0.002, 0.001]):
+        a, b = _t(vals).verdict, _t([-v for v in vals]).verdict
+        assert {a, b} == {C.REPRODUCED, C.CONTRADICTED} or a == b
+    # one seed and nothing borrowed: no interval, not testable
+    assert _t([0.3]).verdict == C.NOT_TESTABLE
+    # identical seeds: no variance estimate, never a zero-width "reproduced"
+    t = _t([3 / 512, 3 / 512])
+    assert t.verdict == C.NOT_TESTABLE and "no variance estimate" in t.why
+    assert _t([]).verdict == C.NOT_TESTABLE and _t([float("nan")]).n == 0
+    # a failed gate keeps the numbers and says why
+    g = C.gated(_t([0.10, 0.12, 0.08]), "the basis does not beat its rotation")
+    assert g.verdict == C.NOT_TESTABLE and g.effect == pytest.approx(0.1)
+
+
+def test_power_is_the_noncentral_t_of_statsmodels():
+    from statsmodels.stats.power import TTestPower
+
+    for n in (2, 3, 5, 10):
+        d = TTestPower().solve_power(nobs=n, alpha=C.ALPHA, power=C.POWER)
+        assert C.detectable_effect(2.0, n) == pytest.approx(2.0 * d, rel=1e-4)
+    assert C.detectable_effect(1.0, 1) == float("inf")            # no SD
+    assert C.detectable_effect(1.0, 1, df=4) < float("inf")       # a borrowed SD
+    assert C.detectable_effect(float("nan"), 3) == float("inf")
+
+
+def test_equivalence_rule_and_power_first():
+    eq = dict(kind=C.EQUIVALENCE, interest=0.01)
+    t = _t([0.001, -0.002, 0.0005, 0.001], **eq)
+    assert t.confidence == pytest.approx(0.90) and t.verdict == C.REPRODUCED
+    assert _t([0.20, 0.25, 0.22], **eq).verdict == C.CONTRADICTED   # wholly outside ±0.01
+    # the loss-parity case: a paired SD of about 0.1 nats cannot show ±0.01 with 3 seeds
+    t = _t([-0.15, 0.05, -0.13], **eq)
+    assert t.detectable > 0.2 and t.verdict == C.NOT_TESTABLE
+    # inside the detectable range but straddling the margin: inconclusive
+    t = _t([0.009, 0.011, 0.010, 0.008, 0.012, 0.010], **eq)
+    assert t.powered and t.verdict == C.INCONCLUSIVE
+
+
+def test_borrowed_sd_and_pooling():
+    one = _t([0.10, 0.14, 0.12])
+    pooled = C.pooled_sd([one, _t([0.3]), _t([0.2, 0.2])])
+    assert pooled[0] == pytest.approx(one.sd) and pooled[1] == 2
+    t = _t([0.25], borrowed=(pooled[0], pooled[1], "the 1L seeds"))
+    assert t.borrowed == "the 1L seeds" and t.df == 2 and t.verdict == C.REPRODUCED
+    assert "SD borrowed from the 1L seeds" in t.text
+    assert C.pooled_sd([_t([0.3])]) is None
+
+
+def test_tests_round_trip_and_decide_a_claim_by_combination():
+    t = _t([0.10, 0.12, 0.08], unit="points", scale=100)
+    assert C.Test.from_dict(json.loads(json.dumps(t.to_dict(), allow_nan=False))) == t
+    spec = REG.REGISTRY["figure4"]
+    c = spec.scored("x", tests=[t, _t([0.10, -0.12, 0.08])])
+    assert c.verdict == C.NOT_TESTABLE and c.test == t and len(c.tests) == 2
+    assert C.combined(C.REPRODUCED, C.INCONCLUSIVE) == C.INCONCLUSIVE
+    assert C.combined(C.INCONCLUSIVE, C.NOT_TESTABLE) == C.NOT_TESTABLE
+    assert C.combined(C.NOT_TESTABLE, C.CONTRADICTED) == C.CONTRADICTED
+    assert C.combined() == C.NOT_TESTABLE
+    with pytest.raises(ValueError, match="smallest effect of interest"):
+        _t([0.1, 0.2], interest=0)
+
+
+def test_noise_alone_reproduces_at_most_the_stated_rate():
+    """Many simulated noise-only registries: the fraction of "reproduced" stays at or below
+    the stated error rate (ALPHA / 2 directional, ALPHA equivalence at its margin), within
+    Monte Carlo error."""
+    from solu_repro.paper import multiplicity as M
+
+    designs = [_t([0.1, 0.3]), _t([0.1, 0.12, 0.08]), _t([0.1, -0.1, 0.3, 0.0, 0.2]),
+               _t([0.2], borrowed=(0.05, 2, "1L")),
+               _t([-0.15, 0.05, -0.13], kind=C.EQUIVALENCE, interest=0.01),
+               _t([0.001, -0.002, 0.0005, 0.001], kind=C.EQUIVALENCE, interest=0.01)]
+    spec = REG.REGISTRY["figure4"]
+    claims = [C.Claim(**{**spec.scored("x", tests=[t]).to_dict(), "id": f"c{i}"})
+              for i, t in enumerate(designs)]
+    n = 8000
+    sim = M.simulate_null(claims, n=n, seed=1)
+    for cid, t in zip(sim.claims, designs):
+        rate = sim.per_claim[cid][C.REPRODUCED]
+        stated = M.stated_rate(t)
+        assert rate <= stated + 3 * (stated * (1 - stated) / n) ** 0.5, (cid, rate, stated)
+        assert sum(sim.per_claim[cid].values()) == pytest.approx(1.0)
+    # symmetric: noise contradicts a directional claim as often as it reproduces it
+    d = sim.per_claim["c1"]
+    assert abs(d[C.REPRODUCED] - d[C.CONTRADICTED]) < 0.015
+    assert sim.reproduced_fraction <= C.ALPHA and 0 < sim.any_reproduced < 0.5
+    # what "direction only" used to be: about half of noise-only rows point the paper's way
+    assert 0.4 < float(sum(M.null_draw(designs[1], __import__("numpy").random.default_rng(i))
+                           .effect > 0 for i in range(400))) / 400 < 0.6
+
+
+def test_seeds_needed_for_power():
+    from solu_repro.paper import multiplicity as M
+
+    t = _t([0.10, -0.12, 0.08])
+    k = M.seeds_needed(t)
+    assert k > 3 and C.detectable_effect(t.sd, k) <= 0.05 < C.detectable_effect(t.sd, k - 1)
+    parity = _t([-0.15, 0.05, -0.13], kind=C.EQUIVALENCE, interest=0.01)
+    assert M.seeds_needed(parity) > 300   # the issue's arithmetic: hundreds of seed pairs
+    assert M.seeds_needed(_t([0.3])) is None
 
 
 def test_a_spec_is_decided_once_and_by_its_own_function():

@@ -12,16 +12,19 @@ import html
 from collections import Counter
 from typing import Iterable, Sequence
 
-from ..paper.claim import (EMPIRICAL, IDENTITY, INCONCLUSIVE, KIND_LABELS, KINDS,
-                          NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, VERDICTS, Claim)
+from ..paper.claim import (ALPHA, CONTRADICTED, EMPIRICAL, IDENTITY, INCONCLUSIVE,
+                          KIND_LABELS, KINDS, NOT_TESTABLE, POWER, REPRODUCED, VERDICTS, Claim)
+from ..paper.multiplicity import NullRegistry, seeds_needed
 from ..paper.registry import CLAIMS
 from .record import load
+from .tables import markdown_table
 
-VERDICT_COLORS = {REPRODUCED: "#2ca02c", PARTLY: "#bcbd22", INCONCLUSIVE: "#17becf",
-                  NOT_REPRODUCED: "#d62728", NOT_TESTABLE: "#7f7f7f"}
+VERDICT_COLORS = {REPRODUCED: "#2ca02c", INCONCLUSIVE: "#17becf", CONTRADICTED: "#d62728",
+                  NOT_TESTABLE: "#7f7f7f"}
 
 __all__ = ["scorecard", "counts", "by_kind", "scorecard_html", "rules_markdown", "missing",
-           "VERDICT_COLORS", "Claim", "IDENTITY", "EMPIRICAL"]
+           "power_html", "null_registry_markdown", "VERDICT_COLORS", "Claim", "IDENTITY",
+           "EMPIRICAL"]
 
 
 def scorecard(ctx) -> list[Claim]:
@@ -80,3 +83,76 @@ def scorecard_html(claims: Sequence[Claim]) -> str:
 
 def rules_markdown(claims: Sequence[Claim]) -> str:
     return "\n".join(f"- **{c.section}, {c.claim}** ({c.chapter}): {c.rule}." for c in claims)
+
+
+def _badge(c: Claim) -> str:
+    return (f"<span title='{html.escape(c.rule, quote=True)}' style='background:"
+            f"{VERDICT_COLORS[c.verdict]};color:white;padding:1px 6px;border-radius:3px;"
+            f"white-space:nowrap'>{html.escape(c.verdict)}</span>")
+
+
+def power_rows(claims: Sequence[Claim]) -> list[dict[str, str]]:
+    """Every empirical claim's headline test as text: the verdict, the effect and its interval,
+    the smallest effect the design detects with 80% power beside the smallest of interest, the
+    seeds it would take, and the null it is measured against (or the gate it failed)."""
+    rows = []
+    for c in by_kind(claims, EMPIRICAL):
+        t = c.test
+        row = {"section": c.section, "claim": c.id, "verdict": c.verdict}
+        if t is None:
+            row.update({"effect [interval]": "no test: " + c.ours, "smallest detectable": "",
+                        "of interest": "", "seeds for 80% power": "", "null / gate": ""})
+        else:
+            need = seeds_needed(t)
+            row.update({
+                "effect [interval]": t.interval_text + (f" (SD borrowed from {t.borrowed})"
+                                                         if t.borrowed else ""),
+                "smallest detectable": t._num(t.detectable, False),
+                "of interest": ("±" if t.kind == "equivalence" else "") +
+                t._num(t.interest, False),
+                "seeds for 80% power": "" if t.borrowed else
+                ("n/a" if need is None else f"{need:,}"),
+                "null / gate": t.null + (f"; not testable: {t.why}" if t.why else "")})
+            if len(c.tests) > 1:
+                row["null / gate"] += f" (+{len(c.tests) - 1} more test(s) that must also hold)"
+        rows.append(row)
+    return rows
+
+
+def power_html(claims: Sequence[Claim]) -> str:
+    """``power_rows`` as an HTML table (every field escaped), verdicts coloured."""
+    rows = power_rows(claims)
+    if not rows:
+        return "<p>No empirical claims.</p>"
+    by_id = {c.id: c for c in claims}
+    head = "".join(f"<th style='text-align:left;padding:4px'>{html.escape(h)}</th>"
+                   for h in rows[0])
+    body = []
+    for r in rows:
+        cells = [_badge(by_id[r["claim"]]) if k == "verdict" else html.escape(str(v))
+                 for k, v in r.items()]
+        body.append("<tr>" + "".join(f"<td style='vertical-align:top;padding:4px'>{x}</td>"
+                                     for x in cells) + "</tr>")
+    return (f"<table class='solu-power' style='border-collapse:collapse;font-size:90%'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def null_registry_markdown(sim: NullRegistry, observed: Sequence[Claim]) -> str:
+    """Per verdict: how many empirical claims this build gave it, and how many a registry of
+    the same design gives on average when no claim has any effect (``simulate_null``)."""
+    seen = counts(observed, kind=EMPIRICAL)
+    expected = sim.expected
+    return markdown_table([{"verdict": v, "this build": seen[v],
+                            f"under the null (mean of {sim.n:,} registries)":
+                            f"{expected[v]:.2f}"} for v in VERDICTS])
+
+
+def multiplicity_sentence(sim: NullRegistry) -> str:
+    """The simulation in words."""
+    k = len(sim.claims)
+    return (f"Of {k} empirical claims, a registry with no effect anywhere, but this build's "
+            f"seeds, SDs and margins, gives {sim.expected[REPRODUCED]:.2f} \"reproduced\" "
+            f"verdicts on average ({sim.reproduced_fraction:.1%} of its verdicts, against "
+            f"{ALPHA / 2:.1%} stated for a directional test and {ALPHA:.0%} for an "
+            f"equivalence test), and at least one in {sim.any_reproduced:.0%} of registries "
+            f"({sim.n:,} simulated). Power is stated at {POWER:.0%}.")

@@ -23,6 +23,7 @@ examples of §4, true of the functions whatever the models learned) and *empiric
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Sequence
@@ -219,10 +220,16 @@ def detectable_effect(sd: float, n: int, df: int | None = None, kind: str = DIRE
     df = n - 1 if df is None else df
     if df < 1:
         return math.inf
+    return _power_factor(int(n), int(df), kind, float(alpha), float(power)) * sd
+
+
+@functools.lru_cache(maxsize=4096)
+def _power_factor(n: int, df: int, kind: str, alpha: float, power: float) -> float:
+    """``detectable_effect`` in units of one unit's SD (it is linear in the SD)."""
     from scipy.optimize import brentq
     from scipy.stats import t as t_dist
 
-    se = sd / math.sqrt(n)
+    se = 1 / math.sqrt(n)
     if kind == EQUIVALENCE:
         return se * float(t_dist.ppf(1 - alpha, df) + t_dist.ppf(1 - (1 - power) / 2, df))
     from scipy.stats import nct
@@ -239,7 +246,14 @@ def detectable_effect(sd: float, n: int, df: int | None = None, kind: str = DIRE
         hi *= 2
         if hi > 1e6:
             return math.inf
-    return float(brentq(gap, 1e-9, hi, xtol=1e-10)) * sd
+    return float(brentq(gap, 1e-9, hi, xtol=1e-12))
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_quantile(q: float, df: int) -> float:
+    from scipy.stats import t as t_dist
+
+    return float(t_dist.ppf(q, df))
 
 
 @dataclass(frozen=True)
@@ -401,9 +415,7 @@ def seed_test(values: Sequence[float], *, interest: float, null: str, unit: str 
     elif borrowed is not None and _finite(borrowed[0]) and borrowed[0] > 0 and borrowed[1] >= 1:
         sd, df, source = float(borrowed[0]), int(borrowed[1]), borrowed[2]
     if _finite(sd):
-        from scipy.stats import t as t_dist
-
-        q = float(t_dist.ppf(1 - ALPHA / 2 if kind == DIRECTIONAL else 1 - ALPHA, df))
+        q = _t_quantile(1 - ALPHA / 2 if kind == DIRECTIONAL else 1 - ALPHA, df)
         half = q * sd / math.sqrt(n)
         lo, hi = est - half, est + half
     else:
