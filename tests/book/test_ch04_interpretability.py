@@ -119,7 +119,7 @@ def test_seed_tables():
     assert "| 1L SoLU without LN | 40.0% |  | 40.0% |" in seeds
     diffs = ch04.seed_differences_markdown(m)
     assert "| SoLU-LN minus GELU | top-20 view (paper §6.1 rule) | +21.5 [" in diffs
-    assert "stricter judge" in diffs and "minus rotation" in diffs
+    assert "coverage 90% and lift 5" in diffs and "minus rotation" in diffs
     assert "GELU-LN" not in diffs  # no LN-only ablation in these measurements
 
 

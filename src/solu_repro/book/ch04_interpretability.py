@@ -243,7 +243,9 @@ def seed_table_markdown(m: InterpMeasurements, view: str = "top") -> str:
 
 SEED_COMPARISONS = (("SoLU-LN minus GELU", "solu_ln", "gelu", "top", False),
                     ("SoLU-LN minus GELU", "solu_ln", "gelu", "spectrum", False),
-                    ("SoLU-LN minus GELU, stricter judge", "solu_ln", "gelu", "top", True),
+                    ("SoLU-LN minus GELU, coverage 90% and lift 5 (a higher bar on the top "
+                     "20; not the paper's stricter annotator, which is full-spectrum)",
+                     "solu_ln", "gelu", "top", True),
                     ("SoLU (no LN) minus GELU", "solu", "gelu", "top", False),
                     ("GELU-LN minus GELU", "gelu_ln", "gelu", "top", False),
                     ("SoLU-LN minus GELU-LN", "solu_ln", "gelu_ln", "top", False),
