@@ -828,6 +828,9 @@ def decide_early_detokenization(m: LayersMeasurements) -> Claim:
               f"{seeds_text} points, assuming a first layer's spread between seeds does not "
               "grow with the layers above it" if borrowed else "no SD to borrow")
     ours = f"{m.solu} minus {m.gelu}, first layer: {_census(shift)}; {test.interval_text}"
+    if why:
+        ours += "; not testable: " + ("depth was not learned" if depth_failures(m.depth)
+                                      else "no SD to borrow")
     sentence = (
         f"De-tokenization neurons (an interpretable previous-token or bigram explanation) "
         f"make up {shift.count}/{shift.n} = {pct(shift.share)} of the first-layer neurons "
