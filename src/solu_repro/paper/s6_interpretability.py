@@ -647,7 +647,7 @@ def decide_figure4(m: InterpMeasurements) -> Claim:
     tests = [_gate(seed, gate, "SoLU-LN")]
     net = judged_test(m, "solu_ln", "gelu", "gain",
                       null="each model's rotated basis (difference of the two gains)")
-    ours = f"{m.instrument_label}, SoLU-LN minus GELU, 1L over seeds: {seed.text}"
+    ours = f"{m.instrument_label}, SoLU-LN minus GELU, 1L over seeds: {tests[0].text}"
     if net is not None:
         tests.append(_gate(net, gate, "SoLU-LN"))
         ours += f"; net of the rotated-basis nulls: {net.interval_text}"
@@ -695,7 +695,10 @@ def decide_figure4_depth(m: InterpMeasurements) -> Claim:
                           (gate_borrow[0], gate_borrow[1], f"the {m.one_layer}L SoLU-LN seeds"))
             t = _gate(t, g, f"{depth}L SoLU-LN")
         tests.append(t)
-        parts.append(f"{depth}L: {t.interval_text}")
+        parts.append(f"{depth}L: {t.interval_text}" + (f" (not testable: {t.why})" if t.why
+                                                      else ""))
+    if borrow is not None:
+        parts.append(f"SD borrowed from {src}")
     return FIGURE4_DEPTH.scored(f"{m.instrument_label}, SoLU-LN minus GELU (one seed per "
                                 "depth): " + "; ".join(parts), tests=tests,
                                 values={"deeper": deeper})
@@ -782,8 +785,9 @@ def decide_solu_alone(m: InterpMeasurements) -> Claim:
     gate = rotation_gate(m, "solu")
     tests = [_gate(alone, gate, "SoLU (no LN)"), _gate(keeps, gate, "SoLU (no LN)")]
     return SOLU_ALONE.scored(
-        f"{m.instrument_label}: SoLU (no LN) minus GELU: {alone.text}; adding the LN keeps "
-        f"half of it, (SoLU-LN minus SoLU) + half the gain: {keeps.interval_text}", tests=tests)
+        f"{m.instrument_label}: SoLU (no LN) minus GELU: {tests[0].text}; adding the LN keeps "
+        f"half of it, (SoLU-LN minus SoLU) + half the gain: {tests[1].interval_text} "
+        f"({tests[1].verdict})", tests=tests)
 
 
 LN_ONLY_HALFWAY = ClaimSpec(
@@ -806,8 +810,8 @@ def decide_ln_only_halfway(m: InterpMeasurements) -> Claim:
     tests = [_gate(above, rotation_gate(m, "gelu_ln"), "GELU-LN"),
              _gate(below, rotation_gate(m, "solu_ln"), "SoLU-LN")]
     return LN_ONLY_HALFWAY.scored(
-        f"{m.instrument_label}: GELU-LN minus GELU: {above.text}; SoLU-LN minus GELU-LN: "
-        f"{below.interval_text}", tests=tests)
+        f"{m.instrument_label}: GELU-LN minus GELU: {tests[0].text}; SoLU-LN minus GELU-LN: "
+        f"{tests[1].interval_text} ({tests[1].verdict})", tests=tests)
 
 
 STRICTER_ANNOTATOR = ClaimSpec(
@@ -842,9 +846,11 @@ def decide_stricter_annotator(m: InterpMeasurements) -> Claim:
     parent = decide_figure4(m)
     bar = ("full-spectrum view of the judge" if m.instrument in ("top", "spectrum") else
            f"share of features exposed at r² above {STRICT_EXPOSED:g}")
-    ours = f"SoLU-LN minus GELU under the stricter annotator ({bar}): {strict.text}"
+    ours = f"SoLU-LN minus GELU under the stricter annotator ({bar}): {tests[0].text}"
     if net is not None:
         ours += f"; net of the rotated bases: {net.interval_text}"
+    if gate is not None:
+        ours += f"; gate, SoLU-LN basis minus rotation at that bar: {gate.interval_text}"
     ours += f"; parent claim (figure4): {parent.verdict}"
     verdict = combined(*(t.verdict for t in tests), parent.verdict)
     return STRICTER_ANNOTATOR.scored(ours, verdict, tests=tests)
