@@ -94,6 +94,19 @@ def test_tables(measured):
     speed = s5.SpeedMeasurement("tiny", 1, "cuda", comparison, comparison, 512)
     assert "| training step | 10.00 | 10.50 | 1.050x | 1.010-1.090 | 5 |" in \
         ch03.speed_markdown(speed)
+    power = ch03.power_markdown(measured).splitlines()
+    assert power[0].startswith("| test | kind | effect [interval] | smallest detectable |")
+    assert len(power) == 2 + 5  # 1L parity, the two deeper pairs, no-LN, blocked
+    assert "(borrowed)" in power[3] and "equivalence" in power[2]
+    assert "none (no SD)" in power[5]  # one seed of SoLU without LN
+
+
+def test_no_ln_markdown_states_the_power(measured):
+    gap = s5.no_ln_test([4.6, 4.3], [4.3, 4.34])
+    text = ch03.no_ln_markdown(measured.no_ln.__class__(**{**vars(measured.no_ln),
+                                                          "gap_test": gap}))
+    assert "2 seeds" in text and "not testable at this scale" in text
+    assert "matched seed pairs" in text
 
 
 # --- glued numbers -------------------------------------------------------------------------------
@@ -105,13 +118,18 @@ def test_glue_values(measured):
                            | {f"loss_delta_{d}L" for d in (1, 2, 4)}
                            | {f"multiplier_{d}L" for d in (1, 2, 4)}
                            | {"fit", "fit_reason", "depth_check", "n_seeds_pair", "n_models",
-                              "tokens_per_model", "n_testable_evals", "n_evals"})
+                              "tokens_per_model", "n_testable_evals", "n_evals",
+                              "parity_sd", "parity_detectable", "parity_seeds_needed",
+                              "no_ln_interest"})
     assert all(isinstance(v, (str, int, float)) for v in values.values())
     assert all(k.replace("_", "").isalnum() for k in values)  # valid glue keys
     assert values["n_models"] == 11 and values["tokens_per_model"] == 120 * 512
     assert values["n_seeds_pair"] == 2
     assert (values["n_testable_evals"], values["n_evals"]) == (1, 2)
     assert values["multiplier_1L"] == str(measured.multiplier[1])
+    assert values["parity_sd"] == measured.parity.sd
+    assert values["parity_seeds_needed"] == "2"  # the synthetic seeds agree closely
+    assert values["no_ln_interest"] == pytest.approx(s5.NO_LN_INTEREST)
 
 
 # --- gathering the inputs --------------------------------------------------------------------------
@@ -163,7 +181,8 @@ def test_the_page_measures_once_and_shows_each_claim(notebook):
         assert f"show_claim(s5.{name})" in code, spec.id
     # the definitions behind the numbers, as the package runs them
     for shown in ("s5.measure", "s5.fit_baseline, s5.size_multiplier", "s5.matched_seeds",
-                  "s5.equivalence_verdict, s5.equivalence_text", "s5.solu_without_ln",
+                  "s5.loss_equivalence, s5.deeper_parity", "s5.seeds_needed, s5.power_text",
+                  "s5.no_ln_test", "s5.solu_without_ln",
                   "s5.per_source_deltas", "s5.multiplier_curves", "s5.measure_speed"):
         assert any(c.startswith("show_source(") and shown in c for c in code), shown
 

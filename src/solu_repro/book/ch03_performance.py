@@ -207,10 +207,34 @@ def no_ln_markdown(no_ln: NoLNPenalty | None) -> str:
         rows.append({"model": f"{d}L SoLU + LN", "val loss": f"{no_ln.solu_ln_loss:.4f}",
                      "SoLU without LN minus this": f"{no_ln.gap_vs_solu_ln:+.4f}"})
     out = markdown_table(rows) + f"\n\nEffective size of SoLU without LN: {no_ln.multiplier}."
-    if no_ln.gap_over_seeds is not None:
+    if no_ln.gap_test is not None:
         out += (f" Over matched seeds, SoLU without LN minus GELU: "
-                f"{no_ln.gap_over_seeds.format('+.4f')} ({no_ln.gap_over_seeds.method}).")
+                f"{no_ln.gap_test.interval_text}; {s5.power_text(no_ln.gap_test)}.")
     return out
+
+
+# --- the tests and their power ---------------------------------------------------------------------
+def power_markdown(m: PerformanceMeasurements) -> str:
+    """The chapter's seed tests in one table: effect, interval, the smallest effect the design
+    detects with 80% power, the effect of interest, and the seed pairs that would be needed."""
+    rows = []
+    named = [("loss parity, 1L SoLU-LN − GELU", m.parity)]
+    named += [(f"loss parity, {d}L SoLU-LN − GELU", t) for d, t in m.parity_deeper.items()]
+    named += [("no-LN penalty, SoLU − GELU", m.no_ln.gap_test if m.no_ln else None),
+              ("blocked − SoLU-LN", m.blocked)]
+    for what, t in named:
+        if t is None:
+            continue
+        need = s5.seeds_needed(t.sd, t.interest, t.kind)
+        rows.append({"test": what, "kind": t.kind, "effect [interval]": t.interval_text,
+                     "smallest detectable": f"{t.detectable:.3f}"
+                     if math.isfinite(t.detectable) else "none (no SD)",
+                     "of interest": f"{t.interest:.3f}",
+                     "seed pairs needed": "" if need is None else f"{need:,}",
+                     "SD": (f"{t.sd:.3f}" + (" (borrowed)" if t.borrowed else ""))
+                     if math.isfinite(t.sd) else "none",
+                     "verdict": t.verdict})
+    return markdown_table(rows) if rows else "No seed tests in this zoo."
 
 
 # --- per-source validation loss (the downstream proxy) ------------------------------------------
@@ -280,4 +304,10 @@ def glue_values(m: PerformanceMeasurements) -> dict[str, Any]:
     out["tokens_per_model"] = next(iter(m.every.values())).tokens
     out["n_testable_evals"] = m.over_training.n_testable
     out["n_evals"] = len(m.over_training.tokens)
+    p = m.parity
+    out["parity_sd"] = p.sd if p is not None else float("nan")
+    out["parity_detectable"] = p.detectable if p is not None else float("nan")
+    need = s5.seeds_needed(p.sd, p.interest, p.kind) if p is not None else None
+    out["parity_seeds_needed"] = "no estimate" if need is None else f"{need:,}"
+    out["no_ln_interest"] = s5.NO_LN_INTEREST
     return out
