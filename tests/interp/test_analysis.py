@@ -11,7 +11,7 @@ import torch
 
 from solu_repro.data import num_rows
 from solu_repro.interp.analysis import (band_counts, holds_out, kurtosis_values, layer_roles,
-                                        ln_consistency, quantile_bands, sparsity_table)
+                                        ln_consistency, level_bands, sparsity_table)
 from solu_repro.interp.explanations import Explanation
 from solu_repro.interp.harvest import harvest, selection_rows
 from solu_repro.interp.planted import Plant, PlantedNeurons
@@ -30,7 +30,7 @@ def token(corpus):
 class SmugglingNeuron:
     """hook_mid: fires (at any strength) only on one token. hook_post: the same firings plus
     unrelated tokens firing at the same strengths -- what the paper suspects the LN does to
-    weak firings. By rank, hook_post's bands mix the token with unrelated ones."""
+    weak firings. hook_post's low levels mix the token with unrelated ones."""
 
     n_layers, d_mlp, hooks = 1, 1, ("mid", "post")
 
@@ -47,41 +47,43 @@ class SmugglingNeuron:
         return {"mid": [mid.unsqueeze(-1)], "post": [post.unsqueeze(-1)]}
 
 
-def test_quantile_bands_are_equal_count_ranks_of_the_positive_values():
+class Unrelated:
+    """Both hooks fire at random strengths on every token, whatever it is: a neuron with no
+    relation to any explanation (what the untrained floor stands for)."""
+
+    n_layers, d_mlp, hooks = 1, 1, ("mid", "post")
+
+    def __init__(self):
+        self.generator = torch.Generator().manual_seed(1)
+
+    def activations(self, tokens):
+        a = torch.rand(tokens.shape, generator=self.generator).unsqueeze(-1)
+        return {"mid": [a], "post": [a.clone()]}
+
+
+def test_level_bands_are_fractions_of_the_max():
     values = np.array([0.5, -1.0, 0.1, 3.0, 0.0, 2.0, 0.2, np.nan, 1.0, 0.7])
-    bands = quantile_bands(values, 3)
+    bands = level_bands(values, 3)  # max 3: bands below 1, 1-2, 2-3
     assert list(bands[[1, 4, 7]]) == [-1, -1, -1]  # not firing
-    order = np.argsort(values[bands >= 0])
-    assert list(np.sort(bands[bands >= 0])) == [0, 0, 0, 1, 1, 2, 2]  # 7 values: 3, 2, 2
-    assert list(bands[bands >= 0][order]) == [0, 0, 0, 1, 1, 2, 2]  # by rank
-    assert list(quantile_bands(np.array([1.0, 2.0]), 4)) == [0, 2]
-    assert list(quantile_bands(np.zeros(3), 2)) == [-1, -1, -1]
+    assert bands.tolist() == [0, -1, 0, 2, -1, 2, 0, -1, 1, 0]
+    assert level_bands(values, 3, peak=6.0).tolist() == [0, -1, 0, 1, -1, 1, 0, -1, 0, 0]
+    assert level_bands(np.array([0.05, 0.1, 0.95, 1.0, 2.0]), 10, peak=1.0).tolist() == \
+        [0, 1, 9, 9, 9]  # the top band is closed, anything above the peak joins it
+    assert list(level_bands(np.zeros(3), 2)) == [-1, -1, -1]
     with pytest.raises(ValueError, match="n_bands"):
-        quantile_bands(values, 0)
-
-
-def test_quantile_bands_equal_a_stable_ranking_with_ties():
-    rng = np.random.default_rng(1)
-    for trial in range(300):
-        n, n_bands = int(rng.integers(0, 60)), int(rng.integers(1, 12))
-        values = (rng.integers(-3, 6, n) / 2 if trial % 2 else rng.standard_normal(n))
-        firing = np.flatnonzero(values > 0)
-        ranked = firing[np.argsort(values[firing], kind="stable")]
-        want = np.full(n, -1)
-        want[ranked] = np.arange(ranked.size) * n_bands // max(ranked.size, 1)
-        assert quantile_bands(values, n_bands).tolist() == want.tolist(), (values, n_bands)
+        level_bands(values, 0)
 
 
 def test_band_counts_count_tokens_and_inconsistent_ones_per_hook():
     mid = np.array([1.0, 2.0, 3.0, 4.0, -1.0, -1.0])
     post = np.array([-1.0, -1.0, 4.0, 3.0, 2.0, 1.0])
     holds = np.array([True, True, True, True, False, False])
-    ex, bad, edges = band_counts([mid, post], holds, 2)
-    assert ex.tolist() == [[2, 2], [2, 2]]
-    assert bad.tolist() == [[0, 0], [2, 0]]  # post's weak half: the two unrelated tokens
-    assert edges[0].tolist() == [1.0, 3.0, 4.0] and edges[1].tolist() == [1.0, 3.0, 4.0]
-    ex, bad, edges = band_counts([np.full(6, -1.0), post], holds, 2)
-    assert ex[0].tolist() == [0, 0] and np.isnan(edges[0]).all()
+    ex, bad, peak = band_counts([mid, post], holds, 2)  # bands: below 2, 2 up to 4
+    assert ex.tolist() == [[1, 3], [1, 3]]
+    assert bad.tolist() == [[0, 0], [1, 1]]  # post's weak band: an unrelated token
+    assert peak.tolist() == [4.0, 4.0]
+    ex, bad, peak = band_counts([np.full(6, -1.0), post], holds, 2)
+    assert ex[0].tolist() == [0, 0] and np.isnan(peak[0])
     with pytest.raises(ValueError, match="same tokens"):
         band_counts([mid[:3]], holds, 2)
     # Several neurons at once: each column as if alone.
@@ -91,7 +93,7 @@ def test_band_counts_count_tokens_and_inconsistent_ones_per_hook():
     assert [m[1].tolist() for m in many] == [o.tolist() for o in one]
 
 
-def test_ln_consistency_finds_the_smuggled_tokens_by_quantile_band(corpus, tables, token):
+def test_ln_consistency_finds_the_smuggled_tokens_by_activation_level(corpus, tables, token):
     val = corpus.split("val")
     source = SmugglingNeuron(token)
     h = harvest(source, val, N_CTX, 0, progress=False)
@@ -99,19 +101,26 @@ def test_ln_consistency_finds_the_smuggled_tokens_by_quantile_band(corpus, table
     assert scores.get(0, 0).interpretable and holds_out(scores.get(0, 0))
     assert scores.get(0, 0).explanation_obj() == Explanation("token", (token,))
     rows = selection_rows(num_rows(val, N_CTX), "odd")
-    m = ln_consistency(source, scores, val, tables, rows, n_ctx=N_CTX, n_bands=5)
+    m = ln_consistency(source, scores, val, tables, rows, n_ctx=N_CTX, n_bands=5,
+                       floor=Unrelated())
     assert m.n_candidates == 1 and m.n_rows == len(rows) and m.n_tokens == len(rows) * (N_CTX - 1)
     (nb,) = m.neurons
     freq = 1 - nb.chance
     assert 0 < freq < 0.5
     # Before the LN only the token fires: every band is consistent. After it, unrelated
-    # tokens (up to 0.3) fill the weak bands, where the token (0.1-1.1) is rare.
+    # tokens (up to 0.3, under 30% of the max 1.1) fill the low bands.
     assert nb.inconsistent[0].tolist() == [0] * 5 and nb.examples[0].sum() > 0
-    assert nb.fractions("post")[0] > 0.9
-    assert nb.fractions("post")[-1] < nb.fractions("post")[0]
-    assert nb.difference([0, 1]) > 0.5
-    assert abs(nb.examples[1].max() - nb.examples[1].min()) <= 1  # equal-count bands
+    assert nb.fractions("post")[0] > 0.9 and nb.fractions("post")[-1] == 0
+    assert nb.difference([0, 1]) > 0.5 and nb.level("mid", [0, 1]) == 0
+    assert 1.0 < nb.peak[0] <= 1.1 and 1.0 < nb.peak[1] <= 1.1
+    # The floor: the same neuron's explanation against unrelated firings, at chance in
+    # every band and on both hooks.
+    (fl,) = m.floor
+    assert (fl.layer, fl.neuron, fl.explanation) == (nb.layer, nb.neuron, nb.explanation)
+    assert np.allclose(fl.fractions("mid"), nb.chance, atol=0.05)
+    assert fl.difference(range(5)) == pytest.approx(0)
     assert m.mid_var.shape == (m.n_tokens,)  # one neuron, one block: var 0
+    assert ln_consistency(source, scores, val, tables, rows[:2], n_ctx=N_CTX).floor == []
     none = NeuronScores({}, [replace(scores.get(0, 0), interpretable=False)])
     empty = ln_consistency(source, none, val, tables, rows[:2], n_ctx=N_CTX)
     assert empty.neurons == [] and empty.n_candidates == 0

@@ -1,9 +1,9 @@
 """The analyses the book's §6 notebooks plot, computed from harvests and scores.
 
 * ``ln_consistency`` -- paper §6.4, Figure 9: for neurons whose explanation holds up on
-  held-out rows, the fraction of tokens inconsistent with it in each quantile band of the
-  neuron's positive activations, before (``hook_mid``) and after (``hook_post``) SoLU's extra
-  LayerNorm.
+  held-out rows, the fraction of tokens inconsistent with it in each activation-level band
+  (fractions of the neuron's max: 0-10%, 10-20%, ...), before (``hook_mid``) and after
+  (``hook_post``) SoLU's extra LayerNorm, and the same neurons of an untrained control.
 * ``layer_roles`` -- paper §6.3.2-6.3.4: per layer, what interpretable neurons are about
   (``LAYER_ROLES``): the current token, the token in context (de-tokenization), a class of
   tokens or a text pattern (digits, capitalized words, punctuation, a year, indentation, ...),
@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -26,7 +26,6 @@ from ..model import Transformer
 from .explanations import ROLES, VocabTables
 from .harvest import Harvest
 from .score import NeuronScore, NeuronScores
-from .stats import proportion
 
 ROLE_ORDER = ("token", "detokenization", "token_class", "source", "retokenization")
 LAYER_ROLES = {"token": "token", "folded": "token", "prev_token": "detokenization",
@@ -49,45 +48,38 @@ _CHUNK_NEURONS = 32  # neurons banded at once by ``ln_consistency``
 
 @dataclass
 class BandRow:
-    """Tokens in one quantile band of one hook, pooled over neurons (paper Figure 9).
+    """Tokens in one activation-level band of one hook, pooled over neurons (paper Figure 9).
 
-    Band ``band`` holds, for each neuron, its tokens from quantile ``lo`` to quantile ``hi``
-    of that neuron's *positive* activations on that hook (equal-count bands by rank, see
-    ``quantile_bands``), so a band of ``hook_mid`` and the same band of ``hook_post`` hold the
-    same share of each hook's firings. ``fraction`` pools the tokens of every neuron;
-    ``mean_fraction`` is the mean over neurons of each neuron's own fraction (every neuron
-    weighs the same), with ``ci_lo``/``ci_hi`` its interval over neurons when one was computed.
+    Band ``band`` holds, for each neuron, its tokens whose activation on this hook lies from
+    ``lo`` to ``hi`` of that neuron's maximum on this hook (``level_bands``: 0.1-0.2 is 10% to
+    20% of the max). ``fraction`` pools the tokens of every neuron; ``mean_fraction`` is the
+    mean over neurons of each neuron's own fraction (every neuron weighs the same). The
+    neurons are a census of the models measured, not a sample, so there is no interval over
+    them: ``seed_lo``/``seed_hi`` are the lowest and highest of the per-model means (the
+    spread between trained models, NaN with one model).
     """
 
     hook: str
     band: int
-    lo: float  # band edges as quantiles of each neuron's positive activations on this hook
+    lo: float  # band edges as fractions of each neuron's max activation on this hook
     hi: float
     n_examples: int
     n_inconsistent: int
     n_neurons: int
     mean_fraction: float = math.nan
-    ci_lo: float = math.nan
-    ci_hi: float = math.nan
+    seed_lo: float = math.nan
+    seed_hi: float = math.nan
 
     @property
     def fraction(self) -> float:
         return self.n_inconsistent / self.n_examples if self.n_examples else math.nan
 
-    def interval(self) -> tuple[float, float]:
-        """The interval of ``mean_fraction`` over neurons if computed, else the Wilson
-        interval of the pooled ``fraction`` (which treats tokens as independent)."""
-        if not (math.isnan(self.ci_lo) or math.isnan(self.ci_hi)):
-            return self.ci_lo, self.ci_hi
-        p = proportion(self.n_inconsistent, self.n_examples)
-        return p.lo, p.hi
-
     def to_dict(self) -> dict[str, Any]:
-        lo, hi = self.interval()
         return {"hook": self.hook, "band": self.band, "band_lo": self.lo, "band_hi": self.hi,
                 "n_examples": self.n_examples, "n_inconsistent": self.n_inconsistent,
                 "n_neurons": self.n_neurons, "fraction": self.fraction,
-                "mean_fraction": self.mean_fraction, "ci_lo": lo, "ci_hi": hi}
+                "mean_fraction": self.mean_fraction, "seed_lo": self.seed_lo,
+                "seed_hi": self.seed_hi}
 
 
 def _check_bands(n_bands) -> int:
@@ -96,58 +88,43 @@ def _check_bands(n_bands) -> int:
     return int(n_bands)
 
 
-def _quantile_bands(a: np.ndarray, n_bands: int) -> tuple[np.ndarray, np.ndarray]:
-    """``quantile_bands`` of a 1-D ``a`` and the band edges (see ``band_counts``).
-
-    Equivalent to ranking the firings with a stable sort and cutting the ranks into equal
-    bands, in linear time: the threshold of each band is found with ``np.partition`` and
-    values are placed by comparing with the thresholds; only values equal to a threshold (ties that may
-    straddle a band edge) are placed by their rank, in the order they come.
-    """
-    band = np.full(a.shape[0], -1, dtype=np.int64)
-    edges = np.full(n_bands + 1, math.nan)
-    where = np.flatnonzero(a > 0)  # NaN is not a firing
-    n = where.size
-    if n == 0:
-        return band, edges
-    v = a[where]
-    first = -(-np.arange(n_bands) * n // n_bands)  # first rank of each band
-    valid = first < n
-    part = np.partition(v, np.unique(np.append(first[valid], n - 1)))
-    thresholds = part[np.minimum(first, n - 1)]
-    edges[:-1] = np.where(valid, thresholds, math.nan)
-    edges[-1] = part[n - 1]
-    b = np.zeros(n, dtype=np.int64)
-    for t in thresholds[1:]:  # thresholds at or below each value (a few passes: no search)
-        b += v >= t
-    for t in np.unique(thresholds[valid]):
-        tied = np.flatnonzero(v == t)
-        below = np.count_nonzero(v < t)
-        b[tied] = (below + np.arange(tied.size)) * n_bands // n
-    band[where] = b
-    return band, edges
+def _level_bands(a: np.ndarray, n_bands: int, peak: np.ndarray) -> np.ndarray:
+    """``level_bands`` of ``a`` (``(P,)`` or ``(P, K)``) against ``peak`` (scalar or ``(K,)``)."""
+    peak = np.asarray(peak, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        level = np.asarray(a, dtype=np.float64) / np.where(peak > 0, peak, np.nan)
+        band = np.minimum(np.floor(level * n_bands), n_bands - 1)
+    fired = (np.asarray(a) > 0) & np.isfinite(band)  # NaN is not a firing; no peak, no band
+    return np.where(fired, band, -1).astype(np.int64)
 
 
-def quantile_bands(values: np.ndarray, n_bands: int) -> np.ndarray:
-    """The quantile band of each value among the positive ones; -1 for values <= 0 (or NaN).
+def level_bands(values: np.ndarray, n_bands: int, peak: float | None = None) -> np.ndarray:
+    """The activation-level band of each value: ``floor(n_bands * value / peak)``, the top band
+    closed (the max itself is in band ``n_bands - 1``, as is anything above ``peak``); -1 for
+    values <= 0 (or NaN), and everywhere when nothing is positive.
 
-    The positive values are ranked (ties in the order they come) and cut into ``n_bands``
-    bands of equal count (sizes differ by at most one): band 0 holds the weakest tenth of
-    the firings when ``n_bands`` is 10, band ``n_bands - 1`` the strongest.
+    ``peak`` is the neuron's maximum activation on the hook (default: the max of ``values``).
+    With 10 bands, band 0 holds the firings below 10% of the max, band 9 those from 90% up:
+    the paper's Figure 9 bins examples by activation level like this, so the bands are not of
+    equal size (most of SoLU's firings are tiny and land in band 0).
     """
     n_bands = _check_bands(n_bands)
-    return _quantile_bands(np.asarray(values).reshape(-1), n_bands)[0]
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    if peak is None:
+        fired = a[a > 0]
+        peak = float(fired.max()) if fired.size else math.nan
+    return _level_bands(a, n_bands, peak)
 
 
 @dataclass
 class NeuronBands:
-    """One neuron's tokens and inconsistent tokens per quantile band of each hook.
+    """One neuron's tokens and inconsistent tokens per activation-level band of each hook.
 
-    Arrays are ``(len(hooks), n_bands)``: row 0 ``hook_mid``, row 1 ``hook_post``.
-    ``edges[h]`` are the activations at the band edges (the weakest positive firing, the
-    quantiles between bands, the strongest firing; NaN where the hook never fires).
-    ``chance`` is the inconsistent fraction over every measured token, the level a band of
-    tokens unrelated to the neuron would show.
+    Arrays are ``(len(hooks), n_bands)``: row 0 ``hook_mid``, row 1 ``hook_post``. Band ``b``
+    of a hook holds the tokens from ``b / n_bands`` to ``(b + 1) / n_bands`` of the neuron's
+    max on that hook (``level_bands``); ``peak[h]`` is that max (NaN where the hook never
+    fires). ``chance`` is the inconsistent fraction over every measured token, the level a
+    band of tokens unrelated to the neuron would show.
     """
 
     layer: int
@@ -155,7 +132,7 @@ class NeuronBands:
     explanation: str
     examples: np.ndarray
     inconsistent: np.ndarray
-    edges: np.ndarray
+    peak: np.ndarray
     chance: float
     hooks: tuple[str, ...] = HOOKS_LN
 
@@ -175,32 +152,36 @@ class NeuronBands:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(n > 0, self.inconsistent[i] / np.maximum(n, 1), math.nan)
 
-    def low_fraction(self, hook: str, bands: Sequence[int]) -> float:
-        """Inconsistent fraction over the tokens of ``bands`` of ``hook`` (NaN if none)."""
-        i = self._row(hook)
-        n = int(self.examples[i, list(bands)].sum())
-        return float(self.inconsistent[i, list(bands)].sum() / n) if n else math.nan
+    def level(self, hook: str, bands: Sequence[int]) -> float:
+        """The inconsistent fraction of ``hook`` in ``bands``: the mean of the bands' own
+        fractions, each band weighing the same (as Figure 9 shows each level), over the bands
+        where the hook has tokens; NaN if it has none there."""
+        f = self.fractions(hook)[list(bands)]
+        f = f[np.isfinite(f)]
+        return float(f.mean()) if f.size else math.nan
 
     def difference(self, bands: Sequence[int]) -> float:
-        """After minus before the LN: ``low_fraction("post") - low_fraction("mid")``."""
-        return self.low_fraction("post", bands) - self.low_fraction("mid", bands)
+        """After minus before the LN in ``bands``: the mean over the bands where both hooks
+        have tokens of ``fraction(post) - fraction(mid)`` (NaN if there is no such band)."""
+        d = (self.fractions("post") - self.fractions("mid"))[list(bands)]
+        d = d[np.isfinite(d)]
+        return float(d.mean()) if d.size else math.nan
 
 
 def band_counts(acts: Sequence[np.ndarray], holds: np.ndarray, n_bands: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per hook and quantile band: tokens, tokens where the explanation fails, band edges.
+    """Per hook and activation-level band: tokens, tokens where the explanation fails, peak.
 
     Args:
         acts: Activations per hook over the same P tokens, each ``(P,)`` for one neuron or
             ``(P, K)`` for K neurons.
         holds: Whether each neuron's explanation holds at each token, ``(P,)`` or ``(P, K)``.
-        n_bands: Quantile bands per hook (``quantile_bands``).
+        n_bands: Bands per hook, at fractions of each neuron's max there (``level_bands``).
 
     Returns:
-        ``(examples, inconsistent, edges)`` of shapes ``(H, n_bands)``, ``(H, n_bands)`` and
-        ``(H, n_bands + 1)`` for one neuron; with K neurons ``(K, H, n_bands)``, ... The edges
-        are the activations at the band edges (the weakest firing, the first of each later
-        band, the strongest; NaN where a band is empty or the hook never fires).
+        ``(examples, inconsistent, peak)`` of shapes ``(H, n_bands)``, ``(H, n_bands)`` and
+        ``(H,)`` for one neuron; with K neurons ``(K, H, n_bands)``, ... and ``(K, H)``. The
+        peak is the neuron's max on the hook over these tokens (NaN where it never fires).
     """
     n_bands = _check_bands(n_bands)
     holds = np.asarray(holds, dtype=bool)
@@ -210,20 +191,26 @@ def band_counts(acts: Sequence[np.ndarray], holds: np.ndarray, n_bands: int
     H = len(acts)
     examples = np.zeros((K, H, n_bands), dtype=np.int64)
     inconsistent = np.zeros((K, H, n_bands), dtype=np.int64)
-    edges = np.full((K, H, n_bands + 1), math.nan)
+    peaks = np.full((K, H), math.nan)
+    offset = np.arange(K) * n_bands
     for h, a in enumerate(acts):
-        a = np.asarray(a).reshape(np.shape(a)[0], -1)
+        a = np.asarray(a, dtype=np.float64).reshape(np.shape(a)[0], -1)
         if a.shape != holds.shape:
             raise ValueError(f"activations {a.shape} and explanation {holds.shape} must cover "
                              "the same tokens")
-        for k in range(K):
-            band, edges[k, h] = _quantile_bands(a[:, k], n_bands)
-            fired = band >= 0
-            examples[k, h] = np.bincount(band[fired], minlength=n_bands)
-            inconsistent[k, h] = np.bincount(band[fired & ~holds[:, k]], minlength=n_bands)
+        with np.errstate(invalid="ignore"):
+            peak = np.where(a > 0, a, -np.inf).max(axis=0, initial=-np.inf)
+        peak[~np.isfinite(peak)] = math.nan  # never fires (NaN is not a firing)
+        peaks[:, h] = peak
+        band = _level_bands(a, n_bands, peak)
+        fired = band >= 0
+        cell = (band + offset)[fired]
+        examples[:, h] = np.bincount(cell, minlength=K * n_bands).reshape(K, n_bands)
+        inconsistent[:, h] = np.bincount((band + offset)[fired & ~holds],
+                                         minlength=K * n_bands).reshape(K, n_bands)
     if single:
-        return examples[0], inconsistent[0], edges[0]
-    return examples, inconsistent, edges
+        return examples[0], inconsistent[0], peaks[0]
+    return examples, inconsistent, peaks
 
 
 HELDOUT_RULE = ("the scorer's interpretable neurons: the explanation was chosen on the top "
@@ -243,6 +230,9 @@ class LNConsistency:
 
     Attributes:
         neurons: Per measured neuron, its band counts.
+        floor: The same neurons, explanations, tokens and bands read from the ``floor``
+            source (the untrained model of the same config: what a neuron with no learned
+            relation to the explanation shows); empty without one.
         n_candidates: Neurons that passed ``HELDOUT_RULE`` (before the ``max_neurons`` cap).
         n_tokens: Tokens measured (held-out rows, BOS excluded).
         n_rows: Rows measured.
@@ -255,21 +245,36 @@ class LNConsistency:
     n_tokens: int
     n_rows: int
     mid_var: np.ndarray
+    floor: list[NeuronBands] = field(default_factory=list)
+
+
+def _ln_source(source, what: str):
+    from .harvest import ModelNeurons
+
+    if isinstance(source, Transformer):
+        if not source.cfg.has_mlp_ln:
+            raise ValueError(f"a {source.cfg.act_fn!r} model has no LayerNorm after its "
+                             "activation: hook_post is hook_mid, there is nothing to compare")
+        source = ModelNeurons(source.eval())
+    if tuple(source.hooks) != HOOKS_LN:
+        raise ValueError(f"{what} needs both hooks {HOOKS_LN}, it has {tuple(source.hooks)}")
+    return source
 
 
 def ln_consistency(source, scores: NeuronScores, split: TokenSplit, tables: VocabTables,
                    rows: np.ndarray, *, n_ctx: int, bos_id: int = 0, n_bands: int = 10,
                    max_neurons: int | None = None, seed: int = 0, ln_blocks: int = 1,
-                   batch_size: int = 16, features=None) -> LNConsistency:
-    """Figure 9 analogue over many neurons, by quantile band (paper §6.4).
+                   batch_size: int = 16, features=None, floor=None) -> LNConsistency:
+    """Figure 9 analogue over many neurons, by activation level (paper §6.4).
 
     For every neuron whose explanation holds up on held-out rows (``holds_out``), run the
     model on ``rows`` (the scorer's held-out rows, where the explanation was not chosen), cut
-    the neuron's positive ``hook_mid`` activations into ``n_bands`` equal-count quantile
-    bands and, separately, its positive ``hook_post`` activations, and count in every band
-    the tokens where its explanation does not hold. Every token of the rows is counted, not a
-    sample. The paper's hypothesis: after the LN, weak firings are much more often unrelated
-    to the feature.
+    the neuron's positive ``hook_mid`` activations into ``n_bands`` bands at fractions of its
+    max there (``level_bands``: 0-10% of the max, 10-20%, ...) and, separately, its positive
+    ``hook_post`` activations at fractions of *their* max, and count in every band the tokens
+    where its explanation does not hold. Every token of the rows is counted, not a sample. The
+    paper's hypothesis: after the LN, weak firings are much more often unrelated to the
+    feature.
 
     Args:
         source: The model (a ``Transformer`` or a ``NeuronSource`` with both hooks).
@@ -279,24 +284,25 @@ def ln_consistency(source, scores: NeuronScores, split: TokenSplit, tables: Voca
         rows: Row indices of ``split`` to measure on.
         n_ctx: Row length including BOS.
         bos_id: Token at column 0 of every row.
-        n_bands: Quantile bands per hook.
+        n_bands: Activation-level bands per hook.
         max_neurons: Measure at most this many of the neurons that hold out (seeded choice).
         seed: Seed of that choice.
         ln_blocks: Blocks of the extra LN, for ``mid_var``.
         batch_size: Rows per forward pass.
         features: ``heldout_features(split, tables, rows, n_ctx)`` if already computed.
+        floor: A control source with both hooks and the same neurons (e.g.
+            ``controls.random_init(run)``), banded the same way against the *trained*
+            neurons' explanations (``LNConsistency.floor``); None: no floor.
     """
     from ..data import get_rows
-    from .harvest import ModelNeurons
     from .score import heldout_features
 
-    if isinstance(source, Transformer):
-        if not source.cfg.has_mlp_ln:
-            raise ValueError(f"a {source.cfg.act_fn!r} model has no LayerNorm after its "
-                             "activation: hook_post is hook_mid, there is nothing to compare")
-        source = ModelNeurons(source.eval())
-    if tuple(source.hooks) != HOOKS_LN:
-        raise ValueError(f"need both hooks {HOOKS_LN}, the source has {tuple(source.hooks)}")
+    sources = {"model": _ln_source(source, "the model")}
+    if floor is not None:
+        sources["floor"] = _ln_source(floor, "the floor")
+        if (sources["floor"].n_layers, sources["floor"].d_mlp) != (
+                sources["model"].n_layers, sources["model"].d_mlp):
+            raise ValueError("the floor must have the model's layers and neurons")
     rows = np.asarray(rows, dtype=np.int64)
     candidates = [r for r in scores.records if holds_out(r)]
     neurons = candidates
@@ -307,43 +313,49 @@ def ln_consistency(source, scores: NeuronScores, split: TokenSplit, tables: Voca
     by_layer: dict[int, list[int]] = {}
     for r in neurons:
         by_layer.setdefault(r.layer, []).append(r.neuron)
-    kept = {h: {l: [] for l in by_layer} for h in HOOKS_LN}
+    kept = {s: {h: {l: [] for l in by_layer} for h in HOOKS_LN} for s in sources}
     variances = []
     for start in range(0, len(rows), batch_size):
         tokens = get_rows(split, rows[start:start + batch_size], n_ctx, bos_id)
-        acts = source.activations(tokens)
-        for layer, mid in enumerate(acts["mid"]):
-            m = mid[:, 1:].reshape(-1, mid.shape[-1]).double()
-            variances.append(m.unflatten(-1, (ln_blocks, m.shape[-1] // ln_blocks))
-                             .var(-1, unbiased=False).flatten().numpy())
-        for hook in HOOKS_LN:
-            for layer, cols in by_layer.items():
-                a = acts[hook][layer][:, 1:]
-                kept[hook][layer].append(a.reshape(-1, a.shape[-1])[:, cols].float().numpy())
+        for which, src in sources.items():
+            acts = src.activations(tokens)
+            if which == "model":
+                for layer, mid in enumerate(acts["mid"]):
+                    m = mid[:, 1:].reshape(-1, mid.shape[-1]).double()
+                    variances.append(m.unflatten(-1, (ln_blocks, m.shape[-1] // ln_blocks))
+                                     .var(-1, unbiased=False).flatten().cpu().numpy())
+            for hook in HOOKS_LN:
+                for layer, cols in by_layer.items():
+                    a = acts[hook][layer][:, 1:]
+                    kept[which][hook][layer].append(
+                        a.reshape(-1, a.shape[-1])[:, cols].float().cpu().numpy())
     n_tokens = len(rows) * (n_ctx - 1)
     if features is None and neurons:
         features = heldout_features(split, tables, rows, n_ctx)
-    stacked = {h: {l: np.concatenate(v) for l, v in kept[h].items()} for h in HOOKS_LN}
     holds_cache: dict[str, np.ndarray] = {}
-    out = []
-    for layer, cols in by_layer.items():
-        records = [scores.get(layer, n) for n in cols]
-        for r in records:
-            if r.explanation not in holds_cache:
-                holds_cache[r.explanation] = r.explanation_obj().holds(features, tables)
-        for start in range(0, len(cols), _CHUNK_NEURONS):  # bounded memory: (P, chunk) arrays
-            chunk = records[start:start + _CHUNK_NEURONS]
-            holds = np.stack([holds_cache[r.explanation] for r in chunk], axis=1)
-            ex, bad, edges = band_counts(
-                [stacked[h][layer][:, start:start + len(chunk)] for h in HOOKS_LN], holds,
-                n_bands)
-            for j, r in enumerate(chunk):
-                out.append(NeuronBands(layer, r.neuron, r.explanation, ex[j], bad[j], edges[j],
-                                       float(1 - holds[:, j].mean()) if len(holds) else
-                                       math.nan))
-    out.sort(key=lambda b: (b.layer, b.neuron))
-    return LNConsistency(out, len(candidates), n_tokens, len(rows),
-                         np.concatenate(variances) if variances else np.zeros(0))
+    out: dict[str, list[NeuronBands]] = {s: [] for s in sources}
+    for which in sources:
+        stacked = {h: {l: np.concatenate(v) for l, v in kept[which][h].items()}
+                   for h in HOOKS_LN}
+        for layer, cols in by_layer.items():
+            records = [scores.get(layer, n) for n in cols]
+            for r in records:
+                if r.explanation not in holds_cache:
+                    holds_cache[r.explanation] = r.explanation_obj().holds(features, tables)
+            for start in range(0, len(cols), _CHUNK_NEURONS):  # bounded memory: (P, chunk)
+                chunk = records[start:start + _CHUNK_NEURONS]
+                holds = np.stack([holds_cache[r.explanation] for r in chunk], axis=1)
+                ex, bad, peak = band_counts(
+                    [stacked[h][layer][:, start:start + len(chunk)] for h in HOOKS_LN], holds,
+                    n_bands)
+                for j, r in enumerate(chunk):
+                    out[which].append(NeuronBands(
+                        layer, r.neuron, r.explanation, ex[j], bad[j], peak[j],
+                        float(1 - holds[:, j].mean()) if len(holds) else math.nan))
+        out[which].sort(key=lambda b: (b.layer, b.neuron))
+    return LNConsistency(out["model"], len(candidates), n_tokens, len(rows),
+                         np.concatenate(variances) if variances else np.zeros(0),
+                         out.get("floor", []))
 
 
 def direct_effect_ranks(model: Transformer, layer: int, neuron: int,

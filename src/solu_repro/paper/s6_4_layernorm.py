@@ -15,20 +15,29 @@ count is made mechanically over many neurons and every model with the extra LN:
   covers at least 80% of the odd rows' top firings at 3x its base rate).
 * **Tokens:** every token of the held-out (odd) rows, where the explanation was not chosen;
   an example is *inconsistent* when the explanation does not hold there.
-* **Bands:** per neuron, ``n_bands`` equal-count quantile bands of its positive ``hook_mid``
-  activations and, separately, of its positive ``hook_post`` activations
-  (``interp.analysis.quantile_bands``). "Low" are the bands below ``low_quantile`` (the
-  lower half of each hook's firings by default), so both hooks' low bands hold the same
-  share of that hook's firings.
-* **Statistic** (``paired_difference``): per neuron, the inconsistent fraction of its low
-  bands after the LN minus before it; its mean over neurons, pooled over the seeds of a
-  variant (and per model), with a 95% bootstrap interval over neurons
-  (``scipy.stats.bootstrap``, BCa). The same for the LN-only ablation (GELU followed by the
-  same LN) is the control, and SoLU-LN minus GELU-LN gets a two-sample bootstrap interval
-  (``contrast``).
-* **Verdict** (``ln_verdict``, applied by ``decide_ln_low_activation``): reproduced if
-  SoLU-LN's difference is above 0 and above GELU-LN's, both with 95% bootstrap intervals
-  excluding 0.
+* **Bands:** as in Figure 9, by activation level: per neuron, ``n_bands`` bands at fractions
+  of its max activation before the LN (``hook_mid``: 0-10% of the max, 10-20%, ...) and,
+  separately, at fractions of its max after it (``hook_post``)
+  (``interp.analysis.level_bands``). "Low" is ``LOW_LEVELS``, 10% to 50% of the max: below
+  10% lie the noise-floor firings (SoLU's x·softmax(x) is positive wherever x > 0, about
+  half the tokens), at chance on both hooks of every model, trained or not.
+* **Per neuron** (``NeuronBands.level``, ``difference``): the inconsistent fraction of each
+  low band, the bands weighing the same; after minus before the LN.
+* **Per model** (``model_levels``): the mean over its measured neurons. The neurons are a
+  census of the model, not a sample of anything, so these are numbers without intervals;
+  so are the counts of neurons whose low bands got worse or better.
+* **Floor** (the room the measurement has): the same neurons' explanations, tokens and bands
+  read from the untrained model of the same config (``interp.controls.random_init``): what a
+  neuron with no learned relation to its explanation shows. The *room* is that level minus
+  the trained model's level before the LN: how far below "unrelated" the low bands start,
+  hence how much more inconsistent they can become.
+* **Between models** (``ln_tests``): the units are the seeds of the one-layer SoLU-LN model
+  (``PRIMARY``), one number each. The claim's test is ``claim.seed_test`` on the per-seed
+  after-minus-before differences, gated on the room; the LN-only ablation (GELU followed by
+  the same LN, ``CONTROL``) is measured the same way and compared seed by seed
+  (``claim.paired_test``), for the reading, not the verdict (the claim is about what the
+  LN does after SoLU, not that only SoLU's LN does it).
+* **Verdict** (``ln_verdict``, applied by ``decide_ln_low_activation``).
 * **The LN's rescaling** (``rescale_summary``): per position, the factor ``1/sqrt(var+eps)``
   by which the extra LN multiplies the centred SoLU output, and how much it varies between
   positions. The channel §6.4 describes (the LN scaling weak, suppressed positions back up)
@@ -42,9 +51,8 @@ the extra LN, in, the ``LayerNormMeasurements``, out.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -55,42 +63,58 @@ from ..interp.analysis import (HELDOUT_RULE, BandRow, LNConsistency, NeuronBands
 from ..interp.explanations import VocabTables
 from ..interp.harvest import selection_rows
 from ..interp.score import NeuronScores, heldout_features
-from ..zoo import variant_of
-from .claim import (EMPIRICAL, INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED,
-                    Claim, ClaimSpec)
+from ..zoo import seed_of, variant_of
+from .claim import (CONTRADICTED, EMPIRICAL, INCONCLUSIVE, INTEREST_POINTS, NOT_TESTABLE,
+                    REPRODUCED, SEED_RULE, Claim, ClaimSpec, Test, gated, paired_test,
+                    seed_test)
 
 N_BANDS = 10
-LOW_QUANTILE = 0.5
-""""Low-activation regime": the bands below this quantile of each hook's positive
-activations (the weaker half of the neuron's firings on that hook)."""
+"""Activation-level bands per hook: 0-10% of the neuron's max, 10-20%, ..., 90-100%."""
+LOW_LEVELS = (0.1, 0.5)
+"""The "low-activation regime": activations from 10% to 50% of the neuron's max on that hook.
+Below 10% lie the noise-floor firings (SoLU's x·softmax(x) is positive wherever x > 0, about
+half the tokens), inconsistent at chance on both hooks of every model, trained or untrained;
+from 50% up the neuron fires strongly."""
+INTEREST = INTEREST_POINTS
+"""The smallest effect of interest, 5 points of inconsistent fraction after minus before the
+LN (``claim.INTEREST_POINTS``): the paper reports "much more likely", and an increase below 5
+points would not be that."""
 MAX_NEURONS = 200
 """Neurons measured per model at most (seeded choice among those that hold out): every token
 of the held-out rows is counted for each, about 0.05 s a neuron on a CPU."""
 MAX_ROWS = 400
 """Held-out rows measured per model at most (the cpu zoo has 317: all of them)."""
-CONFIDENCE = 0.95
-N_RESAMPLES = 2000
 PRIMARY = "1L-solu_ln"
-"""The SoLU-LN variant the verdict rests on (all its seeds pooled)."""
+"""The SoLU-LN variant the verdict rests on (its seeds are the units)."""
 CONTROL = "1L-gelu_ln"
-"""The LN-only ablation: GELU followed by the same LN, the same depth (all seeds pooled)."""
+"""The LN-only ablation: GELU followed by the same LN, the same depth (seeds paired with
+``PRIMARY``'s by seed number)."""
+FLOOR = "the untrained model of the same config (random init), read against the trained neurons' explanations"
+"""What sets the floor (``interp.controls.random_init``)."""
+NULL = ("0 (as often inconsistent after the LN as before it), gated on room below the "
+        "untrained model's level")
+"""The null of the claim's test, as chapter 8 shows it."""
 
 _FEATURES: dict[tuple, Any] = {}
 
 
 # --- the low bands ------------------------------------------------------------------------------
-def low_bands(n_bands: int = N_BANDS, low_quantile: float = LOW_QUANTILE) -> list[int]:
-    """Bands lying below ``low_quantile`` of the positive activations (at least band 0)."""
-    if not 0 < low_quantile <= 1:
-        raise ValueError(f"low_quantile must be in (0, 1], got {low_quantile!r}")
-    return [b for b in range(n_bands) if (b + 1) / n_bands <= low_quantile + 1e-9] or [0]
+def low_bands(n_bands: int = N_BANDS, low: Sequence[float] = LOW_LEVELS) -> list[int]:
+    """The bands lying within ``low`` (fractions of the max, ``(lo, hi)``): band ``b`` covers
+    ``b / n_bands`` to ``(b + 1) / n_bands``. At least one band: the one holding ``lo``."""
+    lo, hi = float(low[0]), float(low[1])
+    if not 0 <= lo < hi <= 1:
+        raise ValueError(f"low must be two fractions of the max, 0 <= lo < hi <= 1, got {low!r}")
+    eps = 1e-9
+    return ([b for b in range(n_bands) if b / n_bands >= lo - eps and (b + 1) / n_bands <= hi + eps]
+            or [min(int(lo * n_bands + eps), n_bands - 1)])
 
 
 def bands_text(bands: Sequence[int], n_bands: int) -> str:
-    """e.g. "bands 1-5 of 10, quantiles 0%-50% of each hook's firings"."""
+    """e.g. "10%-50% of each neuron's max on that hook (bands 2-5 of 10)"."""
     lo, hi = bands[0] / n_bands, (bands[-1] + 1) / n_bands
     which = f"band {bands[0] + 1}" if len(bands) == 1 else f"bands {bands[0] + 1}-{bands[-1] + 1}"
-    return f"{which} of {n_bands}, quantiles {pct(lo, 0)}-{pct(hi, 0)} of each hook's firings"
+    return f"{pct(lo, 0)}-{pct(hi, 0)} of each neuron's max on that hook ({which} of {n_bands})"
 
 
 def pts(x: float) -> str:
@@ -127,7 +151,8 @@ def rescale_summary(mid_var: np.ndarray, eps: float) -> dict[str, float]:
 # --- measuring one model ----------------------------------------------------------------------
 @dataclass
 class ModelLN:
-    """``ln_consistency`` of one zoo model, with its counts and the LN's rescaling."""
+    """``ln_consistency`` of one zoo model (with its untrained floor), its counts and the LN's
+    rescaling."""
 
     name: str
     n_neurons: int
@@ -140,6 +165,11 @@ class ModelLN:
     @property
     def neurons(self) -> list[NeuronBands]:
         return self.consistency.neurons
+
+    @property
+    def floor(self) -> list[NeuronBands]:
+        """The same neurons read from the untrained model (empty without a floor)."""
+        return self.consistency.floor
 
     def summary(self) -> dict[str, Any]:
         return {"model": self.name, "neurons": self.n_neurons,
@@ -165,20 +195,25 @@ def split_features(split, tables: VocabTables, rows: np.ndarray, n_ctx: int):
     return _FEATURES[key]
 
 
+
 def measure_model(name: str, run, scores: NeuronScores, *, n_bands: int = N_BANDS,
                   max_neurons: int | None = MAX_NEURONS, max_rows: int | None = MAX_ROWS,
-                  seed: int = 0) -> ModelLN:
-    """``ln_consistency`` of model ``name`` (its ``run`` and ``scores``) on its held-out rows.
+                  seed: int = 0, floor: bool = True) -> ModelLN:
+    """``ln_consistency`` of model ``name`` (its ``run`` and ``scores``) on its held-out rows,
+    with the untrained model of its config as the floor (``floor=False``: none).
 
     Args:
         name: The model's name in the results.
         run: Its run (``ZooRun`` or a released model's run): ``config``, ``corpus()``,
             ``load_model()``.
         scores: Its automated interpretability scores (hook ``mid``).
-        n_bands: Quantile bands per hook.
+        n_bands: Activation-level bands per hook.
         max_neurons, max_rows: Caps (``MAX_NEURONS``, ``MAX_ROWS``).
         seed: Seed of the choice of neurons when more than ``max_neurons`` hold out.
+        floor: Read the same neurons from ``interp.controls.random_init(run)`` too.
     """
+    from ..interp.controls import random_init
+
     cfg = run.config.model
     if not cfg.has_mlp_ln:
         raise ValueError(f"{name} has no LayerNorm after its activation: hook_post is "
@@ -190,194 +225,225 @@ def measure_model(name: str, run, scores: NeuronScores, *, n_bands: int = N_BAND
     consistency = ln_consistency(
         run.load_model(), scores, split, tables, rows, n_ctx=cfg.n_ctx, bos_id=corpus.bos_id,
         n_bands=n_bands, max_neurons=max_neurons, seed=seed, ln_blocks=cfg.solu_blocks,
-        features=split_features(split, tables, rows, cfg.n_ctx))
+        features=split_features(split, tables, rows, cfg.n_ctx),
+        floor=random_init(cfg) if floor else None)
     return ModelLN(name, len(scores.records), sum(r.interpretable for r in scores.records),
                    sum(holds_out(r) for r in scores.records), consistency,
                    rescale_summary(consistency.mid_var, cfg.ln_eps))
 
 
-# --- statistics -------------------------------------------------------------------------------
-def _mean(x, axis=-1):
-    return np.mean(x, axis=axis)
-
-
-def _mean_difference(a, b, axis=-1):
-    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
-
-
-def bootstrap_interval(samples: Sequence[np.ndarray], statistic: Callable,
-                       confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
-                       seed: int = 0) -> tuple[float, float]:
-    """``scipy.stats.bootstrap`` (BCa, resampling each sample independently) of
-    ``statistic(*samples)``; ``(-inf, inf)`` when a sample has fewer than 2 values, zero width
-    when no sample varies, the percentile interval where BCa is undefined."""
-    samples = [np.asarray(s, dtype=float) for s in samples]
-    if any(s.size < 2 for s in samples):
-        return -math.inf, math.inf
-    if all(np.ptp(s) == 0 for s in samples):
-        value = float(statistic(*samples))
-        return value, value
-    from scipy.stats import bootstrap  # on first use: importing the paper modules stays cheap
-
-    for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ci = bootstrap(tuple(samples), statistic, vectorized=True, paired=False,
-                           confidence_level=confidence, n_resamples=n_resamples, method=method,
-                           rng=np.random.default_rng(seed)).confidence_interval
-        lo, hi = float(ci.low), float(ci.high)
-        if math.isfinite(lo) and math.isfinite(hi):
-            return lo, hi
-    return -math.inf, math.inf
-
-
+# --- one model's census -----------------------------------------------------------------------
 @dataclass
-class PairedDifference:
-    """After minus before the LN, per neuron, in the low bands; mean over neurons.
+class ModelLevels:
+    """One model's low bands, before and after the LN: means over its measured neurons.
+
+    The neurons are every one of the model's that holds out (or a seeded choice of them), a
+    census of this model: the numbers are what they are, with no interval over neurons. The
+    uncertainty that matters is between trained models (``ln_tests``, over seeds).
 
     Attributes:
-        label: What was pooled (a variant or one model).
-        models: The models whose neurons are pooled.
-        n_neurons: Neurons with firings in the low bands of both hooks (the others have no
-            paired value and are left out).
-        mid, post: Mean over those neurons of the low-band inconsistent fraction per hook.
-        chance: Mean over them of the inconsistent fraction over all tokens (a band unrelated
-            to the neuron would show about this).
-        diff: Mean of the per-neuron differences ``post - mid`` (= ``post - mid``).
-        lo, hi: 95% bootstrap interval of ``diff`` over neurons.
-        per_model: ``diff`` of each model's own neurons (the seed-level view).
-        values: The per-neuron differences.
+        name: The model.
+        n_neurons: Neurons compared: with tokens in a low band on both hooks.
+        mid, post: Mean over them of the low-band inconsistent fraction (``NeuronBands.level``)
+            before and after the LN.
+        floor: Mean over them of the untrained model's low-band fraction before the LN (its
+            same neuron, the trained neuron's explanation, its own bands); NaN without one.
+        chance: Mean over them of the inconsistent fraction over all tokens.
+        diff: Mean of the per-neuron differences after minus before
+            (``NeuronBands.difference``).
+        n_up, n_down: Neurons whose low bands are more (less) often inconsistent after the LN.
+        floor_diff: The untrained model's after minus before in the same bands (what the
+            banding alone gives: a null for ``diff``); NaN without a floor.
     """
 
-    label: str
-    models: list[str]
+    name: str
     n_neurons: int
     mid: float
     post: float
+    floor: float
     chance: float
     diff: float
-    lo: float
-    hi: float
-    per_model: dict[str, float] = field(default_factory=dict)
-    values: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    n_up: int
+    n_down: int
+    floor_diff: float = math.nan
 
     @property
-    def above_zero(self) -> bool:
-        return bool(self.lo > 0)
+    def room(self) -> float:
+        """How far below the untrained level the low bands start before the LN: the room
+        an increase after the LN has (NaN without a floor)."""
+        return self.floor - self.mid
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "models": self.models, "n_neurons": self.n_neurons,
-                "mid": self.mid, "post": self.post, "chance": self.chance, "diff": self.diff,
-                "lo": self.lo, "hi": self.hi, "above_zero": self.above_zero,
-                "per_model": self.per_model}
+        return {"name": self.name, "n_neurons": self.n_neurons, "mid": self.mid,
+                "post": self.post, "floor": self.floor, "room": self.room,
+                "chance": self.chance, "diff": self.diff, "n_up": self.n_up,
+                "n_down": self.n_down, "floor_diff": self.floor_diff}
 
 
-def paired_difference(by_model: dict[str, Sequence[NeuronBands]], bands: Sequence[int],
-                      label: str, *, confidence: float = CONFIDENCE,
-                      n_resamples: int = N_RESAMPLES, seed: int = 0) -> PairedDifference:
-    """Pool the neurons of ``by_model`` and compare their low ``bands`` after vs before the LN
-    (``PairedDifference``; a one-sample bootstrap on the per-neuron differences)."""
-    mids, posts, chances, diffs, per_model = [], [], [], [], {}
-    for name, neurons in by_model.items():
-        mine = []
-        for nb in neurons:
-            m, p = nb.low_fraction("mid", bands), nb.low_fraction("post", bands)
-            if math.isnan(m) or math.isnan(p):
-                continue
-            mids.append(m)
-            posts.append(p)
-            chances.append(nb.chance)
-            mine.append(p - m)
-        diffs += mine
-        per_model[name] = float(np.mean(mine)) if mine else math.nan
-    d = np.asarray(diffs, dtype=float)
-    if d.size == 0:
-        return PairedDifference(label, list(by_model), 0, math.nan, math.nan, math.nan,
-                                math.nan, math.nan, math.nan, per_model, d)
-    lo, hi = bootstrap_interval([d], _mean, confidence, n_resamples, seed)
-    return PairedDifference(label, list(by_model), int(d.size), float(np.mean(mids)),
-                            float(np.mean(posts)), float(np.nanmean(chances)), float(d.mean()),
-                            lo, hi, per_model, d)
+def _mean(values: Sequence[float]) -> float:
+    x = np.asarray([v for v in values if v == v], dtype=float)
+    return float(x.mean()) if x.size else math.nan
 
 
-@dataclass
-class Contrast:
-    """SoLU-LN's paired difference minus the control's (independent neurons)."""
+def model_levels(name: str, neurons: Sequence[NeuronBands], floor: Sequence[NeuronBands],
+                 bands: Sequence[int]) -> ModelLevels:
+    """``ModelLevels`` of one model's ``neurons`` (and the same neurons of its ``floor``) in
+    the low ``bands``."""
+    floors = {(f.layer, f.neuron): f for f in floor}
+    kept = [nb for nb in neurons if math.isfinite(nb.difference(bands))]
+    diffs = [nb.difference(bands) for nb in kept]
+    mine = [floors[(nb.layer, nb.neuron)] for nb in kept if (nb.layer, nb.neuron) in floors]
+    floor_levels = [f.level("mid", bands) for f in mine]
+    return ModelLevels(name, len(kept), _mean([nb.level("mid", bands) for nb in kept]),
+                       _mean([nb.level("post", bands) for nb in kept]), _mean(floor_levels),
+                       _mean([nb.chance for nb in kept]), _mean(diffs),
+                       sum(d > 0 for d in diffs), sum(d < 0 for d in diffs),
+                       _mean([f.difference(bands) for f in mine]))
 
-    diff: float
-    lo: float
-    hi: float
 
-    @property
-    def above_zero(self) -> bool:
-        return bool(self.lo > 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"diff": self.diff, "lo": self.lo, "hi": self.hi, "above_zero": self.above_zero}
+# --- between trained models: the tests --------------------------------------------------------
+def effect_test(levels: Sequence[ModelLevels], null: str = NULL) -> Test:
+    """The claim's test: ``seed_test`` on the per-seed after-minus-before differences of the
+    models that have a neuron to compare (positive: more inconsistent after the LN)."""
+    return seed_test([l.diff for l in levels if l.n_neurons], interest=INTEREST, null=null,
+                     unit="points", scale=100)
 
 
-def contrast(solu: PairedDifference, control: PairedDifference, *,
-             confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
-             seed: int = 0) -> Contrast | None:
-    """``solu.diff - control.diff`` with a two-sample bootstrap interval over neurons (None
-    when either side has no neuron)."""
-    if solu.n_neurons == 0 or control.n_neurons == 0:
+def room_test(levels: Sequence[ModelLevels]) -> Test:
+    """The room per seed (``ModelLevels.room``): the untrained level minus the trained level
+    before the LN, over the models with a neuron to compare."""
+    return seed_test([l.room for l in levels if l.n_neurons], interest=INTEREST,
+                     null="the untrained model's low-band level (no room)", unit="points",
+                     scale=100)
+
+
+def has_room(room: Test) -> bool:
+    """The gate: the room's interval over seeds lies above the smallest effect of interest,
+    so the low bands start far enough below the untrained level for an increase of that size
+    to show."""
+    return math.isfinite(room.lo) and room.lo > room.interest
+
+
+def paired_by_seed(a: Sequence[ModelLevels], b: Sequence[ModelLevels]
+                   ) -> tuple[list[float], list[float], list[int]]:
+    """The per-seed differences of ``a`` and ``b`` for the seeds both have (with a neuron to
+    compare), matched by seed number: ``(a values, b values, seeds)``."""
+    bs = {seed_of(l.name): l for l in b if l.n_neurons}
+    pairs = [(l.diff, bs[seed_of(l.name)].diff, seed_of(l.name)) for l in a
+             if l.n_neurons and seed_of(l.name) in bs]
+    return [p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs]
+
+
+def vs_control_test(solu: Sequence[ModelLevels], control: Sequence[ModelLevels]) -> Test | None:
+    """SoLU-LN's difference minus GELU-LN's, seed by seed (``paired_test``); None when no
+    seed has both."""
+    a, b, _ = paired_by_seed(solu, control)
+    if not a:
         return None
-    lo, hi = bootstrap_interval([solu.values, control.values], _mean_difference, confidence,
-                                n_resamples, seed)
-    return Contrast(float(solu.values.mean() - control.values.mean()), lo, hi)
+    return paired_test(a, b, interest=INTEREST, null="the same LN after GELU (GELU-LN), "
+                       "paired by seed", unit="points", scale=100)
 
 
+def ln_verdict(effect: Test, room: Test) -> tuple[str, str, Test]:
+    """The rule of ``LN_LOW_ACTIVATION`` (its text below): ``(verdict, reason, test)``, the
+    test being ``effect`` as the claim rests on it (gated when there is no room).
+
+    * not testable: no SoLU-LN neuron to compare; no room below the untrained level
+      (``has_room`` fails: "inconsistent" cannot rise by the effect of interest); or the
+      design cannot detect the effect of interest (one seed, or the smallest detectable
+      effect above ``INTEREST``);
+    * otherwise the symmetric rule of ``claim.Test.verdict``: reproduced if the 95% interval
+      over seeds is above 0, contradicted if below 0, else inconclusive.
+    """
+    if effect.n == 0:
+        why = "no SoLU-LN neuron whose explanation holds up fires in the low bands of both hooks"
+        return NOT_TESTABLE, why, gated(effect, why)
+    if not has_room(room):
+        if room.n == 0 or not math.isfinite(room.effect):
+            why = "no untrained floor was measured, so the room for an increase is unknown"
+        elif not math.isfinite(room.lo):
+            why = (f"the room below the untrained level has no interval over seeds "
+                   f"({room.interval_text}{'; ' + room.why if room.why else ''}), so whether "
+                   "an increase of interest could show is unknown")
+        else:
+            why = (f"no room: before the LN the low bands sit {room.interval_text} below the "
+                   f"untrained model's level, an interval not wholly above the "
+                   f"{INTEREST * 100:.0f} points an increase of interest needs")
+        return NOT_TESTABLE, why, gated(effect, why)
+    v = effect.verdict
+    seeds = f"{effect.n} seeds"
+    if v == REPRODUCED:
+        why = (f"after the LN, the low bands are more often inconsistent than before it, the "
+               f"95% interval over {seeds} above 0")
+    elif v == CONTRADICTED:
+        why = (f"after the LN, the low bands are less often inconsistent than before it, the "
+               f"95% interval over {seeds} below 0")
+    elif v == INCONCLUSIVE:
+        why = (f"the 95% interval over {seeds} includes 0, though this design detects "
+               f"{effect.power_text}")
+    else:
+        why = (f"the interval over {seeds} includes 0 and this design cannot detect the effect "
+               f"of interest ({effect.power_text})")
+    return v, why, effect
 
 
 # --- bands for the figure ---------------------------------------------------------------------
-def band_rows(neurons: Sequence[NeuronBands], n_bands: int, *, confidence: float = CONFIDENCE,
-              n_resamples: int = N_RESAMPLES, seed: int = 0) -> list[BandRow]:
-    """One ``BandRow`` per (hook, band): pooled counts, and the mean over neurons of each
-    neuron's inconsistent fraction with a bootstrap interval over neurons."""
+def _seed_range(values: Sequence[float]) -> tuple[float, float]:
+    x = [v for v in values if v == v]
+    return (min(x), max(x)) if len(x) >= 2 else (math.nan, math.nan)
+
+
+def band_rows(by_model: Mapping[str, Sequence[NeuronBands]], n_bands: int) -> list[BandRow]:
+    """One ``BandRow`` per (hook, band) over the neurons of every model in ``by_model``:
+    pooled counts, the mean over neurons of each neuron's fraction, and the range of the
+    per-model means (``seed_lo``, ``seed_hi``)."""
     rows = []
     for hook in ("mid", "post"):
         for band in range(n_bands):
             n_ex = n_bad = n_used = 0
-            fractions = []
-            for nb in neurons:
-                i = nb.hooks.index(hook)
-                if nb.examples[i, band]:
-                    n_ex += int(nb.examples[i, band])
-                    n_bad += int(nb.inconsistent[i, band])
-                    n_used += 1
-                    fractions.append(nb.inconsistent[i, band] / nb.examples[i, band])
-            mean = float(np.mean(fractions)) if fractions else math.nan
-            lo, hi = (bootstrap_interval([np.asarray(fractions)], _mean, confidence,
-                                         n_resamples, seed) if fractions else (math.nan, math.nan))
+            fractions, per_model = [], []
+            for neurons in by_model.values():
+                mine = []
+                for nb in neurons:
+                    i = nb.hooks.index(hook)
+                    if nb.examples[i, band]:
+                        n_ex += int(nb.examples[i, band])
+                        n_bad += int(nb.inconsistent[i, band])
+                        n_used += 1
+                        mine.append(nb.inconsistent[i, band] / nb.examples[i, band])
+                fractions += mine
+                per_model.append(_mean(mine))
+            lo, hi = _seed_range(per_model)
             rows.append(BandRow(hook, band, band / n_bands, (band + 1) / n_bands, n_ex, n_bad,
-                                n_used, mean, lo, hi))
+                                n_used, _mean(fractions), lo, hi))
     return rows
 
 
 @dataclass
 class BandDifference:
-    """After minus before the LN in one band: mean over neurons firing there on both hooks."""
+    """After minus before the LN in one band: the mean over neurons that have tokens there on
+    both hooks, and the range of the per-model means (NaN with one model)."""
 
     band: int
     n_neurons: int
     diff: float
-    lo: float
-    hi: float
+    seed_lo: float
+    seed_hi: float
 
 
-def band_differences(neurons: Sequence[NeuronBands], n_bands: int, *,
-                     confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
-                     seed: int = 0) -> list[BandDifference]:
-    """Per band, the paired difference ``post - mid`` (``BandDifference``)."""
+def band_differences(by_model: Mapping[str, Sequence[NeuronBands]], n_bands: int
+                     ) -> list[BandDifference]:
+    """Per band, the per-neuron difference ``post - mid`` (``BandDifference``)."""
     out = []
     for band in range(n_bands):
-        d = np.array([nb.difference([band]) for nb in neurons], dtype=float)
-        d = d[np.isfinite(d)]
-        lo, hi = (bootstrap_interval([d], _mean, confidence, n_resamples, seed)
-                  if d.size else (math.nan, math.nan))
-        out.append(BandDifference(band, int(d.size), float(d.mean()) if d.size else math.nan,
-                                  lo, hi))
+        pooled, per_model = [], []
+        for neurons in by_model.values():
+            d = [nb.difference([band]) for nb in neurons]
+            d = [x for x in d if math.isfinite(x)]
+            pooled += d
+            per_model.append(_mean(d))
+        lo, hi = _seed_range(per_model)
+        out.append(BandDifference(band, len(pooled), _mean(pooled), lo, hi))
     return out
 
 
@@ -387,50 +453,75 @@ class LayerNormMeasurements:
     """The §6.4 numbers at this scale (``measure``).
 
     Attributes:
-        n_bands, low_quantile, low: The quantile bands and which of them are "low".
+        n_bands, low_levels, low: The activation-level bands, the low regime as fractions of
+            the max, and the bands it covers.
         models: ``ModelLN.summary()`` of every measured model (neurons, rescaling).
-        solu: SoLU-LN's paired difference, ``PRIMARY``'s seeds pooled.
-        control: The GELU-LN control's, ``CONTROL``'s seeds pooled (None if not in the zoo).
-        vs_control: ``solu`` minus ``control`` (None if either has no neuron).
-        per_model: Each measured model's own paired difference.
-        rows, control_rows: ``band_rows`` of the SoLU-LN and control neurons (the figure).
+        per_model: Each measured model's ``ModelLevels`` (its census).
+        solu_names, control_names: The seeds of ``PRIMARY`` and of ``CONTROL`` measured.
+        effect, room: ``effect_test`` and ``room_test`` of the SoLU-LN seeds.
+        control_effect: ``effect_test`` of the GELU-LN seeds (None without the control).
+        vs_control: ``vs_control_test`` (None without a seed of both).
+        rows, control_rows, floor_rows: ``band_rows`` of SoLU-LN's neurons, GELU-LN's, and
+            SoLU-LN's untrained floor (the figure).
         differences, control_differences: ``band_differences`` of each.
-        verdict, reason (properties): ``ln_verdict``, the claim's rule.
         measured: Each model's ``ModelLN`` (its neurons' band counts).
     """
 
     n_bands: int
-    low_quantile: float
+    low_levels: tuple[float, float]
     low: list[int]
     models: dict[str, dict[str, Any]]
-    solu: PairedDifference
-    control: PairedDifference | None
-    vs_control: Contrast | None
-    per_model: dict[str, PairedDifference]
+    per_model: dict[str, ModelLevels]
+    solu_names: list[str]
+    control_names: list[str]
+    effect: Test
+    room: Test
+    control_effect: Test | None
+    vs_control: Test | None
     rows: list[BandRow]
     control_rows: list[BandRow]
+    floor_rows: list[BandRow]
     differences: list[BandDifference]
     control_differences: list[BandDifference]
     measured: dict[str, ModelLN] = field(default_factory=dict, repr=False)
 
     @property
+    def solu(self) -> list[ModelLevels]:
+        return [self.per_model[n] for n in self.solu_names]
+
+    @property
+    def control(self) -> list[ModelLevels]:
+        return [self.per_model[n] for n in self.control_names]
+
+    @property
+    def decision(self) -> tuple[str, str, Test]:
+        """``ln_verdict(effect, room)``."""
+        return ln_verdict(self.effect, self.room)
+
+    @property
     def verdict(self) -> str:
-        """The claim's verdict, by ``ln_verdict`` (the rule beside ``LN_LOW_ACTIVATION``)."""
-        return ln_verdict(self.solu, self.control, self.vs_control)[0]
+        return self.decision[0]
 
     @property
     def reason(self) -> str:
-        """Why, in words (``ln_verdict``)."""
-        return ln_verdict(self.solu, self.control, self.vs_control)[1]
+        return self.decision[1]
+
+    def seed_mean(self, names: Sequence[str], attr: str) -> float:
+        """The mean over the models ``names`` (with a neuron to compare) of ``attr``."""
+        return _mean([getattr(self.per_model[n], attr) for n in names
+                      if self.per_model[n].n_neurons])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n_bands": self.n_bands, "low_quantile": self.low_quantile, "low": self.low,
-                "models": self.models, "solu": self.solu.to_dict(),
-                "control": self.control.to_dict() if self.control else None,
-                "vs_control": self.vs_control.to_dict() if self.vs_control else None,
+        return {"n_bands": self.n_bands, "low_levels": list(self.low_levels), "low": self.low,
+                "models": self.models,
                 "per_model": {k: v.to_dict() for k, v in self.per_model.items()},
+                "solu_names": self.solu_names, "control_names": self.control_names,
+                "effect": self.effect.to_dict(), "room": self.room.to_dict(),
+                "control_effect": self.control_effect.to_dict() if self.control_effect else None,
+                "vs_control": self.vs_control.to_dict() if self.vs_control else None,
                 "rows": [r.to_dict() for r in self.rows],
                 "control_rows": [r.to_dict() for r in self.control_rows],
+                "floor_rows": [r.to_dict() for r in self.floor_rows],
                 "verdict": self.verdict, "reason": self.reason}
 
     def rescale_text(self, names: Sequence[str], label: str = "") -> str:
@@ -453,57 +544,66 @@ class LayerNormMeasurements:
                 f"{span('gain_median', '.3f')}").strip()
 
 
+def from_neurons(by_model: Mapping[str, Sequence[NeuronBands]],
+                 floors: Mapping[str, Sequence[NeuronBands]], *, n_bands: int = N_BANDS,
+                 low: Sequence[float] = LOW_LEVELS, primary: str = PRIMARY,
+                 control: str | None = CONTROL, models: Mapping[str, dict] | None = None,
+                 measured: Mapping[str, ModelLN] | None = None) -> LayerNormMeasurements:
+    """``LayerNormMeasurements`` from each model's neurons and untrained floor (by zoo-style
+    name): the census per model, the tests over seeds, the figure's bands."""
+    bands = low_bands(n_bands, low)
+    names = list(by_model)
+    per_model = {n: model_levels(n, by_model[n], floors.get(n, []), bands) for n in names}
+    solu_names = [n for n in names if variant_of(n) == primary]
+    control_names = [n for n in names if control is not None and variant_of(n) == control]
+    solu = [per_model[n] for n in solu_names]
+    ctrl = [per_model[n] for n in control_names]
+    control_effect = (effect_test(ctrl, null="0 (as often inconsistent after the LN as "
+                                  "before it)") if ctrl else None)
+
+    def group(ns):
+        return {n: by_model[n] for n in ns}
+
+    return LayerNormMeasurements(
+        n_bands, (float(low[0]), float(low[1])), bands, dict(models or {}), per_model,
+        solu_names, control_names, effect_test(solu), room_test(solu), control_effect,
+        vs_control_test(solu, ctrl), band_rows(group(solu_names), n_bands),
+        band_rows(group(control_names), n_bands),
+        band_rows({n: floors.get(n, []) for n in solu_names}, n_bands),
+        band_differences(group(solu_names), n_bands),
+        band_differences(group(control_names), n_bands), dict(measured or {}))
+
+
 def measure(runs: Mapping[str, Any], scores: Mapping[str, NeuronScores], *,
-            n_bands: int = N_BANDS, low_quantile: float = LOW_QUANTILE,
+            n_bands: int = N_BANDS, low: Sequence[float] = LOW_LEVELS,
             max_neurons: int | None = MAX_NEURONS, max_rows: int | None = MAX_ROWS,
-            primary: str = PRIMARY, control: str | None = CONTROL,
-            confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
+            primary: str = PRIMARY, control: str | None = CONTROL, floor: bool = True,
             seed: int = 0) -> LayerNormMeasurements:
     """Figure 9's comparison at this scale (``LayerNormMeasurements``).
 
     Args:
         runs: The models measured, by zoo-style name ("1L-solu_ln-s1"): every model with the
-            extra LN (all seeds); the seeds of ``primary`` and of ``control`` among them
-            decide the verdict, the others are reported per model.
+            extra LN (all seeds); the seeds of ``primary`` decide the verdict, ``control``'s
+            are its comparison, the others are reported per model.
         scores: Each model's interpretability scores (hook ``mid``), by the same names.
-        n_bands: Quantile bands per hook.
-        low_quantile: "Low" bands lie below this quantile of the firings.
+        n_bands: Activation-level bands per hook.
+        low: The low-activation regime, as fractions of the max (``LOW_LEVELS``).
         max_neurons, max_rows: Caps per model (``MAX_NEURONS``, ``MAX_ROWS``).
         primary, control: The SoLU-LN variant and the GELU-LN control (``control=None``: none).
-        confidence, n_resamples: Of the bootstrap intervals.
-        seed: Of the choice of neurons and of the bootstrap.
+        floor: Measure the untrained floor (``measure_model``) of the seeds of ``primary``
+            and ``control`` (the others' rows of the table go without).
+        seed: Of the choice of neurons.
     """
-    names = list(runs)
+    low_bands(n_bands, low)  # check it before measuring
     measured = {n: measure_model(n, runs[n], scores[n], n_bands=n_bands,
-                                 max_neurons=max_neurons, max_rows=max_rows, seed=seed)
-                for n in names}
-    low = low_bands(n_bands, low_quantile)
-    opts = dict(confidence=confidence, n_resamples=n_resamples, seed=seed)
-
-    def group(variant):
-        return {n: measured[n].neurons for n in names if variant_of(n) == variant}
-
-    solu_group = group(primary)
-    solu = paired_difference(solu_group, low, _group_label(primary, solu_group), **opts)
-    ctrl, vs, control_group = None, None, {}
-    if control is not None:
-        control_group = group(control)
-        if control_group:
-            ctrl = paired_difference(control_group, low, _group_label(control, control_group),
-                                     **opts)
-            vs = contrast(solu, ctrl, **opts)
-    solu_neurons = [nb for ns in solu_group.values() for nb in ns]
-    control_neurons = [nb for ns in control_group.values() for nb in ns]
-    return LayerNormMeasurements(
-        n_bands, low_quantile, low, {n: m.summary() for n, m in measured.items()}, solu, ctrl,
-        vs, {n: paired_difference({n: m.neurons}, low, n, **opts) for n, m in measured.items()},
-        band_rows(solu_neurons, n_bands, **opts), band_rows(control_neurons, n_bands, **opts),
-        band_differences(solu_neurons, n_bands, **opts),
-        band_differences(control_neurons, n_bands, **opts), measured)
-
-
-def _group_label(variant: str, group: dict) -> str:
-    return f"{variant} ({len(group)} seed{'s' if len(group) != 1 else ''})"
+                                 max_neurons=max_neurons, max_rows=max_rows, seed=seed,
+                                 floor=floor and variant_of(n) in (primary, control))
+                for n in runs}
+    return from_neurons({n: m.neurons for n, m in measured.items()},
+                        {n: m.floor for n, m in measured.items()}, n_bands=n_bands, low=low,
+                        primary=primary, control=control,
+                        models={n: m.summary() for n, m in measured.items()},
+                        measured=measured)
 
 
 # --- the claim this section decides -------------------------------------------------------------
@@ -514,102 +614,62 @@ LN_LOW_ACTIVATION = ClaimSpec(
     "neurons whose explanation holds up on held-out rows (the scorer's interpretable "
     "neurons: chosen on the even rows' top firings, covering at least 80% of the odd "
     "rows' top firings at 3x or more their base rate); every token of the odd rows; "
-    "equal-count quantile bands of each hook's positive activations; per neuron, the "
-    "inconsistent fraction of the low bands (the weaker half of the firings) after "
-    "the LN minus before it; mean over neurons pooled over the 1-layer seeds, 95% BCa "
-    "bootstrap over neurons; the same for GELU-LN is the control: reproduced if "
-    "SoLU-LN's difference and SoLU-LN minus GELU-LN both have intervals above 0; "
-    "direction only if both point estimates are above 0 but an interval includes 0, "
-    "or there is no control; not reproduced if SoLU-LN's difference is not above 0 "
-    "or not above GELU-LN's and its interval does not reach above 0 (inconclusive "
-    "if it does); not testable without a SoLU-LN neuron to compare")
-
-
-def ln_verdict(solu: PairedDifference | None, control: PairedDifference | None,
-               vs_control: Contrast | None) -> tuple[str, str]:
-    """The rule of ``LN_LOW_ACTIVATION`` (its text above), and the reason in words.
-
-    * not testable: no SoLU-LN neuron to compare;
-    * not reproduced: SoLU-LN's difference is not above 0, or not above the control's, and
-      the interval of that difference does not reach above 0;
-    * inconclusive: the same point estimates, but the interval reaches above 0;
-    * reproduced: above 0 and above the control's, both 95% intervals excluding 0;
-    * direction only: otherwise (right direction, but an interval includes 0, or there is
-      no control to compare with).
-    """
-    if solu is None or solu.n_neurons == 0:
-        return NOT_TESTABLE, ("no SoLU-LN neuron whose explanation holds up on held-out rows "
-                              "fires in the low bands of both hooks")
-    if not solu.diff > 0:
-        if solu.hi > 0:
-            return INCONCLUSIVE, ("SoLU-LN's difference is not above 0, but its 95% interval "
-                                  "reaches above 0: these neurons cannot decide")
-        return NOT_REPRODUCED, ("after the LN, low-band tokens are not more often inconsistent "
-                                "than before it (SoLU-LN's difference and its 95% interval "
-                                "are not above 0)")
-    if control is None or control.n_neurons == 0 or vs_control is None:
-        return PARTLY, ("SoLU-LN's difference is above 0"
-                        + (" (95% interval above 0)" if solu.above_zero else
-                           " but its 95% interval includes 0")
-                        + ", and there is no GELU-LN control to compare it with")
-    if not vs_control.diff > 0:
-        if vs_control.hi > 0:
-            return INCONCLUSIVE, ("the GELU-LN control's difference is as large or larger, but "
-                                  "the interval of SoLU-LN minus GELU-LN reaches above 0")
-        return NOT_REPRODUCED, ("the GELU-LN control's difference is as large or larger: what "
-                                "the LN does to weak firings does not need SoLU")
-    if solu.above_zero and vs_control.above_zero:
-        return REPRODUCED, ("SoLU-LN's difference is above 0 and above GELU-LN's, both 95% "
-                            "intervals excluding 0")
-    which = [w for w, ok in (("SoLU-LN's difference", solu.above_zero),
-                             ("SoLU-LN minus GELU-LN", vs_control.above_zero)) if not ok]
-    return PARTLY, ("SoLU-LN's difference is above 0 and above GELU-LN's, but the 95% "
-                    f"interval of {' and of '.join(which)} includes 0")
+    "bands at fractions of each neuron's max activation on each hook, as in Figure 9; the "
+    "low regime is 10%-50% of the max (below 10% are the noise-floor firings); per "
+    "neuron, the inconsistent fraction of the low bands (each band weighing the same) after "
+    "the LN minus before it; per model, the mean over its neurons (a census, no interval); "
+    "the units are the 1-layer SoLU-LN seeds. Floor: the same neurons of the untrained "
+    "model of the same config; the room is its low-band level minus the trained one "
+    "before the LN, and the claim is testable only if the room's 95% interval over seeds "
+    "lies above the 5-point effect of interest (else not testable: no room). Then " + SEED_RULE
+    + ". The GELU-LN control (paired by seed) is reported, not part of the verdict")
 
 
 @LN_LOW_ACTIVATION.decided_by
 def decide_ln_low_activation(m: LayerNormMeasurements) -> Claim:
     """The verdict by ``ln_verdict``, with the numbers it rests on in words."""
-    verdict, reason = ln_verdict(m.solu, m.control, m.vs_control)
+    verdict, reason, test = ln_verdict(m.effect, m.room)
     low = bands_text(m.low, m.n_bands)
-    s, c, vs = m.solu, m.control, m.vs_control
-    rescale = m.rescale_text(s.models, "SoLU-LN")
-    if c is not None and c.models:
-        rescale += "; " + m.rescale_text(c.models, "GELU-LN")
-    if s.n_neurons == 0:
+    rescale = m.rescale_text(m.solu_names, "SoLU-LN")
+    if m.control_names:
+        rescale += "; " + m.rescale_text(m.control_names, "GELU-LN")
+    solu = [l for l in m.solu if l.n_neurons]
+    if not solu:
         ours = f"no SoLU-LN neuron to compare ({low}); LN rescaling {rescale}"
         sentence = (f"There is nothing to compare: {reason} ({verdict}). The extra LN "
                     f"multiplies each position's centred activation vector by (median) "
                     f"{rescale}.")
     else:
-        ours = (f"{low}, after - before the LN, per neuron: SoLU-LN {pts(s.diff)} "
-                f"[{pts(s.lo)}, {pts(s.hi)}] ({s.n_neurons} neurons, {len(s.models)} seeds)")
-        ours += (f"; GELU-LN control {pts(c.diff)} [{pts(c.lo)}, {pts(c.hi)}] "
-                 f"({c.n_neurons} neurons)" if c is not None and c.n_neurons
-                 else "; no GELU-LN control neuron")
-        if vs is not None:
-            ours += f"; SoLU-LN - GELU-LN {pts(vs.diff)} [{pts(vs.lo)}, {pts(vs.hi)}]"
+        mid, post = m.seed_mean(m.solu_names, "mid"), m.seed_mean(m.solu_names, "post")
+        floor, n = m.seed_mean(m.solu_names, "floor"), sum(l.n_neurons for l in solu)
+        up, down = sum(l.n_up for l in solu), sum(l.n_down for l in solu)
+        ours = (f"{low}, after - before the LN, per seed: SoLU-LN {m.effect.interval_text} "
+                f"(room below the untrained level {m.room.interval_text}; {up} of {n} "
+                f"neurons worse after the LN, {down} better)")
+        if m.control_effect is not None:
+            ours += f"; GELU-LN {m.control_effect.interval_text}"
+        if m.vs_control is not None:
+            ours += f"; SoLU-LN - GELU-LN {m.vs_control.interval_text}"
         ours += f". LN rescaling of each position's SoLU output (median): {rescale}"
         sentence = (f"In the low bands ({low}), SoLU-LN's tokens are inconsistent with the "
-                    f"neuron's explanation {pct(s.mid)} of the time before the LN and "
-                    f"{pct(s.post)} after it (chance: {pct(s.chance)}): a paired difference of "
-                    f"{pts(s.diff)} [{pts(s.lo)}, {pts(s.hi)}] over {s.n_neurons} neurons of "
-                    f"{len(s.models)} seeds")
-        if c is not None and c.n_neurons:
-            sentence += (f"; in the GELU-LN control {pts(c.diff)} [{pts(c.lo)}, "
-                         f"{pts(c.hi)}] over {c.n_neurons} neurons")
-        if vs is not None:
-            sentence += f", SoLU-LN minus control {pts(vs.diff)} [{pts(vs.lo)}, {pts(vs.hi)}]"
+                    f"neuron's explanation {pct(mid)} of the time before the LN and "
+                    f"{pct(post)} after it (mean of {len(solu)} seeds, {n} neurons; the "
+                    f"untrained model {pct(floor)}): after minus before, "
+                    f"{m.effect.interval_text}")
+        if m.control_effect is not None:
+            sentence += f"; after GELU the same LN gives {m.control_effect.interval_text}"
         sentence += (f". {reason[0].upper()}{reason[1:]} ({verdict}). The extra LN "
                      f"multiplies each position's centred activation vector by (median) "
                      f"{rescale}.")
-    values = {"n_bands": m.n_bands, "low_bands": m.low, "low_quantile": m.low_quantile,
-              "heldout_rule": HELDOUT_RULE, "solu": s.to_dict(),
-              "control": c.to_dict() if c else None,
-              "vs_control": vs.to_dict() if vs else None,
+    values = {"n_bands": m.n_bands, "low_bands": m.low, "low_levels": list(m.low_levels),
+              "heldout_rule": HELDOUT_RULE, "floor": FLOOR, "interest": INTEREST,
               "per_model": {k: v.to_dict() for k, v in m.per_model.items()},
+              "solu_seeds": m.solu_names, "control_seeds": m.control_names,
+              "room": m.room.to_dict(),
+              "control_effect": m.control_effect.to_dict() if m.control_effect else None,
+              "vs_control": m.vs_control.to_dict() if m.vs_control else None,
               "rescale": dict(m.models), "reason": reason}
-    return LN_LOW_ACTIVATION.scored(ours, verdict, sentence, values=values)
+    return LN_LOW_ACTIVATION.scored(ours, sentence=sentence, values=values, tests=[test])
 
 
 CLAIMS: tuple[ClaimSpec, ...] = (LN_LOW_ACTIVATION,)
