@@ -36,7 +36,7 @@ from ..scaling import EffectiveSize, ScalingFit, ScalingFitError, effective_size
 from ..speed import SpeedComparison, compare_activations, compare_train_steps
 from ..train import read_metrics
 from ..zoo import ZooRun, act_of, depth_of, model_name, seed_of, variant_of, zoo_config
-from .claim import (CONTRADICTED, DIRECTIONAL, EMPIRICAL, EQUIVALENCE, INCONCLUSIVE,
+from .claim import (CONTRADICTED, EMPIRICAL, EQUIVALENCE, INCONCLUSIVE,
                     NOT_TESTABLE, PAPER_LOSS_MARGIN, PAPER_MULTIPLIER_RANGE,
                     PAPER_NO_LN_MULTIPLIER, PAPER_SPEED_OVERHEAD, REPRODUCED, SEED_RULE, Claim,
                     ClaimSpec, Test, combined, detectable_effect, paired_test, seed_test)
