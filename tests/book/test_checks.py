@@ -86,28 +86,3 @@ def test_layer_roles_checks():
     assert checks.failed(checks.layer_roles_checks([rows[0], role_row("2L", 1, n=3)],
                                                    {"2L": 2}, roles))
 
-
-def band(hook, i, n=4, examples=10, inconsistent=3, neurons=2, mean=0.3, ci=(0.1, 0.5)):
-    return NS(hook=hook, band=i, lo=i / n, hi=(i + 1) / n, n_examples=examples,
-              n_inconsistent=inconsistent, n_neurons=neurons, mean_fraction=mean,
-              ci_lo=ci[0], ci_hi=ci[1])
-
-
-def test_band_checks():
-    rows = [band(h, i) for h in ("mid", "post") for i in range(4)]
-    assert not checks.failed(checks.band_checks(rows, 4))
-    assert checks.failed(checks.band_checks(rows[:-1], 4))                   # a band missing
-    assert checks.failed(checks.band_checks(rows, 5))
-    broken = rows[:-1] + [band("post", 3, inconsistent=11)]
-    assert checks.failed(checks.band_checks(broken, 4))
-    # Equal-count bands: pooled sizes within one token per neuron (2 neurons here).
-    assert not checks.failed(checks.band_checks(rows[:-1] + [band("post", 3, examples=12)], 4))
-    uneven = checks.failed(checks.band_checks(rows[:-1] + [band("post", 3, examples=13)], 4))
-    assert [c.what for c in uneven] == ["hook post: equal-count bands (sizes within one token "
-                                        "per neuron)"]
-    outside = checks.failed(checks.band_checks(rows[:-1] + [band("post", 3, mean=0.7)], 4))
-    assert len(outside) == 1 and "inside their intervals" in outside[0].what
-    # No neuron at all (a tiny model may have none): the bookkeeping still holds.
-    empty = [band(h, i, examples=0, inconsistent=0, neurons=0, mean=math.nan,
-                  ci=(math.nan, math.nan)) for h in ("mid", "post") for i in range(4)]
-    assert not checks.failed(checks.band_checks(empty, 4))

@@ -151,11 +151,11 @@ def test_seeds_needed_for_power():
     from solu_repro.paper import multiplicity as M
 
     t = _t([0.10, -0.12, 0.08])
-    k = M.seeds_needed(t)
+    k = M.seeds_for(t)
     assert k > 3 and C.detectable_effect(t.sd, k) <= 0.05 < C.detectable_effect(t.sd, k - 1)
     parity = _t([-0.15, 0.05, -0.13], kind=C.EQUIVALENCE, interest=0.01)
-    assert M.seeds_needed(parity) > 300   # the arithmetic: hundreds of seed pairs
-    assert M.seeds_needed(_t([0.3])) is None
+    assert M.seeds_for(parity) > 300   # the arithmetic: hundreds of seed pairs
+    assert M.seeds_for(_t([0.3])) is None
 
 
 def test_a_spec_is_decided_once_and_by_its_own_function():

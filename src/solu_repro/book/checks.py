@@ -178,37 +178,6 @@ def layer_roles_checks(rows: Sequence[Mapping[str, Any]], depths: Mapping[str, i
 
 
 # --- chapter 7: LayerNorm bands -----------------------------------------------------------------
-def band_checks(rows: Sequence[Any], n_bands: int, hooks: Sequence[str] = ("mid", "post")
-                ) -> list[Check]:
-    """Chapter 7's quantile bands: ``n_bands`` contiguous bands covering quantiles 0-1 of the
-    firings on each hook; inconsistent <= tokens; equal-count bands (each neuron's bands differ
-    by at most one token, so pooled bands differ by at most the number of neurons); the mean
-    over neurons a fraction inside its interval. Bookkeeping identities: they hold on any CPU,
-    whatever the models learnt (and with no neuron at all)."""
-    out = []
-    for hook in hooks:
-        mine = sorted((r for r in rows if r.hook == hook), key=lambda r: r.band)
-        edges_ok = (len(mine) == n_bands and abs(mine[0].lo) < 1e-12
-                    and abs(mine[-1].hi - 1) < 1e-12
-                    and all(abs(a.hi - b.lo) < 1e-12 for a, b in zip(mine, mine[1:])))
-        out.append(Check(f"hook {hook}: {n_bands} contiguous quantile bands from 0 to 100% of "
-                         "the firings", edges_ok, f"{[(r.lo, r.hi) for r in mine]}"))
-        bad = [r.band for r in mine if not 0 <= r.n_inconsistent <= r.n_examples]
-        out.append(Check(f"hook {hook}: 0 <= inconsistent <= tokens in every band", not bad,
-                         f"bands {bad}"))
-        sizes = [r.n_examples for r in mine]
-        spread = max(sizes) - min(sizes) if sizes else 0
-        most = max((r.n_neurons for r in mine), default=0)
-        out.append(Check(f"hook {hook}: equal-count bands (sizes within one token per neuron)",
-                         spread <= most, f"sizes {sizes}, {most} neurons"))
-        means = [r for r in mine if r.n_examples and not math.isnan(r.mean_fraction)]
-        off = [r.band for r in means if not (0 <= r.mean_fraction <= 1 and (
-            math.isnan(r.ci_lo) or r.ci_lo - 1e-9 <= r.mean_fraction <= r.ci_hi + 1e-9))]
-        out.append(Check(f"hook {hook}: mean fractions in [0, 1] and inside their intervals",
-                         not off, f"bands {off}"))
-    return out
-
-
 # --- chapter 8: the scorecard -------------------------------------------------------------------
 def scorecard_checks(claims: Sequence[Any]) -> list[Check]:
     """The registry's structure (every claim has a row, by kind) and the verdicts of the

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from ..paper.claim import (ALPHA, CONTRADICTED, EMPIRICAL, IDENTITY, INCONCLUSIVE,
                           KIND_LABELS, KINDS, NOT_TESTABLE, POWER, REPRODUCED, VERDICTS, Claim)
-from ..paper.multiplicity import NullRegistry, seeds_needed
+from ..paper.multiplicity import NullRegistry, seeds_for
 from ..paper.registry import CLAIMS
 from .record import load
 from .tables import markdown_table
@@ -103,7 +103,7 @@ def power_rows(claims: Sequence[Claim]) -> list[dict[str, str]]:
             row.update({"effect [interval]": "no test: " + c.ours, "smallest detectable": "",
                         "of interest": "", "seeds for 80% power": "", "null / gate": ""})
         else:
-            need = seeds_needed(t)
+            need = seeds_for(t)
             row.update({
                 "effect [interval]": t.interval_text + (f" (SD borrowed from {t.borrowed})"
                                                          if t.borrowed else ""),

@@ -457,16 +457,24 @@ def combined(*verdicts: str) -> str:
     return min(verdicts, key=order.index) if verdicts else NOT_TESTABLE
 
 
-# --- transitional (issue 21): removed once every section decides with ``Test`` -------------------
-NOT_REPRODUCED = CONTRADICTED
-PARTLY = "direction only"  # not a verdict any more: a Claim carrying it is refused
+def seeds_needed(sd: float, interest: float, kind: str = EQUIVALENCE,
+                 limit: int = 10 ** 7) -> int | None:
+    """The fewest independent seed pairs whose design detects ``interest`` with 80% power
+    (``detectable_effect``, taking the per-pair SD ``sd`` as it was measured):
+    for ``EQUIVALENCE``, the seed pairs a TOST at margin ``interest`` needs to show equivalence
+    when the truth is 0. None without an SD, or beyond ``limit``."""
+    if not (isinstance(sd, (int, float)) and math.isfinite(sd) and sd > 0):
+        return None
 
+    def enough(n: int) -> bool:
+        return detectable_effect(sd, n, kind=kind) <= interest
 
-def directional(estimate: float, lo: float, hi: float) -> str:
-    if estimate is None or estimate != estimate:
-        return NOT_TESTABLE
-    return REPRODUCED if lo > 0 else CONTRADICTED if hi < 0 else INCONCLUSIVE
-
-
-def at_most(verdict: str, cap: str = INCONCLUSIVE) -> str:
-    return combined(verdict, cap)
+    lo, hi = 1, 2  # not enough at lo (one pair has no SD), test hi
+    while not enough(hi):
+        lo, hi = hi, hi * 2
+        if hi > limit:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi

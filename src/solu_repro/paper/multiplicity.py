@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .claim import (ALPHA, DIRECTIONAL, EMPIRICAL, REPRODUCED, VERDICTS, Claim, Test,
-                    combined, seed_test)
+                    combined, seed_test, seeds_needed)
 
 N_REGISTRIES = 2000
 """Simulated registries in chapter 8 (the Monte Carlo error of a 2.5% rate is about 0.35
@@ -121,26 +121,11 @@ def simulate_null(claims: Iterable[Claim], n: int = N_REGISTRIES, seed: int = 0
     return NullRegistry(n, tuple(c.id for c in emp), per, stated, tuple(reproduced))
 
 
-def seeds_needed(test: Test, max_seeds: int = 100_000) -> int | None:
-    """The fewest units (seed pairs) at which this design, with its SD, would detect its
-    smallest effect of interest with 80% power (None if it has no SD, or needs more than
-    ``max_seeds``): what "not testable at this scale" would take."""
-    from .claim import detectable_effect
-
-    if not (math.isfinite(test.sd) and test.sd > 0):
-        return None
-    lo, hi = 2, 2
-    while detectable_effect(test.sd, hi, None, test.kind) > test.interest:
-        lo, hi = hi, hi * 2
-        if hi > max_seeds:
-            return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if detectable_effect(test.sd, mid, None, test.kind) > test.interest:
-            lo = mid + 1
-        else:
-            hi = mid
-    return hi
+def seeds_for(test: Test) -> int | None:
+    """The fewest units (seed pairs) at which ``test``'s design, with its measured SD, would
+    detect its smallest effect of interest with 80% power (``claim.seeds_needed``): what "not
+    testable at this scale" would take. None without an SD."""
+    return seeds_needed(test.sd, test.interest, test.kind)
 
 
 def headline_tests(claims: Sequence[Claim]) -> list[tuple[Claim, Test | None]]:

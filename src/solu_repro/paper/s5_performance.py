@@ -39,7 +39,7 @@ from ..zoo import ZooRun, act_of, depth_of, model_name, seed_of, variant_of, zoo
 from .claim import (CONTRADICTED, EMPIRICAL, EQUIVALENCE, INCONCLUSIVE,
                     NOT_TESTABLE, PAPER_LOSS_MARGIN, PAPER_MULTIPLIER_RANGE,
                     PAPER_NO_LN_MULTIPLIER, PAPER_SPEED_OVERHEAD, REPRODUCED, SEED_RULE, Claim,
-                    ClaimSpec, Test, combined, detectable_effect, paired_test, seed_test)
+                    ClaimSpec, Test, combined, paired_test, seeds_needed)
 
 BASELINE = "gelu"
 SOLU_LN = "solu_ln"
@@ -619,29 +619,6 @@ def deeper_parity(per_seed: Mapping[str, Mapping[int, float]], parity: Test | No
             out[depth_of(name)] = paired_test(a, b, interest=PAPER_LOSS_MARGIN, null=LOSS_NULL,
                                               unit="nats", kind=EQUIVALENCE, borrowed=borrowed)
     return dict(sorted(out.items()))
-
-
-def seeds_needed(sd: float, interest: float, kind: str = EQUIVALENCE,
-                 limit: int = 10 ** 7) -> int | None:
-    """The fewest independent seed pairs whose design detects ``interest`` with 80% power
-    (``claim.detectable_effect``, taking the per-pair SD ``sd`` as it was measured):
-    for ``EQUIVALENCE``, the seed pairs a TOST at margin ``interest`` needs to show equivalence
-    when the truth is 0. None without an SD, or beyond ``limit``."""
-    if not (isinstance(sd, (int, float)) and math.isfinite(sd) and sd > 0):
-        return None
-
-    def enough(n: int) -> bool:
-        return detectable_effect(sd, n, kind=kind) <= interest
-
-    lo, hi = 1, 2  # not enough at lo (one pair has no SD), test hi
-    while not enough(hi):
-        lo, hi = hi, hi * 2
-        if hi > limit:
-            return None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
-    return hi
 
 
 def power_text(t: Test) -> str:
