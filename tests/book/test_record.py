@@ -72,8 +72,10 @@ def test_power_table_and_null_registry_show_every_empirical_claim_escaped():
     assert html.count("<tr>") == 1 + sum(c.kind == C.EMPIRICAL for c in rows)
     got = {r["claim"]: r for r in scorecard.power_rows(rows)}[rows[-1].id]
     assert got["smallest detectable"] == t._num(t.detectable, False)
-    assert int(got["seeds for 80% power"].replace(",", "")) == multiplicity.seeds_for(t)
+    assert got["seeds for 80% power"] == f"about {multiplicity.seeds_for(t):,}"
     sim = multiplicity.simulate_null(rows, n=200)
     table = scorecard.null_registry_markdown(sim, rows)
     assert "| not testable here |" in table and "under the null" in table
-    assert "at least one in" in scorecard.multiplicity_sentence(sim)
+    assert "at least one \"reproduced\" in" in scorecard.multiplicity_sentence(sim)
+    assert sim.claims == (rows[-1].id,)   # only claims decided on a test are simulated
+    assert len(sim.by_design) == sum(c.kind == C.EMPIRICAL for c in rows) - 1

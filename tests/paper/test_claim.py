@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -94,6 +95,32 @@ def test_equivalence_rule_and_power_first():
     assert t.powered and t.verdict == C.INCONCLUSIVE
 
 
+def test_contradicted_needs_the_wider_interval_and_a_share_of_alpha_per_part():
+    # equivalence: not equivalent only when the 95% interval (not the 90% one) is outside
+    t = _t([0.05, 0.09, 0.06], kind=C.EQUIVALENCE, interest=0.01)
+    lo95, hi95 = t._against()
+    assert lo95 < t.lo and t.lo > 0.01
+    assert t.verdict == (C.CONTRADICTED if lo95 > 0.01 else C.INCONCLUSIVE)
+    # a directional part of a two-part claim contradicts on its 97.5% interval
+    t = _t([-0.030, -0.050, -0.045, -0.010])
+    assert t.verdict == C.CONTRADICTED
+    two = dataclasses.replace(t, parts=2)
+    assert two._against()[1] > t.hi and two.verdict in (C.CONTRADICTED, C.INCONCLUSIVE)
+    assert dataclasses.replace(_t([0.1, 0.12, 0.08]), parts=5).verdict == C.REPRODUCED
+
+
+def test_an_interval_that_rules_out_the_effect_of_interest_is_inconclusive_not_untestable():
+    t = _t([-0.003, 0.041, -0.035, 0.005])    # [-0.06, +0.06]: cannot detect 5, cannot rule out
+    assert t.verdict == C.NOT_TESTABLE
+    t = _t([0.01, -0.012, 0.0, 0.015, -0.01, 0.005], interest=0.2)
+    assert t.excludes_interest and t.verdict == C.INCONCLUSIVE
+    small = _t([0.010, 0.012, 0.011])            # reproduced, but below 5 points of interest
+    assert small.verdict == C.REPRODUCED and "reproduced means not zero" in small.text
+    assert "(95%, 20 judged neurons)" in C.Test(
+        C.DIRECTIONAL, 0.2, 0.1, 0.3, 20, float("nan"), 0, 0.05, 0.14, "GELU",
+        units="judged neurons").interval_text
+
+
 def test_borrowed_sd_and_pooling():
     one = _t([0.10, 0.14, 0.12])
     pooled = C.pooled_sd([one, _t([0.3]), _t([0.2, 0.2])])
@@ -109,7 +136,8 @@ def test_tests_round_trip_and_decide_a_claim_by_combination():
     assert C.Test.from_dict(json.loads(json.dumps(t.to_dict(), allow_nan=False))) == t
     spec = REG.REGISTRY["figure4"]
     c = spec.scored("x", tests=[t, _t([0.10, -0.12, 0.08])])
-    assert c.verdict == C.NOT_TESTABLE and c.test == t and len(c.tests) == 2
+    assert c.verdict == C.NOT_TESTABLE and len(c.tests) == 2
+    assert c.test == dataclasses.replace(t, parts=2)   # each part contradicts at ALPHA / 2
     assert C.combined(C.REPRODUCED, C.INCONCLUSIVE) == C.INCONCLUSIVE
     assert C.combined(C.INCONCLUSIVE, C.NOT_TESTABLE) == C.NOT_TESTABLE
     assert C.combined(C.NOT_TESTABLE, C.CONTRADICTED) == C.CONTRADICTED
@@ -127,7 +155,10 @@ def test_noise_alone_reproduces_at_most_the_stated_rate():
     designs = [_t([0.1, 0.3]), _t([0.1, 0.12, 0.08]), _t([0.1, -0.1, 0.3, 0.0, 0.2]),
                _t([0.2], borrowed=(0.05, 2, "1L")),
                _t([-0.15, 0.05, -0.13], kind=C.EQUIVALENCE, interest=0.01),
-               _t([0.001, -0.002, 0.0005, 0.001], kind=C.EQUIVALENCE, interest=0.01)]
+               _t([0.001, -0.002, 0.0005, 0.001], kind=C.EQUIVALENCE, interest=0.01),
+               # a blinded session: a sampling interval over judged neurons, no seed SD
+               C.Test(C.DIRECTIONAL, 0.2, 0.1, 0.3, 20, float("nan"), 0, 0.05, 0.14, "GELU",
+                      units="judged neurons")]
     spec = REG.REGISTRY["figure4"]
     claims = [C.Claim(**{**spec.scored("x", tests=[t]).to_dict(), "id": f"c{i}"})
               for i, t in enumerate(designs)]

@@ -197,11 +197,14 @@ def test_synthetic_zoo_claims(synthetic_runs):
     assert [t["borrowed"] for t in parity.tests[1:]] == ["the 1L seed pairs"] * 2
     assert parity.tests[1]["verdict"] == claim.CONTRADICTED
     assert parity.verdict == claim.CONTRADICTED
-    assert got["size_multiplier"].verdict == claim.CONTRADICTED
-    assert "interpolates" in got["size_multiplier"].ours
+    # point multipliers, one baseline per size: shown, never deciding
+    assert got["size_multiplier"].verdict == claim.NOT_TESTABLE
+    assert "interpolates" in got["size_multiplier"].ours and "no interval" in \
+        got["size_multiplier"].ours
     # one seed of SoLU without LN: no interval, so not testable; the size part is in range
     no_ln = got["no_ln_penalty"]
-    assert no_ln.verdict == claim.NOT_TESTABLE and no_ln.values["size_verdict"] == "reproduced"
+    assert no_ln.verdict == claim.NOT_TESTABLE
+    assert no_ln.values["size_verdict"] == "within 0.5x-0.7x"
     assert "0.60x" in no_ln.ours and no_ln.test.interest == pytest.approx(s5.NO_LN_INTEREST)
     # one seed of the blocked model: no equivalence test
     assert got["blocked_loss"].verdict == claim.NOT_TESTABLE
@@ -294,11 +297,11 @@ def test_no_ln_penalty_covers_every_branch(synthetic_runs):
     m = s5.measure(synthetic_runs)
     worse = ([4.30, 4.31, 4.29, 4.30], [4.10, 4.12, 4.10, 4.11])
     assert _no_ln(m, *worse, 0.6).verdict == claim.REPRODUCED
-    # the gap holds but the size is outside 0.5x-0.7x (a point value): inconclusive
-    assert _no_ln(m, *worse, 0.9).verdict == claim.INCONCLUSIVE
-    # no scaling law to convert the size: that part is not testable
+    # the size is a point value: reported, not deciding, inside or outside 0.5x-0.7x
+    c = _no_ln(m, *worse, 0.9)
+    assert c.verdict == claim.REPRODUCED and c.values["size_verdict"] == "outside 0.5x-0.7x"
     c = _no_ln(m, *worse, None)
-    assert c.verdict == claim.NOT_TESTABLE and c.values["size_verdict"] == claim.NOT_TESTABLE
+    assert c.verdict == claim.REPRODUCED and c.values["size_verdict"] == "no multiplier"
     # SoLU without LN better than GELU: contradicted whatever the size
     better = (worse[1], worse[0])
     assert _no_ln(m, *better, 0.6).verdict == claim.CONTRADICTED

@@ -3,6 +3,7 @@ the baseline, null controls, the seed-level measurements and every claim's verdi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -239,7 +240,7 @@ def test_ablation_claims_over_seeds():
     blocked = got["blocked_interp"]
     assert blocked.verdict == claim.REPRODUCED and blocked.test.kind == claim.EQUIVALENCE
     assert blocked.test.confidence == pytest.approx(0.90)
-    top.update({"1L-solu": [0.31, 0.20, 0.40], "1L-gelu_ln": [0.25, 0.22, 0.24],
+    top.update({"1L-solu": [0.31, 0.20, 0.40], "1L-gelu_ln": [0.20, 0.215, 0.21],
                 "1L-solu_ln_b4": [0.10, 0.12, 0.13]})
     got = decided(seed_measurements(top, gains=GAINS))
     assert got["solu_alone"].verdict == claim.NOT_TESTABLE   # too noisy to detect 5 points
@@ -401,9 +402,9 @@ def test_blocking_margin_stricter_bar_deeper_pairs_and_missing_instruments():
     m = s6.measure(**zoo_scores(), instruments=inst, calibration=calibration())
     depth = s6.decide_figure4_depth(m)
     assert depth.verdict == claim.CONTRADICTED  # -20 points against a ~2-point seed SD
-    # blocking: an equivalence claim, margin half of SoLU-LN's gain over GELU (±10.8 points)
+    # blocking: an equivalence claim against a fixed ±5 points (not a margin from the data)
     blocked = s6.decide_blocked_interp(m)
-    assert blocked.values["margin"] == pytest.approx(0.5 * (0.20 + 0.23 + 0.22) / 3)
+    assert blocked.values["margin"] == s6.BLOCKED_MARGIN == claim.INTEREST_POINTS
     assert blocked.verdict == claim.REPRODUCED
     assert blocked.test.interest == pytest.approx(blocked.values["margin"])
     # the stricter annotator: the share of features exposed at r² above 0.8, net of rotation
@@ -414,7 +415,17 @@ def test_blocking_margin_stricter_bar_deeper_pairs_and_missing_instruments():
     bare = s6.measure(**zoo_scores(), calibration=calibration())
     got = s6.decide_figure4(bare)
     assert got.verdict == claim.NOT_TESTABLE and "not measured on the models" in got.ours
-    # no gain to keep: blocking is not testable
+    # identical seeds: no variance estimate, so blocking is not testable
     flat = {v: [(0.2, 0.1)] * 2 for v in ("1L-gelu", "1L-solu_ln", "1L-solu_ln_b4")}
     m = s6.measure(**zoo_scores(), instruments=instruments(flat), calibration=calibration())
     assert s6.decide_blocked_interp(m).verdict == claim.NOT_TESTABLE
+    # a stricter bar at floor (GELU and every rotation at 0) cannot test the sub-claim
+    floor = {"1L-gelu": [(0.20, 0.15), (0.22, 0.16), (0.21, 0.17)],
+             "1L-solu_ln": [(0.40, 0.15), (0.45, 0.14), (0.43, 0.16)]}
+    inst = instruments(floor)
+    for name, mi in inst.items():
+        for b in ("rotated", "random_init") + (("basis",) if "gelu" in name else ()):
+            mi.bases[b] = dataclasses.replace(mi.bases[b], strict_share=0.0)
+    m = s6.measure(**zoo_scores(), instruments=inst, calibration=calibration())
+    strict = s6.decide_stricter_annotator(m)
+    assert strict.verdict == claim.NOT_TESTABLE and "at floor" in strict.tests[0]["why"]

@@ -111,7 +111,7 @@ def power_rows(claims: Sequence[Claim]) -> list[dict[str, str]]:
                 "of interest": ("±" if t.kind == "equivalence" else "") +
                 t._num(t.interest, False),
                 "seeds for 80% power": "" if t.borrowed else
-                ("n/a" if need is None else f"{need:,}"),
+                ("n/a" if need is None else f"about {need:,}"),
                 "null / gate": t.null + (f"; not testable: {t.why}" if t.why else "")})
             if len(c.tests) > 1:
                 row["null / gate"] += f" (+{len(c.tests) - 1} more test(s) that must also hold)"
@@ -138,9 +138,10 @@ def power_html(claims: Sequence[Claim]) -> str:
 
 
 def null_registry_markdown(sim: NullRegistry, observed: Sequence[Claim]) -> str:
-    """Per verdict: how many empirical claims this build gave it, and how many a registry of
-    the same design gives on average when no claim has any effect (``simulate_null``)."""
-    seen = counts(observed, kind=EMPIRICAL)
+    """Per verdict: how many of the simulated claims this build gave it, and how many a
+    registry of the same design gives on average when no claim has any effect
+    (``simulate_null``)."""
+    seen = counts([c for c in observed if c.id in set(sim.claims)], kind=EMPIRICAL)
     expected = sim.expected
     return markdown_table([{"verdict": v, "this build": seen[v],
                             f"under the null (mean of {sim.n:,} registries)":
@@ -150,9 +151,12 @@ def null_registry_markdown(sim: NullRegistry, observed: Sequence[Claim]) -> str:
 def multiplicity_sentence(sim: NullRegistry) -> str:
     """The simulation in words."""
     k = len(sim.claims)
-    return (f"Of {k} empirical claims, a registry with no effect anywhere, but this build's "
-            f"seeds, SDs and margins, gives {sim.expected[REPRODUCED]:.2f} \"reproduced\" "
-            f"verdicts on average ({sim.reproduced_fraction:.1%} of its verdicts, against "
-            f"{ALPHA / 2:.1%} stated for a directional test and {ALPHA:.0%} for an "
-            f"equivalence test), and at least one in {sim.any_reproduced:.0%} of registries "
-            f"({sim.n:,} simulated). Power is stated at {POWER:.0%}.")
+    left = (f" The {len(sim.by_design)} claims decided without a test (not testable by design) "
+            "are left out." if sim.by_design else "")
+    return (f"Of the {k} empirical claims decided on tests, a registry with no effect anywhere, "
+            f"but this build's seeds, SDs and margins, gives {sim.expected[REPRODUCED]:.2f} "
+            f"\"reproduced\" verdicts on average ({sim.reproduced_fraction:.1%} of its "
+            f"verdicts, against {ALPHA / 2:.1%} stated for a directional test and {ALPHA:.0%} "
+            f"for an equivalence test) and {sim.expected[CONTRADICTED]:.2f} \"contradicted\", "
+            f"with at least one \"reproduced\" in {sim.any_reproduced:.0%} of registries "
+            f"({sim.n:,} simulated). Power is stated at {POWER:.0%}." + left)

@@ -52,9 +52,14 @@ claim when the 90% interval lies inside the margin (TOST at ALPHA)."""
 POWER = 0.80
 """The power at which the smallest detectable effect is stated."""
 INTEREST_POINTS = 0.05
-"""The smallest effect of interest of a score on a 0-1 scale (a fraction of neurons, a share of
-features, r² or F1), shown as 5 points: a fifth of the paper's headline interpretability effect
-(Figure 4, +25 points). Smaller differences would not change what a reader concludes."""
+"""The smallest effect of interest of a score on a 0-1 scale, shown as 5 points: a fifth of the
+paper's headline interpretability effect (Figure 4, +25 points of the fraction of neurons
+interpretable). It is applied to every score the book reads on that scale (fractions of
+neurons, shares of features, mean best r², mean best F1, agreement percentiles, shares of
+inconsistent examples): each is a proportion-like number whose whole range is 100 points, and
+a twentieth of that range is what a reader would need to see before concluding that one
+activation makes neurons more readable than another. A claim with a better-grounded number
+states its own (loss margins in nats, the sparsity ratio)."""
 DIRECTIONAL = "directional"
 EQUIVALENCE = "equivalence"
 TEST_KINDS = (DIRECTIONAL, EQUIVALENCE)
@@ -124,6 +129,8 @@ class ClaimSpec:
         ``claim_<id>``, the verdict apart as ``verdict_<id>``); by default it is ``ours``.
         ``rule`` overrides the rule text only to fill in numbers the spec cannot know.
         """
+        if len(tests) > 1:  # each part contradicts at ALPHA / parts (``Test.parts``)
+            tests = [replace(t, parts=len(tests)) for t in tests]
         if verdict is None:
             verdict = combined(*(t.verdict for t in tests)) if tests else NOT_TESTABLE
         return Claim(id=self.id, section=self.section, claim=self.statement, paper=self.paper,
@@ -296,6 +303,12 @@ class Test:
     borrowed: str = ""
     why: str = ""
     values: tuple[float, ...] = ()
+    parts: int = 1
+    """How many tests the claim's verdict combines: "contradicted" by any one part contradicts
+    the claim, so each part contradicts only at ALPHA / parts (Bonferroni), keeping the claim's
+    false "contradicted" at the stated rate."""
+    units: str = "seeds"
+    """What ``n`` counts, for reading ("seeds"; "judged neurons" for a blinded session)."""
 
     def __post_init__(self):
         if self.kind not in TEST_KINDS:
@@ -313,27 +326,55 @@ class Test:
         """Whether the design detects the smallest effect of interest with POWER."""
         return _finite(self.detectable) and self.detectable <= self.interest
 
+    def _against(self) -> tuple[float, float]:
+        """The interval "contradicted" is decided on: two-sided 1 - ALPHA / parts (95% for a
+        one-part claim, for equivalence too, so that a truly equivalent result is called not
+        equivalent at most ALPHA of the time; the 90% interval would allow 2 ALPHA)."""
+        if self.parts == 1 and self.kind == DIRECTIONAL:
+            return self.lo, self.hi
+        if not (_finite(self.sd) and self.df >= 1 and _finite(self.lo)):
+            if self.parts == 1 or not (_finite(self.lo) and _finite(self.hi)):
+                return self.lo, self.hi
+            # an interval without an SD (a sampling interval): widen by the z ratio
+            from scipy.stats import norm
+
+            k = float(norm.ppf(1 - ALPHA / (2 * self.parts)) / norm.ppf(1 - ALPHA / 2))
+            h = (self.hi - self.lo) / 2 * k
+            return self.effect - h, self.effect + h
+        h = _t_quantile(1 - ALPHA / (2 * self.parts), self.df) * self.sd / math.sqrt(self.n)
+        return self.effect - h, self.effect + h
+
+    @property
+    def excludes_interest(self) -> bool:
+        """Whether the interval rules out an effect as large as the effect of interest on the
+        claim's side (directional): the effect, if any, is too small to matter."""
+        return self.kind == DIRECTIONAL and _finite(self.hi) and self.hi < self.interest
+
     @property
     def verdict(self) -> str:
-        """The symmetric rule. Directional: reproduced if the interval is above 0, contradicted
-        if below; equivalence: reproduced if it lies inside (-interest, interest), contradicted
-        if wholly outside. Otherwise (power first) not testable at this scale when the design
-        cannot detect the smallest effect of interest (``powered``), else inconclusive. A failed
-        gate (``why``), no estimate or no variance estimate is not testable."""
+        """The symmetric rule. Directional: reproduced if the 95% interval is above 0,
+        contradicted if below; equivalence: reproduced if the 90% interval lies inside
+        (-interest, interest) (TOST at ALPHA), contradicted if the 95% interval lies wholly
+        outside (a claim of several parts contradicts on 1 - ALPHA / parts intervals). Otherwise
+        inconclusive when the design could detect the smallest effect of interest
+        (``powered``) or the interval already rules that effect out (``excludes_interest``);
+        else (power first) not testable at this scale. A failed gate (``why``), no estimate or
+        no variance estimate is not testable."""
         if self.why or not _finite(self.effect):
             return NOT_TESTABLE
         lo, hi, m = self.lo, self.hi, self.interest
+        alo, ahi = self._against()
         if self.kind == DIRECTIONAL:
             if lo > 0:
                 return REPRODUCED
-            if hi < 0:
+            if ahi < 0:
                 return CONTRADICTED
         else:
             if -m < lo and hi < m:
                 return REPRODUCED
-            if lo > m or hi < -m:
+            if alo > m or ahi < -m:
                 return CONTRADICTED
-        return INCONCLUSIVE if self.powered else NOT_TESTABLE
+        return INCONCLUSIVE if self.powered or self.excludes_interest else NOT_TESTABLE
 
     def _num(self, x: float, sign: bool = True) -> str:
         if not _finite(x):
@@ -344,7 +385,8 @@ class Test:
 
     @property
     def interval_text(self) -> str:
-        units = "1 seed" if self.n == 1 else f"{self.n} seeds"
+        units = ("1 seed" if self.n == 1 and self.units == "seeds" else
+                 f"{self.n} {self.units}")
         ci = f"{self.confidence:.0%}"
         if not (_finite(self.lo) and _finite(self.hi)):
             return f"{self._num(self.effect)} {self.unit} ({units}, no interval)".replace("  ", " ")
@@ -365,10 +407,16 @@ class Test:
     def text(self) -> str:
         """The effect, interval, power and null in one phrase (what a row shows)."""
         t = f"{self.interval_text}; {self.power_text}; null: {self.null}"
+        v = self.verdict
         if self.why:
             t += f"; not testable: {self.why}"
-        elif self.verdict == NOT_TESTABLE and _finite(self.effect):
+        elif v == NOT_TESTABLE and _finite(self.effect):
             t += "; not testable at this scale: the design cannot detect the effect of interest"
+        elif v == INCONCLUSIVE and self.excludes_interest and not self.powered:
+            t += "; the interval rules out the effect of interest"
+        elif v == REPRODUCED and self.kind == DIRECTIONAL and self.effect < self.interest:
+            t += ("; the estimate is below the effect of interest: reproduced means not zero, "
+                  "not large")
         return t
 
     def to_dict(self) -> dict[str, Any]:

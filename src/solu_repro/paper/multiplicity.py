@@ -10,10 +10,15 @@ between-seed SD and the same smallest effect of interest, and decided by the sam
 (``claim.seed_test``, ``Test.verdict``, ``claim.combined``). A borrowed SD is re-drawn too
 (``sd sqrt(chi2(df) / df)``), so its own uncertainty counts.
 
-Two simplifications, both of which can only raise the simulated rate of "reproduced": every
-gate is taken as passed (a gate only ever turns a verdict into "not testable"), and a claim
-capped by its parent (the stricter annotator) is not capped. Claims decided without a test
-(not testable by design: no GPU kernel, no 64-layer model) keep their verdict.
+Two simplifications can only raise the simulated rate of "reproduced": every gate is taken as
+passed (a gate only ever turns a verdict into "not testable"), and a claim capped by its parent
+(the stricter annotator) is not capped. One can lower it: the parts of one claim are drawn
+independently, though they may share models (a claim reproduced only when all its parts are is
+then reproduced by noise less often than if its parts moved together; at most the stated rate
+of its weakest part either way). A test with a sampling interval and no seed SD (a blinded
+session) is re-drawn from a normal with its interval's width. Claims decided without any test
+(not testable by design: no GPU kernel, no 64-layer model, a single multiplier per size) are
+left out of the simulation and counted apart.
 
 Measurement only; ``solu_repro.book.scorecard`` presents it.
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -49,6 +54,12 @@ def null_draw(test: Test, rng: np.random.Generator) -> Test:
     """One draw of ``test`` under its null: the same design (n, SD, df, interest, kind), no
     effect (directional) or an effect exactly at the margin (equivalence); no gate."""
     if not _simulable(test):
+        if math.isfinite(test.lo) and math.isfinite(test.hi) and not math.isfinite(test.sd):
+            # a sampling interval without a seed SD: normal, with the interval's half-width
+            half = (test.hi - test.lo) / 2
+            centre = 0.0 if test.kind == DIRECTIONAL else test.interest
+            e = float(rng.normal(centre, half / 1.959964))
+            return replace(test, effect=e, lo=e - half, hi=e + half, why="")
         return test  # no variance estimate: not testable whatever the data
     centre = 0.0 if test.kind == DIRECTIONAL else test.interest
     values = rng.normal(centre, test.sd, size=test.n)
@@ -56,8 +67,9 @@ def null_draw(test: Test, rng: np.random.Generator) -> Test:
     if test.borrowed:
         borrowed = (test.sd * math.sqrt(rng.chisquare(test.df) / test.df), test.df,
                     test.borrowed)
-    return seed_test(values.tolist(), interest=test.interest, null=test.null, unit=test.unit,
-                     scale=test.scale, kind=test.kind, borrowed=borrowed)
+    return replace(seed_test(values.tolist(), interest=test.interest, null=test.null,
+                             unit=test.unit, scale=test.scale, kind=test.kind,
+                             borrowed=borrowed), parts=test.parts)
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,9 @@ class NullRegistry:
 
     Attributes:
         n: simulated registries.
-        claims: the empirical claims simulated, in registry order.
+        claims: the empirical claims simulated (those decided on at least one test), in
+            registry order.
+        by_design: the empirical claims decided without a test (not simulated).
         per_claim: ``{claim id: {verdict: fraction of registries}}``.
         stated: ``{claim id: the claim's stated rate of a false "reproduced"}`` (its headline
             test's; NaN for a claim without tests).
@@ -79,6 +93,7 @@ class NullRegistry:
     per_claim: dict[str, dict[str, float]]
     stated: dict[str, float]
     reproduced_counts: tuple[int, ...]
+    by_design: tuple[str, ...] = ()
 
     @property
     def expected(self) -> dict[str, float]:
@@ -104,7 +119,8 @@ def simulate_null(claims: Iterable[Claim], n: int = N_REGISTRIES, seed: int = 0
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n (simulated registries) must be a positive integer, got {n!r}")
     rng = np.random.default_rng(seed)
-    emp = [c for c in claims if c.kind == EMPIRICAL]
+    every = [c for c in claims if c.kind == EMPIRICAL]
+    emp = [c for c in every if c.tests]
     tests = {c.id: [Test.from_dict(t) for t in c.tests] for c in emp}
     counts: dict[str, Counter] = {c.id: Counter() for c in emp}
     reproduced = []
@@ -112,13 +128,14 @@ def simulate_null(claims: Iterable[Claim], n: int = N_REGISTRIES, seed: int = 0
         k = 0
         for c in emp:
             ts = tests[c.id]
-            v = combined(*(null_draw(t, rng).verdict for t in ts)) if ts else c.verdict
+            v = combined(*(null_draw(t, rng).verdict for t in ts))
             counts[c.id][v] += 1
             k += v == REPRODUCED
         reproduced.append(k)
     per = {cid: {v: cnt[v] / n for v in VERDICTS} for cid, cnt in counts.items()}
-    stated = {c.id: stated_rate(tests[c.id][0]) if tests[c.id] else math.nan for c in emp}
-    return NullRegistry(n, tuple(c.id for c in emp), per, stated, tuple(reproduced))
+    stated = {c.id: stated_rate(tests[c.id][0]) for c in emp}
+    return NullRegistry(n, tuple(c.id for c in emp), per, stated, tuple(reproduced),
+                        tuple(c.id for c in every if not c.tests))
 
 
 def seeds_for(test: Test) -> int | None:

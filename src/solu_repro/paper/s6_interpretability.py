@@ -39,10 +39,12 @@ NULL_LABELS = {"rotated": "rotated basis", "random_init": "untrained model",
 STRICT = dict(threshold=0.9, min_lift=5.0)
 """The stricter judge of §6.2's "one annotator held a higher bar": 90% of the top firings
 (not 80%) and a lift of 5 over the base rate (not 3)."""
-BLOCKED_MARGIN = 0.10
-"""§4.4 "no substantial effect" on interpretability, on the top-20 view's fractions: within ±10
-points of SoLU-LN. On the other instruments the margin is half of SoLU-LN's own gain over GELU
-(``decide_blocked_interp``): their scales are not fractions of neurons."""
+BLOCKED_MARGIN = INTEREST_POINTS
+"""§4.4 "no substantial effect" on interpretability: blocked SoLU-LN within ±5 points of SoLU-LN
+on the deciding instrument, the same smallest effect of interest as every other 0-1 score
+(``claim.INTEREST_POINTS``). A margin taken from the data (half of SoLU-LN's measured gain)
+would share its noise with the test and let a false "equivalent" through more often than
+stated."""
 
 
 # --- one model: the fraction of its neurons judged interpretable ------------------------------
@@ -770,7 +772,8 @@ SOLU_ALONE = ClaimSpec(
     EMPIRICAL, "04-interpretability-quantitative",
     INSTRUMENT_RULE + "over matched 1-layer seeds, both must hold: SoLU (no LN) minus GELU "
     "above 0 (gated on SoLU's basis beating its rotation), and adding the LN keeps at least "
-    "half of that gain: (SoLU-LN minus SoLU) + 0.5 (SoLU minus GELU) above 0; " + SEED_RULE)
+    "half of that gain: (SoLU-LN minus SoLU) + 0.5 (SoLU minus GELU) above 0 (gated on SoLU's "
+    "and SoLU-LN's bases beating their rotations); " + SEED_RULE)
 
 
 @SOLU_ALONE.decided_by
@@ -783,7 +786,8 @@ def decide_solu_alone(m: InterpMeasurements) -> Claim:
     if alone is None or keeps is None:
         return SOLU_ALONE.scored("no SoLU-without-LN model", NOT_TESTABLE)
     gate = rotation_gate(m, "solu")
-    tests = [_gate(alone, gate, "SoLU (no LN)"), _gate(keeps, gate, "SoLU (no LN)")]
+    tests = [_gate(alone, gate, "SoLU (no LN)"),
+             _gate(_gate(keeps, gate, "SoLU (no LN)"), rotation_gate(m, "solu_ln"), "SoLU-LN")]
     return SOLU_ALONE.scored(
         f"{m.instrument_label}: SoLU (no LN) minus GELU: {tests[0].text}; adding the LN keeps "
         f"half of it, (SoLU-LN minus SoLU) + half the gain: {tests[1].interval_text} "
@@ -792,7 +796,8 @@ def decide_solu_alone(m: InterpMeasurements) -> Claim:
 
 LN_ONLY_HALFWAY = ClaimSpec(
     "ln_only_halfway", "§6.2", "The LN-only ablation scores about halfway between "
-    "baseline and SoLU-LN (16 layers)", "halfway", EMPIRICAL,
+    "baseline and SoLU-LN (16 layers); tested as its order, between the two", "halfway",
+    EMPIRICAL,
     "04-interpretability-quantitative",
     INSTRUMENT_RULE + "over matched 1-layer seeds, both must hold: GELU-LN minus GELU above 0 "
     "(gated on GELU-LN's basis beating its rotation) and SoLU-LN minus GELU-LN above 0 (gated "
@@ -812,6 +817,22 @@ def decide_ln_only_halfway(m: InterpMeasurements) -> Claim:
     return LN_ONLY_HALFWAY.scored(
         f"{m.instrument_label}: GELU-LN minus GELU: {tests[0].text}; SoLU-LN minus GELU-LN: "
         f"{tests[1].interval_text} ({tests[1].verdict})", tests=tests)
+
+
+def _at_floor(m: InterpMeasurements) -> str:
+    """Why the stricter bar cannot test the claim when it is at floor: GELU and every rotated
+    basis have no feature above the bar in any seed, so the comparison and its null are the
+    same numbers ("" when the bar is above floor for some of them)."""
+    strict = m.judged("strict").get(m.variant("gelu"), {})
+    gains, values = m.judged("strict_gain"), m.judged("strict")
+    rotated = [values[v][i] - gains[v][i] for v in gains for i in gains[v]
+               if i in values.get(v, {})]
+    if strict and rotated and all(x == 0 for x in strict.values()) and all(
+            abs(x) < 1e-12 for x in rotated):
+        return ("the stricter bar is at floor: no feature of GELU or of any rotated basis "
+                "reaches it in any seed, so the comparison, its null and its gate are the same "
+                "numbers")
+    return ""
 
 
 STRICTER_ANNOTATOR = ClaimSpec(
@@ -840,9 +861,10 @@ def decide_stricter_annotator(m: InterpMeasurements) -> Claim:
     net = judged_test(m, "solu_ln", "gelu", "strict_gain",
                       null="each model's rotated basis at the stricter bar")
     gate = rotation_gate(m, "solu_ln", "strict_gain")
-    tests = [_gate(strict, gate, "SoLU-LN")]
+    floor = _at_floor(m)
+    tests = [gated(strict, floor) if floor else _gate(strict, gate, "SoLU-LN")]
     if net is not None:
-        tests.append(_gate(net, gate, "SoLU-LN"))
+        tests.append(gated(net, floor) if floor else _gate(net, gate, "SoLU-LN"))
     parent = decide_figure4(m)
     bar = ("full-spectrum view of the judge" if m.instrument in ("top", "spectrum") else
            f"share of features exposed at r² above {STRICT_EXPOSED:g}")
@@ -861,12 +883,11 @@ BLOCKED_INTERP = ClaimSpec(
     "effect on interpretability", "no substantial effect", EMPIRICAL,
     "04-interpretability-quantitative",
     INSTRUMENT_RULE + "an equivalence claim: blocked SoLU-LN minus SoLU-LN over matched "
-    "seeds, 90% interval (TOST at 5%), against a margin of half of SoLU-LN's gain over GELU "
-    "(seed mean) on the same instrument (not testable if there is no gain to keep; ±10 "
-    "points on the unchecked top-20 view): reproduced (equivalent) if the interval lies "
-    "inside the margin, contradicted (not equivalent) if wholly outside, else not testable "
-    "at this scale when the smallest margin the design could show exceeds the margin, else "
-    "inconclusive; gated on the blocked model's basis beating its rotation")
+    "seeds against a fixed margin of ±5 points (s6_interpretability.BLOCKED_MARGIN): "
+    "reproduced (equivalent) if the 90% interval lies inside the margin (TOST at 5%), "
+    "contradicted (not equivalent) if the 95% interval lies wholly outside, else not "
+    "testable at this scale when the smallest margin the design could show exceeds ±5, "
+    "else inconclusive; gated on the blocked model's basis beating its rotation")
 
 
 @BLOCKED_INTERP.decided_by
@@ -877,16 +898,8 @@ def decide_blocked_interp(m: InterpMeasurements) -> Claim:
     if diffs is None:
         return BLOCKED_INTERP.scored("no blocked SoLU-LN model", NOT_TESTABLE)
     margin = BLOCKED_MARGIN
-    if m.instrument not in ("top", "spectrum"):
-        gain = m.judged_difference("solu_ln", "gelu")
-        if gain is None or not gain.estimate > 0:
-            return BLOCKED_INTERP.scored(
-                f"{m.instrument_label}: SoLU-LN has no gain over GELU to keep, so no margin "
-                "for 'no substantial effect'", NOT_TESTABLE)
-        margin = 0.5 * gain.estimate
-    test = seed_test(diffs, interest=margin, null="SoLU-LN of the same seed (margin: half of "
-                     "SoLU-LN's gain over GELU)", unit=_in_points(m.instrument), scale=100,
-                     kind=EQUIVALENCE)
+    test = seed_test(diffs, interest=margin, null="SoLU-LN of the same seed (margin ±5 points)",
+                     unit=_in_points(m.instrument), scale=100, kind=EQUIVALENCE)
     gate = rotation_gate(m, "solu_ln_b4")
     test = _gate(test, gate, "blocked SoLU-LN")
     return BLOCKED_INTERP.scored(
@@ -944,7 +957,9 @@ def decide_human_blind(m: InterpMeasurements) -> Claim:
              and depth_of(a) == depth_of(b) and seed_of(a) == seed_of(b)]
     tests = [Test(DIRECTIONAL, d, lo, hi, n, math.nan, 0, INTEREST_POINTS,
                   (hi - lo) / (2 * 1.959964) * (1.959964 + 0.841621), "GELU of the same seed "
-                  "(neurons sampled at random, judged blind)", "points", 100.0)
+                  "(neurons sampled at random, judged blind; the interval is over judged "
+                  "neurons of one model pair, not over trained models)", "points", 100.0,
+                  units="judged neurons")
              for s in judged for a, b, d, lo, hi in oriented(s.report.differences)
              for n in (s.n_judgments,)
              if act_of(a) == "solu_ln" and act_of(b) == "gelu"
