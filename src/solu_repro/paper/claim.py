@@ -143,10 +143,12 @@ class ClaimSpec:
 SEED_RULE = ("intervals are over independent units, matched seed pairs (a t interval on the "
              "per-seed differences, 95% two-sided; 90% for an equivalence margin, TOST at 5%); "
              "reproduced if the interval excludes 0 on the claim's side, contradicted if it "
-             "excludes 0 on the other side; otherwise not testable at this scale if the "
-             "smallest effect detectable with 80% power exceeds the smallest effect of "
-             "interest, else inconclusive; one seed and nothing borrowed gives no interval "
-             "(not testable); seeds that do not differ at all give no variance estimate")
+             "excludes 0 on the other side (equivalence: the 95% interval wholly outside the "
+             "margin; a part of a claim of k parts contradicts at 5%/k); otherwise "
+             "inconclusive if the design could detect the smallest effect of interest with "
+             "80% power or the interval already rules it out, else not testable at this "
+             "scale; one seed and nothing borrowed gives no interval (not testable); seeds "
+             "that do not differ at all give no variance estimate")
 
 
 @dataclass(frozen=True)
