@@ -14,7 +14,7 @@ for cap in "${@:-default avx2 avx512}"; do
     for t in 1 2; do
       export ATEN_CPU_CAPABILITY=$cap1 OMP_NUM_THREADS=$t SOLU_RUNS_DIR=$WORK/runs-$cap1
       "$BIN/solu-repro" zoo --scale tiny --quiet >/dev/null 2>&1 || { echo "zoo failed under $cap1"; status=1; continue; }
-      out=$("$BIN/python" -m pytest -p no:cacheprovider -q --no-header --nbval-lax \
+      out=$("$BIN/python" -m pytest -p no:cacheprovider -p tests.nbval_patience -q --no-header --nbval-lax \
         --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/ 2>&1)
       rc=$?; status=$((status | rc))
       echo "ATEN_CPU_CAPABILITY=$cap1 OMP_NUM_THREADS=$t: $(tail -1 <<<"$out")"

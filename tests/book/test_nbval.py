@@ -38,8 +38,8 @@ SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 NOTEBOOKS = find_notebooks(ROOT)
 
 def nbval_command(notebook: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--no-header",
-            "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p",
+            "tests.nbval_patience", "-q", "--no-header", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
             "--timeout", "900", str(notebook)]
 
 
@@ -103,3 +103,15 @@ def other_kernels_env(tmp_path_factory, tiny_zoo, portable_zoo):
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_nbval_other_kernels(notebook, other_kernels_env):
     run_nbval(notebook, other_kernels_env)
+
+
+def test_nbval_waits_for_output_on_a_busy_machine():
+    from types import SimpleNamespace
+
+    from tests import nbval_patience
+
+    assert "tests.nbval_patience" in nbval_command(NOTEBOOKS[0])
+    cell, other = SimpleNamespace(output_timeout=5), SimpleNamespace()
+    nbval_patience.pytest_collection_modifyitems([cell, other])
+    assert cell.output_timeout == nbval_patience.OUTPUT_TIMEOUT >= 60
+    assert not hasattr(other, "output_timeout")
