@@ -108,7 +108,7 @@ def test_notebook_nbval_other_kernels(notebook, other_kernels_env):
 def test_nbval_waits_for_output_on_a_busy_machine():
     from types import SimpleNamespace
 
-    from tests import nbval_patience
+    import nbval_patience  # tests/ is on the path (as for fakes.py)
 
     assert "tests.nbval_patience" in nbval_command(NOTEBOOKS[0])
     cell, other = SimpleNamespace(output_timeout=5), SimpleNamespace()
