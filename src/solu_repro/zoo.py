@@ -3,9 +3,11 @@
 Scales:
     tiny: for tests and nbval; every model trains in seconds on a laptop CPU.
     cpu:  the default book: 3 seeds each of 1-layer GELU and SoLU-LN (the Figure 4 pair),
-          2 seeds each of the 1-layer ablations (GELU-LN, SoLU without LN, blocked SoLU-LN
-          with 4 blocks), and one 2- and 4-layer GELU/SoLU-LN pair, every model on 1.4M
-          tokens; book/measured.md shows the arithmetic of what that costs on 2 CPU cores.
+          every model on 5.73 M tokens, its weights kept at four log-spaced points on the
+          way; the README shows the arithmetic of what that costs on 2 CPU cores.
+    cpu-full: the same, plus 2 seeds each of the 1-layer ablations (GELU-LN, SoLU without
+          LN, blocked SoLU-LN with 4 blocks) and one 2- and 4-layer GELU/SoLU-LN pair, all
+          on the same 5.73 M tokens (about 2.7x the default zoo's training).
     gpu:  wider, deeper, many more tokens, for one H100-class GPU, on the Pile streamed from
           the Hugging Face hub (needs internet), or on any corpus via ``data=``.
 
@@ -23,6 +25,7 @@ two processes from training the same run at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import os
 from dataclasses import dataclass
@@ -36,7 +39,7 @@ from tokenizers import Tokenizer
 from .data import DataError, DataSpec, TokenizedCorpus, load_tokenizer, open_dataset
 from .model import ConfigError, ModelConfig, Transformer
 from .train.runtime import torch_threads
-from .train import TrainConfig, read_result, train
+from .train import TrainConfig, read_result, read_snapshot, snapshot_path, train
 
 PILE = "hf:monology/pile-uncopyrighted:train"
 
@@ -71,6 +74,14 @@ class Scale:
     """solu_blocks of the blocked SoLU-LN ablation (0: none at this scale)."""
     deep_warmup_steps: int | None = None
     """warmup of the deeper pairs (None: ``warmup_steps``)."""
+    lr_embed: float | None = None
+    """``TrainConfig.lr_embed`` of every model (None: its default, 1e-3). See ``CPU_LR_EMBED``."""
+    snapshot_steps: tuple[int, ...] = ()
+    """Steps at which every model of the smallest depth keeps its weights
+    (``TrainConfig.snapshot_steps``): the points of the book's metrics over training."""
+    runs_under: str | None = None
+    """Keep this scale's runs under another scale's folder (None: its own), so a scale that
+    extends another reuses the runs they share (same config, same hash)."""
     train_threads: int | None = None
     """Torch threads while training (None: torch's default). Tiny models are trained on one
     thread, so that one machine trains the same tiny zoo every time: their training is chaotic
@@ -85,24 +96,44 @@ lr. With lr 2e-3 instead (and 80 steps of warmup, 400 steps) the 2-layer GELU's 
 1-layer one fell from 0.24 nats (an earlier zoo at lr 4e-3) to 0.04, and the 4-layer GELU did
 not beat the 1-layer one; chapter 3 checks whether depth helps."""
 
+CPU_LR_EMBED = 4e-3
+"""lr of embeddings, biases and LayerNorm parameters at the cpu scales: the hidden lr at d_model
+128 (2e-3 / (128 / 256)). At the default 1e-3 (a quarter of the hidden lr at this width) the
+model's init seed decided its loss: 1L GELU at 200 steps ended at 5.08, 4.63, 4.83 and 4.68
+nats for init seeds 0-3 (seed 0 was the zoo's 0.3-nat outlier), and at 4.53, 4.46, 4.46 and
+4.44 with the embeddings at 4e-3 (measured in issue 22; `benchmarks/seed_spread.py`
+repeats it)."""
+
+CPU_STEPS = 1400
+"""Steps of the cpu scales' models: 5.73 M tokens, four times the 1.43 M (350 steps) of the
+zoo before issue 22."""
+
+CPU_SNAPSHOTS = (50, 130, 350, 700)
+"""Log-spaced points (about x2.6, x2.7, x2, x2) at which the 1-layer cpu models keep their
+weights: 0.20, 0.53, 1.43 (the old budget) and 2.87 M tokens, then the end at 5.73 M."""
+
+_CPU_SHAPE = dict(data=DataSpec(vocab_size=2048), d_model=128, n_heads=2, d_head=64, d_mlp=512,
+                  n_ctx=256, batch_size=16, max_steps=CPU_STEPS, warmup_steps=35,
+                  eval_every=100, eval_rows=32, final_eval_rows=None, checkpoint_every=50,
+                  lr_embed=CPU_LR_EMBED, snapshot_steps=CPU_SNAPSHOTS)
+
 SCALES: dict[str, Scale] = {
     "tiny": Scale(data=DataSpec(max_chars_per_source=300_000, vocab_size=1024),
                   d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
                   batch_size=8, max_steps=120, warmup_steps=10, eval_every=40, eval_rows=16,
                   final_eval_rows=64, checkpoint_every=40, log_every=10, train_threads=1,
-                  pair_seeds=2, ablation_seeds=1, blocks=4,
+                  pair_seeds=2, ablation_seeds=1, blocks=4, snapshot_steps=(15, 40),
                   # fp32, not a probe: at these shapes bf16 hardly pays, and a probe near its
                   # margin could flip between runs, while the tests need one machine to train
                   # the same tiny zoo every time.
                   precision="fp32"),
-    # Every model 1.4M tokens (350 steps of 4,096), so the baseline's scaling law compares
-    # sizes at one budget; vocabulary 2,048. book/measured.md shows what that costs and buys, and
-    # why the issue's 3.1M tokens per model did not fit a 45-minute build on a 2-core CPU
-    # without bf16 matrix units.
-    "cpu": Scale(data=DataSpec(vocab_size=2048), d_model=128, n_heads=2, d_head=64, d_mlp=512,
-                 n_ctx=256, depths=(1, 2, 4), batch_size=16, max_steps=350, warmup_steps=35,
-                 eval_every=50, eval_rows=32, final_eval_rows=None, checkpoint_every=50,
-                 pair_seeds=3, ablation_seeds=2, blocks=4, deep_warmup_steps=DEEP_WARMUP),
+    # The default book (issue 22): the Figure 4 pair only, 3 seeds each at 5.73 M tokens. The
+    # README shows the arithmetic on the slowest CPU seen; what no longer fits is in cpu-full.
+    "cpu": Scale(**_CPU_SHAPE, depths=(1,), pair_seeds=3, ablation_seeds=0, blocks=0),
+    # The same chapters with everything at the same 5.73 M tokens: the pair (3 seeds), 2 seeds
+    # each of GELU-LN, SoLU without LN and the 4-block SoLU-LN, and one 2L and 4L pair.
+    "cpu-full": Scale(**_CPU_SHAPE, depths=(1, 2, 4), pair_seeds=3, ablation_seeds=2,
+                      blocks=4, deep_warmup_steps=DEEP_WARMUP, runs_under="cpu"),
     # ~1B tokens per model on the Pile (262k tokens per step); ~1.3M Pile documents are
     # ~1.3B tokens, so the budget is about one epoch.
     "gpu": Scale(data=DataSpec(sources=(PILE,), vocab_size=32768, max_docs_per_source=1_300_000),
@@ -193,8 +224,9 @@ def _variants(s: Scale) -> list[tuple[int, str, int, int]]:
     for depth in s.depths:
         for act in ("gelu", "solu_ln"):
             out.append((depth, act, 1, s.pair_seeds if depth == one else 1))
-    out += [(one, act, 1, s.ablation_seeds) for act in ABLATIONS]
-    if s.blocks > 1:
+    if s.ablation_seeds:
+        out += [(one, act, 1, s.ablation_seeds) for act in ABLATIONS]
+    if s.blocks > 1 and s.ablation_seeds:
         out.append((one, "solu_ln", s.blocks, s.ablation_seeds))
     return out
 
@@ -226,7 +258,9 @@ def zoo_configs(scale: str = "cpu", data: DataSpec | None = None) -> dict[str, T
                                   else s.warmup_steps),
                     eval_every=s.eval_every, eval_rows=s.eval_rows,
                     final_eval_rows=s.final_eval_rows, checkpoint_every=s.checkpoint_every,
-                    log_every=s.log_every, data_seed=seed, precision=s.precision)
+                    log_every=s.log_every, data_seed=seed, precision=s.precision,
+                    **({"lr_embed": s.lr_embed} if s.lr_embed is not None else {}),
+                    snapshot_steps=() if deep else s.snapshot_steps)
     return configs
 
 
@@ -245,9 +279,11 @@ def zoo_config(name: str, scale: str = "cpu", data: DataSpec | None = None) -> T
 
 
 def run_dir_for(cfg: TrainConfig, scale: str, runs_dir: str | Path | None = None) -> Path:
-    """``runs_dir/<scale>/<name>-<hash>``: a changed config gets a fresh directory."""
+    """``runs_dir/<scale>/<name>-<hash>``: a changed config gets a fresh directory (cpu-full
+    keeps its runs under cpu's folder, so the runs they share are trained once)."""
     root = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
-    return root / scale / f"{cfg.name or 'run'}-{cfg.run_hash()}"
+    under = SCALES[scale].runs_under if scale in SCALES else None
+    return root / (under or scale) / f"{cfg.name or 'run'}-{cfg.run_hash()}"
 
 
 class RunLockedError(RuntimeError):
@@ -289,10 +325,40 @@ class ZooRun:
     run_dir: Path
     result: dict[str, Any]
 
+    step: int | None = None
+    """None: the finished run; a step of ``config.snapshot_steps``: the weights kept there
+    (``at``), whose ``result`` holds that step's validation evaluation."""
+
     @property
     def weights_path(self) -> Path:
         """The file the weights load from: what the cached harvests and scores are keyed by."""
+        if self.step is not None:
+            return snapshot_path(self.run_dir, self.step)
         return self.run_dir / "model.safetensors"
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """Every point of this run with weights: its snapshot steps, then the final step."""
+        return (*self.config.snapshot_steps, self.config.max_steps)
+
+    def at(self, step: int) -> "ZooRun":
+        """This run as it was at ``step`` (one of ``steps``): the same name, config, corpus and
+        tokenizer, that step's weights and validation loss. Harvests, scores and instruments are
+        keyed by the weights file, so each step's are cached apart."""
+        if step == self.config.max_steps:
+            return dataclasses.replace(self, step=None, result=read_result(self.run_dir) or
+                                       self.result)
+        if step not in self.config.snapshot_steps:
+            raise ConfigError(f"{self.name} kept no weights at step {step}: its steps are "
+                              f"{list(self.steps)}")
+        record = read_snapshot(self.run_dir, step)
+        base = read_result(self.run_dir) or self.result
+        return dataclasses.replace(self, step=step, result={**base, **record})
+
+    @property
+    def tokens(self) -> int:
+        """Training tokens seen by these weights."""
+        return int(self.result.get("tokens", 0))
 
     def load_model(self, device: str = "cpu") -> Transformer:
         return load_weights(self.weights_path, device)

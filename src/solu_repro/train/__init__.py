@@ -15,7 +15,7 @@ The names a user needs are here: ``from solu_repro.train import TrainConfig, tra
 from .checkpoint import (CheckpointError, list_checkpoints, load_checkpoint, load_weights,
                          save_weights)
 from .config import DEVICES, OPERATIONAL_FIELDS, PRECISIONS, TrainConfig, TrainingDivergedError
-from .loop import evaluate, read_metrics, read_result, train
+from .loop import evaluate, read_metrics, read_result, read_snapshot, snapshot_path, train
 from .precision import PrecisionChoice
 from .runtime import Runtime, autocast, setup_runtime, torch_threads
 from .step import (HIDDEN_MATRICES, lr_multiplier, make_optimizer, make_step, param_groups,
@@ -24,5 +24,5 @@ from .step import (HIDDEN_MATRICES, lr_multiplier, make_optimizer, make_step, pa
 __all__ = ["CheckpointError", "DEVICES", "HIDDEN_MATRICES", "OPERATIONAL_FIELDS", "PRECISIONS",
            "PrecisionChoice", "Runtime", "TrainConfig", "TrainingDivergedError", "autocast",
            "evaluate", "list_checkpoints", "load_checkpoint", "load_weights", "lr_multiplier",
-           "make_optimizer", "make_step", "param_groups", "read_metrics", "read_result",
-           "save_weights", "set_lr", "setup_runtime", "torch_threads", "train", "train_step"]
+           "make_optimizer", "make_step", "param_groups", "read_metrics", "read_result", "read_snapshot",
+           "save_weights", "set_lr", "setup_runtime", "snapshot_path", "torch_threads", "train", "train_step"]

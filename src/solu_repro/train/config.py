@@ -59,6 +59,10 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints.
         keep_checkpoints: how many of the newest checkpoints to keep.
         log_every: steps between metrics lines.
+        snapshot_steps: steps (below ``max_steps``) at which the weights are kept for good, with
+            a validation evaluation on ``final_eval_rows`` (``snapshots/step_*.safetensors``
+            and ``.json``): the points at which the book measures every metric over training.
+            Part of the run hash (a run either has them or not).
     """
 
     model: ModelConfig
@@ -84,6 +88,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 10
+    snapshot_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):
@@ -112,6 +117,14 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"TrainConfig.{name} must be a non-negative integer, "
                                   f"got {value!r}")
+        steps = self.snapshot_steps
+        if not isinstance(steps, (list, tuple)) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and 0 < k < self.max_steps
+                for k in steps):
+            raise ConfigError(f"TrainConfig.snapshot_steps must be a list of steps from 1 to "
+                              f"max_steps - 1 = {self.max_steps - 1}, got {steps!r} (the final "
+                              "weights are kept anyway)")
+        object.__setattr__(self, "snapshot_steps", tuple(sorted(set(steps))))
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"TrainConfig.batch_size={self.batch_size} is not divisible by "
                               f"grad_accum={self.grad_accum}")
@@ -139,6 +152,9 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["model"], d["data"], d["betas"] = self.model.to_dict(), self.data.to_dict(), list(self.betas)
+        d["snapshot_steps"] = list(self.snapshot_steps)
+        if not self.snapshot_steps:
+            d.pop("snapshot_steps")  # so runs without snapshots keep the hash they always had
         return d
 
     @classmethod

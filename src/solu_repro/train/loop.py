@@ -330,10 +330,45 @@ def _after_step(run: _Run, loss: float, grad_norm: float, bar: tqdm) -> None:
         if rt.is_main:
             _append_jsonl(run.run_dir / "metrics.jsonl",
                           {"step": step, "tokens": step * cfg.tokens_per_step, **ev})
+    if step in cfg.snapshot_steps:
+        _snapshot(run)
     if step % cfg.checkpoint_every == 0 and step < cfg.max_steps and rt.is_main:
         save_checkpoint(run.run_dir / "checkpoints" / checkpoint_name(step), run.model,
                         run.optimizer, run.state())
         prune_checkpoints(run.run_dir, cfg.keep_checkpoints)
+
+
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    """The weights a run kept at ``step`` (``TrainConfig.snapshot_steps``); beside them a
+    ``.json`` with the step, tokens and a validation evaluation on ``final_eval_rows``."""
+    return Path(run_dir) / "snapshots" / f"{checkpoint_name(step)}.safetensors"
+
+
+def _snapshot(run: _Run) -> None:
+    """Keep the weights of this step for good, with a full validation evaluation (written
+    atomically: an interrupted run that resumes before this step writes the same file again)."""
+    cfg, rt, step = run.cfg, run.rt, run.step
+    ev = evaluate(run.model, run.corpus, cfg, rt, cfg.final_eval_rows,
+                  precision=run.precision.precision)
+    if not rt.is_main:
+        return
+    path = snapshot_path(run.run_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"step": step, "tokens": step * cfg.tokens_per_step, "snapshot": True, **ev}
+    with atomic.atomic_path(path) as tmp:
+        save_weights(run.model, tmp)
+    atomic.write_json(path.with_suffix(".json"), record)
+    _append_jsonl(run.run_dir / "metrics.jsonl", record)
+
+
+def read_snapshot(run_dir: str | Path, step: int) -> dict[str, Any]:
+    """The record ``_snapshot`` wrote at ``step`` (``CheckpointError`` if it is missing)."""
+    path = snapshot_path(run_dir, step).with_suffix(".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"no readable snapshot of step {step} in {run_dir} ({exc}): "
+                              "retrain the run (its snapshots are part of its config)") from exc
 
 
 def _finish(run: _Run) -> dict[str, Any]:
