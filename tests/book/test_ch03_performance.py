@@ -4,7 +4,9 @@ law, the gathering of its inputs, and what the notebook shows."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -101,6 +103,39 @@ def test_tables(measured):
     assert "none (no SD)" in power[5]  # one seed of SoLU without LN
 
 
+def test_the_ngram_reference_points(measured):
+    """The synthetic zoo records no corpus: no reference, and the reason, everywhere; with
+    reference losses, the table's rows and the figure's lines."""
+    assert measured.ngram is None and measured.ngram_reason == "the runs record no corpus"
+    assert ch03.reference_losses_markdown(measured.losses, None, measured.ngram_reason) == \
+        "No unigram or bigram reference: the runs record no corpus."
+    glued = ch03.ngram_glue(measured)
+    assert math.isnan(glued["ngram_bigram_kn"]) and glued["ngram_reason"]
+    ngram = s5.NgramBaselines(
+        loss={"unigram": 6.5, "bigram": 5.0, "bigram_kn": 4.75},
+        per_source={"sotu": {"unigram": 6.4, "bigram": 4.9, "bigram_kn": 4.7},
+                    "python-stdlib": {"unigram": 6.6, "bigram": 5.1, "bigram_kn": 4.8}},
+        train_tokens=1000, val_tokens=100, val_rows=2, vocab_size=1024, discount=0.75)
+    lines = ch03.reference_losses_markdown(measured.losses, ngram).splitlines()
+    assert lines[0] == ("| model | val loss | prose (State of the Union) | code (Python stdlib) "
+                        "| minus KN bigram |")
+    assert lines[2] == "| unigram (add-one) | 6.5000 | 6.4000 | 6.6000 | +1.7500 |"
+    assert lines[4] == "| bigram (Kneser-Ney) | 4.7500 | 4.7000 | 4.8000 |  |"
+    gelu = measured.losses["1L-gelu"]
+    assert f"| 1L GELU baseline | {gelu.val_loss:.4f} |" in lines[5]
+    assert lines[5].endswith(f"| {gelu.val_loss - 4.75:+.4f} |")
+    assert len(lines) == 2 + 3 + len(measured.losses)
+    fig = ch03.loss_curve_figure(measured.curves, 0.5, ngram)
+    assert [s.y0 for s in fig.layout.shapes] == [6.5, 4.75]
+    assert "bigram (Kneser-Ney): 4.750" in [a.text for a in fig.layout.annotations]
+    assert len(fig.data) == 2 * len(measured.curves)
+    best = min(measured.losses.values(), key=lambda x: x.val_loss)
+    glued = ch03.ngram_glue(dataclasses.replace(measured, ngram=ngram, ngram_reason=None))
+    assert glued["ngram_bigram_kn"] == 4.75 and glued["ngram_unigram"] == 6.5
+    assert glued["ngram_best_minus_bigram"] == pytest.approx(best.val_loss - 4.75)
+    assert glued["ngram_reason"] == ""
+
+
 def test_no_ln_markdown_states_the_power(measured):
     gap = s5.no_ln_test([4.6, 4.3], [4.3, 4.34])
     text = ch03.no_ln_markdown(measured.no_ln.__class__(**{**vars(measured.no_ln),
@@ -120,7 +155,8 @@ def test_glue_values(measured):
                            | {"fit", "fit_reason", "depth_check", "n_seeds_pair", "n_models",
                               "tokens_per_model", "n_testable_evals", "n_evals",
                               "parity_sd", "parity_detectable", "parity_seeds_needed",
-                              "no_ln_interest"})
+                              "no_ln_interest"}
+                           | set(ch03.ngram_glue(measured)))
     assert all(isinstance(v, (str, int, float)) for v in values.values())
     assert all(k.replace("_", "").isalnum() for k in values)  # valid glue keys
     assert values["n_models"] == 11 and values["tokens_per_model"] == 120 * 512

@@ -17,9 +17,10 @@ import plotly.graph_objects as go
 
 from ..paper import s5_performance as s5
 from ..paper.claim import PAPER_MULTIPLIER_RANGE
-from ..paper.s5_performance import (BASELINE, LossCurve, ModelLoss, MultiplierCurve,
-                                    NoLNPenalty, PerformanceMeasurements, SizeMultiplier,
-                                    SpeedMeasurement, BaselineFit, loss_sources, source_label)
+from ..paper.s5_performance import (BASELINE, NGRAM_KINDS, LossCurve, ModelLoss,
+                                    MultiplierCurve, NgramBaselines, NoLNPenalty,
+                                    PerformanceMeasurements, SizeMultiplier, SpeedMeasurement,
+                                    BaselineFit, loss_sources, source_label)
 from ..zoo import model_name
 from . import style
 from .context import BookContext
@@ -54,11 +55,17 @@ def smooth(values: list[float], weight: float) -> list[float]:
     return out
 
 
-def loss_curve_figure(curves: Mapping[str, LossCurve], smoothing: float = 0.0) -> go.Figure:
+NGRAM_LINES = {"unigram": "#8c8c8c", "bigram_kn": "#444444"}
+"""The reference lines of the loss curves: the unigram and the (Kneser-Ney) bigram loss."""
+
+
+def loss_curve_figure(curves: Mapping[str, LossCurve], smoothing: float = 0.0,
+                      ngram: NgramBaselines | None = None) -> go.Figure:
     """Figure 1 (top) analogue: training loss vs tokens, validation losses as markers.
 
     The baseline is dotted and SoLU solid, as in the paper; colours by activation, line width
-    by depth.
+    by depth. With ``ngram``, dashed horizontal lines mark the unigram and Kneser-Ney bigram
+    losses of the same validation tokens.
     """
     fig = style.figure("Loss curves of every zoo model", "training tokens",
                        "loss (nats/token)", height=480)
@@ -77,6 +84,12 @@ def loss_curve_figure(curves: Mapping[str, LossCurve], smoothing: float = 0.0) -
             marker=dict(color=style.color(name), size=5 + depths.index(style.depth_of(name)),
                         symbol="circle-open"),
             hovertemplate=f"{name} validation<br>%{{x:,}} tokens: %{{y:.4f}}<extra></extra>"))
+    if ngram is not None:
+        for kind, colour in NGRAM_LINES.items():
+            fig.add_hline(y=ngram.loss[kind], line=dict(color=colour, dash="dash", width=1),
+                          annotation_text=f"{NGRAM_KINDS[kind]}: {ngram.loss[kind]:.3f}",
+                          annotation_position="top right",
+                          annotation_font=dict(color=colour, size=11))
     fig.update_xaxes(type="log")
     return fig
 
@@ -105,6 +118,29 @@ def losses_markdown(losses: Mapping[str, ModelLoss]) -> str:
         rows.append({"model": style.label(m.name), "non-embedding params": m.n_params,
                      "tokens": m.tokens, "val loss": f"{m.val_loss:.4f}",
                      "minus same-depth GELU": delta})
+    return markdown_table(rows)
+
+
+def reference_losses_markdown(losses: Mapping[str, ModelLoss], ngram: NgramBaselines | None,
+                              reason: str | None = None) -> str:
+    """The unigram and bigram losses of the validation tokens, then every model's (seed
+    means), overall and per source, each minus the Kneser-Ney bigram's (negative: the model
+    predicts better than bigram statistics)."""
+    if ngram is None:
+        return f"No unigram or bigram reference: {reason or 'not measured'}."
+    sources = [s for s in loss_sources(losses) if s in ngram.per_source] or list(ngram.per_source)
+
+    def row(label: str, loss: float, per_source: Mapping[str, float]) -> dict[str, str]:
+        out = {"model": label, "val loss": f"{loss:.4f}"}
+        out.update({source_label(s): "" if per_source.get(s) is None
+                    else f"{per_source[s]:.4f}" for s in sources})
+        out["minus KN bigram"] = f"{loss - ngram.bigram:+.4f}"
+        return out
+
+    rows = [row(label, ngram.loss[kind], {s: v[kind] for s, v in ngram.per_source.items()})
+            for kind, label in NGRAM_KINDS.items()]
+    rows[-1]["minus KN bigram"] = ""
+    rows += [row(style.label(m.name), m.val_loss, m.per_source) for m in losses.values()]
     return markdown_table(rows)
 
 
@@ -310,4 +346,21 @@ def glue_values(m: PerformanceMeasurements) -> dict[str, Any]:
     need = s5.seeds_needed(p.sd, p.interest, p.kind) if p is not None else None
     out["parity_seeds_needed"] = "no estimate" if need is None else f"{need:,}"
     out["no_ln_interest"] = s5.NO_LN_INTEREST
+    out.update(ngram_glue(m))
+    return out
+
+
+def ngram_glue(m: PerformanceMeasurements) -> dict[str, Any]:
+    """The reference points' glued numbers (NaN, and a reason, where there are none): the
+    unigram and bigram losses, the best model (seed means) and its loss minus the KN bigram."""
+    n = m.ngram
+    nan = float("nan")
+    out: dict[str, Any] = {f"ngram_{k}": nan if n is None else n.loss[k] for k in NGRAM_KINDS}
+    best = min(m.losses.values(), key=lambda x: x.val_loss, default=None)
+    out["ngram_best_model"] = "" if best is None else style.label(best.name)
+    out["ngram_best_minus_bigram"] = nan if n is None or best is None else \
+        best.val_loss - n.bigram
+    out["ngram_train_tokens"] = 0 if n is None else n.train_tokens
+    out["ngram_val_tokens"] = 0 if n is None else n.val_tokens
+    out["ngram_reason"] = m.ngram_reason or ""
     return out

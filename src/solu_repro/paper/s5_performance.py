@@ -17,6 +17,8 @@ What chapter 3 measures, each from the zoo's own run files:
   ``solu_without_ln``);
 * validation loss per source (prose vs code), our stand-in for the downstream breakdown
   (``per_source_deltas``);
+* reference points for the loss: the unigram and bigram cross-entropy of the same validation
+  tokens, counted on the training split (``ngram_baselines``);
 * the training-speed overhead, timed on a GPU by the book (``SpeedMeasurement``).
 
 ``measure`` computes all of it once; each claim's ``decide`` reads the result.
@@ -33,6 +35,7 @@ import torch
 
 from ..scaling import EffectiveSize, ScalingFit, ScalingFitError, effective_size_multiplier, \
     fit_scaling_law
+from ..data import DataError, TokenizedCorpus, get_rows, get_rows_with_sources, num_rows
 from ..speed import SpeedComparison, compare_activations, compare_train_steps
 from ..train import read_metrics
 from ..zoo import ZooRun, act_of, depth_of, model_name, seed_of, variant_of, zoo_config
@@ -417,6 +420,170 @@ def per_source_deltas(losses: Mapping[str, ModelLoss], act: str = SOLU_LN
     return out
 
 
+# --- reference points: unigram and bigram statistics ---------------------------------------------
+KN_DISCOUNT = 0.75
+"""Absolute discount of the Kneser-Ney bigram: the usual fixed value (Chen & Goodman 1999 find
+the best single discount near 0.75 for counts of one and more)."""
+
+NGRAM_KINDS = {"unigram": "unigram (add-one)", "bigram": "bigram (add-one)",
+               "bigram_kn": "bigram (Kneser-Ney)"}
+"""Each baseline's key in ``NgramBaselines.loss`` and its label in the chapter."""
+
+
+@dataclass(frozen=True)
+class BigramCounts:
+    """Next-token counts of the training rows, exactly as the model sees them.
+
+    Attributes:
+        pairs: ``pairs[v, w]``: how often token ``w`` follows context token ``v`` in a training
+            row, ``(V, V)`` int64. A row's first real token follows BOS, as in the model's
+            input; pairs across two rows are not counted (no row holds them).
+    """
+
+    pairs: np.ndarray
+
+    @property
+    def vocab_size(self) -> int:
+        return self.pairs.shape[0]
+
+    @property
+    def unigram(self) -> np.ndarray:
+        """Each token's count as a target (column 0, BOS, is never a target)."""
+        return self.pairs.sum(axis=0)
+
+    def unigram_add_one(self, w: np.ndarray) -> np.ndarray:
+        """``(c(w) + 1) / (N + V)``."""
+        c = self.unigram
+        return (c[w] + 1) / (c.sum() + self.vocab_size)
+
+    def bigram_add_one(self, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``(c(v, w) + 1) / (c(v) + V)``, ``c(v)`` the count of ``v`` as a context."""
+        return (self.pairs[v, w] + 1) / (self.pairs.sum(axis=1)[v] + self.vocab_size)
+
+    def continuation(self, w: np.ndarray, discount: float = KN_DISCOUNT) -> np.ndarray:
+        """Kneser-Ney's lower order: how many distinct contexts ``w`` follows, ``N1+(.w)``,
+        over all distinct pairs, itself discounted and interpolated with the uniform
+        distribution (so a token never seen as a target keeps some probability)."""
+        follows = (self.pairs > 0).sum(axis=0)                  # N1+(.w)
+        types = follows.sum()                                   # N1+(..)
+        seen = (follows > 0).sum()
+        return (np.maximum(follows[w] - discount, 0) + discount * seen / self.vocab_size) / types
+
+    def bigram_kn(self, v: np.ndarray, w: np.ndarray, discount: float = KN_DISCOUNT
+                  ) -> np.ndarray:
+        """Interpolated Kneser-Ney: ``max(c(v, w) - D, 0) / c(v)`` plus the discounted mass
+        ``D * N1+(v.) / c(v)`` spread by the continuation unigram; an unseen context ``v``
+        gets the continuation unigram alone."""
+        context = self.pairs.sum(axis=1)[v]                     # c(v)
+        kinds = (self.pairs > 0).sum(axis=1)[v]                 # N1+(v.)
+        lower = self.continuation(w, discount)
+        seen = context > 0
+        safe = np.maximum(context, 1)
+        mixed = (np.maximum(self.pairs[v, w] - discount, 0) + discount * kinds * lower) / safe
+        return np.where(seen, mixed, lower)
+
+
+def bigram_counts(corpus: TokenizedCorpus, n_ctx: int, vocab_size: int | None = None
+                  ) -> BigramCounts:
+    """Count the training split's next-token pairs, over its rows of ``n_ctx`` (BOS first)."""
+    train = corpus.split("train")
+    rows = get_rows(train, np.arange(num_rows(train, n_ctx)), n_ctx, corpus.bos_id).numpy()
+    v = vocab_size or corpus.vocab_size
+    pairs = np.bincount((rows[:, :-1] * v + rows[:, 1:]).reshape(-1), minlength=v * v)
+    return BigramCounts(pairs.reshape(v, v))
+
+
+def validation_rows(total_rows: int, max_rows: int | None) -> np.ndarray:
+    """The validation rows a model's loss is measured on: ``max_rows`` of ``total_rows``
+    evenly spaced (all of them when ``max_rows`` is None), as ``train.loop.evaluate`` picks
+    them."""
+    n_eval = min(total_rows, max_rows or total_rows)
+    return np.unique(np.linspace(0, total_rows - 1, n_eval).round().astype(np.int64))
+
+
+@dataclass(frozen=True)
+class NgramBaselines:
+    """Unigram and bigram cross-entropy of the validation tokens a model's loss is measured on.
+
+    Attributes:
+        loss: kind (``NGRAM_KINDS``) -> nats/token over every scored validation token.
+        per_source: source -> kind -> nats/token.
+        train_tokens: the training targets counted.
+        val_tokens: the validation targets scored (the model's ``val_tokens``).
+        val_rows: the validation rows they come from.
+        vocab_size: V, the vocabulary the probabilities spread over.
+        discount: the Kneser-Ney discount.
+    """
+
+    loss: dict[str, float]
+    per_source: dict[str, dict[str, float]]
+    train_tokens: int
+    val_tokens: int
+    val_rows: int
+    vocab_size: int
+    discount: float
+
+    @property
+    def bigram(self) -> float:
+        """The stronger bigram reference (Kneser-Ney), the one models are measured against."""
+        return self.loss["bigram_kn"]
+
+
+def ngram_baselines(corpus: TokenizedCorpus, n_ctx: int, max_rows: int | None = None,
+                    vocab_size: int | None = None, discount: float = KN_DISCOUNT
+                    ) -> NgramBaselines:
+    """Unigram and bigram losses of the validation split, counted on the training split.
+
+    The scored tokens are the model's own: the validation rows its final evaluation reads
+    (``validation_rows``), BOS at column 0, every real token a target; the bigram's context of
+    a row's first token is BOS, as the model's is.
+
+    Args:
+        corpus: the zoo's corpus (``ZooRun.corpus()``).
+        n_ctx: the models' row length (BOS included).
+        max_rows: the final evaluation's cap on validation rows (``final_eval_rows``).
+        vocab_size: V (default the tokenizer's): the models' ``d_vocab``.
+        discount: the Kneser-Ney absolute discount, in (0, 1].
+    """
+    if not 0 < discount <= 1:
+        raise ValueError(f"the Kneser-Ney discount must be in (0, 1], got {discount}")
+    counts = bigram_counts(corpus, n_ctx, vocab_size)
+    val = corpus.split("val")
+    rows = validation_rows(num_rows(val, n_ctx), max_rows)
+    tokens, sources = (t.numpy() for t in get_rows_with_sources(val, rows, n_ctx,
+                                                                 corpus.bos_id))
+    v, w, source = tokens[:, :-1].ravel(), tokens[:, 1:].ravel(), sources[:, 1:].ravel()
+    nats = {"unigram": -np.log(counts.unigram_add_one(w)),
+            "bigram": -np.log(counts.bigram_add_one(v, w)),
+            "bigram_kn": -np.log(counts.bigram_kn(v, w, discount))}
+    per_source = {name: {k: float(x[source == i].mean()) for k, x in nats.items()}
+                  for i, name in enumerate(corpus.source_names) if (source == i).any()}
+    return NgramBaselines(loss={k: float(x.mean()) for k, x in nats.items()},
+                          per_source=per_source, train_tokens=int(counts.pairs.sum()),
+                          val_tokens=int(w.size), val_rows=int(rows.size),
+                          vocab_size=counts.vocab_size, discount=discount)
+
+
+def zoo_ngram_baselines(runs: Mapping[str, ZooRun]) -> tuple[NgramBaselines | None, str | None]:
+    """``ngram_baselines`` of the zoo's corpus and evaluation rows, or None and why not."""
+    first = next(iter(runs.values()))
+    hashes = {r.result.get("data_hash") for r in runs.values()}
+    if None in hashes:
+        return None, "the runs record no corpus"
+    shapes = {(r.config.model.n_ctx, r.config.final_eval_rows, r.config.model.d_vocab)
+              for r in runs.values()}
+    if len(hashes) > 1 or len(shapes) > 1:
+        raise ValueError("the runs must share one corpus and one evaluation: got corpora "
+                         f"{sorted(hashes)} and (n_ctx, final_eval_rows, d_vocab) {shapes}")
+    try:
+        corpus = first.corpus()
+    except DataError as exc:
+        return None, str(exc)
+    cfg = first.config
+    return ngram_baselines(corpus, cfg.model.n_ctx, cfg.final_eval_rows,
+                           vocab_size=cfg.model.d_vocab), None
+
+
 # --- training speed -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SpeedMeasurement:
@@ -508,6 +675,9 @@ class PerformanceMeasurements:
         depth: does depth help the baseline at this budget.
         speed: the speed measurement (only on a GPU; None elsewhere).
         device: where the speed would be measured ("cpu" or "cuda").
+        ngram: unigram and bigram losses of the same validation tokens (None: see
+            ``ngram_reason``).
+        ngram_reason: why there are none (None when there are).
     """
 
     scale: str
@@ -529,6 +699,8 @@ class PerformanceMeasurements:
     depth: DepthCheck
     speed: SpeedMeasurement | None
     device: str = "cpu"
+    ngram: NgramBaselines | None = None
+    ngram_reason: str | None = None
 
     @property
     def multiplier_testable(self) -> bool:
@@ -573,6 +745,7 @@ def measure(runs: Mapping[str, ZooRun], speed: SpeedMeasurement | None = None,
     blocked_test = (loss_equivalence(*matched_seeds(per_seed, blocked, solu_ln),
                                      null="the matched unblocked SoLU-LN (same seed)")
                     if has_blocked else None)
+    ngram, ngram_reason = zoo_ngram_baselines(runs)
     return PerformanceMeasurements(
         scale=scales.pop(), every=every, losses=losses, curves=curves,
         val_loss={n: m.val_loss for n, m in losses.items()},
@@ -583,7 +756,8 @@ def measure(runs: Mapping[str, ZooRun], speed: SpeedMeasurement | None = None,
         over_training=multiplier_curves(curves, losses),
         no_ln=solu_without_ln(losses, bfit, per_seed),
         blocked=blocked_test,
-        depth=depth_check(losses), speed=speed, device=device)
+        depth=depth_check(losses), speed=speed, device=device,
+        ngram=ngram, ngram_reason=ngram_reason)
 
 
 # --- the verdict rules of this section ------------------------------------------------------------
