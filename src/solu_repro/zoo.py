@@ -2,6 +2,7 @@
 
 Scales:
     tiny: for tests and nbval; every model trains in seconds on a laptop CPU.
+    tiny-pair: the tiny shapes with the default book's composition (the 1-layer pair only).
     cpu:  the default book: 3 seeds each of 1-layer GELU and SoLU-LN (the Figure 4 pair),
           every model on 5.73 M tokens, its weights kept at four log-spaced points on the
           way; the README shows the arithmetic of what that costs on 2 CPU cores.
@@ -117,16 +118,22 @@ _CPU_SHAPE = dict(data=DataSpec(vocab_size=2048), d_model=128, n_heads=2, d_head
                   eval_every=100, eval_rows=32, final_eval_rows=None, checkpoint_every=50,
                   lr_embed=CPU_LR_EMBED, snapshot_steps=CPU_SNAPSHOTS)
 
+_TINY = Scale(data=DataSpec(max_chars_per_source=300_000, vocab_size=1024),
+              d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
+              batch_size=8, max_steps=120, warmup_steps=10, eval_every=40, eval_rows=16,
+              final_eval_rows=64, checkpoint_every=40, log_every=10, train_threads=1,
+              pair_seeds=2, ablation_seeds=1, blocks=4, snapshot_steps=(15, 40),
+              # fp32, not a probe: at these shapes bf16 hardly pays, and a probe near its
+              # margin could flip between runs, while the tests need one machine to train
+              # the same tiny zoo every time.
+              precision="fp32")
+
 SCALES: dict[str, Scale] = {
-    "tiny": Scale(data=DataSpec(max_chars_per_source=300_000, vocab_size=1024),
-                  d_model=32, n_heads=2, d_head=16, d_mlp=128, n_ctx=64, depths=(1, 2, 4),
-                  batch_size=8, max_steps=120, warmup_steps=10, eval_every=40, eval_rows=16,
-                  final_eval_rows=64, checkpoint_every=40, log_every=10, train_threads=1,
-                  pair_seeds=2, ablation_seeds=1, blocks=4, snapshot_steps=(15, 40),
-                  # fp32, not a probe: at these shapes bf16 hardly pays, and a probe near its
-                  # margin could flip between runs, while the tests need one machine to train
-                  # the same tiny zoo every time.
-                  precision="fp32"),
+    "tiny": _TINY,
+    # The default book's composition at the tiny shapes (the pair only, no ablations or deeper
+    # models), so the tests run every chapter the way the cpu book does.
+    "tiny-pair": dataclasses.replace(_TINY, depths=(1,), ablation_seeds=0, blocks=0,
+                                     runs_under="tiny"),
     # The default book (issue 22): the Figure 4 pair only, 3 seeds each at 5.73 M tokens. The
     # README shows the arithmetic on the slowest CPU seen; what no longer fits is in cpu-full.
     "cpu": Scale(**_CPU_SHAPE, depths=(1,), pair_seeds=3, ablation_seeds=0, blocks=0),
@@ -431,15 +438,19 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
                         runs_dir: str | Path | None, data_dir: str | Path | None,
                         progress: bool) -> None:
     """Train ``names`` in ``workers`` child processes (``solu-repro zoo --only ...``), the
-    deepest models first, each to the least loaded process."""
+    deepest models first, each to the least loaded process. With ``progress``, a terminal
+    shows a live line per model and one for the zoo; elsewhere (CI, a pipe, ``TERM=dumb``)
+    a line per finished model (``zoo_progress``)."""
     import subprocess
     import sys
+    import tempfile
 
     from .data import build_dataset
+    from .speed import train_flops_per_token
+    from .zoo_progress import ZooWatcher, use_bars, watch
 
     build_dataset(SCALES[scale].data, data_dir, progress=progress)  # once, before the children
     loads: list[list[str]] = [[] for _ in range(workers)]
-    from .speed import train_flops_per_token
     configs = zoo_configs(scale)
     cost = {n: train_flops_per_token(configs[n].model) * configs[n].max_steps for n in names}
     for name in sorted(names, key=lambda n: -cost[n]):
@@ -448,24 +459,38 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
     if progress:
         print(f"training {len(names)} models in {workers} processes of {threads} thread(s): "
               + "; ".join(", ".join(group) for group in loads), flush=True)
-    procs = []
-    for group in loads:
-        cmd = [sys.executable, "-m", "solu_repro.cli", "zoo", "--scale", scale, "--quiet",
-               "--workers", "1", "--threads", str(threads), "--only", *group]
-        if runs_dir is not None:
-            cmd += ["--runs-dir", str(runs_dir)]
-        if data_dir is not None:
-            cmd += ["--data-dir", str(data_dir)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        procs.append((group, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                              stderr=subprocess.PIPE, text=True)))
-    failed = []
-    for group, proc in procs:
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            failed.append(f"{', '.join(group)} (exit {proc.returncode}): {err.strip()[-800:]}")
-        elif progress:
-            print(out.strip(), flush=True)
+    watcher = ZooWatcher(loads, {n: run_dir_for(configs[n], scale, runs_dir) for n in names},
+                         {n: configs[n].max_steps for n in names}, cost)
+    mode = "quiet" if not progress else "bars" if use_bars(sys.stdout) else "plain"
+    with contextlib.ExitStack() as stack:
+        procs, errs = [], []
+        try:
+            for group in loads:
+                cmd = [sys.executable, "-m", "solu_repro.cli", "zoo", "--scale", scale,
+                       "--quiet", "--workers", "1", "--threads", str(threads), "--only", *group]
+                if runs_dir is not None:
+                    cmd += ["--runs-dir", str(runs_dir)]
+                if data_dir is not None:
+                    cmd += ["--data-dir", str(data_dir)]
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+                # the children's output goes to files: a full pipe would stop them
+                out = stack.enter_context(tempfile.TemporaryFile())
+                errs.append(stack.enter_context(tempfile.TemporaryFile()))
+                procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=errs[-1]))
+            codes = watch(procs, watcher, mode)
+        finally:
+            for proc in procs:  # interrupted: Ctrl-C reached the children too
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    proc.wait()
+        failed = []
+        for group, code, err in zip(loads, codes, errs):
+            if code != 0:
+                err.seek(0)
+                tail = err.read().decode(errors="replace").strip()[-800:]
+                failed.append(f"{', '.join(group)} (exit {code}): {tail}")
     if failed:
         raise RuntimeError("training in parallel processes failed for " + "; ".join(failed)
                            + " -- finished runs are kept; rerun to resume the rest")

@@ -50,6 +50,10 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     for name in ctx.names:
         if style.depth_of(name) != one:
             out[name].append(("fair_own", None))
+    # the pair over training (ch04_training.gather): every step each run kept
+    from ..paper.s6_2_training import pair_names
+    for name in pair_names(ctx.all_names, one):
+        out[name].append(("training", None))
     out[ctx.names[0]].append(("rotation_test", None))  # the planted test, once per corpus
     return out
 
@@ -77,6 +81,9 @@ def _work(scale: str, runs_dir: str, seed: int, name: str,
             ctx.probe(name, arg)
         elif kind == "agreement":
             ctx.judge_agreement(name)
+        elif kind == "training":
+            from ..paper.s6_2_training import measure_run
+            measure_run(ctx.run(name), ctx.seed)
         elif kind == "rotation_test":
             ctx.rotation_test()
     return name, time.perf_counter() - start
@@ -94,7 +101,8 @@ def precompute(ctx, workers: int | None = None, log=print) -> dict[str, float]:
 
     todo = tasks(ctx)
     configs = zoo_configs(ctx.scale)
-    cost = {n: train_flops_per_token(configs[n].model) * len(todo[n]) for n in todo}
+    cost = {n: train_flops_per_token(configs[n].model)
+            * (len(todo[n]) + 8 * len(configs[n].snapshot_steps)) for n in todo}
     order = sorted(todo, key=lambda n: -cost[n])
     log(f"scoring {len(order)} models ({sum(len(v) for v in todo.values())} scorings) in "
         f"{workers} processes before the notebooks run ...")
