@@ -228,7 +228,10 @@ def cmd_book(args: argparse.Namespace) -> int:
     except BookBuildError as exc:
         print(f"solu-repro book: error: {exc}", file=sys.stderr)
         return 1
-    print(report.summary())
+    if not args.quiet:  # each notebook, then the stages' times on one line
+        print(report.summary())
+    elif report.html_dir is not None:
+        print(f"book: {report.html_dir / 'index.html'}")
     return 0
 
 
