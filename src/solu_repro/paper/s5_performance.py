@@ -205,7 +205,9 @@ def loss_curves(runs: Mapping[str, ZooRun]) -> dict[str, LossCurve]:
     out = {}
     for name, run in runs.items():
         train = [r for r in read_metrics(run.run_dir) if "loss" in r]
-        val = [r for r in read_metrics(run.run_dir) if "val_loss" in r]
+        # the periodic evaluations and the final one; a snapshot's (``"snapshot": true``, on the
+        # whole split) belongs to the metrics over training, not to a curve of ``eval_rows``
+        val = [r for r in read_metrics(run.run_dir) if "val_loss" in r and not r.get("snapshot")]
         out[name] = LossCurve(
             name=name, train_tokens=[int(r["tokens"]) for r in train],
             train_loss=[float(r["loss"]) for r in train],
