@@ -42,7 +42,7 @@ def figure(tm: tr.TrainingMeasurements) -> go.Figure:
     where it gives one (dashed). The top-20 panel also shows the same difference between the two
     models' rotated bases (dotted): what the view credits a rotation with."""
     keys = list(tm.trajectories)
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[tr.METRICS[k].label for k in keys],
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[tr.METRICS[k].short for k in keys],
                         horizontal_spacing=0.12, vertical_spacing=0.2)
     for i, key in enumerate(keys):
         row, col = i // 2 + 1, i % 2 + 1
@@ -89,7 +89,7 @@ def table_markdown(tm: tr.TrainingMeasurements) -> str:
     for key, t in tm.trajectories.items():
         lo, hi = t.interval()
         fmt = "+.3f" if key == "val_loss" else "+.1f"
-        row = {"SoLU-LN minus GELU": f"{tr.METRICS[key].label} ({tr.METRICS[key].unit})"}
+        row = {"SoLU-LN minus GELU": f"{tr.METRICS[key].short} ({tr.METRICS[key].unit})"}
         for k, tokens in enumerate(t.tokens):
             row[tokens_text(tokens)] = _interval(float(t.mean()[k]), float(lo[k]), float(hi[k]),
                                                  fmt)
@@ -105,7 +105,7 @@ def values_markdown(tm: tr.TrainingMeasurements) -> str:
         for act in tr.PAIR:
             v = np.mean([t.values[act][s] for s in t.seeds], axis=0)
             fmt = ".3f" if key == "val_loss" else ".1f"
-            row = {"metric": tr.METRICS[key].label, "model": style.label(act)}
+            row = {"metric": tr.METRICS[key].short, "model": style.label(act)}
             row.update({tokens_text(x): num(float(y), fmt) for x, y in zip(t.tokens, v)})
             rows.append(row)
     return markdown_table(rows)
@@ -119,7 +119,7 @@ def trend_markdown(tm: tr.TrainingMeasurements) -> str:
         fmt = "+.3f" if key == "val_loss" else "+.1f"
         m = tr.METRICS[key]
         rows.append({
-            "SoLU-LN minus GELU": f"{m.label} ({m.unit})",
+            "SoLU-LN minus GELU": f"{m.short} ({m.unit})",
             "change per decade of tokens": _interval(tnd.slope, tnd.slope_lo, tnd.slope_hi, fmt),
             "trend": tnd.direction,
             f"extrapolated to {tokens_text(tnd.at_tokens)} tokens": _interval(

@@ -52,17 +52,18 @@ class Metric:
     unit: str
     paper: float | None = None
     paper_note: str = ""
+    short: str = ""
 
 
 METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("val_loss", "validation loss", "nats", 0.0,
-           "§5: no loss penalty (within about 0.01 nats)"),
+           "§5: no loss penalty (within about 0.01 nats)", "validation loss"),
     Metric("fair", "rotation-fair judge score, neuron basis minus rotated",
-           "points of r² x 100"),
+           "points of r² x 100", short="rotation-fair score, net of rotation"),
     Metric("probe", "privileged-basis gap (best neuron's F1 minus best rotated direction's, "
-           "mean over labels)", "points of F1 x 100"),
+           "mean over labels)", "points of F1 x 100", short="probing gap over rotation"),
     Metric("top20", "top-20 view, fraction of neurons interpretable", "points", 25.0,
-           "Figure 4: ~35% to ~60% at 1-40 layers (blinded humans)"),
+           "Figure 4: ~35% to ~60% at 1-40 layers (blinded humans)", "top-20 view"),
 )}
 """What the book draws over training. ``top20`` is the neuron basis's raw fraction (the
 paper's quantity; its rotated null is drawn beside it), the others are net of the rotation."""
@@ -132,6 +133,12 @@ def pair_names(names: Iterable[str], depth: int = 1) -> list[str]:
     return [n for n in names if n.startswith(f"{depth}L-") and act_of(n) in PAIR]
 
 
+def _no_spread(v: np.ndarray) -> bool:
+    """Seeds that agree to rounding give no variance estimate (no interval, never a trend)."""
+    v = np.asarray(v, dtype=float)
+    return bool(np.ptp(v) <= 1e-9 * max(1.0, float(np.abs(v).max())))
+
+
 @dataclass(frozen=True)
 class Trajectory:
     """One metric over training: per seed, the tokens and SoLU-LN minus GELU at each step the
@@ -151,13 +158,15 @@ class Trajectory:
         return np.mean([self.differences[s] for s in self.seeds], axis=0)
 
     def interval(self, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """A t interval of the mean difference over seeds at each step (NaN below 2 seeds)."""
+        """A t interval of the mean difference over seeds at each step (NaN below 2 seeds, or
+        where the seeds agree exactly)."""
         d = np.asarray([self.differences[s] for s in self.seeds], dtype=float)
         n = len(d)
         if n < 2:
             nan = np.full(d.shape[1] if d.ndim == 2 else 0, math.nan)
             return nan, nan
         half = stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(axis=0, ddof=1) / math.sqrt(n)
+        half = np.where([_no_spread(col) for col in d.T], math.nan, half)
         return d.mean(0) - half, d.mean(0) + half
 
 
@@ -194,14 +203,15 @@ class Trend:
     predicted_lo: float
     predicted_hi: float
     decades: float   # how far past the last measured point the extrapolation reaches
+    last: float      # the mean difference at the last measured point
 
     @property
     def direction(self) -> str:
-        """"grows", "shrinks" or "no clear trend", from the slope's interval (a growing
-        difference moves away from 0 on the side the mean difference is on)."""
+        """"grows", "shrinks" or "no clear trend", from the slope's interval: a growing
+        difference moves away from 0 on the side the last measured mean difference is on."""
         if not (self.slope_lo > 0 or self.slope_hi < 0):
             return "no clear trend"
-        return "grows" if (self.slope > 0) == (self.predicted > 0) else "shrinks"
+        return "grows" if (self.slope > 0) == (self.last > 0) else "shrinks"
 
 
 def trend(traj: Trajectory, at_tokens: float = RELEASED_TOKENS) -> Trend:
@@ -217,7 +227,7 @@ def trend(traj: Trajectory, at_tokens: float = RELEASED_TOKENS) -> Trend:
     preds = np.array([fits[s][0] * at + fits[s][1] for s in traj.seeds])
 
     def t_interval(v: np.ndarray) -> tuple[float, float, float]:
-        if len(v) < 2:
+        if len(v) < 2 or _no_spread(v):  # seeds that agree exactly estimate no variance
             return float(v.mean()), math.nan, math.nan
         half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
         return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
@@ -225,7 +235,8 @@ def trend(traj: Trajectory, at_tokens: float = RELEASED_TOKENS) -> Trend:
     s, s_lo, s_hi = t_interval(slopes)
     p, p_lo, p_hi = t_interval(preds)
     return Trend(traj.metric, {k: float(fits[k][0]) for k in traj.seeds}, s, s_lo, s_hi,
-                 float(at_tokens), p, p_lo, p_hi, float(at - x.max()))
+                 float(at_tokens), p, p_lo, p_hi, float(at - x.max()),
+                 float(traj.mean()[int(np.argmax(x))]))
 
 
 @dataclass(frozen=True)
