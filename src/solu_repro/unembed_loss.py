@@ -48,7 +48,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, W: Tensor, b: Tensor, targets: Tensor, chunk: int,
                 dtype: torch.dtype) -> Tensor:
-        n = x.shape[0]
+        n, V = x.shape[0], W.shape[1]
         want_grad = x.requires_grad or W.requires_grad or b.requires_grad
         losses = torch.empty(n, dtype=torch.float32, device=x.device)
         W_c, b_f = W.to(dtype), b.float()
@@ -72,13 +72,25 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 loss = torch.where(p_target < _SMALLEST, exact, loss)
             losses[start:stop] = loss.squeeze(1)
             if want_grad:
-                # d(sum of losses)/d logits = softmax - onehot, in the matmul dtype
+                # d(sum of losses)/d logits = softmax - onehot, in the matmul dtype (in float32
+                # the softmax itself, overwritten). The onehot is written by a flat index_put_:
+                # scatter_ copied the whole chunk twice on a CPU.
                 g = probs.to(dtype)
-                g.scatter_(1, t, (p_target - 1).to(dtype))
+                flat = torch.arange(stop - start, device=x.device) * V + t.view(-1)
+                g.view(-1).index_put_((flat,), (p_target - 1).to(dtype).view(-1))
                 grad_x[start:stop] = g @ W_c.T
                 grad_W.add_(x_c.T @ g)
-                grad_b.add_(g.sum(0, dtype=torch.float32))
+                if g is probs:
+                    grad_b.add_(g.sum(0, dtype=torch.float32))
+                else:
+                    # The float32 softmax's column sums; the onehot is subtracted once at the
+                    # end. (Summing the bf16 g would first copy it to float32.)
+                    grad_b.add_(probs.sum(0))
         if want_grad:
+            if dtype != torch.float32:  # g was a copy of the softmax: subtract the onehot
+                counts = torch.zeros_like(grad_b).index_add_(
+                    0, targets, torch.ones_like(targets, dtype=grad_b.dtype))
+                grad_b.sub_(counts)
             ctx.save_for_backward(grad_x, grad_W, grad_b)
         ctx.want_grad = want_grad
         ctx.dtypes = (x.dtype, W.dtype, b.dtype)
