@@ -150,6 +150,13 @@ def layer_roles_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
 
 
 # --- examples of each role ----------------------------------------------------------------------
+NO_DEEP_MODELS = ("The {scale} zoo has no model with more than one layer: the default cpu book "
+                  "spends its budget on the 1-layer pair (README, \"Budget\"); "
+                  "`make book SCALE=cpu-full` adds a 2- and a 4-layer pair. This chapter's "
+                  "comparisons are not testable at this scale.")
+"""What the chapter shows in place of a multi-layer model's examples when the zoo has none."""
+
+
 def role_examples(m: ScoredModel, per_role: int = 1, seed: int = 0,
                   top_logits: int = 10) -> dict[str, list[NeuronScore]]:
     """Per role, the best ``per_role`` interpretable neurons of one model by ``RANKING``.
