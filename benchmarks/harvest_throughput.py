@@ -6,7 +6,9 @@ validation split:
 
 * **forward**: ``get_rows`` + the forward pass the harvester runs
   (``ModelNeurons.activations``: ``inference_mode``, recording exactly the hooks it reads,
-  ``hook_mid`` and ``hook_post`` when the model has SoLU's extra LN, and stopping there);
+  ``hook_mid`` and ``hook_post`` when the model has SoLU's extra LN, and stopping there), in
+  the precision a zoo run of the model trains in on this machine (``--precision auto``: bf16
+  where the probe picks it), which ``harvest_run`` reads such a run in;
 * **harvest**: ``solu_repro.interp.harvest`` (the same forward pass plus top-k, bucket
   counts, reservoirs and moments for every neuron and hook);
 * **train**: one full training step of the same zoo model
@@ -57,7 +59,7 @@ from solu_repro import zoo
 from solu_repro.data import build_dataset, get_rows, num_rows
 from solu_repro.interp.harvest import N_BINS, ModelNeurons, harvest, selection_rows
 from solu_repro.model import Transformer
-from solu_repro.speed import interleave, make_train_step, ratio_stats
+from solu_repro.speed import interleave, make_train_step, ratio_stats, resolved_precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import PeakRSS, resolve_device  # noqa: E402
@@ -76,9 +78,9 @@ def setup(args: argparse.Namespace, device: torch.device):
 
 
 def make_forward(model: Transformer, split, rows: np.ndarray, bos_id: int, batch_size: int,
-                 device: torch.device) -> Callable[[], None]:
+                 device: torch.device, precision: str = "fp32") -> Callable[[], None]:
     """The harvester's forward passes over ``rows``, recording the hooks it reads."""
-    neurons = ModelNeurons(model)
+    neurons = ModelNeurons(model, precision)
     n_ctx = model.cfg.n_ctx
 
     def forward() -> None:
@@ -94,7 +96,8 @@ def make_harvest(model: Transformer, split, rows: np.ndarray, bos_id: int,
     def run():
         return harvest(model, split, model.cfg.n_ctx, bos_id, rows=rows, k=args.k,
                        samples_per_bin=args.samples_per_bin, batch_size=args.batch_size,
-                       seed=args.seed, device=device, progress=False)
+                       seed=args.seed, device=device, progress=False,
+                       precision=args.precision)
 
     return run
 
@@ -107,11 +110,13 @@ def memory_probe(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     model, split, bos_id = setup(args, device)
     rows = np.arange(args.memory_probe)
-    make_forward(model, split, rows[:args.batch_size], bos_id, args.batch_size, device)()
+    args.precision = resolve_precision(args, device)
+    make_forward(model, split, rows[:args.batch_size], bos_id, args.batch_size, device,
+                 args.precision)()
     small = make_harvest(model, split, rows[:args.batch_size], bos_id, args, device)()
     del small  # warm: the harvest's code paths and allocator pools are set up
     base = rss.reset()
-    make_forward(model, split, rows, bos_id, args.batch_size, device)()
+    make_forward(model, split, rows, bos_id, args.batch_size, device, args.precision)()
     after_forward = rss.peak()
     start = rss.reset()
     result = make_harvest(model, split, rows, bos_id, args, device)()
@@ -129,7 +134,7 @@ def run_probe(args: argparse.Namespace, n_rows: int) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", str(n_rows),
            "--scale", args.scale, "--name", args.name, "--batch-size", str(args.batch_size),
            "--k", str(args.k), "--samples-per-bin", str(args.samples_per_bin),
-           "--seed", str(args.seed), "--device", args.device]
+           "--seed", str(args.seed), "--device", args.device, "--precision", args.precision]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
     if args.data_dir is not None:
@@ -145,6 +150,13 @@ def run_probe(args: argparse.Namespace, n_rows: int) -> dict:
     if out.returncode != 0:
         sys.exit(f"error: memory probe with {n_rows} rows failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def resolve_precision(args: argparse.Namespace, device: torch.device) -> str:
+    """``--precision``, with auto resolved as a zoo run of the model would be trained here."""
+    if args.precision != "auto":
+        return args.precision
+    return resolved_precision(zoo.zoo_config(args.name, args.scale), device)
 
 
 # --- main ----------------------------------------------------------------------------------------
@@ -167,6 +179,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--k", type=int, default=20, help="top firings kept per neuron")
     p.add_argument("--samples-per-bin", type=int, default=4, help="reservoir size per bucket")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="precision of the harvest's forward pass; auto: the one a zoo run of "
+                        "the model trains in here (the precision probe), as harvest_run reads "
+                        "a run in its training precision")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (the harvest statistics are kept on the CPU)")
     p.add_argument("--threads", type=int, default=None,
@@ -205,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     device = resolve_device(args.device)
     model, split, bos_id = setup(args, device)
+    args.precision = resolve_precision(args, device)
     m = model.cfg
     available = num_rows(split, m.n_ctx)
     if args.rows is None:
@@ -226,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(f"shapes: n_layers={m.n_layers} d_model={m.d_model} d_mlp={m.d_mlp} n_ctx={m.n_ctx} "
           f"hooks={'+'.join(hooks)}; {args.rows} val rows ({tokens} tokens) per pass, "
           f"batch={args.batch_size}, k={args.k}, samples_per_bin={args.samples_per_bin}, "
-          f"{N_BINS} buckets")
+          f"{N_BINS} buckets; harvest precision {args.precision}")
     if not args.no_train:
         print(f"train: solu_repro.speed.make_train_step(zoo_config({args.name!r}, "
               f"{args.scale!r})): one optimizer step of {cfg.batch_size} x {m.n_ctx} = "
@@ -239,7 +256,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     sizes = [min(args.memory_rows, available), min(MEMORY_FACTOR * args.memory_rows, available)]
     memory = [] if args.no_memory else [run_probe(args, n) for n in sizes]
 
-    passes = {"forward": make_forward(model, split, rows, bos_id, args.batch_size, device),
+    passes = {"forward": make_forward(model, split, rows, bos_id, args.batch_size, device,
+                                      args.precision),
               "harvest": make_harvest(model, split, rows, bos_id, args, device)}
     if not args.no_train:
         passes["train"] = make_train_step(cfg, device, seed=args.seed)
@@ -319,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
         "rows": args.rows, "tokens_per_pass": tokens, "batch_size": args.batch_size,
         "k": args.k, "samples_per_bin": args.samples_per_bin, "rounds": args.rounds,
-        "warmup": args.warmup, "passes": report_passes, "harvest_forward_ratio": r["ratio"],
+        "warmup": args.warmup, "precision": args.precision, "passes": report_passes, "harvest_forward_ratio": r["ratio"],
         "ratio_ci90": [r["ci90_lo"], r["ci90_hi"]],
         "round_ratio_min": r["round_min"], "round_ratio_max": r["round_max"],
         "memory": memory, "train_tokens_per_step": None if args.no_train else train_tokens,

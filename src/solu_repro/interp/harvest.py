@@ -39,6 +39,7 @@ from ..data import TokenSplit, get_rows, num_rows
 from ..hooks import act_name
 from .stats import kurtosis_from_moments
 from ..model import ActivationCache, ConfigError, Transformer
+from ..train.runtime import autocast
 
 HOOKS = ("mid", "post")
 FORMAT_VERSION = 1
@@ -146,11 +147,21 @@ class NeuronSource(Protocol):
         ...
 
 
-class ModelNeurons:
-    """The MLP neurons of a ``Transformer``, read through its TransformerLens-style hooks."""
+PRECISIONS = ("fp32", "bf16")
 
-    def __init__(self, model: Transformer):
+
+class ModelNeurons:
+    """The MLP neurons of a ``Transformer``, read through its TransformerLens-style hooks.
+
+    ``precision`` is the one the forward pass runs in: "fp32", or "bf16" (autocast, as a
+    bf16 run trained and was evaluated; the activations come back in float32 either way).
+    """
+
+    def __init__(self, model: Transformer, precision: str = "fp32"):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.model = model
+        self.precision = precision
         self.n_layers = model.cfg.n_layers
         self.d_mlp = model.cfg.d_mlp
         # Without an extra LN, hook_post is hook_mid; harvesting it twice would waste a pass.
@@ -159,7 +170,7 @@ class ModelNeurons:
     def activations(self, tokens: Tensor) -> dict[str, list[Tensor]]:
         names = [act_name(h, l) for h in self.hooks for l in range(self.n_layers)]
         cache = _StoppingCache(names)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, tokens.device):
             try:
                 self.model.forward(tokens, cache, stop_after_blocks=True)
             except _AllRecorded:
@@ -677,7 +688,7 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
             *, rows: str | Sequence[int] | np.ndarray = "even", k: int = 20,
             samples_per_bin: int = 4, batch_size: int = 16, max_rows: int | None = None,
             seed: int = 0, device: str | torch.device = "cpu", progress: bool = True,
-            meta: dict[str, Any] | None = None) -> Harvest:
+            meta: dict[str, Any] | None = None, precision: str = "fp32") -> Harvest:
     """Stream ``split`` through ``source`` once and record every neuron (module docstring).
 
     Args:
@@ -695,7 +706,12 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
         device: Where the model runs; statistics are kept on the CPU.
         progress: Show a tqdm bar with tokens/s.
         meta: Extra metadata stored with the result (model name, run directory, ...).
+        precision: The forward pass of a ``Transformer`` source: "fp32", or "bf16" autocast
+            (a bf16 run's own precision, ``harvest_precision``; recorded in the metadata).
+            A ``NeuronSource`` runs in its own (``ModelNeurons(model, precision)``).
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     for name, value, low in (("k", k, 1), ("samples_per_bin", samples_per_bin, 1),
                              ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -703,7 +719,10 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
     if isinstance(source, Transformer):
         if source.cfg.n_ctx < n_ctx:
             raise ConfigError(f"n_ctx={n_ctx} exceeds the model's context {source.cfg.n_ctx}")
-        source = ModelNeurons(source.to(device).eval())
+        source = ModelNeurons(source.to(device).eval(), precision)
+    elif precision != "fp32":
+        raise ConfigError("precision applies to a Transformer source; wrap a model as "
+                          "ModelNeurons(model, precision) to harvest it in bf16")
     chosen, label = _resolve_rows(rows, num_rows(split, n_ctx), max_rows)
     edges = _EDGES
     acc = {h: _HookAccumulator(source.n_layers, source.d_mlp, k, samples_per_bin)
@@ -735,6 +754,8 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
         "n_tokens": n_tokens, "seed": seed, "bin_edges": BIN_EDGES.tolist(),
         "split": Path(split.directory).name, **(meta or {}),
     }
+    if getattr(source, "precision", "fp32") != "fp32":  # (fp32 harvests' metadata unchanged)
+        info["precision"] = source.precision
     return Harvest(info, {h: a.finish(n_tokens) for h, a in acc.items()})
 
 
@@ -756,13 +777,42 @@ def weights_digest(run) -> str:
     return _file_digest(weights)
 
 
+def harvest_precision(run, device: str | torch.device = "cpu") -> str:
+    """The precision ``harvest_run`` reads a run in: the one it trained in
+    (``result["precision"]``), except bf16 on a CPU that only emulates bf16 matmuls (the
+    precision probe's matmul test), where bf16 would take many times longer: fp32."""
+    precision = run.result.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        return "fp32"
+    if precision == "bf16" and torch.device(device).type == "cpu" and not _native_bf16():
+        return "fp32"
+    return precision
+
+
+_NATIVE_BF16: list[bool] = []
+
+
+def _native_bf16() -> bool:
+    if not _NATIVE_BF16:
+        from ..train import precision as precision_mod
+
+        with precision_mod.torch_threads(1):
+            _NATIVE_BF16.append(precision_mod.matmul_speedup() >= precision_mod.MATMUL_GATE)
+    return _NATIVE_BF16[0]
+
+
 def harvest_path(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even",
-                 max_rows: int | None = None, seed: int = 0) -> Path:
-    """Where ``harvest_run`` keeps the harvest of a zoo run for these settings."""
-    key = json.dumps({"k": k, "samples_per_bin": samples_per_bin, "rows": rows,
-                      "max_rows": max_rows, "seed": seed, "format": FORMAT_VERSION,
-                      "weights": weights_digest(run), "data": run.result.get("data_hash")},
-                     sort_keys=True)
+                 max_rows: int | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> Path:
+    """Where ``harvest_run`` keeps the harvest of a zoo run for these settings (a bf16
+    harvest apart from an fp32 one: ``harvest_precision``)."""
+    settings = {"k": k, "samples_per_bin": samples_per_bin, "rows": rows,
+                "max_rows": max_rows, "seed": seed, "format": FORMAT_VERSION,
+                "weights": weights_digest(run), "data": run.result.get("data_hash")}
+    precision = harvest_precision(run, device)
+    if precision != "fp32":  # (the key of an fp32 harvest is what it always was)
+        settings["precision"] = precision
+    key = json.dumps(settings, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return Path(run.run_dir) / "interp" / f"harvest-{digest}.safetensors"
 
@@ -775,6 +825,8 @@ def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even
 
     The file lives in the run directory (``interp/harvest-<hash>.safetensors``), keyed by the
     settings, the weights and the corpus, so a changed model or corpus is harvested afresh.
+    The model runs in the precision it trained in (``harvest_precision``): a bf16 run is
+    read under bf16 autocast, as it was trained and evaluated.
 
     Args:
         run: A ``solu_repro.zoo.ZooRun`` (from ``ensure_trained``).
@@ -782,7 +834,7 @@ def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even
         (the rest as in ``harvest``)
     """
     path = harvest_path(run, k=k, samples_per_bin=samples_per_bin, rows=rows,
-                        max_rows=max_rows, seed=seed)
+                        max_rows=max_rows, seed=seed, device=device)
     if path.is_file() and not rebuild:
         return Harvest.load(path)
     model = run.load_model(device)
@@ -790,6 +842,7 @@ def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even
     result = harvest(model, corpus.split("val"), model.cfg.n_ctx, corpus.bos_id, rows=rows,
                      k=k, samples_per_bin=samples_per_bin, batch_size=batch_size,
                      max_rows=max_rows, seed=seed, device=device, progress=progress,
+                     precision=harvest_precision(run, device),
                      meta={"name": run.name, "scale": run.scale, "act_fn": model.cfg.act_fn,
                            "run_dir": str(run.run_dir), "data_hash": run.result.get("data_hash"),
                            "split": "val"})
