@@ -19,14 +19,17 @@ def test_every_scale_has_the_paper_comparisons(scale):
     depths = zoo.SCALES[scale].depths
     for depth in depths:
         assert f"{depth}L-gelu" in configs and f"{depth}L-solu_ln" in configs
-    assert {"1L-solu", "1L-gelu_ln"} <= set(configs)
+    if zoo.SCALES[scale].ablation_seeds:
+        assert {"1L-solu", "1L-gelu_ln"} <= set(configs)
+    else:  # the default book's composition: the Figure 4 pair only
+        assert {zoo.variant_of(n) for n in configs} == {"1L-gelu", "1L-solu_ln"}
     for name, cfg in configs.items():
         assert cfg.name == name
         assert cfg.model.d_vocab >= cfg.data.vocab_size
 
 
 def test_matched_pairs_share_init_and_data_order():
-    configs = zoo.zoo_configs("cpu")
+    configs = zoo.zoo_configs("cpu-full")
     gelu, solu = configs["2L-gelu"], configs["2L-solu_ln"]
     assert gelu.model.replace(act_fn="solu_ln") == solu.model
     assert gelu.replace(model=solu.model, name=solu.name) == solu
@@ -42,11 +45,27 @@ def test_cpu_scale_uses_the_embedded_corpus_and_2048_vocab():
     assert zoo.zoo_config("1L-solu_ln", "gpu").data.sources[0].startswith("hf:")
 
 
-def test_cpu_zoo_has_the_seeds_and_budget_of_the_evidence():
+def test_cpu_zoo_is_the_figure4_pair_at_four_times_the_old_budget():
     configs = zoo.zoo_configs("cpu")
+    assert list(configs) == ["1L-gelu", "1L-solu_ln", "1L-gelu-s1", "1L-gelu-s2",
+                             "1L-solu_ln-s1", "1L-solu_ln-s2"]
+    for cfg in configs.values():
+        # 4x the 1.43 M tokens (350 steps of 4,096) of the zoo before issue 22
+        assert cfg.max_steps * cfg.tokens_per_step == 4 * 350 * 4096
+        assert cfg.lr_embed == zoo.CPU_LR_EMBED == cfg.peak_lr_hidden
+        steps = (*cfg.snapshot_steps, cfg.max_steps)
+        tokens = [k * cfg.tokens_per_step for k in steps]
+        assert len(steps) >= 4 and 0.15e6 <= tokens[0] <= 0.3e6
+        ratios = [b / a for a, b in zip(steps, steps[1:])]
+        assert all(1.8 <= r <= 3.0 for r in ratios), ratios  # log-spaced
+        assert 350 in cfg.snapshot_steps  # the old budget, for comparison
+
+
+def test_cpu_full_zoo_has_the_seeds_and_budget_of_the_evidence():
+    configs = zoo.zoo_configs("cpu-full")
     for variant, n in (("1L-gelu", 3), ("1L-solu_ln", 3), ("1L-gelu_ln", 2), ("1L-solu", 2),
                        ("1L-solu_ln_b4", 2), ("2L-gelu", 1), ("4L-solu_ln", 1)):
-        seeds = zoo.seed_names(variant, "cpu")
+        seeds = zoo.seed_names(variant, "cpu-full")
         assert len(seeds) == n and seeds[0] == variant, (variant, seeds)
         # a seed sets both the init and the data order
         assert [(configs[s].model.seed, configs[s].data_seed) for s in seeds] == \
@@ -59,6 +78,11 @@ def test_cpu_zoo_has_the_seeds_and_budget_of_the_evidence():
     # the seed-0 names are the names the zoo always had, other seeds come after
     assert list(configs)[:8] == ["1L-gelu", "1L-solu_ln", "2L-gelu", "2L-solu_ln", "4L-gelu",
                                  "4L-solu_ln", "1L-solu", "1L-gelu_ln"]
+    # the runs the two scales share are trained once, under cpu's folder
+    cpu = zoo.zoo_configs("cpu")
+    for name, cfg in cpu.items():
+        assert configs[name] == cfg
+        assert zoo.run_dir_for(cfg, "cpu-full", "/r") == zoo.run_dir_for(cfg, "cpu", "/r")
 
 
 @pytest.mark.parametrize("name, parsed, variant", [
@@ -253,3 +277,23 @@ def test_zoo_in_two_processes_trains_what_one_process_does(tmp_path, data_dir):
         assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="workers"):
         zoo.train_zoo("tiny", tmp_path / "one", names=names, workers=0)
+
+
+@pytest.mark.slow
+def test_a_run_at_each_step_it_kept(tmp_path, data_dir):
+    from solu_repro.train import CheckpointError
+
+    run = zoo.ensure_trained("1L-gelu", "tiny", tmp_path, progress=False, data_dir=data_dir)
+    assert run.steps == (*run.config.snapshot_steps, run.config.max_steps) == (15, 40, 120)
+    early = run.at(15)
+    assert early.weights_path.name == "step_0000015.safetensors" and early.step == 15
+    assert early.tokens == 15 * run.config.tokens_per_step
+    assert early.result["val_tokens"] == run.result["val_tokens"]  # the same whole split
+    assert early.result["val_loss"] != run.result["val_loss"]
+    assert early.load_model().cfg == run.load_model().cfg
+    assert run.at(120).weights_path == run.weights_path and run.at(120).step is None
+    with pytest.raises(ConfigError, match="kept no weights at step 16"):
+        run.at(16)
+    early.weights_path.with_suffix(".json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="no readable snapshot of step 15"):
+        run.at(15)

@@ -17,7 +17,7 @@ import torch
 from solu_repro.train import step as train_mod
 from solu_repro.train.checkpoint import CheckpointError, list_checkpoints, load_weights
 from solu_repro.model import ConfigError
-from solu_repro.train import (TrainConfig, TrainingDivergedError, lr_multiplier, param_groups,
+from solu_repro.train import (read_snapshot, snapshot_path, TrainConfig, TrainingDivergedError, lr_multiplier, param_groups,
                               read_metrics, train)
 from solu_repro.model import Transformer
 
@@ -46,6 +46,10 @@ def test_config_roundtrip_and_hash(small_config):
     # ... while anything that changes the weights does not.
     assert cfg.replace(max_steps=13).run_hash() != cfg.run_hash()
     assert cfg.replace(data_seed=1).run_hash() != cfg.run_hash()
+    # snapshots are part of a run (it has them or not); without any, the hash is the old one
+    assert cfg.replace(snapshot_steps=(4,)).run_hash() != cfg.run_hash()
+    assert "snapshot_steps" not in cfg.to_dict()
+    assert cfg.replace(snapshot_steps=[8, 4, 4]).snapshot_steps == (4, 8)
 
 
 @pytest.mark.parametrize("changes, field", [
@@ -56,6 +60,10 @@ def test_config_roundtrip_and_hash(small_config):
     ({"lr_hidden": -1.0}, "lr_hidden"),
     ({"lr_embed": float("nan")}, "lr_embed"),
     ({"betas": (0.9, 1.5)}, "betas"),
+    ({"snapshot_steps": (0, 5)}, "snapshot_steps"),
+    ({"snapshot_steps": (12,)}, "snapshot_steps"),   # the final weights are kept anyway
+    ({"snapshot_steps": ("5",)}, "snapshot_steps"),
+    ({"snapshot_steps": 5}, "snapshot_steps"),
 ])
 def test_config_validation_names_the_field(small_config, changes, field):
     with pytest.raises(ConfigError, match=field):
@@ -199,7 +207,8 @@ def test_missing_weights_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted(small_config, data_dir, tmp_path):
     """Kill a training process after its first checkpoint; resuming ends with the same loss."""
-    cfg = small_config(max_steps=400, checkpoint_every=20, eval_every=0, log_every=20)
+    cfg = small_config(max_steps=400, checkpoint_every=20, eval_every=0, log_every=20,
+                       snapshot_steps=(10, 200, 390))
     config_path = _write_config(cfg, tmp_path / "cfg.json")
     env = _env(data_dir)
     cmd = [sys.executable, "-m", "solu_repro.cli", "train", str(config_path), "--quiet"]
@@ -235,6 +244,14 @@ def test_resume_after_kill_matches_uninterrupted(small_config, data_dir, tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [m["step"] for m in read_metrics(killed) if "loss" in m]
     assert steps == sorted(set(steps)), "metrics after the checkpoint were logged twice"
+    # the kept snapshots are the uninterrupted run's, each recorded once
+    for step in cfg.snapshot_steps:
+        a = load_weights(snapshot_path(killed, step)).state_dict()
+        b = load_weights(snapshot_path(clean, step)).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), step
+        assert read_snapshot(killed, step) == read_snapshot(clean, step)
+    snaps = [m["step"] for m in read_metrics(killed) if m.get("snapshot")]
+    assert snaps == list(cfg.snapshot_steps)
 
 
 @pytest.mark.slow
