@@ -53,23 +53,45 @@ def train_flops_per_token(m: ModelConfig) -> float:
     return 6 * matmul_weights + 12 * m.n_layers * m.n_ctx * m.n_heads * m.d_head
 
 
-def matmul_peak_flops(dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 2048,
-                      calls: int = 5) -> float:
-    """FLOP/s of a large square matmul in ``dtype`` on ``device`` with the current threads:
-    the peak an MFU is measured against (best of ``calls`` timed calls after one warmup)."""
+PEAK_MATMUL_SIZE = 2048
+
+
+def make_matmul(dtype: torch.dtype, device: torch.device | str = "cpu",
+                size: int = PEAK_MATMUL_SIZE) -> Callable[[], None]:
+    """One ``size``^3 square matmul in ``dtype`` (``2 * size**3`` FLOPs): the peak an MFU is
+    measured against. ``benchmarks/train_throughput.py`` times it interleaved with the steps
+    (``interleave``), so the peak and the steps see the same machine."""
     device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    out = torch.empty(size, size, device=device, dtype=dtype)
+
+    def matmul() -> None:
+        torch.mm(a, b, out=out)
+
+    return matmul
+
+
+def matmul_flops(size: int = PEAK_MATMUL_SIZE) -> float:
+    return 2.0 * size ** 3
+
+
+def matmul_peak_flops(dtype: torch.dtype, device: torch.device | str = "cpu",
+                      size: int = PEAK_MATMUL_SIZE, calls: int = 5) -> float:
+    """FLOP/s of a large square matmul in ``dtype`` on ``device`` with the current threads
+    (``make_matmul``; best of ``calls`` timed calls after one warmup)."""
+    device = torch.device(device)
+    matmul = make_matmul(dtype, device, size)
     best = float("inf")
     for i in range(calls + 1):
         _sync(device)
         t0 = time.perf_counter()
-        a @ b
+        matmul()
         _sync(device)
         if i:
             best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best
+    return matmul_flops(size) / best
 
 
 def resolved_precision(cfg: TrainConfig, device: torch.device | str) -> str:
