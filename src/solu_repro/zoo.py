@@ -224,6 +224,25 @@ def label(name_or_act: str) -> str:
     return ACT_LABELS.get(name_or_act, name_or_act)
 
 
+def composition(scale: str) -> str:
+    """What a scale's zoo holds, in words, from its ``Scale`` (the book's one description):
+    "1L GELU baseline and SoLU + LN (3 seeds each)" and so on."""
+    s = _check_scale(scale)
+    one = min(s.depths)
+    parts = [f"{one}L {label('gelu')} and {label('solu_ln')} ({s.pair_seeds} seed"
+             f"{'s each' if s.pair_seeds > 1 else ''})"]
+    if s.ablation_seeds:
+        ablations = [label(a) for a in ABLATIONS]
+        if s.blocks > 1:
+            ablations.append(f"{label('solu_ln')} in {s.blocks} blocks")
+        parts.append(f"the {one}L ablations {', '.join(ablations)} ({s.ablation_seeds} seed"
+                     f"{'s each' if s.ablation_seeds > 1 else ''})")
+    deep = [d for d in s.depths if d != one]
+    if deep:
+        parts.append(", ".join(f"{d}L" for d in deep) + " GELU / SoLU + LN pairs (1 seed)")
+    return "; ".join(parts)
+
+
 def _variants(s: Scale) -> list[tuple[int, str, int, int]]:
     """(depth, act, blocks, seeds) of every model kind of a scale, in zoo order."""
     one = min(s.depths)

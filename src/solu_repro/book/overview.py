@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..model import Transformer
-from ..zoo import SCALES, zoo_configs
+from ..zoo import SCALES, composition, zoo_configs
 from . import style
 
 
@@ -29,10 +29,11 @@ def scale_summary() -> list[dict[str, Any]]:
     """One row per scale: shape, depths, token budget per model and the corpus."""
     out = []
     for name, s in SCALES.items():
-        out.append({"scale": name, "depths": "/".join(f"{d}L" for d in s.depths),
+        out.append({"scale": name, "models": composition(name),
+                    "runs": len(zoo_configs(name)),
                     "d_model": s.d_model, "d_mlp": s.d_mlp, "n_ctx": s.n_ctx,
                     "vocab": s.data.vocab_size,
-                    "tokens per model": s.max_steps * s.batch_size * s.n_ctx,
+                    "tokens per model": f"{s.max_steps * s.batch_size * s.n_ctx:,}",
                     "corpus": ", ".join(s.data.sources)})
     return out
 
