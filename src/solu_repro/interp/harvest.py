@@ -40,6 +40,7 @@ from ..hooks import act_name
 from .stats import kurtosis_from_moments
 from ..model import ActivationCache, ConfigError, Transformer
 from ..train.runtime import autocast
+from ..train.step import keep_freed_memory
 
 HOOKS = ("mid", "post")
 FORMAT_VERSION = 1
@@ -724,6 +725,7 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
         raise ConfigError("precision applies to a Transformer source; wrap a model as "
                           "ModelNeurons(model, precision) to harvest it in bf16")
     chosen, label = _resolve_rows(rows, num_rows(split, n_ctx), max_rows)
+    keep_freed_memory()  # the per-batch temporaries reuse their pages (train.step)
     edges = _EDGES
     acc = {h: _HookAccumulator(source.n_layers, source.d_mlp, k, samples_per_bin)
            for h in source.hooks}
