@@ -13,6 +13,13 @@
    median of each, so the peak and the steps see the same machine; the best matmul is
    printed too). A fresh process per step kind then measures the peak-RSS growth of three
    steps (the plain step holds the full logits and their gradient).
+
+   The allocator: this project's CPU step keeps the memory it frees mapped
+   (``train.step.keep_freed_memory``, process-wide), which spares TransformerLens's step in
+   the same process its page faults as well (its full logits: 1.3x at the cpu shapes). So
+   TransformerLens is also timed *as shipped*, in a process of its own with glibc's default
+   allocator (``RemoteStep``, in the same interleaved rounds): the ratio a user of each
+   library sees. The table's ratios are to TransformerLens in this process (same allocator).
 2. ``--compile``: the default step eager against ``torch.compile``, with the compile time.
 3. ``--processes``: aggregate tokens/s of one process on every core against one 1-thread
    process per core, each training its own model (as a zoo could).
@@ -109,6 +116,49 @@ def make_plain_step(cfg: TrainConfig, device: torch.device, seed: int):
     return step
 
 
+class RemoteStep:
+    """A step run in a child process of its own (``--tl-worker``), one per call: the child's
+    allocator is glibc's default (nothing there calls ``keep_freed_memory``)."""
+
+    def __init__(self, args, model: str, bf16: bool):
+        cmd = [sys.executable, __file__, "--scale", args.scale, "--tl-worker",
+               "bf16" if bf16 else "fp32", "--worker-model", model, "--seed", str(args.seed),
+               "--device", args.device]
+        if args.threads is not None:
+            cmd += ["--threads", str(args.threads)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        self._expect("ready")
+
+    def _expect(self, word: str) -> None:
+        for line in self.proc.stdout:  # (TransformerLens prints as it builds its model)
+            if line.strip() == word:
+                return
+        raise RuntimeError(f"the TransformerLens worker exited (code {self.proc.wait()})")
+
+    def __call__(self) -> None:
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        self._expect("done")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def tl_worker(args) -> None:
+    """(Child process) TransformerLens steps on request: one per line read, "done" after each."""
+    device = resolve_device(args.device)
+    cfg = zoo_configs(args.scale)[args.worker_model].replace(device=device.type)
+    step = make_tl_step(cfg, device, args.seed, bf16=args.tl_worker == "bf16")
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        print("done", flush=True)
+
+
 STEP_KINDS = ("default", "fp32", "plain")
 
 
@@ -133,8 +183,16 @@ def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
     steps["solu_repro plain logits (fp32)"] = make_step("plain", cfg, device, args.seed)
     steps["TransformerLens (fp32)"] = make_tl_step(cfg, device, args.seed, bf16=False)
     steps["TransformerLens (bf16 autocast)"] = make_tl_step(cfg, device, args.seed, bf16=True)
+    shipped = {"TL fp32, own process": RemoteStep(args, cfg.name, bf16=False),
+               "TL bf16 autocast, own process": RemoteStep(args, cfg.name, bf16=True)}
+    steps.update(shipped)
     steps.update({f"matmul {dtype}": fn for dtype, fn in peak_fns.items()})
-    samples = interleave(steps, device, args.tl_rounds, 1, args.warmup)
+    try:
+        samples = interleave(steps, device, args.tl_rounds, 1, args.warmup)
+    finally:
+        for remote in shipped.values():
+            remote.close()
+    own = {name: samples.pop(name) for name in shipped}
     matmuls = {dtype: samples.pop(f"matmul {dtype}") for dtype in peak_fns}
     peaks = {dtype: matmul_flops() / smp.median for dtype, smp in matmuls.items()}
     best_peaks = {dtype: matmul_flops() / min(smp.all) for dtype, smp in matmuls.items()}
@@ -166,9 +224,20 @@ def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
     best_tl = min(samples["TransformerLens (fp32)"].median,
                   samples["TransformerLens (bf16 autocast)"].median)
     ours = next(iter(samples.values())).median
-    print(f"default step vs TransformerLens fp32: {rows[0]['vs_tl_fp32']:.2f}x (goal 3x); vs "
-          f"TL's faster precision: {best_tl / ours:.2f}x; MFU {100 * rows[0]['mfu']:.1f}% of "
-          f"this run's {rows[0]['peak_dtype']} matmul peak. Precision: {default}")
+    as_shipped = {name: ratio_stats(next(iter(samples.values())), smp)
+                  for name, smp in own.items()}
+    print("TransformerLens as shipped: in a process of its own, glibc's default allocator "
+          "(the default step's speed over it):")
+    for name, smp in own.items():
+        r = as_shipped[name]
+        print(f"{name:<32}  {smp.median * 1e3:>8.0f}  {tokens / smp.median:>9,.0f}  {'':>10}  "
+              f"{r['ratio']:>9.2f}x  {r['ci90_lo']:>5.2f}-{r['ci90_hi']:.2f}", flush=True)
+    shipped_fp32 = as_shipped["TL fp32, own process"]
+    print(f"default step vs TransformerLens fp32: {rows[0]['vs_tl_fp32']:.2f}x in one process "
+          f"(one allocator), {shipped_fp32['ratio']:.2f}x as each ships (TL in its own process, "
+          f"glibc's default allocator; goal 3x); vs TL's faster precision: {best_tl / ours:.2f}x"
+          f" in one process; MFU {100 * rows[0]['mfu']:.1f}% of this run's "
+          f"{rows[0]['peak_dtype']} matmul peak. Precision: {default}")
     rss = None
     if memory and device.type == "cpu":
         rss = {kind: memory_probe(args, cfg.name, kind) for kind in STEP_KINDS}
@@ -179,7 +248,9 @@ def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
             "peak_rss_growth_mb": rss,
             "peak_flops": peaks, "best_peak_flops": best_peaks,
             "precision": default.to_dict(), "steps": rows, "mfu": rows[0]["mfu"],
-            "vs_tl_fp32": rows[0]["vs_tl_fp32"], "vs_tl_best": best_tl / ours}
+            "vs_tl_fp32": rows[0]["vs_tl_fp32"], "vs_tl_best": best_tl / ours,
+            "vs_tl_as_shipped": {name: r["ratio"] for name, r in as_shipped.items()},
+            "tl_own_process_median_s": {name: smp.median for name, smp in own.items()}}
 
 
 # --- one process at n threads, or n processes at one thread ------------------------------------
@@ -279,6 +350,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child-steps", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--memory-model", default=None, help=argparse.SUPPRESS)
     p.add_argument("--memory-kind", choices=STEP_KINDS, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--tl-worker", choices=("fp32", "bf16"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-model", default=None, help=argparse.SUPPRESS)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op CPU threads (default: torch's choice, one per core). "
@@ -316,6 +389,9 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if args.memory_model is not None:
         child_memory(args)
+        return {}
+    if args.tl_worker is not None:
+        tl_worker(args)
         return {}
     device = resolve_device(args.device)
     configs = zoo_configs(args.scale)
