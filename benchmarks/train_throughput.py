@@ -120,12 +120,12 @@ class RemoteStep:
     """A step run in a child process of its own (``--tl-worker``), one per call: the child's
     allocator is glibc's default (nothing there calls ``keep_freed_memory``)."""
 
-    def __init__(self, args, model: str, bf16: bool):
-        cmd = [sys.executable, __file__, "--scale", args.scale, "--tl-worker",
-               "bf16" if bf16 else "fp32", "--worker-model", model, "--seed", str(args.seed),
-               "--device", args.device]
-        if args.threads is not None:
-            cmd += ["--threads", str(args.threads)]
+    def __init__(self, cfg: TrainConfig, seed: int, threads: int | None, bf16: bool):
+        cmd = [sys.executable, __file__, "--tl-worker", "bf16" if bf16 else "fp32",
+               "--worker-config", json.dumps(cfg.to_dict()), "--seed", str(seed),
+               "--device", "cpu"]
+        if threads is not None:
+            cmd += ["--threads", str(threads)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      text=True)
         self._expect("ready")
@@ -148,14 +148,11 @@ class RemoteStep:
 
 def tl_worker(args) -> None:
     """(Child process) TransformerLens steps on request: one per line read, "done" after each."""
-    device = resolve_device(args.device)
-    cfg = zoo_configs(args.scale)[args.worker_model].replace(device=device.type)
-    step = make_tl_step(cfg, device, args.seed, bf16=args.tl_worker == "bf16")
+    cfg = TrainConfig.from_dict(json.loads(args.worker_config))
+    step = make_tl_step(cfg, torch.device("cpu"), args.seed, bf16=args.tl_worker == "bf16")
     print("ready", flush=True)
     for _ in sys.stdin:
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
         print("done", flush=True)
 
 
@@ -170,9 +167,12 @@ def make_step(kind: str, cfg: TrainConfig, device: torch.device, seed: int):
 
 
 def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
-                                  memory: bool = True) -> dict:
+                                  memory: bool = True, as_shipped: bool | None = None) -> dict:
     """This project's step in its default precision, in fp32, and TransformerLens's step in
-    fp32 and under bf16 autocast, interleaved; tokens/s, MFU and the ratios to TL."""
+    fp32 and under bf16 autocast, interleaved; tokens/s, MFU and the ratios to TL; on a CPU
+    (``as_shipped``, default) also TransformerLens in processes of its own (``RemoteStep``)."""
+    if as_shipped is None:
+        as_shipped = device.type == "cpu"
     default = precision_mod.choose(cfg, device)
     peak_fns = {"fp32": make_matmul(torch.float32, device),
                 "bf16": make_matmul(torch.bfloat16, device)}
@@ -183,8 +183,10 @@ def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
     steps["solu_repro plain logits (fp32)"] = make_step("plain", cfg, device, args.seed)
     steps["TransformerLens (fp32)"] = make_tl_step(cfg, device, args.seed, bf16=False)
     steps["TransformerLens (bf16 autocast)"] = make_tl_step(cfg, device, args.seed, bf16=True)
-    shipped = {"TL fp32, own process": RemoteStep(args, cfg.name, bf16=False),
-               "TL bf16 autocast, own process": RemoteStep(args, cfg.name, bf16=True)}
+    threads = getattr(args, "threads", None)
+    shipped = {} if not as_shipped else {
+        "TL fp32, own process": RemoteStep(cfg, args.seed, threads, bf16=False),
+        "TL bf16 autocast, own process": RemoteStep(cfg, args.seed, threads, bf16=True)}
     steps.update(shipped)
     steps.update({f"matmul {dtype}": fn for dtype, fn in peak_fns.items()})
     try:
@@ -224,19 +226,20 @@ def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
     best_tl = min(samples["TransformerLens (fp32)"].median,
                   samples["TransformerLens (bf16 autocast)"].median)
     ours = next(iter(samples.values())).median
-    as_shipped = {name: ratio_stats(next(iter(samples.values())), smp)
-                  for name, smp in own.items()}
-    print("TransformerLens as shipped: in a process of its own, glibc's default allocator "
-          "(the default step's speed over it):")
+    shipped_ratios = {name: ratio_stats(next(iter(samples.values())), smp)
+                      for name, smp in own.items()}
+    if own:
+        print("TransformerLens as shipped: in a process of its own, glibc's default allocator "
+              "(the default step's speed over it):")
     for name, smp in own.items():
-        r = as_shipped[name]
+        r = shipped_ratios[name]
         print(f"{name:<32}  {smp.median * 1e3:>8.0f}  {tokens / smp.median:>9,.0f}  {'':>10}  "
               f"{r['ratio']:>9.2f}x  {r['ci90_lo']:>5.2f}-{r['ci90_hi']:.2f}", flush=True)
-    shipped_fp32 = as_shipped["TL fp32, own process"]
+    shipped_note = (f", {shipped_ratios['TL fp32, own process']['ratio']:.2f}x as each ships "
+                    "(TL in its own process, glibc's default allocator)" if own else "")
     print(f"default step vs TransformerLens fp32: {rows[0]['vs_tl_fp32']:.2f}x in one process "
-          f"(one allocator), {shipped_fp32['ratio']:.2f}x as each ships (TL in its own process, "
-          f"glibc's default allocator; goal 3x); vs TL's faster precision: {best_tl / ours:.2f}x"
-          f" in one process; MFU {100 * rows[0]['mfu']:.1f}% of this run's "
+          f"(one allocator){shipped_note}; goal 3x; vs TL's faster precision: "
+          f"{best_tl / ours:.2f}x in one process; MFU {100 * rows[0]['mfu']:.1f}% of this run's "
           f"{rows[0]['peak_dtype']} matmul peak. Precision: {default}")
     rss = None
     if memory and device.type == "cpu":
@@ -249,7 +252,7 @@ def compare_with_transformer_lens(cfg: TrainConfig, device: torch.device, args,
             "peak_flops": peaks, "best_peak_flops": best_peaks,
             "precision": default.to_dict(), "steps": rows, "mfu": rows[0]["mfu"],
             "vs_tl_fp32": rows[0]["vs_tl_fp32"], "vs_tl_best": best_tl / ours,
-            "vs_tl_as_shipped": {name: r["ratio"] for name, r in as_shipped.items()},
+            "vs_tl_as_shipped": {name: r["ratio"] for name, r in shipped_ratios.items()},
             "tl_own_process_median_s": {name: smp.median for name, smp in own.items()}}
 
 
@@ -351,7 +354,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-model", default=None, help=argparse.SUPPRESS)
     p.add_argument("--memory-kind", choices=STEP_KINDS, default=None, help=argparse.SUPPRESS)
     p.add_argument("--tl-worker", choices=("fp32", "bf16"), default=None, help=argparse.SUPPRESS)
-    p.add_argument("--worker-model", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-config", default=None, help=argparse.SUPPRESS)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op CPU threads (default: torch's choice, one per core). "
