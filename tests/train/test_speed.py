@@ -174,3 +174,12 @@ def test_train_step_does_not_touch_the_global_rng():
     torch.manual_seed(123)
     make_train_step(zoo_configs("tiny")["1L-gelu"], "cpu")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_matmul_peak_is_timed_from_the_callable_mfu_uses():
+    from solu_repro.speed import make_matmul, matmul_flops, matmul_peak_flops
+
+    fn = make_matmul(torch.float32, "cpu", size=64)
+    fn()  # one size^3 matmul into a kept output
+    assert matmul_flops(64) == 2 * 64 ** 3
+    assert matmul_peak_flops(torch.float32, "cpu", size=64, calls=2) > 0
