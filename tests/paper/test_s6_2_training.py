@@ -116,3 +116,27 @@ def test_a_tiny_run_is_measured_at_every_step_it_kept(ctx):
     assert len({p.val_loss for p in points}) == len(points)
     for p in points:
         assert 0 <= p.top20 <= 1 and 0 <= p.fair <= 1 and 0 <= p.probe <= 1
+
+
+@pytest.mark.slow
+def test_a_kept_step_costs_less_and_reads_the_same_numbers(ctx):
+    """The light judge and probes of a kept step give what the full ones give."""
+    from solu_repro.interp.controls import score_control
+    from solu_repro.interp.instruments import basis_score_run, probe_run
+    from solu_repro.interp.score import score_run
+
+    run = ctx.run("1L-solu_ln").at(40)
+    light = tr.measure_point(run)
+    full_top = score_run(run, progress=False)
+    assert light.top20 == full_top.fraction_interpretable(view="top").fraction
+    assert light.top20_rotated == score_control(run, "rotated", progress=False) \
+        .fraction_interpretable(view="top").fraction
+    assert light.fair == pytest.approx(basis_score_run(run, progress=False).features_exposed,
+                                       abs=1e-12)
+    full_probe = probe_run(run, progress=False).best_f1()
+    assert light.probe == pytest.approx(float(np.mean([full_probe[k] for k in sorted(full_probe)])),
+                                        abs=1e-12)
+    light_scores = score_run(run, tr.SNAPSHOT_JUDGE, progress=False)
+    assert all(math.isnan(r.precision) for r in light_scores.records)
+    assert [r.explanation for r in light_scores.records] == \
+        [r.explanation for r in full_top.records]

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +245,7 @@ def control_harvest_path(run, control: str, *, k: int = 20, samples_per_bin: int
 def control_score_path(harvest_file: Path, settings: ScoreSettings) -> Path:
     """Where the scores of a control harvest live for these score settings."""
     control = harvest_file.name.split("-harvest-", 1)[0]
-    key = {"harvest": harvest_file.name, "settings": asdict(settings), "format": SCORE_FORMAT,
+    key = {"harvest": harvest_file.name, "settings": settings.key(), "format": SCORE_FORMAT,
            "controls_format": CONTROLS_FORMAT}
     return harvest_file.parent / f"{control}-score-{_digest(key)}.json"
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -108,23 +108,24 @@ def probe_labels(corpus, n_ctx: int, min_positives: int = MIN_POSITIVES
 # --- sparse probing ---------------------------------------------------------------------------
 def probe_path(run, control: str | None = None, *, seed: int = 0,
                max_tokens: int = PROBE_TOKENS, ks: Sequence[int] = DEFAULT_KS,
-               labels: Sequence[str] = ()) -> Path:
+               labels: Sequence[str] = (), full: bool = True) -> Path:
     """Where ``probe_run`` keeps a run's (or a null's) probe result."""
     key = {**_run_key(run, control, seed), "probe_format": PROBE_FORMAT, "seed": int(seed),
            "max_tokens": int(max_tokens), "ks": [int(k) for k in ks], "labels": list(labels),
-           "labels_version": LABELS_VERSION}
+           "labels_version": LABELS_VERSION, **({} if full else {"full": False})}
     return Path(run.run_dir) / "instruments" / f"{control or 'basis'}-probe-{_digest(key)}.json"
 
 
 def probe_run(run, control: str | None = None, *, seed: int = 0,
               max_tokens: int = PROBE_TOKENS, ks: Sequence[int] = DEFAULT_KS,
               device: str | torch.device = "cpu", progress: bool = True, data_dir=None,
-              rebuild: bool = False) -> ProbeResult:
+              rebuild: bool = False, full: bool = True) -> ProbeResult:
     """Sparse probing of a run's ``hook_mid`` neurons (``control=None``) or of a null control's
     directions against the corpus's ground-truth labels (``probe_labels``), cached.
 
     ``seed`` is the token sample's and the rotation's (the same seed as ``score_control``'s,
-    so the rotation probed is the one the judge scored).
+    so the rotation probed is the one the judge scored). ``ks=()`` with ``full=False``: each
+    label's best single neuron only (``sparse_probe``), what the metrics over training read.
     """
     corpus = run.corpus(data_dir)
     n_ctx = run.config.model.n_ctx
@@ -132,13 +133,14 @@ def probe_run(run, control: str | None = None, *, seed: int = 0,
     if not labels:
         raise ConfigError(f"no ground-truth label has {MIN_POSITIVES} positive tokens in both "
                           f"halves of {run.name}'s validation split: use a larger corpus")
-    path = probe_path(run, control, seed=seed, max_tokens=max_tokens, ks=ks, labels=list(labels))
+    path = probe_path(run, control, seed=seed, max_tokens=max_tokens, ks=ks, labels=list(labels),
+                      full=full)
     if path.is_file() and not rebuild:
         return ProbeResult.load(path)
     result = sparse_probe(_source(run, control, seed, device), corpus.split("val"), labels, ks,
                           hook="mid", max_tokens=max_tokens, seed=seed, n_ctx=n_ctx,
                           bos_id=corpus.bos_id, device=device, progress=progress,
-                          meta={"name": run.name, "control": control})
+                          meta={"name": run.name, "control": control}, full=full)
     result.save(path)
     return result
 
@@ -149,7 +151,7 @@ def basis_score_path(run, control: str | None = None, *, seed: int = 0,
                      union: Sequence[str | None] = UNION) -> Path:
     """Where ``basis_score_run`` keeps a run's (or a null's) rotation-fair score."""
     key = {**_run_key(run, control, seed), "basis_score_format": BASIS_SCORE_FORMAT,
-           "seed": int(seed), "settings": asdict(settings), "union": list(union)}
+           "seed": int(seed), "settings": settings.key(), "union": list(union)}
     return Path(run.run_dir) / "instruments" / f"{control or 'basis'}-fair-{_digest(key)}.json"
 
 

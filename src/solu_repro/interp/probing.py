@@ -54,6 +54,7 @@ not on the enriched sample, whose base rates differ.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -470,11 +471,14 @@ def _check_classes(names: list[str], half: _Half, which: str) -> None:
                 "longer split or a smaller n_ctx")
 
 
-def _check_ks(ks: Sequence[int], n_features: int) -> tuple[int, ...]:
+def _check_ks(ks: Sequence[int], n_features: int, allow_empty: bool = False
+              ) -> tuple[int, ...]:
     try:
         out = tuple(sorted({int(k) for k in ks}))
     except (TypeError, ValueError):
         raise ConfigError(f"ks must be positive integers, got {ks!r}") from None
+    if not out and allow_empty:
+        return out
     if not out or out[0] < 1 or any(isinstance(k, bool) for k in ks):
         raise ConfigError(f"ks must be positive integers, got {ks!r}")
     if out[-1] > n_features:
@@ -485,7 +489,8 @@ def _check_ks(ks: Sequence[int], n_features: int) -> tuple[int, ...]:
 # --- the probe ----------------------------------------------------------------------------------
 
 def _probe_labels(names: list[str], fit: _Half, score: _Half, ks: tuple[int, ...],
-                  layers: list[int], d_mlp: int, C: float) -> tuple[dict[str, LabelProbe], int]:
+                  layers: list[int], d_mlp: int, C: float, full: bool = True
+                  ) -> tuple[dict[str, LabelProbe], int]:
     """Every label's best neuron, k-sparse probes and full probe (module docstring), from the
     two halves' sampled activations. Returns the results and the count of fits that hit the
     iteration limit."""
@@ -530,16 +535,21 @@ def _probe_labels(names: list[str], fit: _Half, score: _Half, ks: tuple[int, ...
         wn = fit.weights - wp
         diff = wp @ xs_fit / wp.sum() - wn @ xs_fit / wn.sum()
         ranking = np.argsort(-np.abs(diff), kind="stable")
-        for cols in [np.sort(ranking[:k]) for k in ks] + [None]:
+        for cols in [np.sort(ranking[:k]) for k in ks] + ([None] if full else []):
             s, pred = fitted(cols, y_fit)
             scores.append(s)
             predictions.append(pred)
         # One call each for all the probes of this label: the columns share the labels.
         truth = np.repeat(y_score[:, None], len(scores), axis=1)
-        f1 = f1_score(truth, np.stack(predictions, 1), average=None,
-                      sample_weight=score.weights, zero_division=0.0)
-        auroc = roc_auc_score(truth, np.stack(scores, 1), average=None,
-                              sample_weight=score.weights)
+        if len(scores) > 1:
+            f1 = f1_score(truth, np.stack(predictions, 1), average=None,
+                          sample_weight=score.weights, zero_division=0.0)
+            auroc = roc_auc_score(truth, np.stack(scores, 1), average=None,
+                                  sample_weight=score.weights)
+        else:  # one column is a binary target to scikit-learn (per class, not per column)
+            f1 = [f1_score(y_score, predictions[0], sample_weight=score.weights,
+                           zero_division=0.0)]
+            auroc = [roc_auc_score(y_score, scores[0], sample_weight=score.weights)]
         results[name] = LabelProbe(
             count=int(score.counts[i]), base_rate=float(score.counts[i] / score.n_tokens),
             f1={k: float(f1[1 + n]) for n, k in enumerate(ks)},
@@ -548,7 +558,8 @@ def _probe_labels(names: list[str], fit: _Half, score: _Half, ks: tuple[int, ...
             best_neuron=BestNeuron(layer=neuron_of[j][0], neuron=neuron_of[j][1], sign=sign,
                                    threshold=thr, fit_f1=float(best.f1[j]), f1=float(f1[0]),
                                    auroc=float(auroc[0])),
-            full_probe_f1=float(f1[-1]), full_probe_auroc=float(auroc[-1]),
+            full_probe_f1=float(f1[-1]) if full else math.nan,
+            full_probe_auroc=float(auroc[-1]) if full else math.nan,
             n_fit_positives=int(y_fit.sum()), n_score_positives=int(y_score.sum()))
     return results, not_converged
 
@@ -559,7 +570,7 @@ def sparse_probe(source: NeuronSource | Transformer, split: TokenSplit,
                  max_tokens: int = MAX_TOKENS, seed: int = 0, n_ctx: int | None = None,
                  bos_id: int = 0, C: float = 1.0, batch_size: int = 16,
                  device: str | torch.device = "cpu", progress: bool = True,
-                 meta: dict[str, Any] | None = None) -> ProbeResult:
+                 meta: dict[str, Any] | None = None, full: bool = True) -> ProbeResult:
     """Probe ``source``'s neurons for every label (module docstring).
 
     Args:
@@ -585,6 +596,9 @@ def sparse_probe(source: NeuronSource | Transformer, split: TokenSplit,
         device: Where the source runs; the probes run on the CPU.
         progress: Show a progress bar over the forward passes.
         meta: Extra metadata stored with the result (model name, control, ...).
+        full: Fit the full probe (the ceiling). ``full=False`` with ``ks=()`` measures the best
+            single neuron of each label only (the metrics over training need no more), with
+            NaN for the full probe.
 
     Returns:
         ``ProbeResult``.
@@ -620,7 +634,7 @@ def sparse_probe(source: NeuronSource | Transformer, split: TokenSplit,
         n_ctx = model_ctx
     if model_ctx is not None and n_ctx > model_ctx:
         raise ConfigError(f"n_ctx={n_ctx} exceeds the model's context {model_ctx}")
-    ks = _check_ks(ks, len(layers) * source.d_mlp)
+    ks = _check_ks(ks, len(layers) * source.d_mlp, allow_empty=not full)
     names, label_matrix = _check_labels(labels, split.n_tokens)
 
     n_rows = num_rows(split, n_ctx)
@@ -643,12 +657,13 @@ def sparse_probe(source: NeuronSource | Transformer, split: TokenSplit,
     # One BLAS thread: most fits are small, and on shared cores threads spin-wait more than
     # they help (a probe ran 5x slower with the default threads on 2 busy cores).
     with threadpool_limits(limits=1):
-        results, not_converged = _probe_labels(names, fit, score, ks, layers, source.d_mlp, C)
+        results, not_converged = _probe_labels(names, fit, score, ks, layers, source.d_mlp, C,
+                                               full)
 
     info = {"hook": hook, "hook_read": read, "layers": layers, "ks": list(ks), "rows": rows,
             "fit_rows": fit_part, "n_ctx": int(n_ctx), "bos_id": int(bos_id),
             "max_tokens": int(max_tokens), "seed": int(seed), "C": float(C),
-            "n_neurons": int(fit.x.shape[1]), "n_fit_tokens": int(len(fit.rows)),
+            "full": bool(full), "n_neurons": int(fit.x.shape[1]), "n_fit_tokens": int(len(fit.rows)),
             "n_score_tokens": int(len(score.rows)), "fit_half_tokens": fit.n_tokens,
             "score_half_tokens": score.n_tokens, "not_converged": not_converged,
             "split": Path(str(getattr(split, "directory", ""))).name,

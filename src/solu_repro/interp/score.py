@@ -66,6 +66,9 @@ class ScoreSettings:
         hook: ``"mid"`` (what the paper interprets) or ``"post"`` (after the extra LN).
         top_floor: A top example counts as a firing above this fraction of the max.
         min_top: Fewest firings (on the selection and on the held-out rows) to judge.
+        spectrum: Measure the full-spectrum view too (precision, recall, correlation on every
+            held-out token); False leaves them NaN and the top-20 view and the explanations
+            exactly as with True (the metrics over training need no more).
     """
 
     threshold: float = 0.8
@@ -78,6 +81,15 @@ class ScoreSettings:
     hook: str = "mid"
     top_floor: float = 0.2
     min_top: int = 5
+    spectrum: bool = True
+
+    def key(self) -> dict[str, Any]:
+        """The settings as a cache key (``spectrum`` only when off, so the keys of every
+        result cached before it existed still hold)."""
+        d = asdict(self)
+        if d.pop("spectrum"):
+            return d
+        return {**d, "spectrum": False}
 
     def __post_init__(self):
         if not 0 < self.threshold <= 1:
@@ -333,8 +345,9 @@ def score_neurons(source: NeuronSource | Transformer, harvest: Harvest, split: T
     held = heldout_features(split, tables, rows, n_ctx)
     background = Background(held, tables)
     records = _top_view(harvest, heldout, split, tables, background, settings, progress)
-    _spectrum_view(records, source, harvest, split, tables, held, rows, settings,
-                   batch_size, device, progress)
+    if settings.spectrum:
+        _spectrum_view(records, source, harvest, split, tables, held, rows, settings,
+                       batch_size, device, progress)
     info = {"format": SCORE_FORMAT, "settings": asdict(settings), "n_heldout_rows": int(len(rows)),
             "n_heldout_tokens": int(len(held)), "harvest": {k: v for k, v in harvest.meta.items()
                                                            if k != "bin_edges"}, **(meta or {})}
@@ -451,7 +464,7 @@ def _spectrum_view(records: list[NeuronScore], source: NeuronSource, harvest: Ha
 
 
 def score_path(harvest_file: Path, settings: ScoreSettings) -> Path:
-    key = json.dumps({"harvest": harvest_file.name, "settings": asdict(settings),
+    key = json.dumps({"harvest": harvest_file.name, "settings": settings.key(),
                       "format": SCORE_FORMAT}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return harvest_file.parent / f"score-{digest}.json"

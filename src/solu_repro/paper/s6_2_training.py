@@ -31,7 +31,7 @@ from scipy import stats
 
 from ..interp.controls import score_control
 from ..interp.instruments import basis_score_run, probe_run
-from ..interp.score import score_run
+from ..interp.score import ScoreSettings, score_run
 from ..zoo import act_of, seed_of
 
 RELEASED_TOKENS = 22e9
@@ -102,16 +102,33 @@ class Point:
         raise KeyError(f"unknown metric {metric!r}: one of {sorted(METRICS)}")
 
 
+SNAPSHOT_JUDGE = ScoreSettings(spectrum=False)
+"""The judge at a kept step: the chapter's judge without the full-spectrum view, which no
+metric over training reads (the top-20 view and the explanations are the same)."""
+
+
 def measure_point(run, seed: int = 0, progress: bool = False, data_dir=None) -> Point:
     """Every metric of one zoo run at the step its weights come from (``ZooRun.at``), each
-    cached beside the run and keyed by that step's weights file."""
-    probe = probe_run(run, None, seed=seed, progress=progress, data_dir=data_dir)
-    probe_rot = probe_run(run, "rotated", seed=seed, progress=progress, data_dir=data_dir)
+    cached beside the run and keyed by that step's weights file.
+
+    The finished run (``run.step is None``) reads the chapter's own results; a kept step runs
+    only what the metrics need (``SNAPSHOT_JUDGE``; probes of each label's best single neuron,
+    without the k-sparse and full probes), which gives the same numbers at about half the
+    cost."""
+    final = run.step is None
+    judge = ScoreSettings() if final else SNAPSHOT_JUDGE
+    probes = {} if final else {"ks": (), "full": False}
+    probe = probe_run(run, None, seed=seed, progress=progress, data_dir=data_dir, **probes)
+    probe_rot = probe_run(run, "rotated", seed=seed, progress=progress, data_dir=data_dir,
+                          **probes)
     common = set(probe.best_f1()) & set(probe_rot.best_f1())
-    top = score_run(run, seed=seed, progress=progress, data_dir=data_dir)
-    top_rot = score_control(run, "rotated", seed=seed, progress=progress, data_dir=data_dir)
-    fair = basis_score_run(run, None, seed=seed, progress=progress, data_dir=data_dir)
-    fair_rot = basis_score_run(run, "rotated", seed=seed, progress=progress, data_dir=data_dir)
+    top = score_run(run, judge, seed=seed, progress=progress, data_dir=data_dir)
+    top_rot = score_control(run, "rotated", judge, seed=seed, progress=progress,
+                            data_dir=data_dir)
+    fair = basis_score_run(run, None, seed=seed, settings=judge, progress=progress,
+                           data_dir=data_dir)
+    fair_rot = basis_score_run(run, "rotated", seed=seed, settings=judge, progress=progress,
+                               data_dir=data_dir)
     return Point(
         name=run.name, act=act_of(run.name), seed=seed_of(run.name),
         step=int(run.result["step"]), tokens=int(run.result["tokens"]),
