@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         smoke = configs["1L-solu_ln"].replace(max_steps=args.steps, warmup_steps=5,
-                                              eval_every=0, checkpoint_every=args.steps // 2
-                                              or 1, final_eval_rows=64)
+                                              snapshot_steps=(), eval_every=0,
+                                              checkpoint_every=args.steps // 2 or 1,
+                                              final_eval_rows=64)
         result = train(smoke, run_dir, progress=False)
         report["train_smoke"] = {k: result[k] for k in ("step", "tokens", "train_seconds",
                                                         "val_loss", "precision")}

@@ -61,7 +61,9 @@ def test_harvest_records_a_bf16_precision_and_keeps_fp32_metadata(val, corpus):
         harvest(ModelNeurons(model), val, N_CTX, corpus.bos_id, precision="bf16", **kwargs)
 
 
-def test_harvest_run_reads_a_run_in_its_precision(small_config, data_dir, tmp_path, monkeypatch):
+def test_harvest_run_reads_fp32_unless_asked(small_config, data_dir, tmp_path, monkeypatch):
+    """By default a run is harvested in fp32, the precision the judge's held-out re-runs, the
+    instruments and the controls read it in; ``precision="auto"`` reads it in its own."""
     cfg = small_config(max_steps=2, eval_every=0, final_eval_rows=8, checkpoint_every=2)
     result = train(cfg, tmp_path / "run", progress=False, data_dir=data_dir)
     assert result["precision"] == "fp32"
@@ -70,16 +72,18 @@ def test_harvest_run_reads_a_run_in_its_precision(small_config, data_dir, tmp_pa
     bf16_run = ZooRun("1L-test", "tiny", cfg, tmp_path / "run", {**result, "precision": "bf16"})
     monkeypatch.setattr(harvest_module, "_NATIVE_BF16", [True])
     assert harvest_module.harvest_precision(bf16_run) == "bf16"
-    assert harvest_path(bf16_run, k=5, max_rows=16) != fp32_path
+    assert harvest_path(bf16_run, k=5, max_rows=16) == fp32_path
+    assert harvest_path(bf16_run, k=5, max_rows=16, precision="auto") != fp32_path
     seen = []
     real = harvest_module.harvest
     monkeypatch.setattr(harvest_module, "harvest",
                         lambda *a, **kw: seen.append(kw["precision"]) or real(*a, **kw))
-    h = harvest_run(bf16_run, k=5, max_rows=16, progress=False, data_dir=data_dir)
-    assert seen == ["bf16"] and h.meta["precision"] == "bf16"
-    harvest_run(run, k=5, max_rows=16, progress=False, data_dir=data_dir)
-    assert seen == ["bf16", "fp32"]
-    # where bf16 matmuls are emulated, a bf16 run is read in fp32 (the fp32 harvest's file)
+    harvest_run(bf16_run, k=5, max_rows=16, progress=False, data_dir=data_dir)
+    assert seen == ["fp32"]
+    h = harvest_run(bf16_run, k=5, max_rows=16, progress=False, data_dir=data_dir,
+                    precision="auto")
+    assert seen == ["fp32", "bf16"] and h.meta["precision"] == "bf16"
+    # where bf16 matmuls are emulated, "auto" reads a bf16 run in fp32 (the fp32 harvest's file)
     monkeypatch.setattr(harvest_module, "_NATIVE_BF16", [False])
     assert harvest_module.harvest_precision(bf16_run) == "fp32"
-    assert harvest_path(bf16_run, k=5, max_rows=16) == fp32_path
+    assert harvest_path(bf16_run, k=5, max_rows=16, precision="auto") == fp32_path

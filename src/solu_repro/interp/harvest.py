@@ -805,13 +805,13 @@ def _native_bf16() -> bool:
 
 def harvest_path(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even",
                  max_rows: int | None = None, seed: int = 0,
-                 device: str | torch.device = "cpu") -> Path:
+                 device: str | torch.device = "cpu", precision: str = "fp32") -> Path:
     """Where ``harvest_run`` keeps the harvest of a zoo run for these settings (a bf16
-    harvest apart from an fp32 one: ``harvest_precision``)."""
+    harvest apart from an fp32 one)."""
     settings = {"k": k, "samples_per_bin": samples_per_bin, "rows": rows,
                 "max_rows": max_rows, "seed": seed, "format": FORMAT_VERSION,
                 "weights": weights_digest(run), "data": run.result.get("data_hash")}
-    precision = harvest_precision(run, device)
+    precision = harvest_precision(run, device) if precision == "auto" else precision
     if precision != "fp32":  # (the key of an fp32 harvest is what it always was)
         settings["precision"] = precision
     key = json.dumps(settings, sort_keys=True)
@@ -822,21 +822,25 @@ def harvest_path(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "eve
 def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even",
                 max_rows: int | None = None, batch_size: int = 16, seed: int = 0,
                 device: str | torch.device = "cpu", progress: bool = True,
-                data_dir: str | Path | None = None, rebuild: bool = False) -> Harvest:
+                data_dir: str | Path | None = None, rebuild: bool = False,
+                precision: str = "fp32") -> Harvest:
     """Harvest a trained zoo run's validation split, or reload the saved result.
 
     The file lives in the run directory (``interp/harvest-<hash>.safetensors``), keyed by the
     settings, the weights and the corpus, so a changed model or corpus is harvested afresh.
-    The model runs in the precision it trained in (``harvest_precision``): a bf16 run is
-    read under bf16 autocast, as it was trained and evaluated.
 
     Args:
         run: A ``solu_repro.zoo.ZooRun`` (from ``ensure_trained``).
         rebuild: Harvest again even if a saved result exists.
+        precision: "fp32" (default: the precision the judge's held-out re-runs, the
+            instruments and the null controls read the model in, so a neuron's top firings and
+            its thresholds come from the same numbers), "bf16", or "auto": the precision the
+            run trained in (``harvest_precision``).
         (the rest as in ``harvest``)
     """
+    precision = harvest_precision(run, device) if precision == "auto" else precision
     path = harvest_path(run, k=k, samples_per_bin=samples_per_bin, rows=rows,
-                        max_rows=max_rows, seed=seed, device=device)
+                        max_rows=max_rows, seed=seed, device=device, precision=precision)
     if path.is_file() and not rebuild:
         return Harvest.load(path)
     model = run.load_model(device)
@@ -844,7 +848,7 @@ def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even
     result = harvest(model, corpus.split("val"), model.cfg.n_ctx, corpus.bos_id, rows=rows,
                      k=k, samples_per_bin=samples_per_bin, batch_size=batch_size,
                      max_rows=max_rows, seed=seed, device=device, progress=progress,
-                     precision=harvest_precision(run, device),
+                     precision=precision,
                      meta={"name": run.name, "scale": run.scale, "act_fn": model.cfg.act_fn,
                            "run_dir": str(run.run_dir), "data_hash": run.result.get("data_hash"),
                            "split": "val"})
