@@ -55,9 +55,9 @@ def test_cpu_zoo_is_the_figure4_pair_at_four_times_the_old_budget():
         assert cfg.lr_embed == zoo.CPU_LR_EMBED == cfg.peak_lr_hidden
         steps = (*cfg.snapshot_steps, cfg.max_steps)
         tokens = [k * cfg.tokens_per_step for k in steps]
-        assert len(steps) >= 4 and 0.15e6 <= tokens[0] <= 0.3e6
+        assert len(steps) >= 4 and 0.15e6 <= tokens[0] <= 0.3e6  # four points from ~0.2 M
         ratios = [b / a for a, b in zip(steps, steps[1:])]
-        assert all(1.8 <= r <= 3.0 for r in ratios), ratios  # log-spaced
+        assert all(1.8 <= r <= 8.0 for r in ratios), ratios  # spread over the log axis
         assert 350 in cfg.snapshot_steps  # the old budget, for comparison
 
 

@@ -140,3 +140,20 @@ def test_a_kept_step_costs_less_and_reads_the_same_numbers(ctx):
     assert all(math.isnan(r.precision) for r in light_scores.records)
     assert [r.explanation for r in light_scores.records] == \
         [r.explanation for r in full_top.records]
+
+
+def test_a_difference_that_rises_then_falls_is_not_called_growing():
+    tokens = (1e5, 1e6, 3e6, 1e7)
+    shape = (2.0, 18.0, 15.0, 12.0)   # up early, down late (like the cpu book's)
+    pts = []
+    for s, e in zip((0, 1, 2), (0.0, 0.5, -0.5)):
+        for k, (t, d) in enumerate(zip(tokens, shape)):
+            gain = (d + e * (1 + k)) / 100
+            for act, f in (("solu_ln", 0.1 + gain), ("gelu", 0.1)):
+                pts.append(tr.Point(f"1L-{act}" + (f"-s{s}" if s else ""), act, s, 10 * (k + 1),
+                                    int(t), 5.0, f, 0.1, 0.5, 0.4, 0.3, 0.2))
+    m = tr.measure(pts)
+    assert m.trends["fair"].slope > 0 and m.late_trends["fair"].slope < 0
+    assert m.late_trends["fair"].first_tokens == pytest.approx(1e6)
+    assert m.direction("fair") == "grows over all points, shrinks late"
+    assert tr.direction(m.trends["fair"], None) == m.trends["fair"].direction

@@ -25,14 +25,14 @@ from ..interp.blind import (MANIFEST_NAME, BlindApp, BlindSession, SnippetRender
                             judgments_by_neuron, load_zoo_entries, unblind)
 from ..interp.blind.defaults import DEFAULT_MODELS, DEFAULT_N_PER_MODEL
 from ..interp.controls import controls_for
-from ..interp.score import ScoreSettings, human_agreement
+from ..interp.score import human_agreement
 from ..interp.stats import Proportion
 from ..paper.claim import NOT_TESTABLE
 from ..interp.calibration import PASS_RATIO
 from ..interp.instruments import MIN_POSITIVES, probe_labels
 from ..interp.labels import LABELS, label_report, labels_for
 from ..interp.stats import seed_mean_interval
-from ..paper.s6_interpretability import (BASES, INSTRUMENT_LABELS, NULL_LABELS, STRICT,
+from ..paper.s6_interpretability import (BASES, INSTRUMENT_LABELS, NULL_LABELS,
                                          VIEWS, BlindSummary,
                                          InterpMeasurements, ModelInstruments,
                                          ModelInterpretability, NullControls,
@@ -67,10 +67,10 @@ def gather(ctx: BookContext, with_blind: bool = True) -> dict[str, Any]:
     names = list(dict.fromkeys(ctx.names + [n for ns in seeds.values() for n in ns]))
     scores = {name: ctx.scores(name) for name in names}
     pair = (f"{one}L-solu_ln", f"{one}L-gelu")
-    strict = {}
-    if all(v in seeds for v in pair):
-        settings = ScoreSettings(**STRICT)
-        strict = {n: ctx.scores(n, settings) for v in pair for n in seeds[v]}
+    # The paper's stricter annotator is measured on the rotation-fair score (r² above 0.8);
+    # the old higher top-20 bar (coverage 90%, lift 5) is no longer scored (issue 22: it cost
+    # a judge pass per model and decided nothing).
+    strict: dict = {}
     controls = {name: {c: ctx.control_scores(name, c) for c in controls_for(ctx.run(name))}
                 for name in ctx.names if style.depth_of(name) == one}
     for variant in pair:
@@ -243,9 +243,6 @@ def seed_table_markdown(m: InterpMeasurements, view: str = "top") -> str:
 
 SEED_COMPARISONS = (("SoLU-LN minus GELU", "solu_ln", "gelu", "top", False),
                     ("SoLU-LN minus GELU", "solu_ln", "gelu", "spectrum", False),
-                    ("SoLU-LN minus GELU, coverage 90% and lift 5 (a higher bar on the top "
-                     "20; not the paper's stricter annotator, which is full-spectrum)",
-                     "solu_ln", "gelu", "top", True),
                     ("SoLU (no LN) minus GELU", "solu", "gelu", "top", False),
                     ("GELU-LN minus GELU", "gelu_ln", "gelu", "top", False),
                     ("SoLU-LN minus GELU-LN", "solu_ln", "gelu_ln", "top", False),

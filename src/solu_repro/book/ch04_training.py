@@ -112,20 +112,29 @@ def values_markdown(tm: tr.TrainingMeasurements) -> str:
 
 
 def trend_markdown(tm: tr.TrainingMeasurements) -> str:
-    """Each metric's trend per decade of tokens (seed mean, 95% t interval over seeds) and what
-    it predicts at the released models' budget."""
+    """Each metric's trend per decade of tokens (seed mean, 95% t interval over seeds), over all
+    points and over the last ``LATE_POINTS``, and what each predicts at the released models'
+    budget."""
     rows = []
     for key, tnd in tm.trends.items():
         fmt = "+.3f" if key == "val_loss" else "+.1f"
         m = tr.METRICS[key]
-        rows.append({
-            "SoLU-LN minus GELU": f"{m.short} ({m.unit})",
-            "change per decade of tokens": _interval(tnd.slope, tnd.slope_lo, tnd.slope_hi, fmt),
-            "trend": tnd.direction,
-            f"extrapolated to {tokens_text(tnd.at_tokens)} tokens": _interval(
-                tnd.predicted, tnd.predicted_lo, tnd.predicted_hi, fmt),
-            "paper": (f"{num(m.paper, fmt)} ({m.paper_note})" if m.paper is not None else "—"),
-        })
+        late = tm.late_trends.get(key)
+        at = tokens_text(tnd.at_tokens)
+        row = {"SoLU-LN minus GELU": f"{m.short} ({m.unit})",
+               "per decade, all points": _interval(tnd.slope, tnd.slope_lo, tnd.slope_hi, fmt)}
+        if late is not None:
+            row[f"per decade, from {tokens_text(late.first_tokens)}"] = _interval(
+                late.slope, late.slope_lo, late.slope_hi, fmt)
+        row["trend"] = tm.direction(key)
+        row[f"at {at}, all points"] = _interval(tnd.predicted, tnd.predicted_lo,
+                                                tnd.predicted_hi, fmt)
+        if late is not None:
+            row[f"at {at}, from {tokens_text(late.first_tokens)}"] = _interval(
+                late.predicted, late.predicted_lo, late.predicted_hi, fmt)
+        row["paper"] = (f"{num(m.paper, fmt)} ({m.paper_note})" if m.paper is not None
+                        else "—")
+        rows.append(row)
     return markdown_table(rows)
 
 
@@ -141,6 +150,9 @@ def glue_values(tm: tr.TrainingMeasurements) -> dict[str, Any]:
         out[f"train_{key}_first"] = float(t.mean()[0])
         out[f"train_{key}_last"] = float(t.mean()[-1])
     for key, tnd in tm.trends.items():
-        out[f"trend_{key}"] = tnd.direction
+        out[f"trend_{key}"] = tm.direction(key)
         out[f"trend_{key}_decades"] = float(tnd.decades)
+        out[f"trend_{key}_at"] = float(tnd.predicted)
+        late = tm.late_trends.get(key)
+        out[f"trend_{key}_late_at"] = float(late.predicted) if late else float("nan")
     return out

@@ -27,8 +27,6 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     seed."""
     from ..interp.controls import controls_for
     from ..interp.instruments import NULLS, UNION
-    from ..interp.score import ScoreSettings
-    from ..paper.s6_interpretability import STRICT
     from .ch04_interpretability import one_layer_seeds
 
     out: dict[str, list[tuple[str, Any]]] = {name: [("scores", None)] for name in ctx.all_names}
@@ -36,7 +34,7 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     seeds = one_layer_seeds(ctx)
     for variant in (f"{one}L-solu_ln", f"{one}L-gelu"):
         for name in seeds.get(variant, []):
-            out[name] += [("scores", ScoreSettings(**STRICT)), ("control", "rotated")]
+            out[name] += [("control", "rotated")]
     for name in ctx.names:
         if style.depth_of(name) == one:
             out[name] += [("control", c) for c in controls_for(ctx.run(name))

@@ -23,7 +23,7 @@ more than three decades, shown as what the trend predicts, never as a result.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -221,6 +221,7 @@ class Trend:
     predicted_hi: float
     decades: float   # how far past the last measured point the extrapolation reaches
     last: float      # the mean difference at the last measured point
+    first_tokens: float = math.nan  # the first point of the fit
 
     @property
     def direction(self) -> str:
@@ -231,13 +232,16 @@ class Trend:
         return "grows" if (self.slope > 0) == (self.last > 0) else "shrinks"
 
 
-def trend(traj: Trajectory, at_tokens: float = RELEASED_TOKENS) -> Trend:
-    """Fit ``traj``'s differences, seed by seed, as a line in log10(tokens), and extrapolate
-    to ``at_tokens``. Needs 2 or more steps; intervals need 2 or more seeds (else NaN)."""
-    x = np.log10(np.asarray(traj.tokens, dtype=float))
+def trend(traj: Trajectory, at_tokens: float = RELEASED_TOKENS, last: int | None = None
+          ) -> Trend:
+    """Fit ``traj``'s differences, seed by seed, as a line in log10(tokens) (over the ``last``
+    steps only, or all of them), and extrapolate to ``at_tokens``. Needs 2 or more steps;
+    intervals need 2 or more seeds (else NaN)."""
+    keep = slice(-last, None) if last else slice(None)
+    x = np.log10(np.asarray(traj.tokens, dtype=float))[keep]
     if len(x) < 2:
         raise ValueError("a trend needs the metric at 2 or more steps")
-    fits = {s: np.polyfit(x, np.asarray(traj.differences[s], dtype=float), 1)
+    fits = {s: np.polyfit(x, np.asarray(traj.differences[s], dtype=float)[keep], 1)
             for s in traj.seeds}
     slopes = np.array([fits[s][0] for s in traj.seeds])
     at = math.log10(at_tokens)
@@ -253,25 +257,47 @@ def trend(traj: Trajectory, at_tokens: float = RELEASED_TOKENS) -> Trend:
     p, p_lo, p_hi = t_interval(preds)
     return Trend(traj.metric, {k: float(fits[k][0]) for k in traj.seeds}, s, s_lo, s_hi,
                  float(at_tokens), p, p_lo, p_hi, float(at - x.max()),
-                 float(traj.mean()[int(np.argmax(x))]))
+                 float(traj.mean()[keep][int(np.argmax(x))]), float(10 ** x.min()))
+
+
+LATE_POINTS = 3
+"""The late trend is fitted on the last 3 points (from the old 1.43 M-token budget on, at the
+cpu scale): a difference that rises early and falls late has a positive slope over all points
+that says nothing about where it is heading."""
+
+
+def direction(whole: Trend, late: Trend | None) -> str:
+    """One word for both fits: the shared direction when the slope over all points and the
+    late slope agree (or there is no late fit), otherwise what the two say."""
+    if late is None or late.direction == whole.direction:
+        return whole.direction
+    return f"{whole.direction} over all points, {late.direction} late"
 
 
 @dataclass(frozen=True)
 class TrainingMeasurements:
-    """Every point of the pair over training, and each metric's trajectory and trend."""
+    """Every point of the pair over training, and each metric's trajectory and its trends over
+    all points (``trends``) and over the last ``LATE_POINTS`` (``late_trends``, where there are
+    more points than that)."""
 
     points: tuple[Point, ...]
     trajectories: dict[str, Trajectory]
     trends: dict[str, Trend]
     rotated_top20: Trajectory
+    late_trends: dict[str, Trend] = field(default_factory=dict)
+
+    def direction(self, metric: str) -> str:
+        return direction(self.trends[metric], self.late_trends.get(metric))
 
 
 def measure(points: Sequence[Point]) -> TrainingMeasurements:
     """``trajectory`` and ``trend`` of every metric in ``METRICS`` from measured points."""
     trajs = {m: trajectory(points, m) for m in METRICS}
     trends = {m: trend(t) for m, t in trajs.items() if len(t.tokens) >= 2}
-    return TrainingMeasurements(tuple(points), trajs, trends, trajectory(points,
-                                                                         "top20_rotated"))
+    late = {m: trend(t, last=LATE_POINTS) for m, t in trajs.items()
+            if len(t.tokens) > LATE_POINTS}
+    return TrainingMeasurements(tuple(points), trajs, trends,
+                                trajectory(points, "top20_rotated"), late)
 
 
 def measure_zoo(runs: Mapping[str, object], seed: int = 0, progress: bool = False,
