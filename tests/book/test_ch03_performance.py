@@ -155,7 +155,7 @@ def test_glue_values(measured):
                            | {"fit", "fit_reason", "depth_check", "n_seeds_pair", "n_models",
                               "tokens_per_model", "n_testable_evals", "n_evals",
                               "parity_sd", "parity_detectable", "parity_seeds_needed",
-                              "no_ln_interest"}
+                              "no_ln_interest", "zoo_composition"}
                            | set(ch03.ngram_glue(measured)))
     assert all(isinstance(v, (str, int, float)) for v in values.values())
     assert all(k.replace("_", "").isalnum() for k in values)  # valid glue keys

@@ -21,7 +21,7 @@ from ..paper.s5_performance import (BASELINE, NGRAM_KINDS, LossCurve, ModelLoss,
                                     MultiplierCurve, NgramBaselines, NoLNPenalty,
                                     PerformanceMeasurements, SizeMultiplier, SpeedMeasurement,
                                     BaselineFit, loss_sources, source_label)
-from ..zoo import model_name
+from ..zoo import SCALES, composition, model_name
 from . import style
 from .context import BookContext
 from .tables import markdown_table
@@ -338,6 +338,7 @@ def glue_values(m: PerformanceMeasurements) -> dict[str, Any]:
     out["n_seeds_pair"] = max((len(v) for v in gelu), default=0)
     out["n_models"] = len(m.every)
     out["tokens_per_model"] = next(iter(m.every.values())).tokens
+    out["zoo_composition"] = composition(m.scale) if m.scale in SCALES else m.scale
     out["n_testable_evals"] = m.over_training.n_testable
     out["n_evals"] = len(m.over_training.tokens)
     p = m.parity

@@ -487,7 +487,8 @@ def measure(scores: Mapping[str, NeuronScores],
                     getattr(r, view).fraction
     pair = (f"{one}L-solu_ln", f"{one}L-gelu")
     strict = {}
-    if all(v in seeds for v in pair):
+    if all(v in seeds for v in pair) and all(n in strict_scores for v in pair
+                                             for n in seeds[v]):
         for variant in pair:
             strict[variant] = {seed_of(n): strict_scores[n].fraction_interpretable(view="top")
                                .fraction for n in seeds[variant]}
