@@ -130,6 +130,7 @@ def test_the_zoo_scores_the_models_own_validation_tokens(tmp_path, data_dir, mon
     """The baselines score exactly as many targets as the model's final evaluation did, and
     ``measure`` carries them (or says why there are none)."""
     run = ensure_trained("1L-gelu", "tiny", tmp_path, progress=False, data_dir=data_dir)
+    monkeypatch.setenv("SOLU_DATA_DIR", str(tmp_path / "no-corpus-here"))
     assert s5.zoo_ngram_baselines({run.name: run})[0] is None  # corpus not in $SOLU_DATA_DIR
     monkeypatch.setenv("SOLU_DATA_DIR", str(data_dir))
     b, reason = s5.zoo_ngram_baselines({run.name: run})
