@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 from ..interp.controls import score_control
 from ..interp.instruments import basis_score_run, probe_run
 from ..interp.score import ScoreSettings, score_run
+from ..interp.stats import seed_mean_interval
 from ..zoo import act_of, seed_of
 
 RELEASED_TOKENS = 22e9
@@ -150,10 +150,13 @@ def pair_names(names: Iterable[str], depth: int = 1) -> list[str]:
     return [n for n in names if n.startswith(f"{depth}L-") and act_of(n) in PAIR]
 
 
-def _no_spread(v: np.ndarray) -> bool:
-    """Seeds that agree to rounding give no variance estimate (no interval, never a trend)."""
-    v = np.asarray(v, dtype=float)
-    return bool(np.ptp(v) <= 1e-9 * max(1.0, float(np.abs(v).max())))
+def _seed_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean over seeds and its t interval (``interp.stats.seed_mean_interval``), with NaN
+    where the seeds give none (one seed, or seeds that do not differ at all)."""
+    si = seed_mean_interval(values, confidence)
+    if math.isinf(si.lo):
+        return si.estimate, math.nan, math.nan
+    return si.estimate, si.lo, si.hi
 
 
 @dataclass(frozen=True)
@@ -178,13 +181,8 @@ class Trajectory:
         """A t interval of the mean difference over seeds at each step (NaN below 2 seeds, or
         where the seeds agree exactly)."""
         d = np.asarray([self.differences[s] for s in self.seeds], dtype=float)
-        n = len(d)
-        if n < 2:
-            nan = np.full(d.shape[1] if d.ndim == 2 else 0, math.nan)
-            return nan, nan
-        half = stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(axis=0, ddof=1) / math.sqrt(n)
-        half = np.where([_no_spread(col) for col in d.T], math.nan, half)
-        return d.mean(0) - half, d.mean(0) + half
+        bounds = [_seed_interval(col, confidence)[1:] for col in d.T]
+        return np.array([lo for lo, _ in bounds]), np.array([hi for _, hi in bounds])
 
 
 def trajectory(points: Sequence[Point], metric: str) -> Trajectory:
@@ -247,14 +245,8 @@ def trend(traj: Trajectory, at_tokens: float = RELEASED_TOKENS, last: int | None
     at = math.log10(at_tokens)
     preds = np.array([fits[s][0] * at + fits[s][1] for s in traj.seeds])
 
-    def t_interval(v: np.ndarray) -> tuple[float, float, float]:
-        if len(v) < 2 or _no_spread(v):  # seeds that agree exactly estimate no variance
-            return float(v.mean()), math.nan, math.nan
-        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-        return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
-
-    s, s_lo, s_hi = t_interval(slopes)
-    p, p_lo, p_hi = t_interval(preds)
+    s, s_lo, s_hi = _seed_interval(slopes)
+    p, p_lo, p_hi = _seed_interval(preds)
     return Trend(traj.metric, {k: float(fits[k][0]) for k in traj.seeds}, s, s_lo, s_hi,
                  float(at_tokens), p, p_lo, p_hi, float(at - x.max()),
                  float(traj.mean()[keep][int(np.argmax(x))]), float(10 ** x.min()))
