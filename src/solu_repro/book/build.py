@@ -27,6 +27,8 @@ there, so the checkout's ``book/executed`` and ``_build`` are left alone.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -43,19 +45,18 @@ from typing import Any, Callable, Sequence
 from .. import paths
 from ..atomic import atomic_path
 from ..zoo_progress import duration
+from . import keys
+from .keys import (BUILD_ONLY_MODULES, EXECUTED, METADATA_KEY,  # noqa: F401 (re-exported)
+                   notebook_digest, package_digest)
 
 NOTEBOOK_NAME = re.compile(r"^\d\d-[A-Za-z0-9_-]+\.ipynb$")
-EXECUTED = Path("book") / "executed"
 VENDOR = Path("book") / "vendor"
 BOOK_SOURCES = ("_config.yml", "_toc.yml")
-METADATA_KEY = "solu_repro_book"
+LOCK_FILE = EXECUTED / ".build.lock"  # held by the one `solu-repro book` building in a root
 KERNEL = "python3"
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
 REMOVE_TAG = "remove-cell"            # Jupyter Book: not in the HTML
 TEST_TAGS = ("nbval-check-output",)   # nbval's; the pages do not carry them
-# Modules of the book's build machinery: notebooks do not run them, so editing them does not
-# make executed notebooks stale.
-BUILD_ONLY_MODULES = ("book/build.py", "book/notebook_files.py", "book/mime.py")
 
 
 class BookBuildError(RuntimeError):
@@ -203,29 +204,14 @@ def stage_sources(repo: Path, root: Path) -> None:
 # ----------------------------------------------------------------------------- execution
 
 
-def package_digest() -> str:
-    """A hash of the solu_repro package's files that notebooks run."""
-    package = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for path in sorted(package.rglob("*")):
-        rel = path.relative_to(package).as_posix()
-        if path.is_dir() or "__pycache__" in rel or rel in BUILD_ONLY_MODULES:
-            continue
-        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def notebook_digest(path: Path) -> str:
-    """A hash of what a notebook runs: its cells' types, sources and tags (outputs ignored)."""
-    nb = json.loads(path.read_text())
-    cells = [(c.get("cell_type"), "".join(c.get("source", "")),
-              c.get("metadata", {}).get("tags", [])) for c in nb.get("cells", [])]
-    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
-
-
 def notebook_inputs(path: Path, parameters: dict[str, Any], package: str,
                     environment: dict[str, str]) -> dict[str, Any]:
-    """What decides an executed notebook: its cells, parameters, package and environment."""
+    """What decides an executed notebook: its cells, parameters, package and environment.
+
+    ``execute_all`` adds ``claims`` to a chapter that saves claims (the key its record must
+    carry, ``keys.claims_key``; chapter 8 reads it from the executed copy) and ``records`` to
+    the scorecard (a digest of every record it renders, so it is re-executed when any
+    changes)."""
     return {"notebook": notebook_digest(path), "parameters": parameters, "package": package,
             "environment": environment}
 
@@ -249,8 +235,11 @@ def stale_reason(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
     """Why an executed copy must be redone (None: it is current)."""
     if old is None:
         return "not executed yet"
-    changed = [key for key in new if old.get(key) != new[key]]
+    changed = [_INPUT_NAMES.get(key, key) for key in new if old.get(key) != new[key]]
     return f"changed: {', '.join(changed)}" if changed else None
+
+
+_INPUT_NAMES = {"claims": "claim key", "records": "the saved claims it renders"}
 
 
 def execute_notebook(source: Path, executed: Path, parameters: dict[str, Any],
@@ -313,7 +302,16 @@ def prepare_for_pages(nb: Any) -> Any:
 def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force: bool = False,
                 progress: bool = True, log: Callable[[str], None] = print
                 ) -> list[NotebookResult]:
-    """Execute every notebook whose inputs changed into ``root/book/executed``."""
+    """Execute every notebook whose inputs changed into ``root/book/executed``.
+
+    A chapter that saves claims (``paper.registry.CHAPTERS``) is also re-executed when its
+    saved record (``<runs_dir>/<scale>/claims/<chapter>.json``) is missing or was made from
+    other inputs than its executed copy (a hand run with other parameters overwrote it); the
+    scorecard (``record.SCORECARD``) is passed ``book_root`` so it checks each record against
+    the executed copy published here, and is re-executed when any record changed."""
+    from ..paper.registry import CHAPTERS
+    from .record import SCORECARD, saved
+
     notebooks = find_notebooks(repo)
     if not notebooks:
         raise BookBuildError(f"no notebooks/NN-*.ipynb in {repo}")
@@ -328,19 +326,49 @@ def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force
                                         else paths.runs_dir().resolve()),
                    "SOLU_DATA_DIR": str(paths.data_dir().resolve())}
     package = package_digest()
+    zoo = keys.zoo_fingerprint(scale)
+    claims_runs = environment["SOLU_RUNS_DIR"]  # where the chapters save their claims
     out_dir = root / EXECUTED
     results = []
     for source in notebooks:
         executed = out_dir / source.name
-        inputs = notebook_inputs(source, parameters, package, environment)
+        chapter = source.stem
+        passed = dict(parameters)
+        if chapter == SCORECARD:
+            passed["book_root"] = str(root.resolve())
+        inputs = notebook_inputs(source, passed, package, environment)
+        if chapter in CHAPTERS:
+            inputs["claims"] = keys.claims_key(
+                source, {**keys.notebook_parameters(source), **passed}, zoo, package)
+        elif chapter == SCORECARD:
+            inputs["records"] = {c: saved(claims_runs, scale, c)[1] for c in CHAPTERS}
         start = time.perf_counter()
         reason = "--force" if force else stale_reason(stored_inputs(executed), inputs)
+        if reason is None and "claims" in inputs:
+            key, digest = saved(claims_runs, scale, chapter)
+            names, _ = keys.differences(key, inputs["claims"])
+            if digest is None:
+                reason = "its saved claims are missing"
+            elif names:
+                reason = f"its saved claims came from other inputs: {', '.join(names)}"
         if reason is None:
             results.append(NotebookResult(source.stem, "reused", 0.0, executed))
             continue
         log(f"executing {source.name} at scale {scale} ({reason}) ...")
-        execute_notebook(source, executed, parameters, inputs, cwd=source.parent,
+        execute_notebook(source, executed, passed, inputs, cwd=source.parent,
                          progress=progress)
+        if "claims" in inputs:  # what it saved must be what chapter 8 will expect
+            key, digest = saved(claims_runs, scale, chapter)
+            names, _ = keys.differences(key, inputs["claims"])
+            if digest is None or names:
+                raise BookBuildError(
+                    f"notebook {source.name} ran but its saved claims "
+                    f"({Path(claims_runs) / scale / 'claims' / (chapter + '.json')}) "
+                    + ("are missing" if digest is None else
+                       f"carry other inputs than the build gave it: {', '.join(names)}")
+                    + f"; its record.save call must pass its parameters (see "
+                    "solu_repro.book.record), then rebuild with `solu-repro book --scale "
+                    f"{scale}`")
         seconds = time.perf_counter() - start
         log(f"  {source.name} done in {seconds:.0f} s")
         results.append(NotebookResult(source.stem, "executed", seconds, executed))
@@ -349,6 +377,45 @@ def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force
         if stale.name not in names:
             stale.unlink()
     return results
+
+
+class BookLockedError(BookBuildError):
+    """Another ``solu-repro book`` is building in the same root."""
+
+
+@contextlib.contextmanager
+def book_lock(root: Path, wait: bool = True, log: Callable[[str], None] = print):
+    """An exclusive lock on a book root (``root/book/executed/.build.lock``, which holds the
+    builder's pid): two builds into one folder would run every notebook through the same
+    ``running/`` copies and publish a mix. A second build waits for the first (``wait``) or
+    raises ``BookLockedError``."""
+    path = root / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "?"
+            message = (f"another `solu-repro book` (pid {holder}) is building in {root}")
+            if not wait:
+                raise BookLockedError(
+                    f"{message}; wait for it to finish, or build into another folder: "
+                    f"`solu-repro book --output {root.parent / (root.name + '-2')}` "
+                    "(with your other options)") from None
+            log(f"[book] {message}; waiting for it to finish ...")
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            lock_file.seek(0)
+            lock_file.truncate()
+            lock_file.write(f"{os.getpid()}\n")
+            lock_file.flush()
+            yield
+        finally:
+            lock_file.seek(0)
+            lock_file.truncate()
+            lock_file.flush()
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- vendoring
@@ -468,7 +535,8 @@ def build_html(root: Path, quiet: bool = False) -> Path:
 def build_book(scale: str = "cpu", runs_dir: Path | None = None, root: Path | None = None,
                repo: Path | None = None, force: bool = False, html: bool = True,
                progress: bool = True, quiet: bool = False,
-               log: Callable[[str], None] = print, workers: int | None = None) -> BuildReport:
+               log: Callable[[str], None] = print, workers: int | None = None,
+               wait: bool = True) -> BuildReport:
     """Execute the notebooks at ``scale``, vendor the JavaScript and build the HTML book,
     logging each stage's start and time ("[book] precompute done in 3 min 12 s").
 
@@ -484,6 +552,8 @@ def build_book(scale: str = "cpu", runs_dir: Path | None = None, root: Path | No
         workers: processes that score the zoo before the notebooks run
             (``book.precompute``; None: one per CPU core; 1: none, the notebooks score as
             they go).
+        wait: when another ``solu-repro book`` is building in ``root``, wait for it (False:
+            raise ``BookLockedError`` at once).
     """
     from ..zoo import SCALES
 
@@ -491,6 +561,15 @@ def build_book(scale: str = "cpu", runs_dir: Path | None = None, root: Path | No
         raise BookBuildError(f"unknown scale {scale!r}: use one of {sorted(SCALES)}")
     repo = checkout_root(repo)
     root = (root or repo).resolve()
+    with book_lock(root, wait=wait, log=log):
+        return _build_book(scale, runs_dir, root, repo, force, html, progress, quiet, log,
+                           workers)
+
+
+def _build_book(scale: str, runs_dir: Path | None, root: Path, repo: Path, force: bool,
+                html: bool, progress: bool, quiet: bool, log: Callable[[str], None],
+                workers: int | None) -> BuildReport:
+    """``build_book``'s stages, under the root's lock."""
     report = BuildReport(root=root)
     start = time.perf_counter()
     stage_sources(repo, root)

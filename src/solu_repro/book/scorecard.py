@@ -1,9 +1,10 @@
 """The reproduction scorecard: every claim of the registry beside our measurement.
 
 The chapters decide each claim once (``claims.scored`` in each chapter's module) and save
-them (``claims.record``); the scorecard loads what they saved (``claims.load``) and renders
-it. It measures nothing, so chapter and scorecard quote the same numbers. Identities (§4's
-algebra and worked examples) and empirical claims are shown and counted apart.
+them (``record.save``); the scorecard loads what they saved (``record.load``, which refuses a
+record made from other inputs than the book publishes) and renders it. It measures nothing,
+so chapter and scorecard quote the same numbers. Identities (§4's algebra and worked
+examples) and empirical claims are shown and counted apart.
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ __all__ = ["scorecard", "counts", "by_kind", "scorecard_html", "rules_markdown",
            "EMPIRICAL"]
 
 
-def scorecard(ctx) -> list[Claim]:
+def scorecard(ctx, book_root=None) -> list[Claim]:
     """Every claim the chapters saved for ``ctx``'s zoo, in registry (paper) order;
-    ``claims.MissingClaims`` names the notebooks to run first."""
-    return load(ctx)
+    ``record.MissingClaims`` names the notebooks to run first, and ``record.StaleClaims`` each
+    chapter whose saved claims were made from other inputs than the book publishes (its
+    executed copy in ``book_root`` when ``solu-repro book`` runs chapter 8, else the chapter
+    at its defaults with ``ctx``'s scale, seed and runs_dir on the current code), so the
+    scorecard never quotes a number its chapter's page does not."""
+    return load(ctx, book_root=book_root)
 
 
 def missing(claims: Sequence[Claim]) -> list[str]:
