@@ -4,6 +4,7 @@ score neurons, run the blinded human evaluation."""
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import json
 import sys
@@ -21,9 +22,17 @@ from .model import ConfigError
 from .pretrained import PretrainedError
 from .train import TrainConfig, TrainingDivergedError, train
 
+class NotWritableError(Exception):
+    """A folder the command writes to cannot be written (checked before anything is done)."""
+
+
 EXPECTED_ERRORS = (ConfigError, DataError, CheckpointError, TrainingDivergedError,
                    zoo.RunLockedError, FileNotFoundError, HarvestError, BlindError,
-                   PretrainedError)
+                   PretrainedError, zoo.ZooWorkerError, NotWritableError)
+
+WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+"""OSErrors of the environment (a full disk, a read-only folder) that ``main`` reports in one
+line, naming the file and the fix, instead of a traceback."""
 
 
 def _add_dirs(p: argparse.ArgumentParser) -> None:
@@ -44,6 +53,41 @@ def _workers(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--workers must be 'auto' or a positive integer, "
                                          f"got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """A torch device this machine has: "cpu", "cuda", "cuda:1", "mps"."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or "
+                                         "cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r} asks for a CUDA GPU, but no CUDA GPU "
+                                             "is visible to PyTorch on this machine; use "
+                                             "--device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"numbered from 0; use --device cuda:0")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: no Apple GPU (MPS) is visible to "
+                                             "PyTorch on this machine; use --device cpu")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
+    return text
 
 
 def _parse_value(text: str) -> Any:
@@ -119,6 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
+    zoo.die_with_parent()  # a child of `zoo --workers N`: stopped when its parent dies
     configs = zoo.zoo_configs(args.scale)
     if args.list:
         for name, cfg in configs.items():
@@ -247,7 +292,7 @@ def _add_interp_args(p: argparse.ArgumentParser) -> None:
                    help="with --model: the corpus, tokenised with the model's own tokenizer "
                         "(default: the embedded default corpus; or files:<glob>, hf:<name>)")
     p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--rebuild", action="store_true", help="recompute even if saved")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_dirs(p)
@@ -291,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_workers, default="auto",
                    help="processes training models side by side (auto: one per CPU core, "
                         "1 with a GPU)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads per process")
     _add_dirs(p)
     p.set_defaults(func=cmd_zoo)
 
@@ -346,12 +392,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_dirs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """The folders a command will write to, each with the option that chooses another."""
+    if args.command == "data":
+        spec_dir = args.data_dir if args.data_dir is not None else paths.data_dir()
+        return [(spec_dir, "--data-dir")]
+    if args.command == "train" and args.run_dir is not None:
+        return [(args.run_dir.parent, "--run-dir")]
+    if args.command in ("train", "zoo", "harvest", "score", "book"):
+        if args.command == "zoo" and args.list:
+            return []
+        root = args.runs_dir if args.runs_dir is not None else paths.runs_dir()
+        return [(root, "--runs-dir")]
+    return []
+
+
+def check_writable(args: argparse.Namespace) -> None:
+    """``NotWritableError`` naming the folder and the fix when a folder the command writes to
+    cannot be written: before any work, not after an hour of it."""
+    for folder, option in _output_dirs(args):
+        problem = zoo.writable_problem(folder)
+        if problem is not None:
+            env = {"--runs-dir": " or SOLU_RUNS_DIR", "--data-dir": " or SOLU_DATA_DIR"}
+            full = "space" in problem or "quota" in problem
+            fix = (f"free space on that disk, or pass {option} DIR{env.get(option, '')} on "
+                   "another disk" if full else
+                   f"pass {option} DIR{env.get(option, '')} with a folder you can write")
+            raise NotWritableError(f"cannot write to {folder} ({problem}): {fix}")
+
+
+def _write_failure(args: argparse.Namespace, exc: OSError) -> str:
+    """One line for an OSError of the environment: the file, the problem, the fix."""
+    where = exc.filename or "a file"
+    option = "--runs-dir"
+    data_root = getattr(args, "data_dir", None) or paths.data_dir()
+    try:
+        if exc.filename and Path(exc.filename).resolve().is_relative_to(
+                Path(data_root).resolve()):
+            option = "--data-dir"
+    except (OSError, ValueError):
+        pass
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"free space on that disk (`df -h {Path(where).parent}`) or pass {option} " \
+              "with a folder on another disk"
+    elif exc.errno == errno.EROFS:
+        fix = f"pass {option} with a folder on a writable disk"
+    else:
+        fix = f"fix its permissions (`chmod -R u+w {Path(where).parent}`) or pass {option} " \
+              "with a folder you can write"
+    return f"cannot write {where}: {exc.strerror or exc}; {fix}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_writable(args)
         return args.func(args)
     except EXPECTED_ERRORS as exc:
         print(f"solu-repro {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        print(f"solu-repro {args.command}: error: {_write_failure(args, exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; `solu-repro zoo` resumes by itself when rerun, `solu-repro train` "

@@ -25,12 +25,16 @@ two processes from training the same run at once.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import os
+import signal
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from . import paths
 from .train.checkpoint import load_weights
@@ -342,6 +346,54 @@ def run_lock(run_dir: Path, wait: bool = True) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
+def writable_problem(folder: str | Path) -> str | None:
+    """None if files can be written in ``folder`` (created if missing), else why not, in
+    words ("Read-only file system", "No space left on device", ...): checked by writing and
+    removing a small probe file, before anything is computed that would then be lost."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except FileExistsError:
+        return "it exists and is not a folder"
+    except NotADirectoryError:
+        return "a part of that path is a file, not a folder"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+class ZooWorkerError(RuntimeError):
+    """A child process of ``train_zoo(workers > 1)`` failed; the message says why (the
+    child's own error line) and what to do."""
+
+
+WORKER_PARENT_ENV = "SOLU_REPRO_ZOO_PARENT"
+"""Set in the environment of ``_train_in_processes``'s children: their parent's process id."""
+
+
+def die_with_parent() -> None:
+    """In a child of ``_train_in_processes``: be stopped (SIGTERM) when the parent dies, even
+    by SIGKILL (Linux ``prctl(PR_SET_PDEATHSIG)``), and stop now if it already has."""
+    parent = os.environ.get(WORKER_PARENT_ENV)
+    if not parent:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if str(os.getppid()) != parent:  # the parent died before the prctl: nobody to train for
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 @dataclass(frozen=True)
 class ZooRun:
     """A trained zoo model: its name, config, directory and final result."""
@@ -462,8 +514,6 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
     shows a live line per model and one for the zoo; elsewhere (CI, a pipe, ``TERM=dumb``)
     a line per finished model (``zoo_progress``)."""
     import subprocess
-    import sys
-    import tempfile
 
     from .data import build_dataset
     from .speed import train_flops_per_token
@@ -484,6 +534,7 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
     mode = "quiet" if not progress else "bars" if use_bars(sys.stdout) else "plain"
     with contextlib.ExitStack() as stack:
         procs, errs = [], []
+        previous = _interrupt_on_sigterm()
         try:
             for group in loads:
                 cmd = [sys.executable, "-m", "solu_repro.cli", "zoo", "--scale", scale,
@@ -492,25 +543,87 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
                     cmd += ["--runs-dir", str(runs_dir)]
                 if data_dir is not None:
                     cmd += ["--data-dir", str(data_dir)]
-                env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+                env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+                           **{WORKER_PARENT_ENV: str(os.getpid())})
                 # the children's output goes to files: a full pipe would stop them
                 out = stack.enter_context(tempfile.TemporaryFile())
                 errs.append(stack.enter_context(tempfile.TemporaryFile()))
-                procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=errs[-1]))
+                # each child in its own process group, stopped by this process (below) or,
+                # should this one be killed outright, by the kernel (die_with_parent)
+                procs.append(subprocess.Popen(cmd, env=env, stdout=out, stderr=errs[-1],
+                                              start_new_session=True))
             codes = watch(procs, watcher, mode)
         finally:
-            for proc in procs:  # interrupted: Ctrl-C reached the children too
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.terminate()
-                    proc.wait()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            _stop_children(procs)
+        rerun = f"solu-repro zoo --scale {scale}" + (
+            f" --runs-dir {runs_dir}" if runs_dir is not None else "") + (
+            f" --data-dir {data_dir}" if data_dir is not None else "")
         failed = []
         for group, code, err in zip(loads, codes, errs):
             if code != 0:
                 err.seek(0)
-                tail = err.read().decode(errors="replace").strip()[-800:]
-                failed.append(f"{', '.join(group)} (exit {code}): {tail}")
+                failed.append(_worker_failure(group, code, err.read().decode(errors="replace"),
+                                              rerun))
     if failed:
-        raise RuntimeError("training in parallel processes failed for " + "; ".join(failed)
-                           + " -- finished runs are kept; rerun to resume the rest")
+        raise ZooWorkerError("training in parallel processes failed: " + "; ".join(failed))
+
+
+def _interrupt_on_sigterm():
+    """Make SIGTERM stop this process as Ctrl-C does (so its children are stopped first);
+    returns the handler to restore (None off the main thread, where none can be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _stop_children(procs) -> None:
+    """Stop the children still running (this process was interrupted or failed): Ctrl-C to
+    each one's process group, then SIGTERM, then SIGKILL; each keeps its finished runs and
+    checkpoints."""
+    import subprocess
+
+    for sig, patience in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, None)):
+        running = [p for p in procs if p.poll() is None]
+        if not running:
+            return
+        for proc in running:
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for proc in running:
+            try:
+                proc.wait(timeout=patience)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _worker_failure(group: Sequence[str], code: int, stderr: str, rerun: str) -> str:
+    """One child's failure in one line: its own ``solu-repro zoo: error:`` line when it wrote
+    one (that names the problem and its fix), else what stopped it and what to run."""
+    names = ", ".join(group)
+    prefix = "solu-repro zoo: error: "
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    own = [line[len(prefix):] for line in lines if line.startswith(prefix)]
+    if own:
+        return f"{names}: {own[-1]}"
+    if code < 0 or code == 130:
+        how = "was interrupted"
+        if code < 0:
+            try:
+                how = f"was stopped by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was stopped by signal {-code}"
+        return (f"{names}: its process {how} (finished runs are kept); `{rerun}` resumes "
+                "the rest")
+    last = lines[-1] if lines else f"exit status {code}"
+    return (f"{names}: {last} -- for the whole error, run `{rerun} --workers 1 --only "
+            f"{' '.join(group)}`")

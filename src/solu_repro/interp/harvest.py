@@ -23,12 +23,16 @@ Positions: row ``r`` of a split is ``[BOS] + tokens[r*(n_ctx-1):(r+1)*(n_ctx-1)]
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -819,6 +823,54 @@ def harvest_path(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "eve
     return Path(run.run_dir) / "interp" / f"harvest-{digest}.safetensors"
 
 
+def _waiting(path: Path) -> None:
+    print(f"waiting for another process that is computing {path} (its result will be "
+          "reused) ...", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def result_lock(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive lock on computing the cached result ``path`` (a harvest, a score): a second
+    process or thread waits until the first is done. The lock file (``.<name>.lock`` beside
+    it) stays: removing it would race with one that has opened it but not yet locked it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _waiting(path)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+T = TypeVar("T")
+
+
+def cached(path: Path, rebuild: bool, load: Callable[[Path], T], compute: Callable[[], T]) -> T:
+    """``load(path)`` of the saved result, else ``compute()`` (which saves it at ``path``),
+    under ``result_lock``: two processes asking at once compute it once, the second waits and
+    loads the first's. With ``rebuild`` it is computed again, unless a result appeared while
+    this one waited (that one is new)."""
+    def stamp() -> int | None:
+        try:
+            return path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    before = stamp()
+    if before is not None and not rebuild:
+        return load(path)
+    with result_lock(path):
+        now = stamp()
+        if now is not None and (not rebuild or now != before):
+            return load(path)
+        return compute()
+
+
 def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even",
                 max_rows: int | None = None, batch_size: int = 16, seed: int = 0,
                 device: str | torch.device = "cpu", progress: bool = True,
@@ -841,16 +893,18 @@ def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even
     precision = harvest_precision(run, device) if precision == "auto" else precision
     path = harvest_path(run, k=k, samples_per_bin=samples_per_bin, rows=rows,
                         max_rows=max_rows, seed=seed, device=device, precision=precision)
-    if path.is_file() and not rebuild:
-        return Harvest.load(path)
-    model = run.load_model(device)
-    corpus = run.corpus(data_dir)
-    result = harvest(model, corpus.split("val"), model.cfg.n_ctx, corpus.bos_id, rows=rows,
-                     k=k, samples_per_bin=samples_per_bin, batch_size=batch_size,
-                     max_rows=max_rows, seed=seed, device=device, progress=progress,
-                     precision=precision,
-                     meta={"name": run.name, "scale": run.scale, "act_fn": model.cfg.act_fn,
-                           "run_dir": str(run.run_dir), "data_hash": run.result.get("data_hash"),
-                           "split": "val"})
-    result.save(path)
-    return result
+
+    def compute() -> Harvest:
+        model = run.load_model(device)
+        corpus = run.corpus(data_dir)
+        result = harvest(model, corpus.split("val"), model.cfg.n_ctx, corpus.bos_id, rows=rows,
+                         k=k, samples_per_bin=samples_per_bin, batch_size=batch_size,
+                         max_rows=max_rows, seed=seed, device=device, progress=progress,
+                         precision=precision,
+                         meta={"name": run.name, "scale": run.scale,
+                               "act_fn": model.cfg.act_fn, "run_dir": str(run.run_dir),
+                               "data_hash": run.result.get("data_hash"), "split": "val"})
+        result.save(path)
+        return result
+
+    return cached(path, rebuild, Harvest.load, compute)

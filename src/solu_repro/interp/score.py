@@ -484,28 +484,32 @@ def score_run(run, settings: ScoreSettings = ScoreSettings(), *, k: int = 20,
             harvest and scores are cached separately.
         rebuild: Score again even if a saved result exists.
     """
-    from .harvest import harvest_path, harvest_run
+    from .harvest import cached, harvest_path, harvest_run
 
     path = score_path(harvest_path(run, k=k, seed=seed), settings)
-    if path.is_file() and not rebuild:
-        return NeuronScores.load(path)
     if settings.k is not None and settings.k > k:
         raise ConfigError(f"settings.k={settings.k} top firings but the harvest keeps k={k}")
-    h = harvest_run(run, k=k, batch_size=batch_size, seed=seed, device=device,
-                    progress=progress, data_dir=data_dir, rebuild=rebuild)
-    heldout = harvest_run(run, k=k, samples_per_bin=1, rows=settings.heldout_rows,
-                          max_rows=settings.max_heldout_rows, batch_size=batch_size, seed=seed,
-                          device=device, progress=progress, data_dir=data_dir, rebuild=rebuild)
-    corpus = run.corpus(data_dir)
-    tables = VocabTables(corpus.tokenizer)
-    scores = score_neurons(run.load_model(device), h, corpus.split("val"), tables, settings,
-                           batch_size=batch_size, device=device, progress=progress,
-                           heldout=heldout,
-                           meta={"name": run.name, "scale": run.scale,
-                                 "act_fn": run.config.model.act_fn,
-                                 "n_layers": run.config.model.n_layers})
-    scores.save(path)
-    return scores
+
+    def compute() -> NeuronScores:
+        h = harvest_run(run, k=k, batch_size=batch_size, seed=seed, device=device,
+                        progress=progress, data_dir=data_dir, rebuild=rebuild)
+        heldout = harvest_run(run, k=k, samples_per_bin=1, rows=settings.heldout_rows,
+                              max_rows=settings.max_heldout_rows, batch_size=batch_size,
+                              seed=seed, device=device, progress=progress, data_dir=data_dir,
+                              rebuild=rebuild)
+        corpus = run.corpus(data_dir)
+        tables = VocabTables(corpus.tokenizer)
+        scores = score_neurons(run.load_model(device), h, corpus.split("val"), tables,
+                               settings, batch_size=batch_size, device=device,
+                               progress=progress, heldout=heldout,
+                               meta={"name": run.name, "scale": run.scale,
+                                     "act_fn": run.config.model.act_fn,
+                                     "n_layers": run.config.model.n_layers})
+        scores.save(path)
+        return scores
+
+    # one process scores a run at a time: a second one waits, then loads the first's scores
+    return cached(path, rebuild, NeuronScores.load, compute)
 
 
 def human_agreement(scores: dict[str, NeuronScores],

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+NAME_RULE = ("up to 100 letters, digits, '.', '_' or '-', not starting with '.' (it names the "
+             "run's folder inside the runs folder, so no '/', '..' or absolute path)")
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
 OPERATIONAL_FIELDS = ("name", "device", "compile", "checkpoint_every", "keep_checkpoints",
@@ -35,7 +41,8 @@ class TrainConfig:
     Attributes:
         model: the model to train.
         data: the corpus it trains on.
-        name: a label for humans (zoo name); not part of the run hash.
+        name: a label for humans (zoo name); not part of the run hash. The run's folder is
+            ``<name>-<hash>``, so a name is ``NAME_RULE`` (empty: "run").
         batch_size: rows per optimizer step, summed over all processes.
         grad_accum: micro-batches per step on each process.
         max_steps: optimizer steps.
@@ -93,6 +100,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):
             raise ConfigError("TrainConfig.model must be a ModelConfig")
+        if not isinstance(self.name, str) or (self.name and not _NAME.fullmatch(self.name)):
+            raise ConfigError(f"TrainConfig.name={self.name!r} is not a run name: use "
+                              f"{NAME_RULE}, e.g. --set name=my-run")
         if not isinstance(self.data, DataSpec):
             raise ConfigError("TrainConfig.data must be a DataSpec")
         if not isinstance(self.betas, (list, tuple)):
