@@ -308,7 +308,9 @@ def test_corrupt_cache_is_detected(tmp_path):
     ):
         with pytest.raises(CorruptDataError, match="tokens-00000.bin") as info:
             attempt()
-        assert str(corpus.path) in str(info.value) and "rebuild=True" in str(info.value)
+        assert str(corpus.path) in str(info.value)
+        assert (f"solu-repro data --vocab-size 300 --max-chars-per-source 30000 --data-dir "
+                f"{tmp_path} --rebuild") in str(info.value)
     assert isinstance(info.value, DataError)
     fixed = build_dataset(DataSpec(**TINY), tmp_path, progress=False, rebuild=True)
     assert fixed.split("train").n_tokens > 0

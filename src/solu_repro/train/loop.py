@@ -15,8 +15,15 @@ lr 2e-3 / (d_model / 256); embeddings, biases and LayerNorm parameters get lr 1e
 decay; gradient clipping at 1.0; linear warmup then cosine decay to 0.1x.
 
 A run directory holds ``config.json``, ``metrics.jsonl`` (one JSON object per log/eval
-line), ``checkpoints/step_*`` (the newest few) and, once finished, ``model.safetensors`` and
-``result.json`` (the final validation losses). A finished run is never retrained.
+line), ``checkpoints/step_*`` (the newest few; a finished run keeps its newest one),
+``snapshots/`` (``TrainConfig.snapshot_steps``) and, once finished, ``model.safetensors`` and
+``result.json`` (the final validation losses). ``result.json`` and each snapshot's ``.json``
+record the SHA-256 of their weights, which every load verifies (``checkpoint.load_weights``).
+
+A finished run is never retrained; ``repair`` (``solu-repro train ... --retrain``) restores
+one whose files are missing or damaged: from the newest checkpoint before the first damaged
+step (so a finished run's final weights come back after at most ``checkpoint_every`` steps,
+bit-identical on the same machine), else from scratch.
 """
 
 from __future__ import annotations
@@ -40,8 +47,11 @@ from ..data import RowSampler, TokenizedCorpus, build_dataset, num_rows
 from ..data.batches import get_rows, get_rows_with_sources
 from ..model import ConfigError, Transformer, model_loss
 from . import precision as precision_mod
-from .checkpoint import (CheckpointError, checkpoint_name, list_checkpoints, load_checkpoint,
-                         prune_checkpoints, save_checkpoint, save_weights)
+from .. import integrity
+from .checkpoint import (DIGESTS_KEY, CheckpointError, checkpoint_name, checkpoint_step,
+                         list_checkpoints, load_checkpoint, load_weights, prune_checkpoints,
+                         read_record, read_result, repair_command, save_checkpoint,
+                         save_weights, verify_file)
 from .config import TrainConfig, TrainingDivergedError
 from .precision import PrecisionChoice
 from .runtime import Runtime, _all_reduce_sum, autocast, setup_runtime
@@ -146,12 +156,6 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_result(run_dir: str | Path) -> dict[str, Any] | None:
-    """A finished run's ``result.json``, or None if the run has not finished."""
-    path = Path(run_dir) / "result.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
@@ -184,8 +188,10 @@ def _check_corpus(cfg: TrainConfig, corpus: TokenizedCorpus, run_dir: Path) -> N
         raise ConfigError(f"the tokenizer has {corpus.vocab_size} tokens but the model's d_vocab "
                           f"is {cfg.model.d_vocab}: set d_vocab >= {corpus.vocab_size}")
     for ckpt in list_checkpoints(run_dir):
-        state = json.loads((ckpt / "state.json").read_text()) if (ckpt / "state.json").exists() \
-            else {}
+        try:
+            state = read_record(ckpt / "state.json", "the checkpoint state") or {}
+        except CheckpointError:
+            continue  # unreadable: _latest_good_checkpoint skips it with a warning
         if state.get("data_hash", corpus.path.name) != corpus.path.name:
             raise ConfigError(
                 f"{run_dir} was started on corpus {state['data_hash']} but this machine builds "
@@ -355,20 +361,29 @@ def _snapshot(run: _Run) -> None:
     path = snapshot_path(run.run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"step": step, "tokens": step * cfg.tokens_per_step, "snapshot": True, **ev}
+    # the record goes first, so an old record never vouches for new weights
+    path.with_suffix(".json").unlink(missing_ok=True)
     with atomic.atomic_path(path) as tmp:
-        save_weights(run.model, tmp)
-    atomic.write_json(path.with_suffix(".json"), record)
+        digest = save_weights(run.model, tmp)
+    integrity.remember(path, digest)
+    atomic.write_json(path.with_suffix(".json"), {**record, DIGESTS_KEY: {path.name: digest}})
     _append_jsonl(run.run_dir / "metrics.jsonl", record)
 
 
 def read_snapshot(run_dir: str | Path, step: int) -> dict[str, Any]:
-    """The record ``_snapshot`` wrote at ``step`` (``CheckpointError`` if it is missing)."""
+    """The record ``_snapshot`` wrote at ``step`` (``CheckpointError`` if it is missing or
+    corrupt, naming the command that restores it)."""
     path = snapshot_path(run_dir, step).with_suffix(".json")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"no readable snapshot of step {step} in {run_dir} ({exc}): "
-                              "retrain the run (its snapshots are part of its config)") from exc
+        record = read_record(path, f"the snapshot record of step {step}")
+    except CheckpointError as exc:
+        raise CheckpointError(f"no readable snapshot of step {step} in {run_dir}: {exc}") \
+            from exc
+    if record is None:
+        raise CheckpointError(f"no readable snapshot of step {step} in {run_dir} ({path.name} "
+                              f"is missing); restore the run with "
+                              f"`{repair_command(run_dir)}`")
+    return record
 
 
 def _finish(run: _Run) -> dict[str, Any]:
@@ -389,14 +404,22 @@ def _finish(run: _Run) -> dict[str, Any]:
         _append_jsonl(run.run_dir / "metrics.jsonl",
                       {"step": run.step, "tokens": run.step * cfg.tokens_per_step, **final})
         with atomic.atomic_path(run.run_dir / "model.safetensors") as tmp:
-            save_weights(run.model, tmp)
+            digest = save_weights(run.model, tmp)
+        integrity.remember(run.run_dir / "model.safetensors", digest)
+        result[DIGESTS_KEY] = {"model.safetensors": digest}
         atomic.write_json(run.run_dir / "result.json", result)
-        prune_checkpoints(run.run_dir, 0)
+        # The newest checkpoint stays: from it, ``repair`` restores damaged final weights by
+        # retraining at most checkpoint_every steps.
+        prune_checkpoints(run.run_dir, FINISHED_KEEP)
         with contextlib.suppress(OSError):
             (run.run_dir / "checkpoints").rmdir()
     if rt.distributed:
         dist.barrier()
     return result
+
+
+FINISHED_KEEP = 1
+"""Checkpoints a finished run keeps (its newest): what ``repair`` resumes from."""
 
 
 def _diverged(run: _Run, exc: TrainingDivergedError) -> TrainingDivergedError:
@@ -426,6 +449,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
     Raises:
         TrainingDivergedError: the loss became NaN/inf (the last good checkpoint is kept).
         ConfigError: the configuration does not fit the data or the machine.
+        CheckpointError: the run is finished but its ``result.json`` is corrupt or its
+            weights are missing (the message names the ``repair`` command).
     """
     run_dir = Path(run_dir)
     done = read_result(run_dir)
@@ -434,6 +459,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
             raise ConfigError(f"{run_dir} holds a finished run of a different config (hash "
                               f"{done.get('run_hash')}, this config is {cfg.run_hash()}): "
                               "choose another run directory")
+        check_finished(cfg, run_dir, verify=True)
         return done
     rt = setup_runtime(cfg)
     corpus = build_dataset(cfg.data, data_dir, progress=progress and rt.is_main)
@@ -455,3 +481,122 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = True, progress: 
     finally:
         bar.close()
     return _finish(run)
+
+
+# --- a finished run's files, and their repair ------------------------------------------------
+def check_finished(cfg: TrainConfig, run_dir: str | Path, verify: bool = False) -> None:
+    """Check that a finished run still has its weights files (its final weights and every
+    snapshot with its record): cheap, nothing is read, unless ``verify`` also checks the
+    weights against their recorded SHA-256 (each file hashed once per process;
+    ``load_weights`` does it anyway before it builds a model).
+
+    Raises:
+        CheckpointError: naming the first missing or damaged file and the command that
+            restores it.
+    """
+    run_dir = Path(run_dir)
+    wanted = [run_dir / "model.safetensors"]
+    for step in cfg.snapshot_steps:
+        wanted += [snapshot_path(run_dir, step), snapshot_path(run_dir, step).with_suffix(".json")]
+    missing = [path for path in wanted if not path.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"run {run_dir.name} is finished (it has a result.json) but "
+                              f"{missing[0]} is missing{more}; restore it with "
+                              f"`{repair_command(run_dir)}`")
+    if verify:
+        for path in wanted:
+            if path.suffix == ".safetensors":
+                verify_file(path)
+
+
+def _weights_problem(path: Path) -> str | None:
+    """Why the weights at ``path`` cannot be used (missing, damaged), or None."""
+    if not path.is_file():
+        return f"{path} is missing"
+    try:
+        load_weights(path)
+    except CheckpointError as exc:
+        return str(exc)
+    return None
+
+
+def _damage(cfg: TrainConfig, run_dir: Path, finished: bool) -> list[tuple[int, str]]:
+    """``(step, why)`` of every weights file the run should have by now and cannot use: the
+    final weights (at ``max_steps``) if it finished, each snapshot up to the step reached."""
+    reached = cfg.max_steps if finished else max(
+        (checkpoint_step(c) for c in list_checkpoints(run_dir)), default=0)
+    damage = []
+    for step in cfg.snapshot_steps:
+        if step > reached:
+            continue
+        problem = _weights_problem(snapshot_path(run_dir, step))
+        if problem is None:
+            try:
+                read_snapshot(run_dir, step)
+            except CheckpointError as exc:
+                problem = str(exc)
+        if problem is not None:
+            damage.append((step, problem))
+    if finished:
+        problem = _weights_problem(run_dir / "model.safetensors")
+        if problem is not None:
+            damage.append((cfg.max_steps, problem))
+    return damage
+
+
+def repair(cfg: TrainConfig, run_dir: str | Path, progress: bool = True,
+           data_dir: str | Path | None = None) -> dict[str, Any]:
+    """Restore a run whose files are missing or damaged, in the same directory (the command
+    line's ``solu-repro train ... --retrain``), and return its ``result.json`` contents.
+
+    Every checkpoint that does not load or verify is deleted; the final weights, each
+    snapshot (weights and record) and ``result.json`` are checked against their recorded
+    SHA-256. Training then restarts from the newest good checkpoint before the first damaged
+    step (a finished run keeps its newest checkpoint, so damaged final weights cost at most
+    ``checkpoint_every`` steps), or from scratch if there is none, and rewrites everything
+    from there on. Resumed training is bit-identical to the uninterrupted run on the same
+    machine, thread count and corpus, so the weights come back as they were. A run with
+    nothing damaged is returned as it is; an unfinished one simply resumes.
+
+    Raises:
+        ConfigError: ``run_dir`` holds a run of another config.
+        CheckpointError, TrainingDivergedError, DataError: as ``train``.
+    """
+    run_dir = Path(run_dir)
+    damage: list[tuple[int, str]] = []
+    try:
+        result = read_result(run_dir)
+    except CheckpointError as exc:
+        result = None
+        damage.append((cfg.max_steps, str(exc)))
+    if result is not None and result.get("run_hash") != cfg.run_hash():
+        raise ConfigError(f"{run_dir} holds a finished run of a different config (hash "
+                          f"{result.get('run_hash')}, this config is {cfg.run_hash()}): "
+                          "choose another run directory")
+    for ckpt in list_checkpoints(run_dir):
+        try:
+            load_checkpoint(ckpt)
+        except CheckpointError as exc:
+            print(f"repair: deleting damaged checkpoint {ckpt.name}: {exc}", flush=True)
+            shutil.rmtree(ckpt)
+    # a corrupt result.json was written last, so the run had finished
+    damage += _damage(cfg, run_dir, finished=result is not None or bool(damage))
+    if not damage:
+        if result is not None:
+            print(f"repair: nothing to repair in {run_dir.name}: its result, weights and "
+                  "snapshots verify", flush=True)
+            return result
+        return train(cfg, run_dir, resume=True, progress=progress, data_dir=data_dir)
+    first = min(step for step, _ in damage)
+    kept = []
+    for ckpt in list_checkpoints(run_dir):
+        if checkpoint_step(ckpt) < first:
+            kept.append(ckpt)
+        else:  # resuming from it would skip the damaged step
+            shutil.rmtree(ckpt)
+    start = f"its checkpoint {kept[-1].name}" if kept else "scratch (no usable checkpoint)"
+    print(f"repair: {len(damage)} damaged file(s) in {run_dir.name}, the first at step "
+          f"{first} ({damage[0][1]}); retraining from {start}", flush=True)
+    (run_dir / "result.json").unlink(missing_ok=True)
+    return train(cfg, run_dir, resume=True, progress=progress, data_dir=data_dir)
