@@ -20,7 +20,8 @@ from .interp.blind import BlindError, add_blind_arguments
 from .interp.harvest import HarvestError
 from .model import ConfigError
 from .pretrained import PretrainedError
-from .train import TrainConfig, TrainingDivergedError, train
+from .train import TrainConfig, TrainingDivergedError, repair, train
+from .train.runtime import torch_threads
 
 class NotWritableError(Exception):
     """A folder the command writes to cannot be written (checked before anything is done)."""
@@ -141,6 +142,7 @@ def cmd_data(args: argparse.Namespace) -> int:
                if v is not None}
     spec = DataSpec.from_dict({**spec.to_dict(), **changes})
     corpus = build_dataset(spec, args.data_dir, progress=True, rebuild=args.rebuild)
+    corpus.verify()  # every file against its SHA-256 in meta.json
     print(json.dumps(corpus_summary(corpus), indent=2, default=str))
     return 0
 
@@ -154,10 +156,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = root / "custom" / f"{cfg.name}-{cfg.run_hash()}"
     else:
         run_dir = zoo.run_dir_for(cfg, args.scale, args.runs_dir)
+    is_zoo_name = Path(args.config).suffix != ".json" and not Path(args.config).exists()
+    # a zoo model trains on its scale's thread count, as `zoo` does, so it is the same run
+    threads = zoo.SCALES[args.scale].train_threads if is_zoo_name else None
     print(f"run directory: {run_dir}", flush=True)
-    with zoo.run_lock(run_dir, wait=False):
-        result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet,
-                       data_dir=args.data_dir)
+    with zoo.run_lock(run_dir, wait=False), torch_threads(threads):
+        if args.retrain:
+            result = repair(cfg, run_dir, progress=not args.quiet, data_dir=args.data_dir)
+        else:
+            result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet,
+                           data_dir=args.data_dir)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -168,8 +176,9 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     if args.list:
         for name, cfg in configs.items():
             run_dir = zoo.run_dir_for(cfg, args.scale, args.runs_dir)
-            status = "trained" if (run_dir / "result.json").exists() else "missing"
-            print(f"{name:12s} {status:8s} {run_dir}")
+            status = zoo.run_status(cfg, run_dir)
+            fix = f"  (restore: {zoo.retrain_command(run_dir)})" if status == "damaged" else ""
+            print(f"{name:12s} {status:8s} {run_dir}{fix}")
         return 0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -324,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=None, help="where to write the run")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its newest checkpoint")
+    p.add_argument("--retrain", action="store_true",
+                   help="restore a run whose weights, snapshots or result.json are missing or "
+                        "damaged: from its newest good checkpoint, else from scratch (same "
+                        "run, same directory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_dirs(p)
     p.set_defaults(func=cmd_train)

@@ -29,6 +29,7 @@ import ctypes
 import dataclasses
 import fcntl
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -37,13 +38,15 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from . import paths
-from .train.checkpoint import load_weights
+from .train.checkpoint import CheckpointError, add_repair_command, load_weights
 from tokenizers import Tokenizer
 
 from .data import DataError, DataSpec, TokenizedCorpus, load_tokenizer, open_dataset
+from .data.build import name_spec
 from .model import ConfigError, ModelConfig, Transformer
 from .train.runtime import torch_threads
-from .train import TrainConfig, read_result, read_snapshot, snapshot_path, train
+from .train import (TrainConfig, check_finished, read_result, read_snapshot, snapshot_path,
+                    train)
 
 PILE = "hf:monology/pile-uncopyrighted:train"
 
@@ -317,6 +320,40 @@ def run_dir_for(cfg: TrainConfig, scale: str, runs_dir: str | Path | None = None
     return root / (under or scale) / f"{cfg.name or 'run'}-{cfg.run_hash()}"
 
 
+@add_repair_command
+def retrain_command(run_dir: Path) -> str | None:
+    """``solu-repro train NAME --scale S [--runs-dir R] --retrain`` for a zoo run directory
+    (what every error about its files advises), None for any other directory."""
+    name, _, run_hash = Path(run_dir).name.rpartition("-")
+    root = Path(run_dir).parent.parent
+    for scale, s in SCALES.items():
+        if (s.runs_under or scale) != Path(run_dir).parent.name:
+            continue
+        cfg = zoo_configs(scale).get(name)
+        if cfg is not None and cfg.run_hash() == run_hash:
+            where = ("" if root.resolve() == paths.runs_dir().resolve()
+                     else f" --runs-dir {shlex.quote(str(root))}")
+            return f"solu-repro train {name} --scale {scale}{where} --retrain"
+    return None
+
+
+for _scale, _s in SCALES.items():  # a damaged corpus of a scale names `data --scale S --rebuild`
+    name_spec(_s.data, f"--scale {_scale}")
+
+
+def run_status(cfg: TrainConfig, run_dir: Path) -> str:
+    """"trained", "missing" (not finished: the next ``zoo`` trains or resumes it) or
+    "damaged" (``result.json`` corrupt, or weights or snapshots missing: ``retrain_command``
+    restores it). Cheap: no weights are read."""
+    try:
+        if read_result(run_dir) is None:
+            return "missing"
+        check_finished(cfg, run_dir)
+    except CheckpointError:
+        return "damaged"
+    return "trained"
+
+
 class RunLockedError(RuntimeError):
     """Another process holds the lock of this run."""
 
@@ -464,6 +501,10 @@ def ensure_trained(name: str, scale: str = "cpu", runs_dir: str | Path | None = 
     """Return the trained zoo model ``name``, training it first if it is missing.
 
     A finished run is reused; an interrupted one resumes from its newest checkpoint.
+
+    Raises:
+        CheckpointError: the run's ``result.json`` is corrupt, or it is finished but its
+            weights or snapshots are missing; the message names ``retrain_command``.
     """
     cfg = zoo_config(name, scale, data)
     run_dir = run_dir_for(cfg, scale, runs_dir)
@@ -471,6 +512,8 @@ def ensure_trained(name: str, scale: str = "cpu", runs_dir: str | Path | None = 
     if result is None:
         with run_lock(run_dir), torch_threads(SCALES[scale].train_threads):
             result = train(cfg, run_dir, resume=True, progress=progress, data_dir=data_dir)
+    else:
+        check_finished(cfg, run_dir)
     return ZooRun(name, scale, cfg, run_dir, result)
 
 
