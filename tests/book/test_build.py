@@ -334,3 +334,59 @@ def test_a_failing_notebook_fails_the_build_and_keeps_its_executed_copy(tmp_path
     assert any(o.get("ename") == "RuntimeError" for c in kept.cells for o in c.get("outputs", []))
     assert not (tmp_path / "out" / "book" / "executed" / "01-broken.ipynb").exists()
     assert not (repo / "book" / "executed").exists()  # the checkout is left alone
+
+
+# ----------------------------------------------------------------------------- one build per root
+
+
+def test_a_second_build_in_the_same_root_refuses_while_another_process_holds_it(tmp_path):
+    """Two builds into one folder would run the notebooks through the same ``running/``
+    copies (one died with a Sphinx EOFError): the second one is refused, naming the first."""
+    import sys
+
+    repo = _fake_checkout(tmp_path / "repo", [nbformat.v4.new_markdown_cell("# 1. Broken")])
+    root = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from solu_repro.book.build import book_lock; "
+         "lock = book_lock(Path(sys.argv[1])); lock.__enter__(); print('held', flush=True); "
+         "sys.stdin.read(); lock.__exit__(None, None, None)", str(root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(build.BookLockedError) as err:
+            build_book("tiny", root=root, repo=repo, html=False, progress=False, wait=False)
+        message = str(err.value)
+        assert f"another `solu-repro book` (pid {holder.pid}) is building in {root}" in message
+        assert "solu-repro book --output" in message and "\n" not in message
+        assert not (root / "_config.yml").exists()   # it touched nothing
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with build.book_lock(root, wait=False):  # released with its holder
+        assert (root / build.LOCK_FILE).read_text().strip() == str(os.getpid())
+
+
+def test_a_second_build_waits_for_the_first_by_default(tmp_path):
+    import threading
+
+    root = tmp_path / "out"
+    waiting, acquired, lines = threading.Event(), threading.Event(), []
+
+    def log(line):
+        lines.append(line)
+        waiting.set()
+
+    def second():
+        with build.book_lock(root, log=log):
+            acquired.set()
+
+    with build.book_lock(root):
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert waiting.wait(timeout=60), "the second build neither waited nor said so"
+        assert not acquired.is_set()
+        assert f"another `solu-repro book` (pid {os.getpid()}) is building in {root}; " \
+               "waiting for it to finish" in lines[0]
+    thread.join(timeout=60)
+    assert acquired.is_set()
