@@ -155,6 +155,17 @@ def read_result(run_dir: str | Path) -> dict[str, Any] | None:
     return result
 
 
+def _record_of(path: Path) -> Path | None:
+    """Where the digest of a run's weights file is recorded (see ``recorded_digest``)."""
+    if path.parent.name.startswith("step_") and path.parent.parent.name == "checkpoints":
+        return path.parent / "state.json"
+    if path.parent.name == "snapshots":
+        return path.with_suffix(".json")
+    if path.name == "model.safetensors":
+        return path.parent / "result.json"
+    return None
+
+
 def recorded_digest(path: str | Path) -> tuple[str | None, Path | None]:
     """The SHA-256 recorded for a weights file of a run directory and the record holding it:
     a checkpoint's ``state.json``, a snapshot's ``.json``, a finished run's ``result.json``.
@@ -164,13 +175,8 @@ def recorded_digest(path: str | Path) -> tuple[str | None, Path | None]:
         CheckpointError: the record exists but is corrupt.
     """
     path = Path(path)
-    if path.parent.name.startswith("step_") and path.parent.parent.name == "checkpoints":
-        record = path.parent / "state.json"
-    elif path.parent.name == "snapshots":
-        record = path.with_suffix(".json")
-    elif path.name == "model.safetensors":
-        record = path.parent / "result.json"
-    else:
+    record = _record_of(path)
+    if record is None:
         return None, None
     data = read_record(record, f"the record of {path.name}")
     digests = (data or {}).get(DIGESTS_KEY)
@@ -289,14 +295,32 @@ def _check_header(path: Path, metadata: dict[str, str],
 def save_weights(model: Transformer, path: Path) -> str:
     """Write a model's weights (and its config, as safetensors metadata) to ``path``.
 
+    Writing over a run's weights file whose record exists (a finished run's
+    ``model.safetensors``, a snapshot) also records the new digest there, so weights replaced
+    on purpose through this function still load; the training loop writes to a temporary
+    path and records the digest itself.
+
     Returns:
         The file's SHA-256, for the record the caller writes beside it.
     """
     from safetensors.torch import save_file
 
+    from .. import atomic
+
+    path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata={CONFIG_KEY: model.cfg.to_json()})
-    return integrity.file_digest(path)
+    digest = integrity.file_digest(path)
+    record = _record_of(path)
+    if record is not None and record.is_file():
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, ValueError):
+            data = None  # a damaged record stays as it is: loads report it
+        if isinstance(data, dict):
+            digests = data.get(DIGESTS_KEY) if isinstance(data.get(DIGESTS_KEY), dict) else {}
+            atomic.write_json(record, {**data, DIGESTS_KEY: {**digests, path.name: digest}})
+    return digest
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu",
