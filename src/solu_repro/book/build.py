@@ -299,6 +299,18 @@ def prepare_for_pages(nb: Any) -> Any:
     return nb
 
 
+def book_command(scale: str, runs_dir: Path | None, root: Path, repo: Path) -> str:
+    """The ``solu-repro book`` command line that builds this book again."""
+    import shlex
+
+    parts = ["solu-repro", "book", "--scale", scale]
+    if runs_dir is not None:
+        parts += ["--runs-dir", str(runs_dir.resolve())]
+    if root.resolve() != repo.resolve():
+        parts += ["--output", str(root.resolve())]
+    return "`" + " ".join(shlex.quote(p) for p in parts) + "`"
+
+
 def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force: bool = False,
                 progress: bool = True, log: Callable[[str], None] = print
                 ) -> list[NotebookResult]:
@@ -360,15 +372,20 @@ def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force
         if "claims" in inputs:  # what it saved must be what chapter 8 will expect
             key, digest = saved(claims_runs, scale, chapter)
             names, _ = keys.differences(key, inputs["claims"])
+            path = Path(claims_runs) / scale / "claims" / f"{chapter}.json"
+            if digest is not None and names and set(names) <= {"package code", "notebook"}:
+                raise BookBuildError(
+                    f"the {' and the '.join(names)} changed while notebook {source.name} ran "
+                    f"(its saved claims {path} carry the new one): rebuild with "
+                    + book_command(scale, runs_dir, root, repo))
             if digest is None or names:
                 raise BookBuildError(
-                    f"notebook {source.name} ran but its saved claims "
-                    f"({Path(claims_runs) / scale / 'claims' / (chapter + '.json')}) "
+                    f"notebook {source.name} ran but its saved claims ({path}) "
                     + ("are missing" if digest is None else
-                       f"carry other inputs than the build gave it: {', '.join(names)}")
-                    + f"; its record.save call must pass its parameters (see "
-                    "solu_repro.book.record), then rebuild with `solu-repro book --scale "
-                    f"{scale}`")
+                       f"carry other inputs than the build gave it ({', '.join(names)})")
+                    + ", so chapter 8 would refuse them: its record.save(ctx, "
+                    f"{chapter!r}, claims, parameters=dict(...)) call must pass the values "
+                    "of its parameters cell as the notebook received them")
         seconds = time.perf_counter() - start
         log(f"  {source.name} done in {seconds:.0f} s")
         results.append(NotebookResult(source.stem, "executed", seconds, executed))
