@@ -363,3 +363,13 @@ def test_weights_replaced_through_save_weights_are_recorded(pair_runs, tmp_path)
     assert json.loads((copy / "result.json").read_text())["sha256"] == \
         {"model.safetensors": digest}
     assert torch.equal(load_weights(copy / "model.safetensors").W_U, model.W_U)
+
+
+def test_retrain_refuses_to_run_under_torchrun(pair_runs, tmp_path, monkeypatch):
+    from solu_repro.model import ConfigError
+    from solu_repro.train import repair
+
+    copy = _copy_run(pair_runs["1L-gelu"], tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="without torchrun"):
+        repair(pair_runs["1L-gelu"].config, copy, progress=False)

@@ -418,8 +418,7 @@ def load_checkpoint(ckpt_dir: Path, device: str | torch.device = "cpu"
     Raises:
         CheckpointError: if any part is missing, corrupt or differs from its digest.
     """
-    broken = (f"delete it (rm -r {shlex.quote(str(ckpt_dir))}) to resume from the "
-              "checkpoint before it")
+    broken = _fix(ckpt_dir / "state.json")  # repair drops it and resumes from a good one
     try:
         state = json.loads((ckpt_dir / "state.json").read_text())
     except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included

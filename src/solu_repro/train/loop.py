@@ -286,7 +286,9 @@ def _init_or_resume(cfg: TrainConfig, run_dir: Path, resume: bool, rt: Runtime,
                                   "resume needs the run directory on a shared filesystem")
         model, trainer_state, state = load_checkpoint(ckpt, rt.device)
         if model.cfg != cfg.model:
-            raise CheckpointError(f"checkpoint {ckpt} was trained with a different model config")
+            raise CheckpointError(f"checkpoint {ckpt} was trained with a different model config "
+                                  f"than its run's; restore the run with "
+                                  f"`{repair_command(run_dir)}`")
         step, train_seconds = state["step"], state["train_seconds"]
         optimizer_state = trainer_state["optimizer"]
         torch.set_rng_state(trainer_state["torch_rng"].cpu())
@@ -564,6 +566,9 @@ def repair(cfg: TrainConfig, run_dir: str | Path, progress: bool = True,
         CheckpointError, TrainingDivergedError, DataError: as ``train``.
     """
     run_dir = Path(run_dir)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--retrain inspects and deletes files of the run, so it runs in one "
+                          f"process: run `{repair_command(run_dir)}` without torchrun")
     damage: list[tuple[int, str]] = []
     try:
         result = read_result(run_dir)
@@ -576,7 +581,8 @@ def repair(cfg: TrainConfig, run_dir: str | Path, progress: bool = True,
                           "choose another run directory")
     for ckpt in list_checkpoints(run_dir):
         try:
-            load_checkpoint(ckpt)
+            if load_checkpoint(ckpt)[0].cfg != cfg.model:
+                raise CheckpointError(f"{ckpt} holds a model of another config")
         except CheckpointError as exc:
             print(f"repair: deleting damaged checkpoint {ckpt.name}: {exc}", flush=True)
             shutil.rmtree(ckpt)
