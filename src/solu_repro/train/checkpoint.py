@@ -272,9 +272,8 @@ def _check_header(path: Path, metadata: dict[str, str],
     if n_params > max_params:
         raise CheckpointError(
             f"{path}: its model config implies {n_params:,} parameters, above the limit of "
-            f"{max_params:,} (nothing was allocated); if the model is really that large, "
-            "pass a larger max_params to load_weights, else "
-            f"{_fix(path)}")
+            f"{max_params:,} (nothing was allocated); if the model really is that large, "
+            f"pass a larger max_params to load_weights; otherwise {_fix(path)}")
     missing = sorted(set(expected) - set(header))
     extra = sorted(set(header) - set(expected))
     if missing or extra:
