@@ -104,7 +104,7 @@ def _fix(path: Path) -> str:
     """How to repair ``path``, for the end of an error message."""
     run = run_dir_of(path)
     if run is None:
-        return (f"it is not part of a run directory, so nothing here can rebuild it: write it "
+        return ("it is not part of a run directory, so nothing here can rebuild it: write it "
                 "again with save_weights, or use a good copy")
     return f"restore the run with `{repair_command(run)}`"
 

@@ -363,7 +363,7 @@ def _snapshot(run: _Run) -> None:
     path = snapshot_path(run.run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"step": step, "tokens": step * cfg.tokens_per_step, "snapshot": True, **ev}
-    # the record goes first, so an old record never vouches for new weights
+    # the old record goes first, so it never vouches for the new weights
     path.with_suffix(".json").unlink(missing_ok=True)
     with atomic.atomic_path(path) as tmp:
         digest = save_weights(run.model, tmp)
