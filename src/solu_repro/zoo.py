@@ -600,9 +600,11 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             _stop_children(procs)
+        from shlex import quote
+
         rerun = f"solu-repro zoo --scale {scale}" + (
-            f" --runs-dir {runs_dir}" if runs_dir is not None else "") + (
-            f" --data-dir {data_dir}" if data_dir is not None else "")
+            f" --runs-dir {quote(str(runs_dir))}" if runs_dir is not None else "") + (
+            f" --data-dir {quote(str(data_dir))}" if data_dir is not None else "")
         failed = []
         for group, code, err in zip(loads, codes, errs):
             if code != 0:
