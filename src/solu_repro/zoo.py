@@ -597,8 +597,8 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
                                               start_new_session=True))
             codes = watch(procs, watcher, mode)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            if previous is not _NOT_SET:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
             _stop_children(procs)
         from shlex import quote
 
@@ -615,13 +615,16 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
         raise ZooWorkerError("training in parallel processes failed: " + "; ".join(failed))
 
 
+_NOT_SET = object()
+
+
 def _interrupt_on_sigterm():
     """Make SIGTERM stop this process as Ctrl-C does (so its children are stopped first);
-    returns the handler to restore (None off the main thread, where none can be set)."""
+    returns the handler to restore (``_NOT_SET`` off the main thread, where none is set)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return _NOT_SET
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
