@@ -434,26 +434,76 @@ def check_writable(args: argparse.Namespace) -> None:
             raise NotWritableError(f"cannot write to {folder} ({problem}): {fix}")
 
 
+def _written_folders(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """Every folder a command may write to (its output and the corpus cache), with the option
+    that chooses another."""
+    folders = list(_output_dirs(args))
+    if args.command in ("train", "zoo", "harvest", "score", "book"):
+        data = getattr(args, "data_dir", None)
+        folders.append((data if data is not None else paths.data_dir(), "--data-dir"))
+    return folders
+
+
 def _write_failure(args: argparse.Namespace, exc: OSError) -> str:
-    """One line for an OSError of the environment: the file, the problem, the fix."""
-    where = exc.filename or "a file"
-    option = "--runs-dir"
-    data_root = getattr(args, "data_dir", None) or paths.data_dir()
-    try:
-        if exc.filename and Path(exc.filename).resolve().is_relative_to(
-                Path(data_root).resolve()):
-            option = "--data-dir"
-    except (OSError, ValueError):
-        pass
+    """One line for an OSError of the environment: the file (or, when the system did not say
+    which, the folder), the problem and the fix."""
+    import shutil
+
+    folders = _written_folders(args) or [(Path.cwd(), "")]
+    option = folders[0][1]
+    if exc.filename:
+        what, folder = f"cannot write {exc.filename}", Path(exc.filename).parent
+        for root, flag in folders:  # the option whose folder holds the file
+            try:
+                if Path(exc.filename).resolve().is_relative_to(Path(root).resolve()):
+                    option = flag
+                    break
+            except (OSError, ValueError):
+                pass
+    else:  # a failed write() names no file: the folder on the fullest disk
+        def free(item: tuple[Path, str]) -> int:
+            try:
+                return shutil.disk_usage(item[0]).free
+            except OSError:
+                return 1 << 62
+        folder, option = min(folders, key=free) if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
+            else folders[0]
+        what = f"cannot write under {folder}"
+    other = f" or pass {option} DIR" if option else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = f"free space on that disk (`df -h {Path(where).parent}`) or pass {option} " \
-              "with a folder on another disk"
+        fix = f"free space on that disk (`df -h {folder}`){other} on another disk"
     elif exc.errno == errno.EROFS:
-        fix = f"pass {option} with a folder on a writable disk"
+        fix = f"pass {option} DIR on a writable disk" if option else "use a writable disk"
     else:
-        fix = f"fix its permissions (`chmod -R u+w {Path(where).parent}`) or pass {option} " \
-              "with a folder you can write"
-    return f"cannot write {where}: {exc.strerror or exc}; {fix}"
+        fix = f"fix its permissions (`chmod -R u+w {folder}`){other} with a folder you can write"
+    return f"{what}: {exc.strerror or exc}; {fix}"
+
+
+def _disk_error(args: argparse.Namespace, exc: BaseException) -> OSError | None:
+    """The OSError of a full, read-only or forbidden disk behind ``exc``, if that is what it
+    is: an OSError (or one it was raised from), safetensors' "(os error 28)", or PyTorch's
+    stream writer failing while a folder the command writes to has almost no space left."""
+    import re
+    import shutil
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in WRITE_ERRNOS:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    found = re.search(r"\(os error (\d+)\)", text)
+    if type(exc).__name__ == "SafetensorError" and found and int(found[1]) in WRITE_ERRNOS:
+        code = int(found[1])
+        return OSError(code, os.strerror(code))
+    if isinstance(exc, RuntimeError) and "inline_container.cc" in text:  # torch.save
+        for folder, _ in _written_folders(args):
+            try:
+                if shutil.disk_usage(folder).free < 64 << 20:
+                    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                pass
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -464,10 +514,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EXPECTED_ERRORS as exc:
         print(f"solu-repro {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        if exc.errno not in WRITE_ERRNOS:
+    except Exception as exc:  # a full or read-only disk, however the library reports it
+        disk = _disk_error(args, exc)
+        if disk is None:
             raise
-        print(f"solu-repro {args.command}: error: {_write_failure(args, exc)}", file=sys.stderr)
+        print(f"solu-repro {args.command}: error: {_write_failure(args, disk)}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; `solu-repro zoo` resumes by itself when rerun, `solu-repro train` "

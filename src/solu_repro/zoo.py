@@ -605,14 +605,15 @@ def _train_in_processes(scale: str, names: list[str], workers: int,
         rerun = f"solu-repro zoo --scale {scale}" + (
             f" --runs-dir {quote(str(runs_dir))}" if runs_dir is not None else "") + (
             f" --data-dir {quote(str(data_dir))}" if data_dir is not None else "")
-        failed = []
+        failed: dict[str, list[str]] = {}  # the same reason once, with every group it stopped
         for group, code, err in zip(loads, codes, errs):
             if code != 0:
                 err.seek(0)
-                failed.append(_worker_failure(group, code, err.read().decode(errors="replace"),
-                                              rerun))
+                why = _worker_failure(group, code, err.read().decode(errors="replace"), rerun)
+                failed.setdefault(why, []).extend(group)
     if failed:
-        raise ZooWorkerError("training in parallel processes failed: " + "; ".join(failed))
+        raise ZooWorkerError("training in parallel processes failed: " + "; ".join(
+            f"{', '.join(names)}: {why}" for why, names in failed.items()))
 
 
 _NOT_SET = object()
@@ -655,14 +656,13 @@ def _stop_children(procs) -> None:
 
 
 def _worker_failure(group: Sequence[str], code: int, stderr: str, rerun: str) -> str:
-    """One child's failure in one line: its own ``solu-repro zoo: error:`` line when it wrote
-    one (that names the problem and its fix), else what stopped it and what to run."""
-    names = ", ".join(group)
+    """Why one child failed, in one line: its own ``solu-repro zoo: error:`` line when it
+    wrote one (that names the problem and its fix), else what stopped it and what to run."""
     prefix = "solu-repro zoo: error: "
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     own = [line[len(prefix):] for line in lines if line.startswith(prefix)]
     if own:
-        return f"{names}: {own[-1]}"
+        return own[-1]
     if code < 0 or code == 130:
         how = "was interrupted"
         if code < 0:
@@ -670,8 +670,7 @@ def _worker_failure(group: Sequence[str], code: int, stderr: str, rerun: str) ->
                 how = f"was stopped by {signal.Signals(-code).name}"
             except ValueError:
                 how = f"was stopped by signal {-code}"
-        return (f"{names}: its process {how} (finished runs are kept); `{rerun}` resumes "
-                "the rest")
+        return f"its process {how} (finished runs are kept); `{rerun}` resumes the rest"
     last = lines[-1] if lines else f"exit status {code}"
-    return (f"{names}: {last} -- for the whole error, run `{rerun} --workers 1 --only "
+    return (f"{last} -- for the whole error, run `{rerun} --workers 1 --only "
             f"{' '.join(group)}`")

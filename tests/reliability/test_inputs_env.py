@@ -213,6 +213,32 @@ def test_a_disk_failing_during_the_work_is_one_line(code, fix, tmp_path, monkeyp
     assert fix in line and "--data-dir" in line
 
 
+class SafetensorError(Exception):
+    """What safetensors raises when its write fails (its class has this name)."""
+
+
+def test_a_full_disk_under_a_library_error_is_one_line(tmp_path, monkeypatch, capsys):
+    """safetensors reports ENOSPC as "(os error 28)" in its own exception; an OSError may be
+    the cause of another error. Before: tracebacks."""
+    def safetensors_full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
+
+    def wrapped(*args, **kwargs):
+        try:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "d" / "x"))
+        except OSError as exc:
+            raise ValueError("could not save") from exc
+
+    for fail, words in ((safetensors_full, f"cannot write under {tmp_path / 'd'}: No space "
+                                           "left on device; free space on that disk"),
+                        (wrapped, f"cannot write {tmp_path / 'd' / 'x'}: Read-only file "
+                                  "system; pass --data-dir DIR on a writable disk")):
+        monkeypatch.setattr(cli, "build_dataset", fail)
+        assert cli.main(["data", "--data-dir", str(tmp_path / "d")]) == 2
+        assert words in _one_error_line(capsys.readouterr().err, "data")
+
+
 def test_other_os_errors_are_not_hidden(monkeypatch):
     def fail(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
@@ -283,7 +309,8 @@ def test_a_worker_failure_says_what_failed(tmp_path, data_dir, monkeypatch, caps
                      "1L-solu_ln", "--runs-dir", str(tmp_path), "--data-dir",
                      str(data_dir)]) == 2
     line = _one_error_line(capsys.readouterr().err, "zoo")
-    assert "1L-gelu: cannot write /r/x/model.safetensors: No space left on device" in line
+    assert ("1L-gelu, 1L-solu_ln: cannot write /r/x/model.safetensors: No space left on device"
+            in line)
     assert "rerun to resume" not in line
 
 
