@@ -426,11 +426,11 @@ def check_writable(args: argparse.Namespace) -> None:
     for folder, option in _output_dirs(args):
         problem = zoo.writable_problem(folder)
         if problem is not None:
-            env = {"--runs-dir": " or SOLU_RUNS_DIR", "--data-dir": " or SOLU_DATA_DIR"}
+            env = {"--runs-dir": " (or set SOLU_RUNS_DIR=DIR)",
+                   "--data-dir": " (or set SOLU_DATA_DIR=DIR)"}.get(option, "")
             full = "space" in problem or "quota" in problem
-            fix = (f"free space on that disk, or pass {option} DIR{env.get(option, '')} on "
-                   "another disk" if full else
-                   f"pass {option} DIR{env.get(option, '')} with a folder you can write")
+            fix = (f"free space on that disk, or pass {option} DIR on another disk{env}" if full
+                   else f"pass {option} DIR with a folder you can write{env}")
             raise NotWritableError(f"cannot write to {folder} ({problem}): {fix}")
 
 
