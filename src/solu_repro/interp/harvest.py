@@ -880,6 +880,7 @@ def harvest_run(run, *, k: int = 20, samples_per_bin: int = 4, rows: str = "even
 
     The file lives in the run directory (``interp/harvest-<hash>.safetensors``), keyed by the
     settings, the weights and the corpus, so a changed model or corpus is harvested afresh.
+    Two processes asking for it at once harvest once: the second waits, then loads (``cached``).
 
     Args:
         run: A ``solu_repro.zoo.ZooRun`` (from ``ensure_trained``).

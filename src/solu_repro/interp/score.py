@@ -474,7 +474,8 @@ def score_run(run, settings: ScoreSettings = ScoreSettings(), *, k: int = 20,
               batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
               progress: bool = True, data_dir: str | Path | None = None,
               rebuild: bool = False) -> NeuronScores:
-    """Harvest (cached) and score a zoo run; the scores are cached next to the harvest.
+    """Harvest (cached) and score a zoo run; the scores are cached next to the harvest. Two
+    processes scoring one run at once score it once: the second waits, then loads.
 
     Args:
         run: A ``solu_repro.zoo.ZooRun``.
