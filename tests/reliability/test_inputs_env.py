@@ -230,10 +230,11 @@ def test_a_full_disk_under_a_library_error_is_one_line(tmp_path, monkeypatch, ca
         except OSError as exc:
             raise ValueError("could not save") from exc
 
-    for fail, words in ((safetensors_full, f"cannot write under {tmp_path / 'd'}: No space "
-                                           "left on device; free space on that disk"),
-                        (wrapped, f"cannot write {tmp_path / 'd' / 'x'}: Read-only file "
-                                  "system; pass --data-dir DIR on a writable disk")):
+    full = (f"cannot write under {tmp_path / 'd'}: No space left on device; free space on "
+            "that disk")
+    read_only = (f"cannot write {tmp_path / 'd' / 'x'}: Read-only file system; pass --data-dir "
+                 "DIR on a writable disk")
+    for fail, words in ((safetensors_full, full), (wrapped, read_only)):
         monkeypatch.setattr(cli, "build_dataset", fail)
         assert cli.main(["data", "--data-dir", str(tmp_path / "d")]) == 2
         assert words in _one_error_line(capsys.readouterr().err, "data")
