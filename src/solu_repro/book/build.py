@@ -7,8 +7,12 @@ Three steps, each reusing what it can:
    ``interactive=False``, ``runs_dir``, ``progress=False``) into ``<root>/book/executed/``. A
    notebook is skipped when its inputs did not change: the hash of its cells, the scale, the
    parameters and the ``solu_repro`` package's source files is stored in the executed copy and
-   compared. A failed notebook stops the build; its executed copy, with the traceback, is
-   kept in ``<root>/book/executed/failed/``.
+   compared. A chapter that saves claims is also re-executed when its saved record
+   (``<runs_dir>/<scale>/claims/``) was made from other inputs than its executed copy (a hand
+   run with other parameters overwrote it; ``record``); the scorecard is told the book root, so
+   it renders only records that match the chapters published there, and is re-executed when
+   any record changes. A failed notebook stops the build; its executed copy, with the
+   traceback, is kept in ``<root>/book/executed/failed/``.
 2. **Vendor** the JavaScript the pages need, so that the HTML works from disk with no network:
    plotly.js from the installed plotly package, the standalone widget manager ``embed.js`` of
    ``@jupyter-widgets/html-manager`` (the release matching ipywidgets 8.1.9) and MathJax 3,
@@ -18,6 +22,9 @@ Three steps, each reusing what it can:
    page), which ``_config.yml`` lists in ``html_static_path``.
 3. **Build** the HTML with ``jupyter-book build . -W -n --keep-going`` (warnings are errors)
    into ``<root>/_build/html``.
+
+One build at a time per root: a second ``solu-repro book`` into the same folder waits for the
+first (``book_lock``), since both would run the notebooks through the same ``running/`` copies.
 
 ``root`` is the checkout itself by default. Any other folder (the tests use a temporary one)
 gets a copy of the book's sources (``_config.yml``, ``_toc.yml``, ``book/``) and is built
