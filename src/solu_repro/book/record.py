@@ -175,18 +175,20 @@ def _fix(ctx, stale: dict[str, dict[str, Any]], book_root: Path | str | None) ->
     book = f"solu-repro book --scale {ctx.scale} --runs-dir {runs}"
     if book_root is not None:
         return f"{book} --output {shlex.quote(str(Path(book_root).resolve()))}"
-    commands = []
-    for chapter, expected in stale.items():
+
+    def by_default(chapter: str) -> bool:   # what the book build would run it with
         defaults = keys.key_parameters(keys.notebook_parameters(notebook_path(chapter)))
-        wanted = expected["parameters"]
-        if any(wanted.get(n) != v for n, v in defaults.items() if n != "runs_dir"):
-            nb = notebook_path(chapter)
-            opts = " ".join(f"-p {n} {shlex.quote(str(wanted[n]))}"
-                            for n in ("scale", "seed") if n in wanted)
-            commands.append(f"papermill {shlex.quote(str(nb))} /tmp/{chapter}.ipynb {opts} "
-                            f"-p runs_dir {runs}")
-    # at the notebooks' defaults, the book build re-executes exactly the chapters needed
-    return " && ".join(commands) if commands else book
+        wanted = stale[chapter]["parameters"]
+        return all(wanted.get(n) == v for n, v in defaults.items() if n != "runs_dir")
+
+    if all(by_default(chapter) for chapter in stale):
+        # at the notebooks' defaults, the book build re-executes exactly the chapters needed
+        return book
+    return " && ".join(
+        f"papermill {shlex.quote(str(notebook_path(chapter)))} /tmp/{chapter}.ipynb "
+        + " ".join(f"-p {n} {shlex.quote(str(expected['parameters'][n]))}"
+                   for n in ("scale", "seed") if n in expected["parameters"])
+        + f" -p runs_dir {runs}" for chapter, expected in stale.items())
 
 
 def load(ctx, chapters: Iterable[str] | None = None,
