@@ -182,16 +182,53 @@ def test_a_folder_that_refuses_the_probe(code, words, fix, tmp_path, monkeypatch
     assert f"cannot write to {tmp_path / 'r'} ({words})" in line and fix in line
 
 
-@pytest.mark.skipif(ROOT, reason="root writes through chmod; the probe is tested above")
-def test_a_read_only_runs_folder(tmp_path, capsys):
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    runs.chmod(0o500)
+def _as_nobody(fn) -> str:
+    """``fn()``'s text, computed in a forked child that gave up root (uid/gid 65534): as root
+    chmod blocks nothing, so a read-only folder is only read-only to another user."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no imports needed, the parent's modules are already loaded
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, str(fn()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        text = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return text
+
+
+def test_a_read_only_runs_folder(capsys):
+    """A real read-only folder (chmod 0555), no monkeypatching: as root, the check runs in a
+    child that dropped to an ordinary user."""
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="solu-ro-"))  # /tmp: any user may reach it
     try:
-        assert cli.main(["score", "--scale", "tiny", "--runs-dir", str(runs)]) == 2
-        assert "Permission denied" in _one_error_line(capsys.readouterr().err, "score")
+        top.chmod(0o755)
+        runs = top / "runs"
+        runs.mkdir()
+        runs.chmod(0o555)
+        if ROOT:
+            assert _as_nobody(lambda: zoo.writable_problem(runs)) == "Permission denied"
+            assert zoo.writable_problem(runs) is None  # root itself may write
+        else:
+            assert cli.main(["score", "--scale", "tiny", "--runs-dir", str(runs)]) == 2
+            line = _one_error_line(capsys.readouterr().err, "score")
+            assert "Permission denied" in line and "--runs-dir DIR" in line
     finally:
-        runs.chmod(0o700)
+        import shutil
+
+        (top / "runs").chmod(0o755)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.mark.parametrize("code, fix", [
