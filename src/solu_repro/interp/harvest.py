@@ -41,6 +41,7 @@ from torch import Tensor
 from ..atomic import atomic_path
 from ..data import TokenSplit, get_rows, num_rows
 from ..hooks import act_name
+from ..integrity import file_digest
 from .stats import kurtosis_from_moments
 from ..model import ActivationCache, ConfigError, Transformer
 from ..train.runtime import autocast
@@ -765,22 +766,15 @@ def harvest(source: NeuronSource | Transformer, split: TokenSplit, n_ctx: int, b
     return Harvest(info, {h: a.finish(n_tokens) for h, a in acc.items()})
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weights_digest(run) -> str:
     """SHA-256 of the file a run's weights load from (``run.weights_path``: a zoo run's
-    ``model.safetensors``, a released model's ``.pth``), the key of its cached results."""
+    ``model.safetensors``, a released model's ``.pth``), the key of its cached results;
+    hashed once per process (``integrity.file_digest``)."""
     weights = Path(run.weights_path)
     if not weights.is_file():
         raise HarvestError(f"run {run.run_dir} has no weights file {weights.name}: train it "
                            "first")
-    return _file_digest(weights)
+    return file_digest(weights)
 
 
 def harvest_precision(run, device: str | torch.device = "cpu") -> str:
