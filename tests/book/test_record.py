@@ -230,3 +230,22 @@ def test_power_table_and_null_registry_show_every_empirical_claim_escaped():
     assert "at least one \"reproduced\" in" in scorecard.multiplicity_sentence(sim)
     assert sim.claims == (rows[-1].id,)   # only claims decided on a test are simulated
     assert len(sim.by_design) == sum(c.kind == C.EMPIRICAL for c in rows) - 1
+
+
+def test_a_chapter_finds_its_notebook_wherever_it_runs(tmp_path, monkeypatch):
+    """A kernel runs in its notebook's folder: a copy opened in JupyterLab outside the
+    checkout keys its record by that copy; a script run anywhere else falls back to the
+    checkout the package is installed from. Before, a copy outside the checkout could not save
+    its claims at all (FileNotFoundError)."""
+    from pathlib import Path
+
+    source = Path(record.__file__).resolve().parents[3] / "notebooks" / f"{CH4}.ipynb"
+    copy = tmp_path / "lab" / "notebooks" / source.name
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(source.read_bytes())
+    monkeypatch.chdir(copy.parent)
+    assert record.notebook_path(CH4) == copy
+    monkeypatch.chdir(tmp_path)  # no copy here, and no checkout above
+    assert record.notebook_path(CH4) == source
+    with pytest.raises(FileNotFoundError, match="no-such-chapter.ipynb"):
+        record.notebook_path("no-such-chapter")

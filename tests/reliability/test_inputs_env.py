@@ -368,6 +368,18 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` waits to be delivered to the (stopped) process ``pid``, or the process is
+    already gone (Linux: the pending-signal masks in /proc/PID/status)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except FileNotFoundError:
+        return True
+    masks = [int(line.split()[1], 16) for line in lines
+             if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask >> (sig - 1) & 1 for mask in masks)
+
+
 def _poll(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -394,12 +406,24 @@ def test_zoo_workers_die_with_their_parent(sig, tmp_path, data_dir):
             return len(children) == 2 and any(runs.glob("*/*/metrics.jsonl"))
 
         _poll(training, 300, "two children training")
+        # Freeze the children, so that on a slow machine no model can finish between the
+        # signal and its effect; each resumes only once its stop signal is pending: SIGTERM
+        # from the kernel when the parent was killed outright (PR_SET_PDEATHSIG), Ctrl-C from
+        # the parent when it was told to stop.
+        for pid in children:
+            os.kill(pid, signal.SIGSTOP)
+        frozen = sorted(runs.glob("*/*/result.json"))
+        assert len(frozen) < len(zoo.zoo_configs("tiny"))
         parent.send_signal(sig)
-        _poll(lambda: all(_gone(pid) for pid in children), 30, "the children to stop")
+        expected = signal.SIGTERM if sig == signal.SIGKILL else signal.SIGINT
+        for pid in children:
+            _poll(lambda: _pending(pid, expected), 60, f"signal {expected!r} sent to {pid}")
+            os.kill(pid, signal.SIGCONT)
+        _poll(lambda: all(_gone(pid) for pid in children), 60, "the children to stop")
         code = parent.wait(timeout=60)
         assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
-        finished = len(list(runs.glob("*/*/result.json")))
-        assert finished < len(zoo.zoo_configs("tiny"))  # they were stopped, not done
+        # they were stopped, not done: no model finished after the signal
+        assert sorted(runs.glob("*/*/result.json")) == frozen
     finally:
         for pid in [parent.pid, *children]:
             if not _gone(pid):

@@ -59,13 +59,20 @@ def zoo_fingerprint(ctx) -> str:
 
 
 def notebook_path(chapter: str) -> Path:
-    """The chapter's source notebook, ``notebooks/<chapter>.ipynb`` of the checkout."""
-    path = keys.notebooks_dir() / f"{chapter}.ipynb"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no notebook {path}: a chapter's claims are keyed by its notebook; run it from "
-            "the solu-repro checkout (`cd` into it)")
-    return path
+    """The chapter's notebook: ``<chapter>.ipynb`` in the working directory (a kernel runs in
+    its notebook's folder: the checkout's notebooks/ under papermill and the book, a copy's
+    folder in JupyterLab), else ``notebooks/<chapter>.ipynb`` of the checkout found from the
+    working directory, else of the checkout this package is installed from (editable)."""
+    package_checkout = Path(__file__).resolve().parents[3]
+    candidates = [Path.cwd() / f"{chapter}.ipynb", keys.notebooks_dir() / f"{chapter}.ipynb",
+                  package_checkout / "notebooks" / f"{chapter}.ipynb"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"no notebook {chapter}.ipynb in {Path.cwd()} or {candidates[1].parent}: a chapter's "
+        "claims are keyed by its notebook; run the notebook from its own folder, or from the "
+        "solu-repro checkout (`cd` into it)")
 
 
 def default_parameters(ctx, chapter: str) -> dict[str, Any]:
