@@ -33,6 +33,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -421,6 +422,10 @@ def die_with_parent() -> None:
     parent = os.environ.get(WORKER_PARENT_ENV)
     if not parent:
         return
+    # The parent stops a worker with Ctrl-C first (``_stop_children``): honour it even where a
+    # shell started the zoo in the background, which ignores SIGINT for all its descendants.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

@@ -418,7 +418,10 @@ def test_zoo_workers_die_with_their_parent(sig, tmp_path, data_dir):
         expected = signal.SIGTERM if sig == signal.SIGKILL else signal.SIGINT
         for pid in children:
             _poll(lambda: _pending(pid, expected), 60, f"signal {expected!r} sent to {pid}")
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         _poll(lambda: all(_gone(pid) for pid in children), 60, "the children to stop")
         code = parent.wait(timeout=60)
         assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
