@@ -47,13 +47,10 @@ def _workers(text: str) -> int | str:
     if text == "auto":
         return text
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"--workers must be 'auto' or a positive integer, "
-                                         f"got {text!r}")
-    return value
+                                         f"got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -424,7 +421,7 @@ def check_writable(args: argparse.Namespace) -> None:
     """``NotWritableError`` naming the folder and the fix when a folder the command writes to
     cannot be written: before any work, not after an hour of it."""
     for folder, option in _output_dirs(args):
-        problem = zoo.writable_problem(folder)
+        problem = paths.writable_problem(folder)
         if problem is not None:
             env = {"--runs-dir": " (or set SOLU_RUNS_DIR=DIR)",
                    "--data-dir": " (or set SOLU_DATA_DIR=DIR)"}.get(option, "")

@@ -7,6 +7,7 @@ notebooks and CI can point the package somewhere else without editing code.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -38,3 +39,26 @@ def data_dir() -> Path:
 def runs_dir() -> Path:
     """Trained runs, keyed by config hash (``$SOLU_RUNS_DIR``, default ``./runs``)."""
     return _env_path("SOLU_RUNS_DIR", project_root() / "runs")
+
+
+def writable_problem(folder: str | Path) -> str | None:
+    """None if files can be written in ``folder`` (created if missing), else why not, in
+    words ("Read-only file system", "No space left on device", ...): checked by writing and
+    removing a small probe file, before anything is computed that would then be lost."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except FileExistsError:
+        return "it exists and is not a folder"
+    except NotADirectoryError:
+        return "a part of that path is a file, not a folder"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None

@@ -384,29 +384,6 @@ def run_lock(run_dir: Path, wait: bool = True) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def writable_problem(folder: str | Path) -> str | None:
-    """None if files can be written in ``folder`` (created if missing), else why not, in
-    words ("Read-only file system", "No space left on device", ...): checked by writing and
-    removing a small probe file, before anything is computed that would then be lost."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
-        try:
-            os.write(fd, b"\0" * 4096)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except FileExistsError:
-        return "it exists and is not a folder"
-    except NotADirectoryError:
-        return "a part of that path is a file, not a folder"
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
-
-
 class ZooWorkerError(RuntimeError):
     """A child process of ``train_zoo(workers > 1)`` failed; the message says why (the
     child's own error line) and what to do."""

@@ -34,7 +34,7 @@ import psutil
 import pytest
 import torch
 
-from solu_repro import cli, zoo
+from solu_repro import cli, paths, zoo
 from solu_repro.data import DataSpec, build_dataset, corpus_summary
 from solu_repro.data.sources import parse_source
 from solu_repro.model import ConfigError, ModelConfig
@@ -175,7 +175,7 @@ def test_a_folder_that_refuses_the_probe(code, words, fix, tmp_path, monkeypatch
     def refuse(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(zoo.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(paths.tempfile, "mkstemp", refuse)
     monkeypatch.setattr(zoo, "train_zoo", _never)
     assert cli.main(["score", "--scale", "tiny", "--runs-dir", str(tmp_path / "r")]) == 2
     line = _one_error_line(capsys.readouterr().err, "score")
@@ -218,8 +218,8 @@ def test_a_read_only_runs_folder(capsys):
         runs.mkdir()
         runs.chmod(0o555)
         if ROOT:
-            assert _as_nobody(lambda: zoo.writable_problem(runs)) == "Permission denied"
-            assert zoo.writable_problem(runs) is None  # root itself may write
+            assert _as_nobody(lambda: paths.writable_problem(runs)) == "Permission denied"
+            assert paths.writable_problem(runs) is None  # root itself may write
         else:
             assert cli.main(["score", "--scale", "tiny", "--runs-dir", str(runs)]) == 2
             line = _one_error_line(capsys.readouterr().err, "score")

@@ -28,8 +28,7 @@ from ..interp.harvest import harvest_run
 from ..interp.instruments import UNION, basis_score_run, judge_agreement_run, probe_run
 from ..interp.score import ScoreSettings, score_run
 from ..pretrained import PREFIX, PretrainedError, is_published, published_run
-from ..zoo import (SCALES, ZooRun, ensure_trained, seed_names, seed_of, writable_problem,
-                   zoo_configs)
+from ..zoo import SCALES, ZooRun, ensure_trained, seed_names, seed_of, zoo_configs
 
 HOW_TO_PASS = ("pass it with papermill (`papermill NB.ipynb OUT.ipynb -p {name} VALUE`) or edit "
                "the notebook's parameters cell")
@@ -311,7 +310,7 @@ def book_context(scale: Any = "tiny", runs_dir: Any = None, seed: Any = 0,
             raise _fail("runs_dir", runs_dir, "it exists and is not a directory")
     else:
         raise _fail("runs_dir", runs_dir, "it must be a directory path or None")
-    problem = writable_problem(root)
+    problem = paths.writable_problem(root)
     if problem is not None:  # before a model is trained or a neuron scored, not after
         raise _fail("runs_dir", runs_dir if runs_dir not in (None, "") else str(root),
                     f"{root} cannot be written ({problem}): give a folder you can write "
