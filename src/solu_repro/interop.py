@@ -56,6 +56,8 @@ __all__ = [
     "from_hooked_transformer",
     "from_tl_state_dict",
     "register_gelu_ln",
+    "tl_config_dict",
+    "tl_state_dict",
     "to_hooked_config",
     "to_hooked_transformer",
 ]
@@ -122,12 +124,65 @@ def register_gelu_ln() -> None:
             "not be exact; pin transformer-lens==3.9.0")
 
 
+def _check_convertible(cfg: ModelConfig) -> None:
+    """Raise if ``cfg`` has no exact TransformerLens equivalent (any TL version)."""
+    if cfg.solu_blocks > 1:
+        raise NotImplementedError(
+            f"ModelConfig.solu_blocks={cfg.solu_blocks}: TransformerLens has no blocked SoLU "
+            "or blocked MLP LayerNorm (paper §4.4) - its softmax and LayerNorm always span all "
+            f"d_mlp={cfg.d_mlp} units - so this model cannot be converted exactly; only "
+            "solu_blocks=1 models convert")
+
+
+def tl_config_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """The ``HookedTransformerConfig`` keyword arguments (TL 3.x) describing ``cfg`` exactly.
+
+    Needs no TransformerLens: every value is a plain JSON type, so the dict can be written
+    next to a state dict from ``tl_state_dict`` and read by anyone with TL 3.x:
+    ``HookedTransformer(HookedTransformerConfig(**d))`` then ``load_state_dict``. Device and
+    dtype are left to the caller (TL's defaults: float32, CUDA if available). A ``gelu_ln``
+    model additionally needs ``register_gelu_ln()`` before the config is built, since TL has
+    no such activation of its own.
+
+    ``cfg.seed`` is deliberately not passed on: TL's config reseeds the global RNGs when it
+    has a seed, and the weights are copied anyway. ``init_weights`` is False because the
+    weights are always loaded afterwards.
+
+    Raises:
+        NotImplementedError: ``cfg.solu_blocks > 1`` (no TL equivalent).
+    """
+    _check_convertible(cfg)
+    rotary = cfg.pos_embed == "rotary"
+    return dict(
+        model_name=f"solu-repro-{cfg.n_layers}l-{cfg.act_fn}",
+        n_layers=cfg.n_layers,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        d_mlp=cfg.d_mlp,
+        d_vocab=cfg.d_vocab,
+        d_vocab_out=cfg.d_vocab,
+        n_ctx=cfg.n_ctx,
+        act_fn=cfg.act_fn,
+        normalization_type="LN",
+        eps=float(cfg.ln_eps),
+        positional_embedding_type=_POS_TO_TL[cfg.pos_embed],
+        rotary_dim=cfg.d_head if rotary else None,
+        rotary_adjacent_pairs=False,  # our rotary pairs unit i with i + d_head/2 (GPT-NeoX)
+        rotary_base=float(cfg.rotary_base),
+        use_attn_scale=True,
+        attn_scale=math.sqrt(cfg.d_head),
+        attn_only=False,
+        initializer_range=float(cfg.init_std),
+        init_weights=False,
+    )
+
+
 def to_hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu",
                      dtype: torch.dtype = torch.float32) -> "HookedTransformerConfig":
     """The ``HookedTransformerConfig`` describing the same architecture as ``cfg``.
 
-    ``cfg.seed`` is deliberately not passed on: TL's config reseeds the global RNGs when it
-    has a seed, and the weights are copied anyway.
+    Built from ``tl_config_dict`` (see there for what is and is not passed on).
 
     Args:
         cfg: our model configuration.
@@ -144,40 +199,10 @@ def to_hooked_config(cfg: ModelConfig, device: str | torch.device = "cpu",
     _require_transformer_lens()
     from transformer_lens import HookedTransformerConfig
 
-    if cfg.solu_blocks > 1:
-        raise NotImplementedError(
-            f"ModelConfig.solu_blocks={cfg.solu_blocks}: TransformerLens has no blocked SoLU "
-            "or blocked MLP LayerNorm (paper §4.4) - its softmax and LayerNorm always span all "
-            f"d_mlp={cfg.d_mlp} units - so this model cannot be converted exactly; only "
-            "solu_blocks=1 models convert")
+    kwargs = tl_config_dict(cfg)
     if cfg.act_fn == "gelu_ln":
         register_gelu_ln()
-    rotary = cfg.pos_embed == "rotary"
-    return HookedTransformerConfig(
-        model_name=f"solu-repro-{cfg.n_layers}l-{cfg.act_fn}",
-        n_layers=cfg.n_layers,
-        d_model=cfg.d_model,
-        n_heads=cfg.n_heads,
-        d_head=cfg.d_head,
-        d_mlp=cfg.d_mlp,
-        d_vocab=cfg.d_vocab,
-        d_vocab_out=cfg.d_vocab,
-        n_ctx=cfg.n_ctx,
-        act_fn=cfg.act_fn,
-        normalization_type="LN",
-        eps=cfg.ln_eps,
-        positional_embedding_type=_POS_TO_TL[cfg.pos_embed],
-        rotary_dim=cfg.d_head if rotary else None,
-        rotary_adjacent_pairs=False,  # our rotary pairs unit i with i + d_head/2 (GPT-NeoX)
-        rotary_base=cfg.rotary_base,
-        use_attn_scale=True,
-        attn_scale=math.sqrt(cfg.d_head),
-        attn_only=False,
-        initializer_range=cfg.init_std,
-        init_weights=False,
-        device=str(device),
-        dtype=dtype,
-    )
+    return HookedTransformerConfig(**kwargs, device=str(device), dtype=dtype)
 
 
 def from_hooked_config(tl_cfg: "HookedTransformerConfig") -> ModelConfig:
@@ -264,9 +289,19 @@ def from_hooked_config(tl_cfg: "HookedTransformerConfig") -> ModelConfig:
     )
 
 
-def _to_tl_state_dict(model: Transformer) -> dict[str, Tensor]:
-    """Our parameters under TL's names and layouts (copies, so TL can't alias ours)."""
+def tl_state_dict(model: Transformer) -> dict[str, Tensor]:
+    """Our parameters under TransformerLens 3.x's names and layouts, without needing TL.
+
+    The result is what ``HookedTransformer.load_state_dict`` (or
+    ``load_and_process_state_dict``) of the ``tl_config_dict`` model takes, and what TL 4's
+    ``convert_tl_checkpoint`` reads. Every tensor is a contiguous copy (TL can't alias ours,
+    and safetensors can save it as is).
+
+    Raises:
+        NotImplementedError: ``model.cfg.solu_blocks > 1`` (no TL equivalent).
+    """
     cfg = model.cfg
+    _check_convertible(cfg)
     ours = {k: v.detach().clone() for k, v in model.state_dict().items()}
     sd = {
         "embed.W_E": ours["W_E"],
@@ -294,7 +329,7 @@ def _to_tl_state_dict(model: Transformer) -> dict[str, Tensor]:
         if cfg.has_mlp_ln:
             for name in ("w", "b"):
                 sd[f"{p}.mlp.ln.{name}"] = ours[f"{p}.mlp.act.ln.{name}"]
-    return sd
+    return {k: v.contiguous() for k, v in sd.items()}
 
 
 def to_hooked_transformer(model: Transformer) -> "HookedTransformer":
@@ -325,7 +360,7 @@ def to_hooked_transformer(model: Transformer) -> "HookedTransformer":
         warnings.filterwarnings("ignore", message="HookedTransformer is deprecated",
                                 category=DeprecationWarning)
         ht = HookedTransformer(tl_cfg)
-    sd = _to_tl_state_dict(model)
+    sd = tl_state_dict(model)
     # load_and_process_state_dict loads key by key with strict=False, so a misspelt key would
     # be silently skipped: check every key exists first.
     missing = sorted(set(sd) - set(ht.state_dict()))
