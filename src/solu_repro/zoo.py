@@ -477,6 +477,95 @@ class ZooRun:
         return open_dataset(path)
 
 
+SHARED_PRECISION_FILE = "precision.json"
+"""``<runs_dir>/<scale folder>/precision.json``: the one precision decision of a zoo's "auto"
+CPU runs on one machine (``shared_precision``)."""
+
+
+def _machine() -> dict[str, Any]:
+    """What a precision probe's answer depends on: the CPU, its kernel path and torch."""
+    import platform
+
+    import torch
+
+    from .train.precision import cpu_capability
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model or platform.processor() or platform.machine(),
+            "cpu_capability": cpu_capability(), "torch": torch.__version__}
+
+
+def shared_precision(scale: str, runs_dir: str | Path | None = None, log=None):
+    """The precision every new "auto" run of ``scale``'s zoo trains in on this CPU, decided once.
+
+    A probe (``train.precision.probe_cpu``) times the machine as it is at that moment: beside
+    another job, each model probing on its own could choose differently, and a matched seed
+    pair would compare fp32 with bf16 (it happened: 3 of the cpu zoo's 6 models in each). So
+    the zoo probes once, on its most expensive model, keeps the answer in
+    ``SHARED_PRECISION_FILE`` with the machine it was measured on, and gives it to every run
+    (``train.precision.SHARED_ENV``); a run directory moved to another machine probes again
+    there. None where no probe applies (an explicit precision, or a CUDA GPU).
+    """
+    import json
+
+    import torch
+
+    from .atomic import write_json
+    from .train.precision import PrecisionChoice, probe_cpu
+
+    s = _check_scale(scale)
+    if s.precision != "auto" or torch.cuda.is_available():
+        return None
+    configs = zoo_configs(scale)
+    folder = run_dir_for(next(iter(configs.values())), scale, runs_dir).parent
+    path = folder / SHARED_PRECISION_FILE
+    machine = _machine()
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("machine") == machine:
+            return PrecisionChoice.from_dict(saved["choice"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, another machine's, or unreadable: probe again
+    from .speed import train_flops_per_token
+
+    costly = max(configs.values(), key=lambda c: train_flops_per_token(c.model))
+    choice = dataclasses.replace(probe_cpu(costly), reason="zoo probe")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"machine": machine, "choice": choice.to_dict(), "probed_on": costly.name})
+    if log is not None:
+        log(f"precision of the {scale} zoo's new runs on this machine: {choice}")
+    return choice
+
+
+@contextlib.contextmanager
+def _precision_shared(scale: str, runs_dir: str | Path | None, log=None) -> Iterator[None]:
+    """Within: ``train.precision.SHARED_ENV`` holds the zoo's one choice (kept if a parent
+    zoo process set it already)."""
+    import json
+
+    from .train.precision import SHARED_ENV
+
+    if os.environ.get(SHARED_ENV):
+        yield
+        return
+    choice = shared_precision(scale, runs_dir, log)
+    if choice is None:
+        yield
+        return
+    os.environ[SHARED_ENV] = json.dumps(choice.to_dict())
+    try:
+        yield
+    finally:
+        os.environ.pop(SHARED_ENV, None)
+
+
 def ensure_trained(name: str, scale: str = "cpu", runs_dir: str | Path | None = None,
                    data: DataSpec | None = None, progress: bool = True,
                    data_dir: str | Path | None = None) -> ZooRun:
@@ -492,7 +581,8 @@ def ensure_trained(name: str, scale: str = "cpu", runs_dir: str | Path | None = 
     run_dir = run_dir_for(cfg, scale, runs_dir)
     result = read_result(run_dir)
     if result is None:
-        with run_lock(run_dir), torch_threads(SCALES[scale].train_threads):
+        with run_lock(run_dir), torch_threads(SCALES[scale].train_threads), \
+                _precision_shared(scale, runs_dir):
             result = train(cfg, run_dir, resume=True, progress=progress, data_dir=data_dir)
     else:
         check_finished(cfg, run_dir)
@@ -521,14 +611,17 @@ def train_zoo(scale: str = "cpu", runs_dir: str | Path | None = None,
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     missing = [n for n in names
                if read_result(run_dir_for(configs[n], scale, runs_dir)) is None]
-    if workers > 1 and len(missing) > 1:
-        if data is not None:
-            raise ConfigError("train_zoo(workers > 1) trains the scale's own corpus; pass "
-                              "workers=1 with a custom DataSpec")
-        _train_in_processes(scale, missing, min(workers, len(missing)), runs_dir, data_dir,
-                            progress)
-    return {name: ensure_trained(name, scale, runs_dir, data, progress, data_dir)
-            for name in names}
+    if workers > 1 and len(missing) > 1 and data is not None:
+        raise ConfigError("train_zoo(workers > 1) trains the scale's own corpus; pass "
+                          "workers=1 with a custom DataSpec")
+    # one precision for every new run of the zoo (shared_precision), decided before any trains
+    with _precision_shared(scale, runs_dir, print if progress else None) if missing \
+            else contextlib.nullcontext():
+        if workers > 1 and len(missing) > 1:
+            _train_in_processes(scale, missing, min(workers, len(missing)), runs_dir,
+                                data_dir, progress)
+        return {name: ensure_trained(name, scale, runs_dir, data, progress, data_dir)
+                for name in names}
 
 
 def _train_in_processes(scale: str, names: list[str], workers: int,

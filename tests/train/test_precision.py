@@ -126,3 +126,74 @@ def test_resume_keeps_the_precision_it_started_with(small_config, data_dir, tmp_
     b = load_weights(tmp_path / "clean" / "model.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
+
+
+# --- one decision per zoo (zoo.shared_precision) ------------------------------------------------
+def test_the_zoos_shared_choice_is_taken_without_probing(small_config, monkeypatch):
+    monkeypatch.setattr(precision, "probe_cpu", lambda *a, **k: pytest.fail("probed"))
+    shared = PrecisionChoice("bf16", "zoo probe", 0.2, 0.1, 2.0, 4, 1, "AVX512", 3.0)
+    monkeypatch.setenv(precision.SHARED_ENV, json.dumps(shared.to_dict()))
+    assert precision.choose(small_config(precision="auto"), torch.device("cpu")) == shared
+    # an explicit precision still wins
+    assert precision.choose(small_config(precision="fp32"),
+                            torch.device("cpu")) == PrecisionChoice("fp32", "config")
+
+
+@pytest.mark.parametrize("raw", ["{bad", '{"precision": "fp16", "reason": "zoo probe"}',
+                                 '{"nope": 1}'])
+def test_a_damaged_shared_choice_is_refused_by_name(small_config, monkeypatch, raw):
+    monkeypatch.setenv(precision.SHARED_ENV, raw)
+    with pytest.raises(ValueError, match=precision.SHARED_ENV):
+        precision.choose(small_config(precision="auto"), torch.device("cpu"))
+
+
+def test_a_zoo_probes_once_per_machine_and_keeps_the_answer(tmp_path, monkeypatch):
+    from solu_repro import zoo
+
+    calls = []
+
+    def probe(cfg, *a, **k):
+        calls.append(cfg.name)
+        return _fake_probe("bf16")(cfg)
+
+    monkeypatch.setattr(precision, "probe_cpu", probe)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    first = zoo.shared_precision("cpu", tmp_path)
+    assert first.precision == "bf16" and first.reason == "zoo probe"
+    assert zoo.shared_precision("cpu", tmp_path) == first and len(calls) == 1
+    saved = json.loads((tmp_path / "cpu" / zoo.SHARED_PRECISION_FILE).read_text())
+    assert saved["choice"] == first.to_dict() and saved["machine"] == zoo._machine()
+    # moved to another machine: probed again there
+    monkeypatch.setattr(zoo, "_machine", lambda: {"cpu": "another", "cpu_capability": "AVX2",
+                                                  "torch": torch.__version__})
+    monkeypatch.setattr(precision, "probe_cpu", lambda cfg, *a, **k: _fake_probe("fp32")(cfg))
+    assert zoo.shared_precision("cpu", tmp_path).precision == "fp32"
+    # a scale with an explicit precision has nothing to share
+    assert zoo.shared_precision("tiny", tmp_path) is None
+
+
+@pytest.mark.slow
+def test_every_new_run_of_a_zoo_takes_the_one_choice(tmp_path, monkeypatch, data_dir):
+    """Two models of an "auto" zoo trained in this process: one probe, both runs record it."""
+    import dataclasses
+
+    from solu_repro import zoo
+
+    auto = dataclasses.replace(zoo.SCALES["tiny-pair"], precision="auto", pair_seeds=1,
+                               max_steps=4, eval_every=0, snapshot_steps=(),
+                               checkpoint_every=4)
+    monkeypatch.setitem(zoo.SCALES, "tiny-pair", auto)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    calls = []
+
+    def probe(cfg, *a, **k):
+        calls.append(cfg.name)
+        return _fake_probe("bf16" if len(calls) == 1 else "fp32")(cfg)
+
+    monkeypatch.setattr(precision, "probe_cpu", probe)
+    runs = zoo.train_zoo("tiny-pair", tmp_path, progress=False, data_dir=data_dir)
+    assert len(runs) == 2 and calls == [calls[0]]
+    for run in runs.values():
+        assert run.result["precision"] == "bf16"
+        assert run.result["precision_choice"]["reason"] == "zoo probe"
+    assert precision.SHARED_ENV not in __import__("os").environ

@@ -44,12 +44,13 @@ def _precision_cell(result: dict[str, Any]) -> str:
     choice = result.get("precision_choice")
     if choice is None:  # a run finished before the choice was recorded ran fp32 on CPU
         return result.get("precision", "fp32 (not recorded)")
-    if choice["reason"] != "probe":
-        return f"{choice['precision']} ({choice['reason']})"
+    reason = choice["reason"]
+    if reason not in ("probe", "zoo probe"):
+        return f"{choice['precision']} ({reason})"
     if choice.get("speedup") is None:
-        return (f"{choice['precision']} (probe: bf16 emulated on {choice['cpu_capability']}, "
+        return (f"{choice['precision']} ({reason}: bf16 emulated on {choice['cpu_capability']}, "
                 f"a matmul {1 / choice['matmul_speedup']:.0f}x slower)")
-    return (f"{choice['precision']} (probe: bf16 {choice['speedup']:.2f}x fp32 on "
+    return (f"{choice['precision']} ({reason}: bf16 {choice['speedup']:.2f}x fp32 on "
             f"{choice['cpu_capability']})")
 
 

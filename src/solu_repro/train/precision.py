@@ -17,6 +17,8 @@ with, even on a machine that would choose differently.
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -45,7 +47,9 @@ class PrecisionChoice:
     Attributes:
         precision: "fp32" or "bf16".
         reason: "config" (set explicitly), "cuda" (bf16 where the GPU supports it),
-            "probe" (measured on this CPU) or "resumed" (kept from the run's checkpoint).
+            "probe" (measured on this CPU), "zoo probe" (one probe shared by every model of
+            a zoo on this machine, ``zoo.shared_precision``) or "resumed" (kept from the
+            run's checkpoint).
         fp32_step_s, bf16_step_s: the probe's median step times (probe only).
         speedup: ``fp32_step_s / bf16_step_s`` (probe only).
         probe_rows, probe_threads: the probe's batch rows and torch threads.
@@ -72,12 +76,12 @@ class PrecisionChoice:
         return cls(**d)
 
     def __str__(self) -> str:
-        if self.reason != "probe":
+        if self.reason not in ("probe", "zoo probe"):
             return f"{self.precision} ({self.reason})"
         if self.speedup is None:
-            return (f"{self.precision} (probe: a bf16 matmul ran {1 / self.matmul_speedup:.0f}x "
+            return (f"{self.precision} ({self.reason}: a bf16 matmul ran {1 / self.matmul_speedup:.0f}x "
                     "slower than fp32, so bf16 is emulated here)")
-        return (f"{self.precision} (probe: fp32 {self.fp32_step_s * 1e3:.0f} ms, bf16 "
+        return (f"{self.precision} ({self.reason}: fp32 {self.fp32_step_s * 1e3:.0f} ms, bf16 "
                 f"{self.bf16_step_s * 1e3:.0f} ms per {self.probe_rows}-row step, bf16 "
                 f"{self.speedup:.2f}x; bf16 needs {BF16_MIN_SPEEDUP}x)")
 
@@ -142,12 +146,40 @@ def matmul_speedup(size: int = 256, calls: int = 3) -> float:
     return best[torch.float32] / best[torch.bfloat16]
 
 
+SHARED_ENV = "SOLU_SHARED_PRECISION"
+"""Set by the zoo (``zoo.shared_precision``) to one ``PrecisionChoice`` as JSON: every "auto"
+CPU run it trains takes that choice instead of probing on its own. A probe times the machine
+as it is at that moment, so beside another job each run of a zoo could choose differently
+(seen: 3 of 6 matched models in fp32, 3 in bf16, with CI running beside the build), and a
+matched seed pair would then compare two precisions."""
+
+
+def shared_choice() -> PrecisionChoice | None:
+    """The zoo's shared choice from ``SHARED_ENV``, or None when it is not set."""
+    raw = os.environ.get(SHARED_ENV)
+    if not raw:
+        return None
+    try:
+        d = json.loads(raw)
+        choice = PrecisionChoice.from_dict(d)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{SHARED_ENV} must be a precision choice as JSON (the zoo sets it), "
+                         f"got {raw!r}: unset it") from exc
+    if choice.precision not in ("fp32", "bf16"):
+        raise ValueError(f"{SHARED_ENV} names precision {choice.precision!r}: unset it")
+    return choice
+
+
 def choose(cfg, device: torch.device) -> PrecisionChoice:
-    """The precision a new run of ``cfg`` trains in on ``device``."""
+    """The precision a new run of ``cfg`` trains in on ``device``: the config's, bf16 on a
+    CUDA GPU that supports it, the zoo's shared choice (``SHARED_ENV``), else a probe."""
     if cfg.precision != "auto":
         return PrecisionChoice(cfg.precision, "config")
     if device.type == "cuda":
         return PrecisionChoice("bf16" if torch.cuda.is_bf16_supported() else "fp32", "cuda")
+    shared = shared_choice()
+    if shared is not None:
+        return shared
     return probe_cpu(cfg)
 
 
