@@ -13,18 +13,59 @@ VENV ?= .venv
 SCALE ?= cpu
 BIN := $(VENV)/bin
 
-.PHONY: setup test book data zoo benchmark clean-runs clean-book browser
+# The lock (README, "The lock"), written by `make lock`: constraints.txt pins every package
+# beneath pyproject.toml's dependencies, its test extra and requirements/setup.in, with PyPI's
+# sha256 hashes; requirements/setup.txt (pip, setuptools: the bootstrap) and
+# requirements/tl4.txt (TransformerLens 4.3; one constraints file cannot hold two versions of
+# transformer-lens) are pinned the same way.
+LOCK := constraints.txt
+SETUP_LOCK := requirements/setup.txt
+TL4_LOCK := requirements/tl4.txt
+TORCH_PIN := torch==2.13.0
 
-# torch is pinned and installed first: an unpinned torch pulled in as another package's
-# dependency would be the newest build, with several GB of CUDA packages.
-$(BIN)/.installed: pyproject.toml
+.PHONY: setup lock test book data zoo benchmark clean-runs clean-book browser
+
+# pip checks every file it downloads here against the lock's hashes (a constraints file with
+# hashes turns on its hash-checking mode), except torch's. torch comes first, pinned but
+# without a hash and without its dependencies: its file may come from TORCH_INDEX or a local
+# wheel, and the CPU-only 2.13.0+cpu build is not on PyPI, so PyPI's hashes cannot cover it.
+# pip cannot hash a directory either, so the package is installed editable without its
+# dependencies; the line after installs them, and torch's, from the lock. Nothing is built in
+# an isolated environment (whose setuptools would be the newest): the package and the two
+# sdist-only dependencies (py2store, transformers-stream-generator) are built by the locked
+# setuptools. TransformerLens 4.3 goes into $(VENV)/tl4 without dependencies, for the TL 4
+# interop tests; the main set meets its requirements (tests/test_environment.py checks).
+$(BIN)/.installed: pyproject.toml $(LOCK) $(SETUP_LOCK) $(TL4_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --require-hashes -r $(SETUP_LOCK)
+	$(BIN)/pip install --quiet --no-deps $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_PIN)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-build-isolation -c $(LOCK) "solu-repro[test]"
+	rm -rf $(VENV)/tl4
+	$(BIN)/pip install --quiet --no-deps --require-hashes --target $(VENV)/tl4 -r $(TL4_LOCK)
 	touch $@
 
 setup: $(BIN)/.installed
+
+# Refresh the lock after editing pyproject.toml or requirements/*.in: pins that still satisfy
+# them are kept; `make lock LOCK_ARGS=--upgrade` re-resolves everything to the newest. uv (pinned,
+# in its own venv) resolves from PyPI for every platform at once (--universal), markers
+# included, so the lock is the same whichever machine refreshes it.
+UV_VERSION := 0.13.9
+UV := $(VENV)/uv-$(UV_VERSION)/bin/uv
+LOCK_ARGS ?=
+$(UV):
+	$(PYTHON) -m venv $(VENV)/uv-$(UV_VERSION)
+	$(VENV)/uv-$(UV_VERSION)/bin/pip install --quiet uv==$(UV_VERSION)
+
+lock: $(UV)
+	$(UV) pip compile --quiet pyproject.toml requirements/setup.in --extra test --universal \
+	  --python-version 3.11 --generate-hashes --custom-compile-command "make lock" \
+	  $(LOCK_ARGS) -o $(LOCK)
+	$(UV) pip compile --quiet requirements/setup.in -c $(LOCK) --no-deps --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" -o $(SETUP_LOCK)
+	$(UV) pip compile --quiet requirements/tl4.in --no-deps --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command "make lock" $(LOCK_ARGS) -o $(TL4_LOCK)
 
 test: setup browser
 	$(BIN)/pytest --timeout 900
