@@ -286,6 +286,28 @@ def cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import default_output, export_neuron_json, export_transformer_lens, resolve_run
+    from .interp.score import ScoreSettings
+
+    run = resolve_run(args.run, args.scale, args.runs_dir, args.step)
+    out = args.output if args.output is not None else default_output(run, args.format)
+    problem = paths.writable_problem(out.parent)
+    if problem is not None:
+        raise NotWritableError(f"cannot write to {out.parent} ({problem}): pass --output DIR "
+                               "with a folder you can write")
+    if args.format == "transformer-lens":
+        export_transformer_lens(run, out, force=args.force)
+    else:
+        settings = ScoreSettings(threshold=args.threshold, min_lift=args.min_lift,
+                                 hook=args.hook, fire_fraction=args.fire_fraction)
+        export_neuron_json(run, out, settings=settings, batch_size=args.batch_size,
+                           device=args.device, progress=not args.quiet,
+                           data_dir=args.data_dir, force=args.force)
+    print(f"{run.name}: {args.format} -> {out}")
+    return 0
+
+
 def _add_interp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
@@ -399,6 +421,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show Jupyter Book's output only if the build fails")
     _add_dirs(p)
     p.set_defaults(func=cmd_book)
+
+    p = sub.add_parser("export", help="write a trained run for other tools: transformer-lens "
+                                      "(TransformerLens config.json + model.safetensors) or "
+                                      "neuron-json (every neuron's top examples, explanation "
+                                      "and scores; README, Export)")
+    p.add_argument("run", metavar="RUN", help="a zoo model name at --scale (e.g. 1L-solu_ln), "
+                                              "or a run directory written by `train`")
+    p.add_argument("--format", required=True, choices=["transformer-lens", "neuron-json"])
+    p.add_argument("--output", type=Path, default=None, metavar="DIR",
+                   help="a new or empty folder (default: exports/SCALE/RUN-FORMAT)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an earlier export in DIR (never a folder of other files)")
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
+    p.add_argument("--step", type=int, default=None,
+                   help="a snapshot step of the run (default: its final weights)")
+    p.add_argument("--hook", choices=["mid", "post"], default="mid",
+                   help="neuron-json: mid (before SoLU's extra LN, what the paper interprets) "
+                        "or post")
+    p.add_argument("--threshold", type=float, default=0.8,
+                   help="neuron-json: the judge's coverage rule, as in `score`")
+    p.add_argument("--min-lift", type=float, default=3.0, help="neuron-json: as in `score`")
+    p.add_argument("--fire-fraction", type=float, default=0.5,
+                   help="neuron-json: as in `score`")
+    p.add_argument("--batch-size", type=_positive_int, default=16,
+                   help="rows per forward pass")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_dirs(p)
+    p.set_defaults(func=cmd_export)
     return parser
 
 
