@@ -282,6 +282,19 @@ def test_transformer_lens_files(tl_runs):
     assert info["model_config"] == run.config.model.to_dict()
 
 
+def test_readme_shows_the_load_lines_and_the_fields():
+    """The README's Export section quotes what the code writes (so the two cannot drift)."""
+    from solu_repro.export import GELU_LN_LINE, SCORE_FIELDS, STAT_FIELDS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Export\n", 1)[1].split("\n## ", 1)[0]
+    assert tl_load_code("DIR", "solu_ln") in section
+    assert tl_load_code("DIR", "solu_ln", 4) in section
+    assert GELU_LN_LINE.rsplit("; ", 1)[1] in section
+    for field in [*SCORE_FIELDS, *STAT_FIELDS, "focus_index", "activations", "hook_name"]:
+        assert f'"{field}"' in section, field
+
+
 def test_blocked_model_is_refused(tmp_path):
     cfg = train_config("1L-solu_ln_b4", solu_blocks=4)
     run = zoo.ZooRun(cfg.name, "custom", cfg, tmp_path / "none", {})

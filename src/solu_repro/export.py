@@ -271,8 +271,10 @@ def _tl_readme(run: zoo.ZooRun, folder: str, tl4_problem: str | None) -> str:
                "it (exact GELU; TL 3 then applies its MLP LayerNorm, as for any `*_ln`).\n"
                if cfg.act_fn == "gelu_ln" else "")
     if tl4_problem is None:
-        mid = ("`blocks.{l}.mlp.ln.hook_in`" if cfg.act_fn == "solu_ln"
-               else "`blocks.{l}.mlp.hook_post` (no extra LayerNorm)")
+        from .interop import tl_hook_name
+
+        mid = ", ".join(f"`{tl_hook_name(act_name('mid', layer), cfg.act_fn, 4)}`"
+                        for layer in range(cfg.n_layers))
         tl4 = f"""TransformerLens 4 has no `HookedTransformer`; it loads the copy in `{TL4_DIR}/`
 (TL 4's native names and layout, Q and K reordered for its adjacent-pair rotary) as a
 `TransformerBridge`:
@@ -281,9 +283,12 @@ def _tl_readme(run: zoo.ZooRun, folder: str, tl4_problem: str | None) -> str:
 {tl_load_code(folder, cfg.act_fn, 4)}
 ```
 
-It gives the same logits; our `hook_mid` is {mid} there."""
+It gives the same logits and MLP activations; our `hook_mid` is {mid} there (by layer)."""
     else:
         tl4 = f"There is no TransformerLens 4 copy: {tl4_problem}."
+    mid3 = ("`hook_mid`, before the MLP LayerNorm, is what the paper interprets"
+            if cfg.has_mlp_ln else "without an MLP LayerNorm TL has no `hook_mid`: ours equals "
+            "`hook_post`")
     return f"""# {run.name}{step} for TransformerLens
 
 A {cfg.n_layers}-layer `{cfg.act_fn}` transformer trained by solu-repro {__version__}
@@ -295,8 +300,7 @@ A {cfg.n_layers}-layer `{cfg.act_fn}` transformer trained by solu-repro {__versi
 
 `strict=False` only because TL builds its attention mask and rotary tables from the config;
 every tensor in `model.safetensors` is a TL parameter. Loaded this way the model computes our
-logits and our `hook_pre`/`hook_mid`/`hook_post` activations (`hook_mid` is what the paper
-interprets). Do not process the weights (`process_weights_`, `fold_ln`, centering) if you
+logits and our `hook_pre`/`hook_mid`/`hook_post` activations ({mid3}). Do not process the weights (`process_weights_`, `fold_ln`, centering) if you
 compare hook values: processing keeps the log-probabilities but changes the raw logits and
 `hook_post`{", and drops this model's MLP LayerNorm" if cfg.act_fn == "gelu_ln" else ""}.
 {gelu_ln}
