@@ -23,18 +23,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fakes import neuron_record
 
 from solu_repro import cli, zoo
-from solu_repro.export import (PROVENANCE_FILE, ExportError, check_destination,
-                               export_neuron_json, export_transformer_lens,
-                               neuron_json_schemas, resolve_run, tl_load_code, _explanation,
-                               _staged)
+from solu_repro.export import (
+    PROVENANCE_FILE,
+    ExportError,
+    _explanation,
+    _staged,
+    check_destination,
+    export_neuron_json,
+    export_transformer_lens,
+    neuron_json_schemas,
+    resolve_run,
+    tl_load_code,
+)
 from solu_repro.integrity import file_digest
 from solu_repro.model import ModelConfig, Transformer
 from solu_repro.train import TrainConfig, train
 from solu_repro.train.checkpoint import save_weights
-
-from fakes import neuron_record
 
 SMALL_DATA = zoo.SCALES["tiny"].data  # the session corpus (conftest)
 

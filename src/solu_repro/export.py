@@ -64,9 +64,10 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -749,7 +750,21 @@ def export(run: zoo.ZooRun, fmt: str, out: str | Path | None = None, **options: 
     return export_neuron_json(run, out, **options)
 
 
-__all__ = ["EXPORTED_BY", "ExportError", "FORMATS", "NEURON_JSON_FORMAT", "NEURON_JSON_VERSION",
-           "PROVENANCE_FILE", "SCORE_FIELDS", "check_destination", "default_output", "export",
-           "export_neuron_json", "export_transformer_lens", "neuron_json_schemas", "provenance",
-           "resolve_run", "tl_load_code"]
+__all__ = [
+    "EXPORTED_BY",
+    "FORMATS",
+    "NEURON_JSON_FORMAT",
+    "NEURON_JSON_VERSION",
+    "PROVENANCE_FILE",
+    "SCORE_FIELDS",
+    "ExportError",
+    "check_destination",
+    "default_output",
+    "export",
+    "export_neuron_json",
+    "export_transformer_lens",
+    "neuron_json_schemas",
+    "provenance",
+    "resolve_run",
+    "tl_load_code",
+]
