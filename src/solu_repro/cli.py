@@ -287,9 +287,13 @@ def cmd_book(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import default_output, export_neuron_json, export_transformer_lens, resolve_run
+    from .export import (FORMATS, ExportError, default_output, export_neuron_json,
+                         export_transformer_lens, resolve_run)
     from .interp.score import ScoreSettings
 
+    if args.format not in FORMATS:  # here, not argparse's choices: one line, not the usage
+        raise ExportError(f"unknown export format {args.format!r}: use one of "
+                          f"{', '.join(FORMATS)}")
     run = resolve_run(args.run, args.scale, args.runs_dir, args.step)
     out = args.output if args.output is not None else default_output(run, args.format)
     problem = paths.writable_problem(out.parent)
@@ -428,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "and scores; README, Export)")
     p.add_argument("run", metavar="RUN", help="a zoo model name at --scale (e.g. 1L-solu_ln), "
                                               "or a run directory written by `train`")
-    p.add_argument("--format", required=True, choices=["transformer-lens", "neuron-json"])
+    p.add_argument("--format", required=True, metavar="{transformer-lens,neuron-json}",
+                   help="what to write (README, Export)")
     p.add_argument("--output", type=Path, default=None, metavar="DIR",
                    help="a new or empty folder (default: exports/SCALE/RUN-FORMAT)")
     p.add_argument("--force", action="store_true",

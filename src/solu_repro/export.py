@@ -1,6 +1,7 @@
 """Exporting a trained run in formats that other tools load without this package.
 
-``solu-repro export RUN --format FORMAT`` writes one folder:
+``solu-repro export RUN --format FORMAT`` writes one folder (from Python:
+``export_transformer_lens(resolve_run("1L-solu_ln"), "out")``, ``export_neuron_json``):
 
 **transformer-lens** (a model TransformerLens 3.x's ``HookedTransformer`` loads):
 
@@ -79,6 +80,24 @@ from .model import ConfigError
 from .train import TrainConfig
 from .train.checkpoint import read_result
 from .train.loop import check_finished
+
+__all__ = [
+    "EXPORTED_BY",
+    "FORMATS",
+    "NEURON_JSON_FORMAT",
+    "NEURON_JSON_VERSION",
+    "PROVENANCE_FILE",
+    "SCORE_FIELDS",
+    "ExportError",
+    "check_destination",
+    "default_output",
+    "export_neuron_json",
+    "export_transformer_lens",
+    "neuron_json_schemas",
+    "provenance",
+    "resolve_run",
+    "tl_load_code",
+]
 
 FORMATS = ("transformer-lens", "neuron-json")
 PROVENANCE_FILE = "solu_repro.json"
@@ -738,33 +757,3 @@ def export_neuron_json(run: zoo.ZooRun, out: str | Path, *, settings=None, k: in
         _write_json(d / PROVENANCE_FILE, info)
     return out
 
-
-def export(run: zoo.ZooRun, fmt: str, out: str | Path | None = None, **options: Any) -> Path:
-    """``export_transformer_lens`` or ``export_neuron_json`` by format name; ``out`` None:
-    ``default_output``."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}: use one of {list(FORMATS)}")
-    out = Path(out) if out is not None else default_output(run, fmt)
-    if fmt == "transformer-lens":
-        return export_transformer_lens(run, out, force=options.get("force", False))
-    return export_neuron_json(run, out, **options)
-
-
-__all__ = [
-    "EXPORTED_BY",
-    "FORMATS",
-    "NEURON_JSON_FORMAT",
-    "NEURON_JSON_VERSION",
-    "PROVENANCE_FILE",
-    "SCORE_FIELDS",
-    "ExportError",
-    "check_destination",
-    "default_output",
-    "export",
-    "export_neuron_json",
-    "export_transformer_lens",
-    "neuron_json_schemas",
-    "provenance",
-    "resolve_run",
-    "tl_load_code",
-]
