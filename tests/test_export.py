@@ -490,6 +490,12 @@ def test_cli_bad_input_is_one_line(trained, tmp_path, capsys):
     assert "solu-repro zoo --scale tiny --only 1L-gelu" in error(
         "1L-gelu", "--scale", "tiny", "--format", "transformer-lens")
     assert "not a run directory" in error(str(tmp_path), "--format", "transformer-lens")
+    unfinished = tmp_path / "unfinished run"
+    unfinished.mkdir()
+    shutil.copyfile(trained / "config.json", unfinished / "config.json")
+    assert (f"has not finished training ({unfinished} has no result.json): train it first with "
+            f"`solu-repro train '{unfinished}/config.json' --run-dir '{unfinished}' --resume`"
+            in error(str(unfinished), "--format", "neuron-json"))
     assert "kept no weights at step 7" in error(str(trained), "--step", "7", "--format",
                                                 "transformer-lens")
     damaged = tmp_path / "damaged"

@@ -62,6 +62,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import shutil
 import tempfile
 import uuid
@@ -170,7 +171,8 @@ def resolve_run(run: str, scale: str = "cpu", runs_dir: str | Path | None = None
         cfg = TrainConfig.from_file(path / "config.json")
         run_dir, name = path, cfg.name or path.name
         scale = _scale_of_folder(path.resolve().parent.name)
-        train_cmd = f"`solu-repro train CONFIG --run-dir {path} --resume`"
+        train_cmd = (f"`solu-repro train {shlex.quote(str(path / 'config.json'))} --run-dir "
+                     f"{shlex.quote(str(path))} --resume`")
     else:
         cfg = zoo.zoo_config(run, scale)
         run_dir, name = zoo.run_dir_for(cfg, scale, runs_dir), run
