@@ -800,9 +800,8 @@ def _to_bridge(model: Transformer) -> Any:
 
 
 def bridge_from_tl(config: dict[str, Any], state_dict: dict[str, Tensor]) -> Any:
-    """A TL 4 ``TransformerBridge`` from a TL-3 config dict and state dict (what
-    ``tl_config_dict`` and ``tl_state_dict`` make, or a ``HookedTransformer``'s
-    ``cfg.to_dict()``-style keywords and ``state_dict()``).
+    """A TL 4 ``TransformerBridge`` from a TL-3 config dict and state dict, as
+    ``tl_config_dict`` and ``tl_state_dict`` make them (an exported model's files).
 
     The model is built through ours (``from_tl_config_dict``, ``from_tl_state_dict``, strict),
     so every parameter is checked to be there, then converted as ``to_transformer_lens``
@@ -954,10 +953,9 @@ def _parse_hook(name: str) -> tuple[str, int | None]:
         for short in MLP_HOOKS + ATTN_HOOKS + RESID_HOOKS:
             if act_name(short, layer) == name:
                 return short, layer
-    raise ValueError(f"{name!r} is not one of our hook names (solu_repro.hooks: "
-                     f"blocks.{{l}}.mlp.hook_{{{','.join(MLP_HOOKS)}}}, "
-                     f"blocks.{{l}}.attn.hook_pattern, blocks.{{l}}.hook_resid_"
-                     f"{{pre,mid,post}}, {', '.join(GLOBAL_HOOKS.values())})")
+    raise ValueError(f"{name!r} is not one of our hook names: solu_repro.hooks.act_name(h, "
+                     f"layer) for h in {list(MLP_HOOKS + ATTN_HOOKS + RESID_HOOKS)}, or one of "
+                     f"{list(GLOBAL_HOOKS.values())}")
 
 
 def tl_hook_name(name: str, act_fn: str, tl_major: int | None = None) -> str:
