@@ -110,9 +110,10 @@ NEURON_JSON_VERSION = 1
 TL_FORMAT_VERSION = 1
 
 TL_ONE_LINER = (
-    'model = HookedTransformer(HookedTransformerConfig(**json.load(open("{d}/config.json"))));'
-    ' model.load_state_dict(load_file("{d}/model.safetensors"), strict=False)')
-"""Loads an export under TransformerLens 3.x (after ``TL_IMPORTS``; ``{d}``: the folder)."""
+    "model = HookedTransformer(HookedTransformerConfig(**json.load(open({config}))));"
+    " model.load_state_dict(load_file({weights}), strict=False)")
+"""Loads an export under TransformerLens 3.x (after ``TL_IMPORTS``; ``{config}``,
+``{weights}``: string literals of its two files' paths)."""
 TL_IMPORTS = ("import json; from safetensors.torch import load_file; "
               "from transformer_lens import HookedTransformer, HookedTransformerConfig")
 GELU_LN_LINE = ("from transformer_lens.utilities.activation_functions import "
@@ -122,9 +123,8 @@ GELU_LN_LINE = ("from transformer_lens.utilities.activation_functions import "
 LayerNorm, which TL 3 adds for any ``act_fn`` ending in ``_ln``; see ``interop``)."""
 TL4_DIR = "tl4"
 TL4_ONE_LINER = (
-    'bridge = TransformerBridge.boot_native(TransformerBridgeConfig(**json.load(open('
-    '"{d}/tl4/config.json")))); bridge.load_state_dict(load_file("{d}/tl4/model.safetensors"),'
-    ' strict=True)')
+    "bridge = TransformerBridge.boot_native(TransformerBridgeConfig(**json.load(open({config}))));"
+    " bridge.load_state_dict(load_file({weights}), strict=True)")
 """Loads the TL 4 copy of an export (``TL4_DIR``, after ``TL4_IMPORTS``) as a native
 ``TransformerBridge``: TL 4 has no ``HookedTransformer``."""
 TL4_IMPORTS = ("import json; from safetensors.torch import load_file; "
@@ -276,13 +276,16 @@ def provenance(run: zoo.ZooRun, fmt: str) -> dict[str, Any]:
 def tl_load_code(folder: str | Path, act_fn: str, tl_major: int = 3) -> str:
     """The Python lines that load an export in ``folder`` with TransformerLens ``tl_major``
     (3: ``HookedTransformer``; 4: the native ``TransformerBridge`` of its ``tl4`` copy)."""
-    d = Path(folder).as_posix()
+    folder = Path(folder) / TL4_DIR if tl_major == 4 else Path(folder)
+    # JSON string literals are Python string literals: any path is quoted correctly
+    paths = {key: json.dumps((folder / name).as_posix(), ensure_ascii=False)
+             for key, name in (("config", "config.json"), ("weights", "model.safetensors"))}
     if tl_major == 4:
-        return f"{TL4_IMPORTS}\n{TL4_ONE_LINER.format(d=d)}"
+        return f"{TL4_IMPORTS}\n{TL4_ONE_LINER.format(**paths)}"
     lines = [TL_IMPORTS]
     if act_fn == "gelu_ln":
         lines.append(GELU_LN_LINE)
-    lines.append(TL_ONE_LINER.format(d=d))
+    lines.append(TL_ONE_LINER.format(**paths))
     return "\n".join(lines)
 
 
@@ -322,8 +325,9 @@ A {cfg.n_layers}-layer `{cfg.act_fn}` transformer trained by solu-repro {__versi
 
 `strict=False` only because TL builds its attention mask and rotary tables from the config;
 every tensor in `model.safetensors` is a TL parameter. Loaded this way the model computes our
-logits and our `hook_pre`/`hook_mid`/`hook_post` activations ({mid3}). Do not process the weights (`process_weights_`, `fold_ln`, centering) if you
-compare hook values: processing keeps the log-probabilities but changes the raw logits and
+logits and our `hook_pre`/`hook_mid`/`hook_post` activations ({mid3}).
+Do not process the weights (`process_weights_`, `fold_ln`, centering) if you compare hook
+values: processing keeps the log-probabilities but changes the raw logits and
 `hook_post`{", and drops this model's MLP LayerNorm" if cfg.act_fn == "gelu_ln" else ""}.
 {gelu_ln}
 {tl4}
