@@ -255,6 +255,19 @@ def test_missing_transformer_lens_gives_install_hint(monkeypatch):
 
 
 @needs_tl
+def test_transformer_lens_that_fails_to_import_gets_our_message(monkeypatch, tmp_path):
+    """Installed but broken (e.g. built for other dependencies) is not "not installed"."""
+    package = tmp_path / "transformer_lens"
+    package.mkdir()
+    (package / "__init__.py").write_text("import a_dependency_that_is_missing\n")
+    monkeypatch.delitem(sys.modules, "transformer_lens")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TransformerLensVersionError,
+                       match=rf"does not import.*a_dependency_that_is_missing.*=={TESTED_TL[3]}"):
+        to_transformer_lens(Transformer(ModelConfig(**SHAPES["1l"])))
+
+
+@needs_tl
 def test_wrong_model_class_is_refused():
     with pytest.raises(TypeError, match="Transformer"):
         from_transformer_lens(make_model("1l", "gelu", "learned"))

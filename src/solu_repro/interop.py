@@ -159,10 +159,25 @@ class TransformerLensVersionError(ImportError):
 def _require_transformer_lens() -> None:
     try:
         import transformer_lens  # noqa: F401
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        if e.name != "transformer_lens":
+            raise _broken_tl(e) from e
         raise ImportError(
             f"solu_repro.interop needs transformer-lens, which is not installed: "
             f"run {_INSTALL_HINT}") from e
+    except ImportError as e:
+        raise _broken_tl(e) from e
+
+
+def _broken_tl(e: ImportError) -> TransformerLensVersionError:
+    """TL is installed but does not import (e.g. a version built for other dependencies)."""
+    try:
+        version = importlib.metadata.version("transformer-lens")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(unknown version)"
+    return TransformerLensVersionError(
+        f"transformer-lens {version} is installed but does not import ({e}); solu_repro.interop "
+        f"is tested with {TESTED_TL[3]} ({_TL3_HINT}) and {TESTED_TL[4]} ({_TL4_HINT})")
 
 
 def installed_tl_version() -> str:
