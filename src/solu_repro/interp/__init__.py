@@ -22,6 +22,8 @@ Modules:
 * ``calibration``: the planted rotation test that says which instrument a rotation cannot
   fool.
 * ``analysis``: pre/post-LN consistency by band (§6.4), layer roles (§6.3), sparsity.
+* ``sae``: sparse autoencoders (SAELens TopK) on the MLP activations, their features read by
+  the same instruments, and how their decoder directions align with the neurons.
 * ``stats``: Wilson and Newcombe intervals, agreement and Cohen's kappa.
 """
 
@@ -41,6 +43,7 @@ from .harvest import (
 from .score import NeuronScore, NeuronScores, ScoreSettings, human_agreement, score_neurons, score_run
 from .controls import CONTROLS, controls_for, score_control
 from .stats import Proportion, proportion, wilson_interval
+from .sae import FeatureDictionary, SAEFeatures, SAEReport, SAESettings, sae_run, train_sae
 
 __all__ = [
     "CONTROLS", "HOOKS", "Example", "Harvest", "HarvestError", "ModelNeurons", "NeuronScore",
@@ -49,3 +52,5 @@ __all__ = [
     "score_neurons", "score_run",
     "selection_rows", "split_position", "wilson_interval",
 ]
+__all__ += ["FeatureDictionary", "SAEFeatures", "SAEReport", "SAESettings", "sae_run",
+            "train_sae"]
