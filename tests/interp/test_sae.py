@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from solu_repro import zoo
 from solu_repro.interp import sae as S
-from solu_repro.interp.harvest import HarvestError, ModelNeurons, harvest
+from solu_repro.interp.harvest import HarvestError, ModelNeurons
 from solu_repro.model import ConfigError, Transformer, model_loss
 
 # A quick SAE of the tiny zoo's models (d_mlp = 128): 32 steps of 128 tokens.
@@ -190,7 +189,8 @@ def test_sae_run_saves_in_the_saelens_layout_with_a_report(run, dictionary):
     assert r.n_loss_tokens == r.n_tokens - r.meta["rows"]  # every column but BOS and the last
     record = json.loads((path / S.REPORT_FILE).read_text())
     assert record["meta"]["sha256"][S.WEIGHTS_FILE] == dictionary.sha256
-    assert record["meta"]["repair"] == "solu-repro features --scale tiny --only 1L-solu_ln --rebuild"
+    assert record["meta"]["repair"] == \
+        "solu-repro features --scale tiny --only 1L-solu_ln --rebuild"
     assert S.SAEReport.from_dict(record["report"]) == r
 
 
@@ -306,6 +306,16 @@ def test_the_viewer_shows_a_feature(run, dictionary):
     j = int(np.argmax(h.stat("max", "mid")[0].numpy()))
     html = view.neuron_html(source.as_model(run.config.model.n_ctx), run.corpus(), h, 0, j)
     assert f"L0N{j}" in html and html.count('class="solu-snippet"') >= 1
+    # any features of the dictionary, by index (what FeatureCounterparts.examples names)
+    strongest = np.argsort(-h.stat("max", "mid")[0].numpy())[:2]
+    ids = [h.meta["features"][int(i)] for i in strongest]
+    pages = S.feature_html(run, TINY, ids)
+    assert all(f'data-feature="{i}"' in pages for i in ids)
+    assert pages.count('class="solu-neuron"') == 2 and 'class="solu-snippet"' in pages
+    alone = S.harvest_features(run, TINY, features=ids, progress=False)
+    assert alone.d_mlp == 2 and alone.meta["features"] == ids
+    assert np.allclose(alone.stat("max", "mid")[0].numpy(),
+                       h.stat("max", "mid")[0].numpy()[strongest], rtol=1e-5)
 
 
 # --- geometry ---------------------------------------------------------------------------------
@@ -343,7 +353,8 @@ def test_feature_counterparts_of_a_post_sae(run):
     c = S.feature_counterparts(run, post, progress=False)
     F = 2 * run.config.model.d_mlp
     assert c.mid_r.shape == c.post_r.shape == c.rotated_r.shape == c.frequency.shape == (F,)
-    assert ((0 <= c.mid_r) & (c.mid_r <= 1)).all() and ((0 <= c.frequency) & (c.frequency <= 1)).all()
+    for values in (c.mid_r, c.post_r, c.rotated_r, c.frequency):
+        assert ((0 <= values) & (values <= 1)).all()
     live = c.active(1)
     assert len(live) and (c.mid_neuron[live] >= 0).all()
     lone = c.without_counterpart(threshold=0.5, min_active=5)

@@ -34,7 +34,6 @@ SAE reads: the instruments read hook ``"mid"`` of every source.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -45,7 +44,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -145,10 +144,25 @@ class SAESettings:
             (``harvest.harvest_precision``), else fp32. Activations are always read in fp32
             (as the instruments read them), and the cache key holds the precision used.
 
-    The defaults (``k=32``, 131,072 tokens in batches of 256 at ``lr=3e-3``) were chosen on the
-    cpu book's 1-layer models (``d_mlp=512``, ``d_sae=2048``), measured on 16,320 validation
-    tokens, on a 2-core machine shared with other jobs, one torch thread. See
-    ``DEFAULTS_EVIDENCE`` for the measured numbers.
+    The defaults were measured on the local cpu book's 1-layer models (``d_mlp=512``,
+    ``d_sae=2048``), FVE on 16,320 validation tokens, one torch thread, bf16 autocast:
+
+    * k (FVE, dead features of 2,048, at 150,000 tokens): GELU mid k=16 0.804 (24 dead), k=32
+      0.849 (45), k=64 0.883 (27); SoLU-LN mid 0.890 (275), 0.921 (120), 0.945 (58); SoLU-LN
+      post 0.864 (159), 0.907 (73), 0.936 (33). From 16 to 32 FVE gains 4 to 5 points and
+      SoLU's dead features halve; from 32 to 64 it gains 3 more at twice the L0 (64 of 512
+      dimensions per token is no longer sparse): k=32.
+    * batch and lr (GELU mid, k=32, 100,000 tokens): batch 1,024 at lr 1e-3 0.736, at 3e-3
+      0.806; batch 256 at 1e-3 0.792, at 3e-3 0.830 (0.833 with the decay over the second
+      half), at 1e-2 diverged (FVE -0.57); batch 512 at 3e-3 0.822: batch 256, lr 3e-3.
+    * tokens: 300,000 instead of 150,000 gained 1.8 (GELU) to 4.3 (SoLU-LN post) points at
+      twice the time. 131,072 tokens keep one SAE near half a minute: on an idle core
+      (AVX-512 with native bf16) ``sae_run`` took 27 to 29 s per SAE, gathering activations
+      and the report included (24 to 26 s of training), 43 s in fp32, plus 4.6 s to import
+      SAELens once per process. At these defaults: GELU mid FVE 0.842, 33 dead, loss 3.602
+      -> 3.800 spliced (zero ablation 7.386: 94.8% recovered); SoLU-LN mid 0.911, 95 dead,
+      3.600 -> 3.760 (10.376: 97.6%); SoLU-LN post 0.894, 63 dead, 3.600 -> 3.739 (8.591:
+      97.2%); L0 32 for all.
     """
 
     hook: str = "mid"
@@ -193,9 +207,6 @@ class SAESettings:
         d = asdict(self)
         d["lr"] = float(d["lr"])
         return d
-
-
-DEFAULTS_EVIDENCE = """(filled in from the measurements)"""
 
 
 # --- activation batches -----------------------------------------------------------------------
@@ -464,8 +475,9 @@ class SAEReport:
         k: Features active per token (TopK).
         clean_loss: The model's next-token loss at the spliced positions.
         spliced_loss: The loss with the hook's activation replaced by the reconstruction.
-        zero_loss: The loss with the hook's activation replaced by zeros (zero ablation): the
-            scale of "fraction of loss recovered".
+        zero_loss: The loss with the hook's activation replaced by zeros (zero ablation; for
+            SoLU-LN's hook_mid its LayerNorm then outputs its bias): the scale of "fraction of
+            loss recovered".
         n_tokens: Held-out tokens the reconstruction is measured on.
         n_loss_tokens: Next-token predictions the losses average (every column of a row but
             BOS's: BOS's activation is never replaced, and its prediction would not change).
@@ -781,8 +793,8 @@ def load_dictionary(path: str | Path, device: str | torch.device = "cpu") -> Fea
             raise HarvestError(f"cannot read {path / name} ({exc.strerror or exc}); repair it "
                                f"with `{fix}`") from exc
         if found is not None:
-            raise HarvestError(f"{integrity.describe(path / name, report_file, digests[name], found)}"
-                               f"; repair it with `{fix}`")
+            what = integrity.describe(path / name, report_file, digests[name], found)
+            raise HarvestError(f"{what}; repair it with `{fix}`")
     try:
         sae = load_sae(path, device)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
@@ -993,12 +1005,15 @@ def _features_path(run, dictionary: FeatureDictionary, kind: str, key: Mapping[s
 
 def run_features(run, dictionary: FeatureDictionary, *, seed: int = 0,
                  max_features: int | None = MAX_FEATURES,
+                 features: Sequence[int] | None = None,
                  device: str | torch.device = "cpu") -> SAEFeatures:
     """The run's SAE features as a ``NeuronSource``: the model's fp32 neurons encoded by the
-    dictionary, the seeded subset of ``max_features`` of them (``feature_subset``)."""
+    dictionary; ``features`` (dictionary indices, in that order), else the seeded subset of
+    ``max_features`` of them (``feature_subset``)."""
     model = run.load_model(device).eval()
-    return SAEFeatures(ModelNeurons(model, "fp32"), dictionary,
-                       features=feature_subset(dictionary.d_sae, max_features, seed))
+    if features is None:
+        features = feature_subset(dictionary.d_sae, max_features, seed)
+    return SAEFeatures(ModelNeurons(model, "fp32"), dictionary, features=features)
 
 
 def _tag(run, dictionary: FeatureDictionary, features: SAEFeatures) -> dict[str, Any]:
@@ -1009,23 +1024,27 @@ def _tag(run, dictionary: FeatureDictionary, features: SAEFeatures) -> dict[str,
 
 
 def harvest_features(run, settings: SAESettings = SAESettings(), *, seed: int = 0,
-                     max_features: int | None = MAX_FEATURES, k: int = 20,
+                     max_features: int | None = MAX_FEATURES,
+                     features: Sequence[int] | None = None, k: int = 20,
                      samples_per_bin: int = 4, rows: str = "even", max_rows: int | None = None,
                      batch_size: int = 16, device: str | torch.device = "cpu",
                      progress: bool = True, data_dir=None, rebuild: bool = False) -> Harvest:
     """The harvest (``harvest.harvest``) of a run's SAE features on its validation split, as
-    ``harvest_run`` harvests its neurons, cached in ``<run_dir>/features/``. Its ``meta``
-    names the dictionary and the feature each neuron is (``"features"``: None for all)."""
+    ``harvest_run`` harvests its neurons, cached in ``<run_dir>/features/``: the judge's subset
+    (``seed``, ``max_features``), or the dictionary's ``features`` given (e.g. a few
+    ``FeatureCounterparts.examples`` to show in the viewer). Its ``meta["features"]`` maps
+    each harvested neuron to its feature (None: all, in order)."""
     dictionary = sae_run(run, settings, data_dir=data_dir, progress=progress, device=device)
-    subset = feature_subset(dictionary.d_sae, max_features, seed)
+    chosen = None if features is None else [int(f) for f in features]
     path = _features_path(run, dictionary, "harvest", {
         "kind": "harvest", "k": k, "samples_per_bin": samples_per_bin, "rows": rows,
-        "max_rows": max_rows, "seed": int(seed), "max_features": max_features,
+        "max_rows": max_rows, "seed": int(seed),
+        **({"max_features": max_features} if chosen is None else {"features": chosen}),
         "weights": weights_digest(run), "data": run.result.get("data_hash")}, "safetensors")
 
     def compute() -> Harvest:
         source = run_features(run, dictionary, seed=seed, max_features=max_features,
-                              device=device)
+                              features=chosen, device=device)
         corpus = run.corpus(data_dir)
         h = harvest(source, corpus.split("val"), run.config.model.n_ctx, corpus.bos_id,
                     rows=rows, k=k, samples_per_bin=samples_per_bin, batch_size=batch_size,
@@ -1036,6 +1055,31 @@ def harvest_features(run, settings: SAESettings = SAESettings(), *, seed: int = 
         return h
 
     return cached(path, rebuild, Harvest.load, compute)
+
+
+def feature_html(run, settings: SAESettings, features: Sequence[int], *, band="top",
+                 n: int = 20, seed: int = 0, device: str | torch.device = "cpu",
+                 progress: bool = False, data_dir=None) -> str:
+    """The viewer's page (``view.neuron_html``: top firings, or a band of activation levels,
+    §6.4) of each of the dictionary's ``features``, one after another, from their cached
+    harvest (``harvest_features(features=...)``). The header's ``L0N<j>`` is the feature's
+    position in ``features``; each page is preceded by the feature's index."""
+    from .view import neuron_html
+
+    h = harvest_features(run, settings, seed=seed, features=features, device=device,
+                         progress=progress, data_dir=data_dir)
+    dictionary = sae_run(run, settings, data_dir=data_dir, progress=progress, device=device)
+    source = run_features(run, dictionary, features=list(features), device=device)
+    model = source.as_model(run.config.model.n_ctx)
+    corpus = run.corpus(data_dir)
+    pages = []
+    for j, feature in enumerate(features):
+        pages.append(f'<div class="solu-feature" data-feature="{int(feature)}">'
+                     f'<p style="font-family:sans-serif;font-size:12px;color:#555">'
+                     f'{dictionary.name} feature {int(feature)}</p>'
+                     + neuron_html(model, corpus, h, 0, j, band=band, n=n, seed=seed)
+                     + "</div>")
+    return "".join(pages)
 
 
 def _check_score_settings(score_settings) -> None:
@@ -1255,8 +1299,9 @@ class FeatureCounterparts:
     n_tokens: int
     meta: dict[str, Any] = field(default_factory=dict)
 
-    _ARRAYS = {"mid_r": np.float64, "mid_neuron": np.int64, "post_r": np.float64,
-               "post_neuron": np.int64, "rotated_r": np.float64, "frequency": np.float64}
+    _ARRAYS: ClassVar[dict[str, type]] = {
+        "mid_r": np.float64, "mid_neuron": np.int64, "post_r": np.float64,
+        "post_neuron": np.int64, "rotated_r": np.float64, "frequency": np.float64}
 
     def active(self, min_active: int = 20) -> np.ndarray:
         """Features active on at least ``min_active`` held-out tokens (enough for a
@@ -1275,10 +1320,10 @@ class FeatureCounterparts:
 
     def examples(self, n: int = 5, threshold: float = COUNTERPART_R,
                  min_active: int = 20) -> list[dict[str, Any]]:
-        """The ``n`` least matched features (``without_counterpart``), most frequent first
-        among them, with their numbers: what the chapter shows in the viewer."""
-        ids = self.without_counterpart(threshold, min_active)
-        ids = ids[np.argsort(-self.frequency[ids], kind="stable")][:n]
+        """The ``n`` least matched features among those active on ``min_active`` held-out
+        tokens or more (``without_counterpart``, lowest ``mid_r`` first), with their numbers:
+        what the chapter shows in the viewer."""
+        ids = self.without_counterpart(threshold, min_active)[:n]
         return [{"feature": int(i), "mid_r": float(self.mid_r[i]),
                  "mid_neuron": int(self.mid_neuron[i]), "post_r": float(self.post_r[i]),
                  "post_neuron": int(self.post_neuron[i]), "rotated_r": float(self.rotated_r[i]),
@@ -1458,7 +1503,15 @@ def add_features_parser(subparsers) -> Any:
     p.add_argument("--train-tokens", type=positive, default=d.train_tokens,
                    help=f"training tokens (default {d.train_tokens})")
     p.add_argument("--seed", type=int, default=d.seed, help="the SAE's seed (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    def device(text: str) -> str:
+        try:
+            torch.device(text)
+        except RuntimeError:
+            raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (cpu, cuda, "
+                                             "cuda:1, ...)") from None
+        return text
+
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--rebuild", action="store_true", help="train again even if saved")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
