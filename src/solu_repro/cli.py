@@ -455,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_dirs(p)
     p.set_defaults(func=cmd_export)
+
+    from .interp.sae import add_features_parser  # SAELens is imported only when it trains
+    add_features_parser(sub)
     return parser
 
 
@@ -465,7 +468,7 @@ def _output_dirs(args: argparse.Namespace) -> list[tuple[Path, str]]:
         return [(spec_dir, "--data-dir")]
     if args.command == "train" and args.run_dir is not None:
         return [(args.run_dir.parent, "--run-dir")]
-    if args.command in ("train", "zoo", "harvest", "score", "book"):
+    if args.command in ("train", "zoo", "harvest", "score", "book", "features"):
         if args.command == "zoo" and args.list:
             return []
         root = args.runs_dir if args.runs_dir is not None else paths.runs_dir()
@@ -491,7 +494,7 @@ def _written_folders(args: argparse.Namespace) -> list[tuple[Path, str]]:
     """Every folder a command may write to (its output and the corpus cache), with the option
     that chooses another."""
     folders = list(_output_dirs(args))
-    if args.command in ("train", "zoo", "harvest", "score", "book"):
+    if args.command in ("train", "zoo", "harvest", "score", "book", "features"):
         data = getattr(args, "data_dir", None)
         folders.append((data if data is not None else paths.data_dir(), "--data-dir"))
     return folders

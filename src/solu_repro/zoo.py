@@ -90,6 +90,11 @@ class Scale:
     runs_under: str | None = None
     """Keep this scale's runs under another scale's folder (None: its own), so a scale that
     extends another reuses the runs they share (same config, same hash)."""
+    features: bool = True
+    """Whether the book trains sparse dictionaries (SAEs) on this scale's 1-layer pair and
+    reads them with every instrument (chapter 8, ``solu_repro.interp.sae``). Off at ``cpu``: the
+    default book has no room for them on the slowest CPU seen (README, "Budget"); the
+    ``cpu-features`` scale is the same zoo with them."""
     train_threads: int | None = None
     """Torch threads while training (None: torch's default). Tiny models are trained on one
     thread, so that one machine trains the same tiny zoo every time: their training is chaotic
@@ -145,7 +150,12 @@ SCALES: dict[str, Scale] = {
                                      runs_under="tiny"),
     # The default book (issue 22): the Figure 4 pair only, 3 seeds each at 5.73 M tokens. The
     # README shows the arithmetic on the slowest CPU seen; what no longer fits is in cpu-full.
-    "cpu": Scale(**_CPU_SHAPE, depths=(1,), pair_seeds=3, ablation_seeds=0, blocks=0),
+    "cpu": Scale(**_CPU_SHAPE, depths=(1,), pair_seeds=3, ablation_seeds=0, blocks=0,
+                 features=False),
+    # The cpu book and chapter 8's sparse dictionaries (9 SAEs on the same 6 runs, each read by
+    # the judge, the rotation-fair score and the probes): README, "Budget", has its time.
+    "cpu-features": Scale(**_CPU_SHAPE, depths=(1,), pair_seeds=3, ablation_seeds=0,
+                          blocks=0, runs_under="cpu"),
     # The same chapters with everything at the same 5.73 M tokens: the pair (3 seeds), 2 seeds
     # each of GELU-LN, SoLU without LN and the 4-block SoLU-LN, and one 2L and 4L pair.
     "cpu-full": Scale(**_CPU_SHAPE, depths=(1, 2, 4), pair_seeds=3, ablation_seeds=2,

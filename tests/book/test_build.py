@@ -122,8 +122,8 @@ def page_path(book, name: str) -> Path:
     return book.html_dir / "book" / "executed" / f"{name}.html"
 
 
-def test_book_has_the_eight_chapters():
-    assert [nb.stem[:2] for nb in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 9)], NOTEBOOKS
+def test_book_has_the_nine_chapters():
+    assert [nb.stem[:2] for nb in NOTEBOOKS] == [f"{i:02d}" for i in range(1, 10)], NOTEBOOKS
 
 
 @pytest.mark.slow
@@ -132,7 +132,7 @@ def test_toc_lists_every_notebook(book):
     intro = Page(page_path(book, "intro").read_text())
     linked = {Path(h.split("#")[0]).stem for h in intro.links if "executed/" in h}
     assert linked == {nb.stem for nb in NOTEBOOKS}
-    assert len(linked) == 8
+    assert len(linked) == 9
     for nb in NOTEBOOKS:
         assert page_path(book, nb.stem).is_file(), nb
 

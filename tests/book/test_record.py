@@ -1,4 +1,4 @@
-"""The record of scored claims (saved by each chapter, loaded by chapter 8) and the scorecard
+"""The record of scored claims (saved by each chapter, loaded by chapter 9) and the scorecard
 that renders it."""
 
 from __future__ import annotations
@@ -200,12 +200,15 @@ def test_scorecard_counts_kinds_apart_and_escapes_corpus_text():
     rows[0] = REG.REGISTRY[rows[0].id].scored("<script>alert(1)</script>", C.REPRODUCED)
     html = scorecard.scorecard_html(rows)
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert html.count("<table") == 2 and "data-kind='identity'" in html
+    assert html.count("<table") == 3 and "data-kind='identity'" in html
+    assert "data-kind='beyond the paper'" in html
     ident = scorecard.counts(rows, kind=C.IDENTITY)
     emp = scorecard.counts(rows, kind=C.EMPIRICAL)
+    beyond = scorecard.counts(rows, kind=C.BEYOND)
     assert sum(ident.values()) == 3 and ident[C.REPRODUCED] == 1
-    assert sum(emp.values()) == len(REG.CLAIMS) - 3 and emp[C.REPRODUCED] == 0
-    assert {v: ident[v] + emp[v] for v in C.VERDICTS} == scorecard.counts(rows)
+    assert sum(beyond.values()) == 3 and beyond[C.REPRODUCED] == 0
+    assert sum(emp.values()) == len(REG.CLAIMS) - 6 and emp[C.REPRODUCED] == 0
+    assert {v: ident[v] + emp[v] + beyond[v] for v in C.VERDICTS} == scorecard.counts(rows)
     assert set(scorecard.VERDICT_COLORS) == set(C.VERDICTS)
     assert not checks.failed(checks.scorecard_checks(rows))
     assert checks.failed(checks.scorecard_checks(rows[1:]))  # a registry claim unscored
@@ -217,18 +220,20 @@ def test_power_table_and_null_registry_show_every_empirical_claim_escaped():
     rows = _all_scored(C.INCONCLUSIVE)
     t = C.seed_test([0.10, -0.12, 0.08], interest=0.05, null="<b>rotated</b>", unit="points",
                     scale=100)
-    rows[-1] = REG.REGISTRY[rows[-1].id].scored("x", tests=[t])
+    last = max(i for i, c in enumerate(rows) if c.kind == C.EMPIRICAL)  # the paper's last
+    rows[last] = REG.REGISTRY[rows[last].id].scored("x", tests=[t])
     html = scorecard.power_html(rows)
     assert "<b>rotated" not in html and "&lt;b&gt;rotated" in html
-    assert html.count("<tr>") == 1 + sum(c.kind == C.EMPIRICAL for c in rows)
-    got = {r["claim"]: r for r in scorecard.power_rows(rows)}[rows[-1].id]
+    # every tested claim has a row: the paper's empirical claims and those beyond it
+    assert html.count("<tr>") == 1 + sum(c.kind in C.TESTED_KINDS for c in rows)
+    got = {r["claim"]: r for r in scorecard.power_rows(rows)}[rows[last].id]
     assert got["smallest detectable"] == t._num(t.detectable, False)
     assert got["seeds for 80% power"] == f"about {multiplicity.seeds_for(t):,}"
     sim = multiplicity.simulate_null(rows, n=200)
     table = scorecard.null_registry_markdown(sim, rows)
     assert "| not testable here |" in table and "under the null" in table
     assert "at least one \"reproduced\" in" in scorecard.multiplicity_sentence(sim)
-    assert sim.claims == (rows[-1].id,)   # only claims decided on a test are simulated
+    assert sim.claims == (rows[last].id,)   # only claims decided on a test are simulated
     assert len(sim.by_design) == sum(c.kind == C.EMPIRICAL for c in rows) - 1
 
 

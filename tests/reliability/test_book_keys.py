@@ -1,4 +1,4 @@
-"""The built book cannot contradict itself: chapter 8 renders only claim records made from the
+"""The built book cannot contradict itself: chapter 9 renders only claim records made from the
 inputs of the chapters the book publishes, and two book builds never share one folder.
 
 The failure these tests reproduce: chapter 4 run by hand (``papermill notebooks/04-....ipynb
@@ -6,7 +6,7 @@ out.ipynb -p seed 1``) overwrote its saved claims; a later ``solu-repro book`` r
 executed chapter 4 (whose inputs had not changed) but re-executed chapter 8, so the page said
 one number and the scorecard another. The build runs on a small checkout of two fake chapters
 (a chapter 4 that saves the real registry's claims for its chapter, quoting its seed, and a
-chapter 8 that loads them as the scorecard does), so it takes seconds, not the tiny book's
+chapter 9 that loads them as the scorecard does), so it takes seconds, not the tiny book's
 minutes.
 """
 
@@ -103,7 +103,7 @@ VALIDATE = ("ctx = book_context(scale=scale, runs_dir=runs_dir, seed=seed, "
 
 def fake_checkout(repo: Path) -> Path:
     """A checkout with a chapter 4 that saves its registry claims quoting its seed (and prints
-    what its page says) and a chapter 8 that renders them as the scorecard does."""
+    what its page says) and a chapter 9 that renders them as the scorecard does."""
     (repo / "notebooks").mkdir(parents=True)
     (repo / "book").mkdir()
     shutil.copy(ROOT / "_config.yml", repo / "_config.yml")
@@ -170,7 +170,7 @@ def test_a_hand_run_with_another_seed_cannot_make_the_book_contradict_itself(tmp
                                progress_bar=False)
     assert "nulls: 1" in (runs / "tiny" / "claims" / f"{CH4}.json").read_text()
 
-    # chapter 8 by hand now refuses, naming the chapter and the seed
+    # chapter 9 by hand now refuses, naming the chapter and the seed
     with pytest.raises(PapermillExecutionError) as err:
         papermill.execute_notebook(
             repo / "notebooks" / f"{record.SCORECARD}.ipynb", tmp_path / "out8.ipynb",
@@ -190,7 +190,7 @@ def test_a_hand_run_with_another_seed_cannot_make_the_book_contradict_itself(tmp
     page = printed(executed / f"{CH4}.ipynb", "PAGE:")
     assert page == printed(executed / f"{record.SCORECARD}.ipynb", "SCORECARD:")
     assert page == "net of the nulls: 0"
-    # chapter 8 is re-executed whenever a record it renders changes, even if its copy exists
+    # chapter 9 is re-executed whenever a record it renders changes, even if its copy exists
     record_path = runs / "tiny" / "claims" / f"{CH4}.json"
     payload = json.loads(record_path.read_text())
     payload["claims"][0]["ours"] = "net of the nulls: 0 "

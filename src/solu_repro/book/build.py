@@ -216,7 +216,7 @@ def notebook_inputs(path: Path, parameters: dict[str, Any], package: str,
     """What decides an executed notebook: its cells, parameters, package and environment.
 
     ``execute_all`` adds ``claims`` to a chapter that saves claims (the key its record must
-    carry, ``keys.claims_key``; chapter 8 reads it from the executed copy) and ``records`` to
+    carry, ``keys.claims_key``; chapter 9 reads it from the executed copy) and ``records`` to
     the scorecard (a digest of every record it renders, so it is re-executed when any
     changes)."""
     return {"notebook": notebook_digest(path), "parameters": parameters, "package": package,
@@ -376,7 +376,7 @@ def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force
         log(f"executing {source.name} at scale {scale} ({reason}) ...")
         execute_notebook(source, executed, passed, inputs, cwd=source.parent,
                          progress=progress)
-        if "claims" in inputs:  # what it saved must be what chapter 8 will expect
+        if "claims" in inputs:  # what it saved must be what chapter 9 will expect
             key, digest = saved(claims_runs, scale, chapter)
             names, _ = keys.differences(key, inputs["claims"])
             path = Path(claims_runs) / scale / "claims" / f"{chapter}.json"
@@ -390,7 +390,7 @@ def execute_all(repo: Path, root: Path, scale: str, runs_dir: Path | None, force
                     f"notebook {source.name} ran but its saved claims ({path}) "
                     + ("are missing" if digest is None else
                        f"carry other inputs than the build gave it ({', '.join(names)})")
-                    + ", so chapter 8 would refuse them: its record.save(ctx, "
+                    + ", so chapter 9 would refuse them: its record.save(ctx, "
                     f"{chapter!r}, claims, parameters=dict(...)) call must pass the values "
                     "of its parameters cell as the notebook received them")
         seconds = time.perf_counter() - start

@@ -178,7 +178,40 @@ def layer_roles_checks(rows: Sequence[Mapping[str, Any]], depths: Mapping[str, i
 
 
 # --- chapter 7: LayerNorm bands -----------------------------------------------------------------
-# --- chapter 8: the scorecard -------------------------------------------------------------------
+# --- chapter 8: sparse dictionaries --------------------------------------------------------------
+def features_checks(m: Any, *, expansion: int, k: int) -> list[Check]:
+    """What holds whatever the trained weights: every seed has the four bases (and SoLU-LN's
+    hook_post dictionary), each dictionary has ``expansion`` features per neuron and at most
+    ``k`` active per token, fractions lie in [0, 1], and a unit vector's largest |component|
+    is at least 1 / sqrt(d) (so no mean alignment can fall below that)."""
+    from ..paper.s8_features import BASES, GELU, SOLU_LN
+
+    out = []
+    for seed in m.seeds:
+        have = {(r.model, r.basis) for r in m.bases if r.seed == seed}
+        want = {(GELU, "neurons"), (GELU, "sae mid"), (SOLU_LN, "neurons"),
+                (SOLU_LN, "sae mid"), (SOLU_LN, "sae post")}
+        out.append(Check(f"seed {seed}: the five bases measured", have == want,
+                         f"have {sorted(have)}"))
+    neurons = {(r.name): r.n_directions for r in m.bases if r.basis == "neurons"}
+    ok_size = all(r.d_sae == expansion * neurons.get(r.name, -1) for r in m.dictionaries)
+    out.append(Check(f"every dictionary has {expansion} features per neuron", ok_size))
+    out.append(Check(f"L0 <= k={k} in every dictionary",
+                     all(0 < r.l0 <= k + 1e-6 for r in m.dictionaries)))
+    fracs = [v for r in m.dictionaries for v in (r.dead, r.aligned, r.no_counterpart)
+             if v == v] + [v for r in m.bases for v in (r.interpretable, r.exposed, r.probe_f1)
+                           if v == v]
+    out.append(Check("fractions, r² and F1 in [0, 1]", all(0 <= v <= 1 for v in fracs)))
+    out.append(Check("variance explained <= 1", all(r.fve <= 1 + 1e-9 for r in m.dictionaries)))
+    out.append(Check("mean alignment and its null between 1/sqrt(d_mlp) and 1", all(
+        neurons.get(r.name, 0) and 1 / math.sqrt(neurons[r.name]) - 1e-9
+        <= min(r.alignment, r.alignment_null) and max(r.alignment, r.alignment_null) <= 1 + 1e-9
+        for r in m.dictionaries)))
+    out.append(Check(f"bases are {', '.join(BASES)}", {r.basis for r in m.bases} <= set(BASES)))
+    return out
+
+
+# --- chapter 9: the scorecard -------------------------------------------------------------------
 def scorecard_checks(claims: Sequence[Any]) -> list[Check]:
     """The registry's structure (every claim has a row, by kind) and the verdicts of the
     identity claims, decided by algebra and worked examples rather than trained weights."""

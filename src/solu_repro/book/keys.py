@@ -1,7 +1,7 @@
 """What a chapter's results are keyed by: its notebook, its parameters, the package's code and
 the zoo.
 
-Shared by ``record`` (a chapter saves its scored claims under this key; chapter 8 refuses a
+Shared by ``record`` (a chapter saves its scored claims under this key; chapter 9 refuses a
 record whose key differs from the book it is about to publish) and ``build`` (an executed
 chapter is reused only while these inputs are unchanged). It imports nothing of the book, so
 both can import it.

@@ -22,7 +22,7 @@ from . import style
 
 
 def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
-    """What chapter 4 scores (``ch04_interpretability.gather``), per model:
+    """What chapters 4 and 8 score (``ch04_interpretability.gather``), per model:
     ``("scores", settings or None)`` and ``("control", name)``; every model of the zoo, every
     seed."""
     from ..interp.controls import controls_for
@@ -53,6 +53,11 @@ def tasks(ctx) -> dict[str, list[tuple[str, Any]]]:
     for name in pair_names(ctx.all_names, one):
         out[name].append(("training", None))
     out[ctx.names[0]].append(("rotation_test", None))  # the planted test, once per corpus
+    # chapter 8's sparse dictionaries on the pair (ch08_features.gather_run, default settings)
+    from .ch08_features import available, pair_seeds
+    for names in (pair_seeds(ctx).values() if available(ctx) else ()):
+        for name in names:
+            out[name].append(("features", None))
     return out
 
 
@@ -84,6 +89,9 @@ def _work(scale: str, runs_dir: str, seed: int, name: str,
             measure_run(ctx.run(name), ctx.seed)
         elif kind == "rotation_test":
             ctx.rotation_test()
+        elif kind == "features":
+            from .ch08_features import gather_run
+            gather_run(ctx, name)
     return name, time.perf_counter() - start
 
 

@@ -1,7 +1,7 @@
-"""The record of scored claims: what each chapter saves and chapter 8 reads.
+"""The record of scored claims: what each chapter saves and chapter 9 reads.
 
 A chapter decides its claims (``solu_repro.paper.registry.decide``), saves them here
-(``save``) and glues each claim's sentence into its text (``glue_claims``). Chapter 8 loads
+(``save``) and glues each claim's sentence into its text (``glue_claims``). Chapter 9 loads
 the saved claims (``load``) and renders them.
 
 A saved record is keyed by everything that made it (``keys.claims_key``): the chapter's
@@ -33,7 +33,7 @@ from ..paper.claim import Claim
 from ..paper.registry import CHAPTERS, CLAIMS
 from . import keys
 
-SCORECARD = "08-scorecard"
+SCORECARD = "09-scorecard"
 """The chapter that renders the saved records (``solu-repro book`` passes it ``book_root``)."""
 
 
@@ -77,7 +77,7 @@ def notebook_path(chapter: str) -> Path:
 
 def default_parameters(ctx, chapter: str) -> dict[str, Any]:
     """The chapter's parameters at its notebook's defaults, with ``ctx``'s scale, seed and
-    runs_dir: what chapter 8 run by hand expects, and what ``save`` records when it is not
+    runs_dir: what chapter 9 run by hand expects, and what ``save`` records when it is not
     passed the parameters (a script or test scoring a chapter outside its notebook)."""
     return {**keys.notebook_parameters(notebook_path(chapter)), "scale": ctx.scale,
             "seed": getattr(ctx, "seed", 0), "runs_dir": ctx.runs_dir}
@@ -108,7 +108,7 @@ def claims_key(ctx, chapter: str, parameters: Mapping[str, Any] | None = None
 
 def save(ctx, chapter: str, claims: Sequence[Claim],
          parameters: Mapping[str, Any] | None = None) -> Path:
-    """Save ``chapter``'s scored claims (atomically) for chapter 8, keyed by what made them;
+    """Save ``chapter``'s scored claims (atomically) for chapter 9, keyed by what made them;
     every registry claim of the chapter must be among them, and no other.
 
     ``parameters``: the notebook's parameters, every name of its ``parameters`` cell (the
@@ -162,7 +162,7 @@ def published_key(book_root: Path | str, chapter: str) -> dict[str, Any]:
 
 
 def check_book_root(value: Any) -> Path | None:
-    """Chapter 8's ``book_root`` parameter: None (run by hand), or the root of the book that
+    """Chapter 9's ``book_root`` parameter: None (run by hand), or the root of the book that
     ``solu-repro book`` is building, holding its executed chapters."""
     from .context import ParameterError
 
@@ -171,8 +171,8 @@ def check_book_root(value: Any) -> Path | None:
     if not isinstance(value, (str, Path)) or not (Path(value) / keys.EXECUTED).is_dir():
         raise ParameterError(
             f"parameter book_root={value!r} is invalid: it must be None (the default) or a "
-            f"book root holding {keys.EXECUTED}/ (`solu-repro book` passes it); run chapter 8 "
-            "without it: `papermill notebooks/08-scorecard.ipynb /tmp/08-scorecard.ipynb`")
+            f"book root holding {keys.EXECUTED}/ (`solu-repro book` passes it); run chapter 9 "
+            "without it: `papermill notebooks/09-scorecard.ipynb /tmp/09-scorecard.ipynb`")
     return Path(value)
 
 

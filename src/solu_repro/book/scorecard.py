@@ -14,7 +14,8 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 from ..paper.claim import (ALPHA, CONTRADICTED, EMPIRICAL, IDENTITY, INCONCLUSIVE,
-                          KIND_LABELS, KINDS, NOT_TESTABLE, POWER, REPRODUCED, VERDICTS, Claim)
+                          KIND_LABELS, KINDS, NOT_TESTABLE, POWER, REPRODUCED, TESTED_KINDS,
+                          VERDICTS, Claim)
 from ..paper.multiplicity import NullRegistry, seeds_for
 from ..paper.registry import CLAIMS
 from .record import load
@@ -32,7 +33,7 @@ def scorecard(ctx, book_root=None) -> list[Claim]:
     """Every claim the chapters saved for ``ctx``'s zoo, in registry (paper) order;
     ``record.MissingClaims`` names the notebooks to run first, and ``record.StaleClaims`` each
     chapter whose saved claims were made from other inputs than the book publishes (its
-    executed copy in ``book_root`` when ``solu-repro book`` runs chapter 8, else the chapter
+    executed copy in ``book_root`` when ``solu-repro book`` runs chapter 9, else the chapter
     at its defaults with ``ctx``'s scale, seed and runs_dir on the current code), so the
     scorecard never quotes a number its chapter's page does not."""
     return load(ctx, book_root=book_root)
@@ -97,11 +98,12 @@ def _badge(c: Claim) -> str:
 
 
 def power_rows(claims: Sequence[Claim]) -> list[dict[str, str]]:
-    """Every empirical claim's headline test as text: the verdict, the effect and its interval,
+    """Every tested claim's headline test (the paper's empirical claims, then those beyond it)
+    as text: the verdict, the effect and its interval,
     the smallest effect the design detects with 80% power beside the smallest of interest, the
     seeds it would take, and the null it is measured against (or the gate it failed)."""
     rows = []
-    for c in by_kind(claims, EMPIRICAL):
+    for c in [c for kind in TESTED_KINDS for c in by_kind(claims, kind)]:
         t = c.test
         row = {"section": c.section, "claim": c.id, "verdict": c.verdict}
         if t is None:

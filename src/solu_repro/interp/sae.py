@@ -209,6 +209,21 @@ class SAESettings:
         return d
 
 
+SCALE_TRAIN_TOKENS = {"tiny": 16_384, "tiny-pair": 16_384}
+"""Training tokens of a scale whose zoo is too small for ``DEFAULT_TRAIN_TOKENS`` (the tiny
+scales' train split, and the nbval runs of every chapter at that scale, which must stay quick).
+Every other scale trains on the default."""
+
+
+def scale_settings(scale: str, hook: str = "mid", **changes: Any) -> SAESettings:
+    """The ``SAESettings`` the book and ``solu-repro features`` use at ``scale`` (one place, so
+    the command prepares exactly the dictionaries the chapter reads); ``changes`` override
+    (None: the default)."""
+    tokens = SCALE_TRAIN_TOKENS.get(scale, DEFAULT_TRAIN_TOKENS)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    return SAESettings(**{"hook": hook, "train_tokens": tokens, **changes})
+
+
 # --- activation batches -----------------------------------------------------------------------
 def _as_source(source) -> NeuronSource:
     if isinstance(source, Transformer):
@@ -1500,8 +1515,9 @@ def add_features_parser(subparsers) -> Any:
                    help=f"d_sae = expansion x d_mlp (default {d.expansion})")
     p.add_argument("--k", type=positive, default=d.k,
                    help=f"features active per token (default {d.k})")
-    p.add_argument("--train-tokens", type=positive, default=d.train_tokens,
-                   help=f"training tokens (default {d.train_tokens})")
+    p.add_argument("--train-tokens", type=positive, default=None,
+                   help=f"training tokens (default {d.train_tokens}; "
+                        f"{', '.join(f'{k} {v}' for k, v in SCALE_TRAIN_TOKENS.items())})")
     p.add_argument("--seed", type=int, default=d.seed, help="the SAE's seed (default 0)")
     def device(text: str) -> str:
         try:
@@ -1542,8 +1558,8 @@ def run_features_command(args) -> int:
         run = runs[name]
         hooks = tuple(dict.fromkeys(args.hook)) if args.hook else hooks_for(run)
         for hook in hooks:
-            settings = SAESettings(hook=hook, expansion=args.expansion, k=args.k,
-                                   train_tokens=args.train_tokens, seed=args.seed)
+            settings = scale_settings(args.scale, hook, expansion=args.expansion, k=args.k,
+                                      train_tokens=args.train_tokens, seed=args.seed)
             dictionary = sae_run(run, settings, data_dir=args.data_dir, rebuild=args.rebuild,
                                  progress=not args.quiet, device=args.device)
             out.setdefault(name, {})[hook] = {**dictionary.report.to_dict(),

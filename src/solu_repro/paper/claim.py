@@ -66,9 +66,15 @@ TEST_KINDS = (DIRECTIONAL, EQUIVALENCE)
 
 IDENTITY = "identity"
 EMPIRICAL = "empirical"
-KINDS = (IDENTITY, EMPIRICAL)
+BEYOND = "beyond the paper"
+"""Empirical claims the paper did not make (chapter 8's sparse dictionaries): decided under the
+same rules, counted apart from the paper's own claims."""
+KINDS = (IDENTITY, EMPIRICAL, BEYOND)
+TESTED_KINDS = (EMPIRICAL, BEYOND)
+"""The kinds decided by tests over seeds (chapter 9's power table reads both)."""
 KIND_LABELS = {IDENTITY: "identities and worked examples (§4: true of the functions)",
-               EMPIRICAL: "empirical claims (about trained models)"}
+               EMPIRICAL: "empirical claims (about trained models)",
+               BEYOND: "beyond the paper (sparse dictionaries on the same models, 2023)"}
 
 # --- the paper's numbers (one name each) ---------------------------------------------------------
 PAPER_LOSS_MARGIN = 0.01
@@ -90,7 +96,7 @@ class ClaimSpec:
         section: the paper's section ("§6.2 / Figure 4").
         statement: the claim in the paper's words.
         paper: the paper's number or wording of the effect ("+25 points").
-        kind: ``IDENTITY`` or ``EMPIRICAL``.
+        kind: ``IDENTITY``, ``EMPIRICAL`` or ``BEYOND``.
         chapter: the notebook that measures it (its file stem, e.g. "03-performance").
         rule: the verdict rule in words; ``decide`` applies it.
         decide: the function from the chapter's measurements to the scored ``Claim``
@@ -124,7 +130,7 @@ class ClaimSpec:
         """This claim with our measurement ``ours`` and its verdict.
 
         ``tests`` are the tests the verdict rests on (the first is the headline one, shown in
-        chapter 8's power table); without an explicit ``verdict`` it is ``combined`` of their
+        chapter 9's power table); without an explicit ``verdict`` it is ``combined`` of their
         verdicts (every part must hold). ``sentence`` is what the chapter's text says (glued as
         ``claim_<id>``, the verdict apart as ``verdict_<id>``); by default it is ``ours``.
         ``rule`` overrides the rule text only to fill in numbers the spec cannot know.

@@ -2,7 +2,7 @@
 
 The book tests many claims at once. Each test's error rate is stated (``claim.ALPHA``): a
 directional claim is reproduced under the null at most ALPHA / 2 of the time (one side of a 95%
-interval), an equivalence claim at most ALPHA (TOST at its margin). Chapter 8 shows what that
+interval), an equivalence claim at most ALPHA (TOST at its margin). Chapter 9 shows what that
 means for the whole registry by simulating it: every empirical claim's tests are re-drawn with
 no effect (directional: per-unit values ``N(0, sd)``; equivalence: ``N(margin, sd)``, the
 boundary, where a false "equivalent" is likeliest), with the same number of seeds, the same
@@ -36,7 +36,7 @@ from .claim import (ALPHA, DIRECTIONAL, EMPIRICAL, REPRODUCED, VERDICTS, Claim, 
                     combined, seed_test, seeds_needed)
 
 N_REGISTRIES = 2000
-"""Simulated registries in chapter 8 (the Monte Carlo error of a 2.5% rate is about 0.35
+"""Simulated registries in chapter 9 (the Monte Carlo error of a 2.5% rate is about 0.35
 points)."""
 
 
@@ -114,7 +114,7 @@ class NullRegistry:
 
 def simulate_null(claims: Iterable[Claim], n: int = N_REGISTRIES, seed: int = 0
                   ) -> NullRegistry:
-    """``n`` registries of the empirical ``claims`` (as chapter 8 loads them) under their
+    """``n`` registries of the empirical ``claims`` (as chapter 9 loads them) under their
     nulls, seeded (``numpy`` ``default_rng(seed)``)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n (simulated registries) must be a positive integer, got {n!r}")

@@ -2,7 +2,7 @@
 
 Each ``ClaimSpec`` is declared once, beside the measurements it rests on, in its paper
 section's module; this module only lists them. A chapter notebook decides its claims with
-``decide(chapter, measurements)``, saves them (``solu_repro.book.record``) and chapter 8
+``decide(chapter, measurements)``, saves them (``solu_repro.book.record``) and chapter 9
 renders what was saved: it measures nothing, so a number quoted in a chapter and in the
 scorecard is the same number.
 """
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import s4_design, s5_performance, s6_3_neurons, s6_4_layernorm, s6_interpretability
+from . import (s4_design, s5_performance, s6_3_neurons, s6_4_layernorm, s6_interpretability,
+               s8_features)
 from .claim import Claim, ClaimSpec
 
-SECTIONS = (s4_design, s5_performance, s6_interpretability, s6_3_neurons, s6_4_layernorm)
-"""The paper-section modules, in paper order."""
+SECTIONS = (s4_design, s5_performance, s6_interpretability, s6_3_neurons, s6_4_layernorm,
+            s8_features)
+"""The paper-section modules, in paper order, then the claims beyond the paper."""
 
 CLAIMS: tuple[ClaimSpec, ...] = tuple(spec for section in SECTIONS for spec in section.CLAIMS)
 REGISTRY: dict[str, ClaimSpec] = {c.id: c for c in CLAIMS}

@@ -93,7 +93,7 @@ FLOOR = "the untrained model of the same config (random init), read against the 
 """What sets the floor (``interp.controls.random_init``)."""
 NULL = ("0 (as often inconsistent after the LN as before it), gated on room below the "
         "untrained model's level")
-"""The null of the claim's test, as chapter 8 shows it."""
+"""The null of the claim's test, as chapter 9 shows it."""
 
 _FEATURES: dict[tuple, Any] = {}
 
