@@ -42,10 +42,10 @@ def unavailable_text(ctx) -> str:
 
 def pair_seeds(ctx) -> dict[str, list[str]]:
     """Every seed of the shallowest GELU and SoLU-LN models, seed ``i`` at index ``i``."""
+    from ..paper.s6_interpretability import seeds_by_variant
     from ..zoo import seed_of
-    from .ch04_interpretability import one_layer_seeds
 
-    seeds = one_layer_seeds(ctx)
+    seeds = seeds_by_variant(ctx.all_names, min(ctx.depths))
     return {model: sorted(seeds.get(model, []), key=seed_of) for model in MODELS}
 
 
