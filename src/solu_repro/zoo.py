@@ -537,18 +537,35 @@ def shared_precision(scale: str, runs_dir: str | Path | None = None, log=None):
     folder = run_dir_for(next(iter(configs.values())), scale, runs_dir).parent
     path = folder / SHARED_PRECISION_FILE
     machine = _machine()
-    try:
-        saved = json.loads(path.read_text())
-        if saved.get("machine") == machine:
-            return PrecisionChoice.from_dict(saved["choice"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # none yet, another machine's, or unreadable: probe again
+
+    def saved_choice():
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("machine") == machine:
+                return PrecisionChoice.from_dict(saved["choice"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # none yet, another machine's, or unreadable: probe again
+        return None
+
+    choice = saved_choice()
+    if choice is not None:
+        return choice
     from .speed import train_flops_per_token
 
-    costly = max(configs.values(), key=lambda c: train_flops_per_token(c.model))
-    choice = dataclasses.replace(probe_cpu(costly), reason="zoo probe")
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"machine": machine, "choice": choice.to_dict(), "probed_on": costly.name})
+    # one process probes; another one deciding at the same time waits and reads its answer
+    with open(folder / f".{SHARED_PRECISION_FILE}.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            choice = saved_choice()
+            if choice is not None:
+                return choice
+            costly = max(configs.values(), key=lambda c: train_flops_per_token(c.model))
+            choice = dataclasses.replace(probe_cpu(costly), reason="zoo probe")
+            write_json(path, {"machine": machine, "choice": choice.to_dict(),
+                              "probed_on": costly.name})
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
     if log is not None:
         log(f"precision of the {scale} zoo's new runs on this machine: {choice}")
     return choice

@@ -197,3 +197,39 @@ def test_every_new_run_of_a_zoo_takes_the_one_choice(tmp_path, monkeypatch, data
         assert run.result["precision"] == "bf16"
         assert run.result["precision_choice"]["reason"] == "zoo probe"
     assert precision.SHARED_ENV not in __import__("os").environ
+
+
+def test_two_processes_deciding_at_once_share_one_probe(tmp_path):
+    """Two processes ask for the zoo's precision at the same moment, with a probe that answers
+    differently each time it runs: both get the first answer (the lock)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import json, os, sys, time
+        import torch
+        from solu_repro import zoo
+        from solu_repro.train import precision
+        from solu_repro.train.precision import PrecisionChoice
+        torch.cuda.is_available = lambda: False
+        def probe(cfg, *a, **k):
+            with open({str(tmp_path / "probes")!r}, "a+") as f:
+                f.seek(0)
+                first = not f.read()
+                f.write("probed\\n")
+            time.sleep(1.0)  # long enough for the other process to arrive
+            return PrecisionChoice("bf16" if first else "fp32", "probe")
+        precision.probe_cpu = probe
+        while not os.path.exists({str(tmp_path / "go")!r}):
+            time.sleep(0.01)
+        print(zoo.shared_precision("cpu", {str(tmp_path)!r}).precision)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    (tmp_path / "go").write_text("")
+    out = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    saved = json.loads((tmp_path / "cpu" / "precision.json").read_text())
+    assert out[0] == out[1] == saved["choice"]["precision"] == "bf16"
+    assert (tmp_path / "probes").read_text() == "probed\n"  # one probe for both

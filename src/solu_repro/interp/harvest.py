@@ -792,12 +792,35 @@ def harvest_precision(run, device: str | torch.device = "cpu") -> str:
 _NATIVE_BF16: list[bool] = []
 
 
-def _native_bf16() -> bool:
-    if not _NATIVE_BF16:
-        from ..train import precision as precision_mod
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags (``/proc/cpuinfo``) of native bf16 matrix products: AVX-512 BF16, Intel AMX."""
 
-        with precision_mod.torch_threads(1):
-            _NATIVE_BF16.append(precision_mod.matmul_speedup() >= precision_mod.MATMUL_GATE)
+
+def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (None where there is no such file)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def _native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively. Read from the CPU's flags where Linux lists
+    them, so that every process on one machine answers the same (the answer is part of cache
+    keys: a timing under load could differ between a book's worker and its kernel); timed
+    (the precision probe's matmul test) only where there are no flags to read."""
+    if not _NATIVE_BF16:
+        flags = _cpu_flags()
+        if flags is not None:  # (bf16 matmuls go to oneDNN, native under any ATen kernels)
+            _NATIVE_BF16.append(any(f in flags for f in _BF16_FLAGS))
+        else:
+            from ..train import precision as precision_mod
+
+            with precision_mod.torch_threads(1):
+                _NATIVE_BF16.append(precision_mod.matmul_speedup() >= precision_mod.MATMUL_GATE)
     return _NATIVE_BF16[0]
 
 
