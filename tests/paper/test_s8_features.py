@@ -82,10 +82,26 @@ def test_alignment_is_not_testable_when_a_dictionary_does_not_beat_random_direct
 
 
 def test_noise_is_not_a_verdict():
-    m = S.measure(*rows([0.30, 0.20, 0.25], [0.21, 0.31, 0.26],
+    m = S.measure(*rows([0.50, 0.40, 0.45], [0.41, 0.51, 0.46],
                         [(0.3, 0.5, 0.4, 0.7), (0.3, 0.5, 0.4, 0.5), (0.3, 0.5, 0.4, 0.3)],
                         [0.5, 0.3, 0.4], [0.3, 0.5, 0.4]))
     assert set(verdicts(m).values()) <= {C.INCONCLUSIVE, C.NOT_TESTABLE}
+    # undecided by the data, not by a gate: every test kept its interval
+    for t in (m.alignment, m.dictionary_gain, m.hidden):
+        assert not t.why and t.lo < 0 < t.hi
+
+
+def test_one_seed_is_not_called_a_failed_gate():
+    bases, dicts = rows([0.2] * 3, [0.4] * 3, [(0.3, 0.5, 0.4, 0.45)] * 3, [0.6] * 3, [0.3] * 3)
+    m = S.measure([b for b in bases if b.seed == 0], [d for d in dicts if d.seed == 0])
+    assert m.alignment.n == 1 and "random directions" not in m.alignment.why
+    assert verdicts(m)["sae_aligned"] == C.NOT_TESTABLE
+
+
+def test_a_scale_without_dictionaries_gates_every_test_with_its_reason():
+    m = S.measure([], [], why="not at this scale: use cpu-features")
+    for c in registry.decide(CHAPTER, m):
+        assert c.verdict == C.NOT_TESTABLE and "cpu-features" in c.test.why
 
 
 def test_a_missing_seed_leaves_that_pair_out():

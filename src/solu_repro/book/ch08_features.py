@@ -97,19 +97,24 @@ def gather_run(ctx, name: str, *, expansion: int = 4, k: int | None = None,
                                      min(n_feat, dictionary.d_sae),
                                      judged.fraction_interpretable().fraction,
                                      float(fair.features_exposed), _mean_f1(probe)))
-        align = S.decoder_alignment(dictionary)
-        null = S.alignment_null(dictionary.d_in)
         cp = S.feature_counterparts(run, settings, **common)
-        active, lacking = cp.active(), cp.without_counterpart(COUNTERPART_R)
+        live = cp.active()  # features active on enough held-out tokens; the dead are left out
+        align = S.decoder_alignment(dictionary)[live]
+        null = S.alignment_null(dictionary.d_in)
+        # each dictionary against the other hook's neurons (GELU's one hook: its own), so the
+        # LayerNorm's per-token rescaling lowers the correlations alike in both directions
+        other = "mid" if hook == "post" else ("post" if run.config.model.has_mlp_ln else "mid")
+        lacking = cp.without_counterpart(COUNTERPART_R, against=other)
         out["counterparts"][hook] = cp
         if hook == "mid":
             out["alignment"] = align
         r = dictionary.report
         out["dictionaries"].append(DictionaryRow(
             name, model, seed, hook, dictionary.d_sae, r.k, r.fve, r.clean_loss,
-            r.spliced_loss, r.zero_loss, r.l0, r.dead / r.d_sae, float(align.mean()),
-            float(null.mean()), float((align >= 0.9).mean()),
-            len(lacking) / len(active) if len(active) else math.nan))
+            r.spliced_loss, r.zero_loss, r.l0, r.dead / r.d_sae,
+            float(align.mean()) if len(align) else math.nan, float(null.mean()),
+            float((align >= 0.9).mean()) if len(align) else math.nan,
+            len(lacking) / len(live) if len(live) else math.nan))
     return out
 
 
@@ -171,7 +176,8 @@ def dictionaries_table(m: FeatureMeasurements) -> str:
                      "mean largest cosine to a neuron": f"{r.alignment:.3f} "
                                                         f"(random {r.alignment_null:.3f})",
                      "cosine ≥ 0.9": pct(r.aligned),
-                     f"no hook_mid neuron at r ≥ {COUNTERPART_R}": pct(r.no_counterpart)})
+                     f"no neuron of the other hook at r ≥ {COUNTERPART_R}":
+                         pct(r.no_counterpart)})
     return markdown_table(rows)
 
 

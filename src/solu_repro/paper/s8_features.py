@@ -77,12 +77,15 @@ class BasisRow:
 class DictionaryRow:
     """One SAE: how well it reconstructs, how sparse it is, where its decoder points.
 
-    ``alignment``: mean over features of the largest |cosine| between the decoder direction
-    and a single neuron (a basis vector); ``alignment_null``: the same statistic for uniformly
-    random unit directions of the same dimension (what an SAE blind to the basis would give);
-    ``aligned``: the share of features whose largest |cosine| is at least 0.9.
-    ``no_counterpart``: the share of features whose activation no ``hook_mid`` neuron
-    follows (best |r| below ``COUNTERPART_R``)."""
+    ``alignment``: mean over its live features (active on enough held-out tokens:
+    ``interp.sae.FeatureCounterparts.active``; dead features keep directions near their random
+    start) of the largest |cosine| between the decoder direction and a single neuron (a basis
+    vector); ``alignment_null``: the same statistic for uniformly random unit directions of the
+    same dimension (what an SAE blind to the basis would give); ``aligned``: the share of live
+    features whose largest |cosine| is at least 0.9. ``no_counterpart``: the share of live
+    features whose activation no single neuron of the *other* hook follows (best |r| below
+    ``COUNTERPART_R``): a ``hook_post`` dictionary against ``hook_mid``'s neurons, a ``hook_mid``
+    dictionary against ``hook_post``'s (GELU, with one hook, against its own)."""
 
     name: str
     model: str
@@ -174,12 +177,14 @@ def dictionary_gain_test(gelu_gain: Sequence[float], solu_gain: Sequence[float])
 
 def hidden_test(post: Sequence[DictionaryRow], mid: Sequence[DictionaryRow]) -> Test:
     """Per SoLU-LN seed: the share of ``hook_post`` features with no ``hook_mid`` neuron as
-    counterpart minus the same share for the ``hook_mid`` dictionary (the control: the same
-    method before the LN)."""
+    counterpart minus the share of ``hook_mid`` features with no ``hook_post`` neuron as
+    counterpart. The control is the same LayerNorm crossed the other way: its per-token
+    rescaling lowers a correlation across it alike in both directions, so only features that
+    exist on one side and not on the other make the difference."""
     return paired_test([r.no_counterpart for r in post], [r.no_counterpart for r in mid],
                        interest=INTEREST, unit="share of features", scale=100.0,
-                       null="0 (after the LN as many features lack a neuron counterpart as "
-                            "before it)")
+                       null="0 (as many hook_post features lack a hook_mid neuron as hook_mid "
+                            "features lack a hook_post neuron)")
 
 
 def measure(bases: Sequence[BasisRow], dictionaries: Sequence[DictionaryRow], *,
@@ -193,8 +198,10 @@ def measure(bases: Sequence[BasisRow], dictionaries: Sequence[DictionaryRow], *,
     align = alignment_test([dicts[GELU, "mid", s] for s in pair],
                            [dicts[SOLU_LN, "mid", s] for s in pair])
     beats = {m: null_test([dicts[m, "mid", s] for s in pair]) for m in MODELS}
-    if pair and not all(t.lo > 0 for t in beats.values()):
-        weak = [m for m, t in beats.items() if not t.lo > 0]
+    # a sanity gate (any basis a dictionary learned should beat random directions); only an
+    # interval that reaches 0 fails it (one seed has no interval: the test itself says so)
+    weak = [m for m, t in beats.items() if math.isfinite(t.lo) and t.lo <= 0]
+    if pair and weak:
         align = gated(align, f"the alignment of {', '.join(weak)} does not beat random "
                              "directions")
     have = [s for s in seeds if all((m, b, s) in by for m in MODELS
@@ -218,10 +225,11 @@ SAE_ALIGNED = ClaimSpec(
     "neurons than a GELU model's (SoLU makes the basis the features live in)",
     "not in the paper (its premise, §3-4: SoLU pushes features onto neurons)", BEYOND,
     "08-features",
-    "a TopK SAE on hook_mid of each seed (same settings for both models); per feature, the "
-    "largest |cosine| between its decoder direction and a basis vector; per model, the mean "
-    "over features; per seed pair, SoLU-LN minus GELU. Testable only if both models' means "
-    "beat uniformly random unit directions (their 95% intervals over seeds above 0). Then "
+    "a TopK SAE on hook_mid of each seed (same settings for both models); per live feature "
+    "(active on at least 20 held-out tokens), the largest |cosine| between its decoder "
+    "direction and a basis vector; per model, the mean over live features; per seed pair, "
+    "SoLU-LN minus GELU. A sanity gate: not testable if either model's mean fails to beat "
+    "uniformly random unit directions (its 95% interval over seeds reaching 0). Then "
     + SEED_RULE)
 
 DICTIONARY_GAIN = ClaimSpec(
@@ -230,7 +238,9 @@ DICTIONARY_GAIN = ClaimSpec(
     "not in the paper (Towards Monosemanticity: a dictionary's features beat a GELU "
     "model's neurons)", BEYOND, "08-features",
     "the ground-truth instrument: sparse probing of each basis against the corpus's labels, "
-    "the mean over labels of the best single direction's held-out F1; a model's gain is its "
+    "the mean over labels of the best single direction's held-out F1; the dictionary offers "
+    "a seeded uniform sample of its features as large as the neuron basis (512 of 2,048 at "
+    "the cpu scales), so both maxima run over equally many directions; a model's gain is its "
     "hook_mid SAE's features minus its neurons; per seed pair, GELU's gain minus SoLU-LN's. "
     + SEED_RULE)
 
@@ -238,11 +248,12 @@ LN_HIDDEN_FEATURES = ClaimSpec(
     "ln_hidden_features", _SECTION, "A dictionary after SoLU's extra LayerNorm finds features "
     "that no neuron before it shows (§6.4's features smuggled through the LN)",
     "not measured in the paper (§6.4 proposes the mechanism)", BEYOND, "08-features",
-    f"SoLU-LN seeds; a TopK SAE on hook_post and one on hook_mid (the control: the same "
-    f"method before the LN); a feature has no counterpart when no hook_mid neuron's "
-    f"activation follows it (best |r| below {COUNTERPART_R} on held-out tokens); per seed, "
-    f"the share of hook_post features without a counterpart minus that share of the hook_mid "
-    f"dictionary. " + SEED_RULE)
+    f"SoLU-LN seeds; a TopK SAE on hook_post and one on hook_mid; a live feature has no "
+    f"counterpart across the LN when no single neuron on its other side follows it (best "
+    f"|r| below {COUNTERPART_R} on held-out tokens); per seed, the share of hook_post "
+    f"features with no hook_mid counterpart minus the share of hook_mid features with no "
+    f"hook_post counterpart (the control: the same LN crossed the other way, whose per-token "
+    f"rescaling lowers both alike). " + SEED_RULE)
 
 
 def _ours(test: Test, what: str) -> str:
@@ -282,9 +293,10 @@ def decide_ln_hidden_features(m: FeatureMeasurements) -> Claim:
     t = m.hidden
     post = [r for r in m.dictionaries if r.model == SOLU_LN and r.hook == "post"]
     mid = [r for r in m.dictionaries if r.model == SOLU_LN and r.hook == "mid"]
-    ours = (f"features with no hook_mid neuron counterpart: after the LN "
-            f"{pct(m.mean(post, 'no_counterpart'))}, before it "
-            f"{pct(m.mean(mid, 'no_counterpart'))}; after - before per seed {t.interval_text}")
+    ours = (f"hook_post features with no hook_mid neuron counterpart "
+            f"{pct(m.mean(post, 'no_counterpart'))}, hook_mid features with no hook_post "
+            f"neuron counterpart {pct(m.mean(mid, 'no_counterpart'))}; the difference per seed "
+            f"{t.interval_text}")
     return LN_HIDDEN_FEATURES.scored(ours, values={"post": [asdict(r) for r in post],
                                                    "mid": [asdict(r) for r in mid],
                                                    "counterpart_r": COUNTERPART_R},
