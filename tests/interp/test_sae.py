@@ -383,3 +383,18 @@ def test_the_features_command_trains_and_reports(run, capsys, data_dir):
         args.func(bad)
     assert sorted(S.feature_names("cpu")) == sorted(
         f"1L-{act}{seed}" for act in ("gelu", "solu_ln") for seed in ("", "-s1", "-s2"))
+
+
+def test_the_features_command_refuses_bad_input_before_any_training(capsys, monkeypatch):
+    from solu_repro import zoo
+
+    monkeypatch.setattr(zoo, "train_zoo", lambda *a, **k: pytest.fail("trained first"))
+    parser = argparse.ArgumentParser()
+    S.add_features_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["features", "--seed", "-1"])
+    assert "--seed: must be a non-negative integer" in capsys.readouterr().err
+    args = parser.parse_args(["features", "--scale", "tiny", "--only", "1L-gelu", "--hook",
+                              "post"])
+    with pytest.raises(ConfigError, match="--hook post needs SoLU's extra LayerNorm"):
+        args.func(args)

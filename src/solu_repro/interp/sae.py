@@ -1518,7 +1518,16 @@ def add_features_parser(subparsers) -> Any:
     p.add_argument("--train-tokens", type=positive, default=None,
                    help=f"training tokens (default {d.train_tokens}; "
                         f"{', '.join(f'{k} {v}' for k, v in SCALE_TRAIN_TOKENS.items())})")
-    p.add_argument("--seed", type=int, default=d.seed, help="the SAE's seed (default 0)")
+    def seed(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+        return value
+
+    p.add_argument("--seed", type=seed, default=d.seed, help="the SAE's seed (default 0)")
     def device(text: str) -> str:
         try:
             torch.device(text)
@@ -1551,6 +1560,13 @@ def run_features_command(args) -> int:
                 raise ConfigError(f"no model {name!r} in the {args.scale} zoo: the features "
                                   f"command trains SAEs on {default}")
     names = list(args.only or default)
+    if args.hook and "post" in args.hook:  # before any training: a model without the LN
+        configs = zoo.zoo_configs(args.scale)
+        flat = [n for n in names if not configs[n].model.has_mlp_ln]
+        if flat:
+            raise ConfigError(f"--hook post needs SoLU's extra LayerNorm, which {', '.join(flat)} "
+                              "does not have (its hook_post is hook_mid): drop --hook post or "
+                              "those models from --only")
     runs = zoo.train_zoo(args.scale, args.runs_dir, names=names, progress=not args.quiet,
                          data_dir=args.data_dir)
     out: dict[str, dict[str, Any]] = {}
