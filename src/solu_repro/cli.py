@@ -63,6 +63,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
 def _device(text: str) -> str:
     """A torch device this machine has: "cpu", "cuda", "cuda:1", "mps"."""
     try:
@@ -286,6 +296,12 @@ def cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    from .interp.sae import run_features_command  # SAELens is imported only when it trains
+
+    return run_features_command(args)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import (FORMATS, ExportError, default_output, export_neuron_json,
                          export_transformer_lens, resolve_run)
@@ -456,8 +472,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dirs(p)
     p.set_defaults(func=cmd_export)
 
-    from .interp.sae import add_features_parser  # SAELens is imported only when it trains
-    add_features_parser(sub)
+    p = sub.add_parser("features", help="train and cache sparse autoencoders (SAELens TopK "
+                                        "SAEs) on the MLP activations of the zoo's 1-layer "
+                                        "GELU and SoLU-LN models (chapter 8)")
+    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
+    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                   help="only these zoo models (default: every seed of the 1L GELU and "
+                        "SoLU-LN models; missing ones are trained first)")
+    p.add_argument("--hook", choices=["mid", "post"], action="append", default=None,
+                   help="the hooks (default: mid and, with SoLU's extra LN, post)")
+    p.add_argument("--expansion", type=_positive_int, default=4,
+                   help="d_sae = expansion x d_mlp (default 4)")
+    p.add_argument("--k", type=_positive_int, default=None,
+                   help="features active per token (default 32)")
+    p.add_argument("--train-tokens", type=_positive_int, default=None,
+                   help="training tokens (default 131,072; 16,384 at the tiny scales)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="the SAE's seed (default 0)")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--rebuild", action="store_true", help="train again even if saved")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_dirs(p)
+    p.set_defaults(func=cmd_features)
     return parser
 
 

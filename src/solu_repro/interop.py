@@ -692,30 +692,11 @@ def tl4_config_dict(cfg: ModelConfig) -> dict[str, Any]:
     """
     _check_tl4_expressible(cfg)
     rotary = cfg.pos_embed == "rotary"
-    return dict(
-        model_name=f"solu-repro-{cfg.n_layers}l-{cfg.act_fn}",
-        architecture="TransformerLensNative",
-        n_layers=cfg.n_layers,
-        d_model=cfg.d_model,
-        n_heads=cfg.n_heads,
-        d_head=cfg.d_head,
-        d_mlp=cfg.d_mlp,
-        d_vocab=cfg.d_vocab,
-        d_vocab_out=cfg.d_vocab,
-        n_ctx=cfg.n_ctx,
-        act_fn=cfg.act_fn,
-        normalization_type="LN",
-        eps=float(cfg.ln_eps),
-        positional_embedding_type=_POS_TO_TL[cfg.pos_embed],
-        rotary_dim=cfg.d_head if rotary else None,
-        rotary_adjacent_pairs=rotary,
-        rotary_base=int(cfg.rotary_base),
-        use_attn_scale=True,
-        attn_scale=math.sqrt(cfg.d_head),
-        attn_only=False,
-        initializer_range=float(cfg.init_std),
-        init_weights=False,
-    )
+    # TL 3's keywords (one description of the architecture), with what TL 4 reads differently
+    d = tl_config_dict(cfg)
+    d = {"model_name": d.pop("model_name"), "architecture": "TransformerLensNative", **d}
+    d.update(rotary_adjacent_pairs=rotary, rotary_base=int(cfg.rotary_base))
+    return d
 
 
 def tl4_state_dict(model: Transformer) -> dict[str, Tensor]:

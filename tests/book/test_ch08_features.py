@@ -11,7 +11,6 @@ import math
 import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from solu_repro.book import ch08_features as ch08

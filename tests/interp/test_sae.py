@@ -4,7 +4,6 @@ features read by the harvest, the judge, the probes, the rotation-fair score and
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -366,8 +365,9 @@ def test_feature_counterparts_of_a_post_sae(run):
 
 # --- the command line -------------------------------------------------------------------------
 def test_the_features_command_trains_and_reports(run, capsys, data_dir):
-    parser = argparse.ArgumentParser()
-    S.add_features_parser(parser.add_subparsers(dest="command"))
+    from solu_repro.cli import build_parser
+
+    parser = build_parser()
     args = parser.parse_args(["features", "--scale", "tiny", "--only", "1L-solu_ln",
                               "--expansion", "2", "--k", "8", "--train-tokens", "4096",
                               "--quiet", "--runs-dir", str(run.run_dir.parent.parent),
@@ -389,8 +389,9 @@ def test_the_features_command_refuses_bad_input_before_any_training(capsys, monk
     from solu_repro import zoo
 
     monkeypatch.setattr(zoo, "train_zoo", lambda *a, **k: pytest.fail("trained first"))
-    parser = argparse.ArgumentParser()
-    S.add_features_parser(parser.add_subparsers(dest="command"))
+    from solu_repro.cli import build_parser
+
+    parser = build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["features", "--seed", "-1"])
     assert "--seed: must be a non-negative integer" in capsys.readouterr().err

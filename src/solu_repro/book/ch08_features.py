@@ -11,7 +11,6 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..fmt import pct, points
-from ..paper.claim import Test
 from ..paper.s8_features import (BASES, COUNTERPART_R, GELU, INTEREST, MODELS, SOLU_LN,
                                  BasisRow, DictionaryRow, FeatureMeasurements)
 from . import style

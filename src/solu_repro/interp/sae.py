@@ -26,7 +26,7 @@ neurons.
 * ``feature_counterparts``: for each feature, the best correlation with any single neuron of
   ``hook_mid`` (and of ``hook_post``, and of a random rotation of ``hook_mid``): §6.4's
   question, are there features after SoLU's LayerNorm that no neuron before it shows?
-* ``add_features_parser`` / ``run_features_command``: ``solu-repro features``.
+* ``run_features_command``: ``solu-repro features`` (its options: ``solu_repro.cli``).
 
 "mid" in an ``SAEFeatures`` source means "the feature activations", whichever model hook the
 SAE reads: the instruments read hook ``"mid"`` of every source.
@@ -1484,68 +1484,6 @@ def feature_names(scale: str) -> list[str]:
 def hooks_for(run) -> tuple[str, ...]:
     """The hooks a run has SAEs on: mid and post with SoLU's extra LayerNorm, mid without."""
     return HOOKS if run.config.model.has_mlp_ln else ("mid",)
-
-
-def add_features_parser(subparsers) -> Any:
-    """Add ``solu-repro features`` to the command line's subparsers; returns the parser."""
-    import argparse
-
-    from .. import zoo
-
-    def positive(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-        return value
-
-    d = SAESettings()
-    p = subparsers.add_parser(
-        "features", help="train and cache sparse autoencoders (SAELens TopK SAEs) on the "
-                         "MLP activations of the zoo's 1-layer GELU and SoLU-LN models")
-    p.add_argument("--scale", choices=sorted(zoo.SCALES), default="cpu")
-    p.add_argument("--only", nargs="+", default=None, metavar="NAME",
-                   help="only these zoo models (default: every seed of the 1L GELU and "
-                        "SoLU-LN models; missing ones are trained first)")
-    p.add_argument("--hook", choices=["mid", "post"], action="append", default=None,
-                   help="the hooks (default: mid and, with SoLU's extra LN, post)")
-    p.add_argument("--expansion", type=positive, default=d.expansion,
-                   help=f"d_sae = expansion x d_mlp (default {d.expansion})")
-    p.add_argument("--k", type=positive, default=d.k,
-                   help=f"features active per token (default {d.k})")
-    p.add_argument("--train-tokens", type=positive, default=None,
-                   help=f"training tokens (default {d.train_tokens}; "
-                        f"{', '.join(f'{k} {v}' for k, v in SCALE_TRAIN_TOKENS.items())})")
-    def seed(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-        return value
-
-    p.add_argument("--seed", type=seed, default=d.seed, help="the SAE's seed (default 0)")
-    def device(text: str) -> str:
-        try:
-            torch.device(text)
-        except RuntimeError:
-            raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (cpu, cuda, "
-                                             "cuda:1, ...)") from None
-        return text
-
-    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1, ...")
-    p.add_argument("--rebuild", action="store_true", help="train again even if saved")
-    p.add_argument("--json", action="store_true", help="print the reports as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="corpus cache (default: $SOLU_DATA_DIR or ./data)")
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help="trained runs (default: $SOLU_RUNS_DIR or ./runs)")
-    p.set_defaults(func=run_features_command)
-    return p
 
 
 def run_features_command(args) -> int:
