@@ -151,7 +151,7 @@ def _values(rows: Mapping[int, Any], seeds: Sequence[int], get) -> list[float]:
 def alignment_test(gelu: Sequence[DictionaryRow], solu: Sequence[DictionaryRow]) -> Test:
     """Per seed pair: the SoLU-LN SAE's mean alignment minus the GELU SAE's (``hook_mid``)."""
     return paired_test([r.alignment for r in solu], [r.alignment for r in gelu],
-                       interest=INTEREST, unit="cosine", scale=100.0,
+                       interest=INTEREST, unit="points of cosine x 100", scale=100.0,
                        null="0 (a SoLU-LN dictionary's features as far from single neurons as "
                             "a GELU dictionary's)")
 
@@ -159,7 +159,7 @@ def alignment_test(gelu: Sequence[DictionaryRow], solu: Sequence[DictionaryRow])
 def null_test(rows: Sequence[DictionaryRow]) -> Test:
     """Per seed: mean alignment minus the random-direction null's."""
     return seed_test([r.alignment - r.alignment_null for r in rows], interest=INTEREST,
-                     unit="cosine", scale=100.0, null="random unit directions")
+                     unit="points of cosine x 100", scale=100.0, null="random unit directions")
 
 
 def gain(neurons: BasisRow, features: BasisRow) -> float:
@@ -171,7 +171,8 @@ def gain(neurons: BasisRow, features: BasisRow) -> float:
 def dictionary_gain_test(gelu_gain: Sequence[float], solu_gain: Sequence[float]) -> Test:
     """Per seed pair: GELU's gain from a dictionary minus SoLU-LN's (positive: SoLU-LN's
     neurons leave less for a dictionary to find)."""
-    return paired_test(gelu_gain, solu_gain, interest=INTEREST, unit="F1", scale=100.0,
+    return paired_test(gelu_gain, solu_gain, interest=INTEREST, unit="points of F1 x 100",
+                       scale=100.0,
                        null="0 (a dictionary adds as much to SoLU-LN's neurons as to GELU's)")
 
 
@@ -182,7 +183,7 @@ def hidden_test(post: Sequence[DictionaryRow], mid: Sequence[DictionaryRow]) -> 
     rescaling lowers a correlation across it alike in both directions, so only features that
     exist on one side and not on the other make the difference."""
     return paired_test([r.no_counterpart for r in post], [r.no_counterpart for r in mid],
-                       interest=INTEREST, unit="share of features", scale=100.0,
+                       interest=INTEREST, unit="points (share of features)", scale=100.0,
                        null="0 (as many hook_post features lack a hook_mid neuron as hook_mid "
                             "features lack a hook_post neuron)")
 
