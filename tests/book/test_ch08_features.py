@@ -111,6 +111,9 @@ def test_a_scale_without_dictionaries_says_so_and_decides_nothing():
         assert "cpu-features" in claim.test.why
     values = ch08.glue_values(m)
     assert values["fve_gelu_mid"] == "n/a" and values["gain_solu"] == "n/a"
+    # the opening paragraph gives the reason, not an empty interval
+    assert all("SCALE=cpu-features" in values[k]
+               for k in ("alignment_test", "gain_test", "hidden_test"))
     ch08.instruments_figure(m), ch08.seed_figure(m)  # empty figures, no error
     assert not ch08.alignment_figure({S.GELU: [], S.SOLU_LN: []}, None).data
 

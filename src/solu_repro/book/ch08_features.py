@@ -291,9 +291,10 @@ def glue_values(m: FeatureMeasurements) -> dict[str, Any]:
         key = "gelu" if model == GELU else "solu"
         g = m.gains.get(model, [])
         out[f"gain_{key}"] = points(float(np.mean(g))) if g else "n/a"
-    out["alignment_test"] = m.alignment.interval_text
-    out["gain_test"] = m.dictionary_gain.interval_text
-    out["hidden_test"] = m.hidden.interval_text
+    for key, test in (("alignment_test", m.alignment), ("gain_test", m.dictionary_gain),
+                      ("hidden_test", m.hidden)):
+        # with no seed at all (a scale without dictionaries) the reason, not an empty interval
+        out[key] = test.interval_text if test.n else test.why or "nothing measured"
     return out
 
 
