@@ -342,15 +342,7 @@ def seed_figure(m: LayerNormMeasurements) -> go.Figure:
                                  marker=dict(color=style.color(variant), size=9,
                                              symbol="circle-open" if what == "room" else "circle"),
                                  name=x, hovertemplate="%{text}: %{y:+.1f} pts<extra></extra>"))
-        lo = 100 * test.lo if math.isfinite(test.lo) else None
-        hi = 100 * test.hi if math.isfinite(test.hi) else None
-        fig.add_trace(go.Scatter(
-            x=[x], y=[100 * test.effect], mode="markers", showlegend=False,
-            marker=dict(color="#333", symbol="line-ew-open", size=24),
-            error_y=dict(type="data", symmetric=False,
-                         array=[hi - 100 * test.effect if hi is not None else 0],
-                         arrayminus=[100 * test.effect - lo if lo is not None else 0]),
-            hovertemplate=f"{test.interval_text}<extra></extra>"))
+        fig.add_trace(style.interval_marker(x, test))
     fig.add_hline(y=0, line=dict(color="#333", width=1))
     fig.add_hline(y=100 * INTEREST, line=dict(color="#555", dash="dot", width=1),
                   annotation_text=f"effect of interest {100 * INTEREST:.0f} pts",

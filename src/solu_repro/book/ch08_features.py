@@ -246,15 +246,7 @@ def seed_figure(m: FeatureMeasurements) -> go.Figure:
                                  marker=dict(size=9, color="#444"),
                                  hovertemplate="%{y:+.1f} pts<extra></extra>"))
         if math.isfinite(test.effect):
-            lo = 100 * test.lo if math.isfinite(test.lo) else None
-            hi = 100 * test.hi if math.isfinite(test.hi) else None
-            fig.add_trace(go.Scatter(
-                x=[label], y=[100 * test.effect], mode="markers", showlegend=False,
-                marker=dict(color="#333", symbol="line-ew-open", size=24),
-                error_y=dict(type="data", symmetric=False,
-                             array=[hi - 100 * test.effect if hi is not None else 0],
-                             arrayminus=[100 * test.effect - lo if lo is not None else 0]),
-                hovertemplate=f"{test.interval_text}<extra></extra>"))
+            fig.add_trace(style.interval_marker(label, test))
     fig.add_hline(y=0, line=dict(color="#333", width=1))
     for y in (100 * INTEREST, -100 * INTEREST):
         fig.add_hline(y=y, line=dict(color="#555", dash="dot", width=1))

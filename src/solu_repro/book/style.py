@@ -6,6 +6,7 @@ baseline is blue, SoLU red and the LN-only ablation green (Figure 4).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import plotly.graph_objects as go
@@ -45,3 +46,17 @@ def figure(title: str, xaxis: str, yaxis: str, height: int = 420, **layout: Any)
     fig.update_xaxes(title_text=xaxis)
     fig.update_yaxes(title_text=yaxis)
     return fig
+
+
+def interval_marker(x: str, test) -> go.Scatter:
+    """A test's mean (a bar) with its interval over seeds (error bars, in points: x 100), at
+    category ``x`` of a seed figure; an infinite end draws no bar on that side."""
+    mean = 100 * test.effect
+    lo = 100 * test.lo if math.isfinite(test.lo) else None
+    hi = 100 * test.hi if math.isfinite(test.hi) else None
+    return go.Scatter(x=[x], y=[mean], mode="markers", showlegend=False,
+                      marker=dict(color="#333", symbol="line-ew-open", size=24),
+                      error_y=dict(type="data", symmetric=False,
+                                   array=[hi - mean if hi is not None else 0],
+                                   arrayminus=[mean - lo if lo is not None else 0]),
+                      hovertemplate=f"{test.interval_text}<extra></extra>")

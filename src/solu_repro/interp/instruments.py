@@ -105,6 +105,15 @@ def probe_labels(corpus, n_ctx: int, min_positives: int = MIN_POSITIVES
     return out
 
 
+def run_probe_labels(run, corpus) -> dict[str, np.ndarray]:
+    """``probe_labels`` of a run's corpus at its ``n_ctx``; ``ConfigError`` when none holds."""
+    labels = probe_labels(corpus, run.config.model.n_ctx)
+    if not labels:
+        raise ConfigError(f"no ground-truth label has {MIN_POSITIVES} positive tokens in both "
+                          f"halves of {run.name}'s validation split: use a larger corpus")
+    return labels
+
+
 # --- sparse probing ---------------------------------------------------------------------------
 def probe_path(run, control: str | None = None, *, seed: int = 0,
                max_tokens: int = PROBE_TOKENS, ks: Sequence[int] = DEFAULT_KS,
@@ -129,10 +138,7 @@ def probe_run(run, control: str | None = None, *, seed: int = 0,
     """
     corpus = run.corpus(data_dir)
     n_ctx = run.config.model.n_ctx
-    labels = probe_labels(corpus, n_ctx)
-    if not labels:
-        raise ConfigError(f"no ground-truth label has {MIN_POSITIVES} positive tokens in both "
-                          f"halves of {run.name}'s validation split: use a larger corpus")
+    labels = run_probe_labels(run, corpus)
     path = probe_path(run, control, seed=seed, max_tokens=max_tokens, ks=ks, labels=list(labels),
                       full=full)
     if path.is_file() and not rebuild:

@@ -1157,7 +1157,7 @@ def probe_features(run, settings: SAESettings = SAESettings(), *, seed: int = 0,
     neurons (same labels, token budget and ks by default), cached in ``<run_dir>/features/``.
     The features are the same seeded subset the judge reads (same ``seed`` and
     ``max_features``)."""
-    from .instruments import MIN_POSITIVES, PROBE_TOKENS, probe_labels
+    from .instruments import PROBE_TOKENS, run_probe_labels
     from .labels import LABELS_VERSION
     from .probing import DEFAULT_KS, PROBE_FORMAT, ProbeResult, sparse_probe
 
@@ -1165,10 +1165,7 @@ def probe_features(run, settings: SAESettings = SAESettings(), *, seed: int = 0,
     ks = DEFAULT_KS if ks is None else tuple(ks)
     corpus = run.corpus(data_dir)
     n_ctx = run.config.model.n_ctx
-    labels = probe_labels(corpus, n_ctx)
-    if not labels:
-        raise ConfigError(f"no ground-truth label has {MIN_POSITIVES} positive tokens in both "
-                          f"halves of {run.name}'s validation split: use a larger corpus")
+    labels = run_probe_labels(run, corpus)
     dictionary = sae_run(run, settings, data_dir=data_dir, progress=progress, device=device)
     path = _features_path(run, dictionary, "probe", {
         "kind": "probe", "probe_format": PROBE_FORMAT, "seed": int(seed),
